@@ -1,0 +1,74 @@
+// faultline — the Backend interface (the kernel's address_space_operations plus
+// the page_mkwrite hook). A Backend stores the bytes of one object; the engine
+// caches them. All calls may come from several threads at once.
+//
+// Error convention: calls return a negative errno on failure (never throw), so
+// the fault path can turn an error into SIGBUS for exactly the faulting access.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <sys/types.h>
+
+namespace faultline {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  /// A key naming the backing object: Engine::open of two backends with the
+  /// same identity gives two handles onto one File (one cache).
+  virtual std::string identity() const = 0;
+
+  /// Whether write() / truncate() / punch_hole() may be called. A writable
+  /// Mapping of a read-only backend is refused with EROFS.
+  virtual bool writable() const = 0;
+
+  /// Current size in bytes, or a negative errno.
+  virtual int64_t size() = 0;
+
+  /// Reads up to buf.size() bytes at `off` (page aligned). Returns the bytes
+  /// read (short only at the object's end; the engine zero-fills the rest) or a
+  /// negative errno.
+  virtual ssize_t read(uint64_t off, std::span<std::byte> buf) = 0;
+
+  /// Optional fast fill: copy [off, off+len) of the object straight into the
+  /// file descriptor `fd` at `fd_off` (the engine's memfd). Returns bytes copied
+  /// (short only at the object's end), a negative errno, or -EOPNOTSUPP when the
+  /// backend has no such path (the engine then uses read() and pwrite()).
+  virtual ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) {
+    (void)off; (void)len; (void)fd; (void)fd_off;
+    return -95;  // EOPNOTSUPP
+  }
+
+  /// Writes all of buf at `off`. Returns 0 or a negative errno.
+  virtual int write(uint64_t off, std::span<const std::byte> buf) = 0;
+
+  /// Called with the page unlocked before a clean page in a shared writable
+  /// Mapping becomes writable (DESIGN R5). May allocate space or refuse
+  /// (negative errno: the storing thread gets SIGBUS).
+  virtual int page_mkwrite(uint64_t off, size_t len) { (void)off; (void)len; return 0; }
+
+  /// Sets the object's size (shrink or extend). 0 or a negative errno.
+  virtual int truncate(uint64_t new_size) = 0;
+
+  /// Deallocates [off, off+len): the range reads as zeros afterwards.
+  virtual int punch_hole(uint64_t off, uint64_t len) = 0;
+
+  /// Makes written data durable. 0 or a negative errno.
+  virtual int sync() = 0;
+};
+
+/// A local file (pread/pwrite on a file descriptor). Opens `path` read-write
+/// when `writable`, else read-only; `create` makes it if missing.
+/// Throws std::system_error (with the errno and the path) when it cannot open.
+std::shared_ptr<Backend> make_file_backend(const std::string& path, bool writable = true,
+                                           bool create = false);
+
+/// An object that lives in memory (for tests, caches of computed data, and as
+/// the model for backend authors). `name` is its identity.
+std::shared_ptr<Backend> make_memory_backend(std::string name, uint64_t initial_size = 0);
+
+}  // namespace faultline

@@ -1,0 +1,77 @@
+// faultline — Engine: one per process. Owns the userfaultfd, the fault-handler
+// threads and the set of open Files. Configured by one plain struct.
+//
+// Requirements (checked at construction, std::system_error when missing):
+// Linux >= 6.6 (userfaultfd MINOR + WP on shmem, UFFDIO_CONTINUE,
+// UFFDIO_POISON), and permission to create a userfaultfd that also handles
+// kernel-mode faults: root / CAP_SYS_PTRACE, access to /dev/userfaultfd, or
+// sysctl vm.unprivileged_userfaultfd = 1.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "faultline/backend.hpp"
+#include "faultline/file.hpp"
+#include "faultline/stats.hpp"
+
+namespace faultline {
+
+namespace detail {
+class EngineCore;
+}
+
+struct EngineConfig {
+  /// Fault-handler threads reading the userfaultfd.
+  unsigned fault_threads = 2;
+  /// Pages installed per fault for non-sequential access (an aligned window
+  /// around the faulting page; 1 disables fault-around).
+  std::size_t fault_around_pages = 64;
+  /// Largest window for sequential access (readahead grows up to it).
+  std::size_t readahead_max_pages = 1024;
+  /// Where warnings go (THP setting, fallbacks). Default: stderr.
+  std::function<void(std::string_view)> log;
+};
+
+/// What the engine found the kernel offers, probed at start.
+struct KernelFeatures {
+  uint64_t uffd_features = 0;   ///< UFFDIO_API features
+  uint64_t range_ioctls = 0;    ///< ioctls allowed on a registered memfd view
+  bool poison = false;          ///< UFFDIO_POISON (SIGBUS delivery)
+  bool wp_shmem = false;        ///< write-protect on shmem
+  bool minor_shmem = false;     ///< MINOR faults on shmem
+  bool wp_async = false;        ///< WP_ASYNC (not used yet)
+  std::string thp_shmem;        ///< transparent_hugepage/shmem_enabled selection
+  std::string via;              ///< "syscall" or "/dev/userfaultfd"
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineConfig config = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Opens a backing object. Same identity -> same File (one cache).
+  File open(std::shared_ptr<Backend> backend);
+  /// Opens a local file through the file backend.
+  File open(const std::string& path, bool writable = true, bool create = false);
+
+  /// Totals over every File this engine has served.
+  Stats stats() const;
+  const KernelFeatures& features() const;
+  const EngineConfig& config() const;
+
+  /// Writes back every File, unmaps every Mapping, stops the threads and closes
+  /// the userfaultfd. Handles used afterwards throw ESHUTDOWN; accesses to a
+  /// view after close() get SIGSEGV. Idempotent; the destructor calls it.
+  void close();
+
+ private:
+  std::shared_ptr<detail::EngineCore> core_;
+};
+
+}  // namespace faultline

@@ -1,0 +1,26 @@
+// faultline — turning SIGBUS inside a scope into an error return.
+//
+// mmap users hate SIGBUS: guarded(fn) runs fn and, if fn's thread raises
+// SIGBUS (an access past EOF, BUS_ADRERR; a backend I/O error or a refused
+// page_mkwrite, BUS_MCEERR_AR), returns a BusError instead of dying. It is
+// thread-safe (the jump buffer is per thread), nests, and chains any SIGBUS
+// handler that was installed before: a SIGBUS outside a guarded scope goes to
+// that handler (or the default action).
+//
+// Caveat (as with any siglongjmp): objects with destructors created inside fn
+// after the faulting access began are not destroyed; keep fn's body to plain
+// loads and stores, or memcpy.
+#pragma once
+#include <functional>
+#include <optional>
+
+namespace faultline {
+
+struct BusError {
+  void* addr = nullptr;  ///< the faulting address
+  int code = 0;          ///< si_code: BUS_ADRERR (past EOF), BUS_MCEERR_AR (I/O error)
+};
+
+std::optional<BusError> guarded(const std::function<void()>& fn);
+
+}  // namespace faultline

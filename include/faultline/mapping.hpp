@@ -1,0 +1,54 @@
+// faultline — Mapping: a registered view of a File (the kernel's vma).
+//
+// Loads and stores on [data(), data()+size()) are served by the engine. A view
+// may extend past EOF; access beyond the page holding EOF gets SIGBUS (see
+// faultline/guarded.hpp to turn that into an error return). A backend read
+// error also gets SIGBUS (si_code BUS_MCEERR_AR) for the faulting access; that
+// page keeps raising SIGBUS in this view until the range is invalidated,
+// punched or truncated.
+//
+// RAII: destruction (or unmap()) waits for in-flight faults on the view, then
+// munmaps it (which also unregisters it) and wakes any waiters (DESIGN R13).
+// Views carry MADV_DONTFORK: a forked child does not inherit them.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace faultline {
+
+namespace detail {
+class MappingImpl;
+}
+
+enum class Access { ReadOnly, ReadWrite };
+enum class Sharing { Shared, Private };
+
+class Mapping {
+ public:
+  Mapping() = default;
+  ~Mapping();
+  Mapping(Mapping&&) noexcept;
+  Mapping& operator=(Mapping&&) noexcept;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+
+  std::byte* data() const noexcept { return addr_; }
+  std::size_t size() const noexcept { return len_; }
+  uint64_t offset() const noexcept { return off_; }
+  bool valid() const noexcept { return impl_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+
+  /// Tears the view down now (idempotent).
+  void unmap();
+
+ private:
+  friend class File;
+  explicit Mapping(std::shared_ptr<detail::MappingImpl> impl);
+  std::shared_ptr<detail::MappingImpl> impl_;
+  std::byte* addr_ = nullptr;
+  std::size_t len_ = 0;
+  uint64_t off_ = 0;
+};
+
+}  // namespace faultline

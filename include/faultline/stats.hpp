@@ -1,0 +1,24 @@
+// faultline — statistics, per File and per Engine. Plain snapshots of counters.
+#pragma once
+#include <cstdint>
+
+namespace faultline {
+
+struct Stats {
+  uint64_t missing_faults = 0;   ///< userfaultfd MISSING events (hole in the memfd)
+  uint64_t minor_faults = 0;     ///< MINOR events (frame present, no PTE in that view)
+  uint64_t wp_faults = 0;        ///< write-protect events (first store to a clean page)
+  uint64_t pages_filled = 0;     ///< pages read from the backend into frames
+  uint64_t pages_installed = 0;  ///< PTEs installed with UFFDIO_CONTINUE
+  uint64_t pages_fault_around = 0;  ///< of those, pages beyond the faulting one
+  uint64_t pages_dirtied = 0;    ///< clean -> dirty transitions
+  uint64_t pages_written_back = 0;
+  uint64_t bytes_read = 0;       ///< bytes read from the backend
+  uint64_t bytes_written = 0;    ///< bytes written to the backend
+  uint64_t read_errors = 0;      ///< backend read failures (the access got SIGBUS)
+  uint64_t write_errors = 0;     ///< backend write-back failures (reported by sync)
+  uint64_t mkwrite_errors = 0;   ///< page_mkwrite refusals (the store got SIGBUS)
+  uint64_t sigbus_sent = 0;      ///< accesses answered with UFFDIO_POISON
+};
+
+}  // namespace faultline

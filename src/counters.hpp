@@ -1,0 +1,38 @@
+// Internal: statistics counters (atomics) behind faultline::Stats snapshots.
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+#include "faultline/stats.hpp"
+
+namespace faultline::detail {
+
+struct Counters {
+  std::atomic<uint64_t> missing_faults{0}, minor_faults{0}, wp_faults{0}, pages_filled{0},
+      pages_installed{0}, pages_fault_around{0}, pages_dirtied{0}, pages_written_back{0},
+      bytes_read{0}, bytes_written{0}, read_errors{0}, write_errors{0}, mkwrite_errors{0},
+      sigbus_sent{0};
+
+  Stats snapshot() const {
+    Stats s;
+    s.missing_faults = missing_faults.load();
+    s.minor_faults = minor_faults.load();
+    s.wp_faults = wp_faults.load();
+    s.pages_filled = pages_filled.load();
+    s.pages_installed = pages_installed.load();
+    s.pages_fault_around = pages_fault_around.load();
+    s.pages_dirtied = pages_dirtied.load();
+    s.pages_written_back = pages_written_back.load();
+    s.bytes_read = bytes_read.load();
+    s.bytes_written = bytes_written.load();
+    s.read_errors = read_errors.load();
+    s.write_errors = write_errors.load();
+    s.mkwrite_errors = mkwrite_errors.load();
+    s.sigbus_sent = sigbus_sent.load();
+    return s;
+  }
+};
+
+using Counter = std::atomic<uint64_t> Counters::*;
+
+}  // namespace faultline::detail

@@ -1,0 +1,216 @@
+// Engine: userfaultfd, handler threads, the registries of views and Files.
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "engine_core.hpp"
+#include "faultline/constants.hpp"
+#include "file_impl.hpp"
+#include "mapping_impl.hpp"
+#include "sys_error.hpp"
+
+namespace faultline {
+namespace detail {
+
+namespace {
+std::string read_thp_setting() {
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
+  std::string line;
+  std::getline(f, line);
+  const auto a = line.find('['), b = line.find(']');
+  if (a == std::string::npos || b == std::string::npos || b < a) return line;
+  return line.substr(a + 1, b - a - 1);
+}
+}  // namespace
+
+EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
+  if (cfg.fault_threads == 0) throw_errno(EINVAL, "faultline: fault_threads must be >= 1");
+  if (cfg.fault_around_pages == 0 || cfg.readahead_max_pages == 0)
+    throw_errno(EINVAL, "faultline: fault_around_pages and readahead_max_pages must be >= 1");
+  const uint64_t f = uffd.features();
+  feats.uffd_features = f;
+  feats.range_ioctls = uffd.range_ioctls();
+  feats.poison = f & UFFD_FEATURE_POISON;
+  feats.wp_shmem = f & UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+  feats.minor_shmem = f & UFFD_FEATURE_MINOR_SHMEM;
+  feats.wp_async = f & UFFD_FEATURE_WP_ASYNC;
+  feats.via = uffd.via();
+  feats.thp_shmem = read_thp_setting();
+  if (feats.thp_shmem == "always" || feats.thp_shmem == "force") {
+    log("faultline: warning: transparent_hugepage/shmem_enabled is '" + feats.thp_shmem +
+        "': memfd writes may allocate 2 MiB folios (zero frames appear beside filled ones, "
+        "memory use grows); correctness is kept (DESIGN R10) but 'within_size' or 'never' "
+        "is recommended");
+  }
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd_ < 0) throw_errno("faultline: eventfd");
+}
+
+EngineCore::~EngineCore() {
+  close();
+  if (stop_fd_ >= 0) ::close(stop_fd_);
+}
+
+void EngineCore::log(std::string_view msg) const {
+  if (cfg.log) cfg.log(msg);
+  else std::cerr << msg << '\n';
+}
+
+void EngineCore::check_open() const {
+  if (closed()) throw_errno(ESHUTDOWN, "faultline: the Engine is closed");
+}
+
+void EngineCore::start() {
+  for (unsigned i = 0; i < cfg.fault_threads; ++i) threads_.emplace_back([this] { handler_loop(); });
+}
+
+void EngineCore::close() {
+  std::lock_guard g(close_mu_);
+  if (closed_.exchange(true)) return;
+  // Write every File back while the views still work.
+  std::vector<std::shared_ptr<FileImpl>> files;
+  {
+    std::lock_guard fg(files_mu_);
+    for (auto& [k, w] : files_)
+      if (auto f = w.lock()) files.push_back(std::move(f));
+  }
+  for (auto& f : files)
+    if (int e = f->writeback(0, PageIndex::kMaxPages))
+      log("faultline: write-back of " + f->key + " at engine close failed: " + std::strerror(e));
+  // Tear every view down (R13: munmap, then wake), then stop the handlers,
+  // then close the userfaultfd last.
+  std::vector<std::shared_ptr<MappingImpl>> maps;
+  {
+    std::shared_lock mg(maps_mu_);
+    for (auto& [a, m] : maps_) maps.push_back(m);
+  }
+  for (auto& m : maps) m->teardown();
+  maps.clear();
+  const uint64_t one = 1;
+  if (::write(stop_fd_, &one, sizeof one) < 0) { /* the threads also stop on uffd close */ }
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+  files.clear();
+  uffd.close();
+}
+
+std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend) {
+  check_open();
+  const std::string key = backend->identity();
+  std::lock_guard g(files_mu_);
+  auto it = files_.find(key);
+  if (it != files_.end()) {
+    if (auto f = it->second.lock()) {
+      f->upgrade_backend(std::move(backend));
+      return f;
+    }
+  }
+  auto f = std::make_shared<FileImpl>(shared_from_this(), std::move(backend), key, kBasePageShift);
+  files_[key] = f;
+  return f;
+}
+
+void EngineCore::forget_file(const std::string& key, const FileImpl* f) {
+  std::lock_guard g(files_mu_);
+  auto it = files_.find(key);
+  if (it == files_.end()) return;
+  auto cur = it->second.lock();
+  if (!cur || cur.get() == f) files_.erase(it);
+}
+
+void EngineCore::add_mapping(const std::shared_ptr<MappingImpl>& m) {
+  std::unique_lock g(maps_mu_);
+  maps_[m->start] = m;
+}
+
+bool EngineCore::remove_mapping(MappingImpl* m) {
+  std::unique_lock g(maps_mu_);
+  m->dead.store(true, std::memory_order_release);
+  auto it = maps_.find(m->start);
+  if (it == maps_.end() || it->second.get() != m) return false;
+  maps_.erase(it);
+  return true;
+}
+
+std::shared_ptr<MappingImpl> EngineCore::lookup(uintptr_t addr) {
+  std::shared_lock g(maps_mu_);
+  auto it = maps_.upper_bound(addr);
+  if (it == maps_.begin()) return nullptr;
+  --it;
+  if (!it->second->contains(addr) || it->second->dead.load(std::memory_order_acquire))
+    return nullptr;
+  it->second->inflight.fetch_add(1, std::memory_order_acq_rel);
+  return it->second;
+}
+
+void EngineCore::dispatch(uintptr_t addr, uint64_t flags) {
+  auto m = lookup(addr);
+  if (!m) {
+    // No live view: let the thread retry (it meets the munmap, or the view
+    // that now owns the address).
+    uffd.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
+    return;
+  }
+  try {
+    m->file->handle_fault(*m, addr, flags);
+  } catch (const std::exception& e) {
+    log(std::string("faultline: fault handling failed: ") + e.what());
+    uffd.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
+  }
+  if (m->inflight.fetch_sub(1, std::memory_order_acq_rel) == 1) m->inflight.notify_all();
+}
+
+void EngineCore::handler_loop() {
+  uffd_msg msgs[32];
+  pollfd fds[2] = {{uffd.fd(), POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  for (;;) {
+    const int r = ::poll(fds, 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      log(std::string("faultline: poll: ") + std::strerror(errno));
+      return;
+    }
+    if (fds[1].revents) return;
+    if (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) return;
+    const ssize_t n = ::read(uffd.fd(), msgs, sizeof msgs);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      log(std::string("faultline: read(userfaultfd): ") + std::strerror(errno));
+      return;
+    }
+    for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(uffd_msg)); ++i) {
+      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+      dispatch(msgs[i].arg.pagefault.address, msgs[i].arg.pagefault.flags);
+    }
+  }
+}
+
+}  // namespace detail
+
+Engine::Engine(EngineConfig config) : core_(std::make_shared<detail::EngineCore>(std::move(config))) {
+  core_->start();
+}
+
+Engine::~Engine() { close(); }
+
+void Engine::close() { core_->close(); }
+
+File Engine::open(std::shared_ptr<Backend> backend) {
+  if (!backend) detail::throw_errno(EINVAL, "faultline: Engine::open of a null backend");
+  return File(core_->open(std::move(backend)));
+}
+
+File Engine::open(const std::string& path, bool writable, bool create) {
+  core_->check_open();
+  return open(make_file_backend(path, writable, create));
+}
+
+Stats Engine::stats() const { return core_->stats.snapshot(); }
+const KernelFeatures& Engine::features() const { return core_->feats; }
+const EngineConfig& Engine::config() const { return core_->cfg; }
+
+}  // namespace faultline

@@ -1,0 +1,102 @@
+// File: the public handle onto a FileImpl, with its own errseq cursor (R8).
+#include "faultline/file.hpp"
+
+#include <sys/mman.h>
+
+#include "engine_core.hpp"
+#include "file_impl.hpp"
+#include "mapping_impl.hpp"
+#include "sys_error.hpp"
+
+namespace faultline {
+
+struct FileCursor {
+  uint64_t errseq = 0;  // the File's errseq this handle has seen (R8)
+};
+
+File::File(std::shared_ptr<FileImpl> impl)
+    : impl_(std::move(impl)), cursor_(std::make_unique<FileCursor>()) {
+  cursor_->errseq = impl_->errseq();
+}
+
+File::~File() = default;
+File::File(File&&) noexcept = default;
+File& File::operator=(File&&) noexcept = default;
+
+FileImpl& File::impl() const {
+  if (!impl_) detail::throw_errno(EBADF, "faultline: File is closed");
+  impl_->core->check_open();
+  return *impl_;
+}
+
+uint64_t File::size() const { return impl().i_size(); }
+std::size_t File::page_size() const { return impl().page_size(); }
+bool File::writable() const { return impl().backend().writable(); }
+Stats File::stats() const { return impl().stats.snapshot(); }
+
+std::size_t File::read(uint64_t off, std::span<std::byte> buf) { return impl().read(off, buf); }
+
+std::size_t File::write(uint64_t off, std::span<const std::byte> buf) {
+  return impl().write(off, buf);
+}
+
+void File::sync() {
+  FileImpl& f = impl();
+  f.writeback(0, detail::PageIndex::kMaxPages);
+  // R8: report an error this handle has not seen, once.
+  const uint64_t now = f.errseq();
+  if (now != cursor_->errseq) {
+    cursor_->errseq = now;
+    detail::throw_errno(FileImpl::errseq_errno(now), "faultline: write-back of " + f.key);
+  }
+}
+
+void File::fsync() {
+  sync();
+  if (int e = impl().backend().sync(); e < 0)
+    detail::throw_errno(-e, "faultline: backend sync of " + impl().key);
+}
+
+Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing) {
+  FileImpl& f = impl();
+  const uint64_t ps = f.page_size();
+  if (len == 0) detail::throw_errno(EINVAL, "faultline: map of zero length");
+  if (off & (ps - 1)) detail::throw_errno(EINVAL, "faultline: map offset not page aligned");
+  const uint64_t rlen = (static_cast<uint64_t>(len) + ps - 1) & ~(ps - 1);
+  if (rlen < len || ((off + rlen) >> f.page_shift()) > detail::PageIndex::kMaxPages)
+    detail::throw_errno(EINVAL, "faultline: map range too large");
+  const bool writable = access == Access::ReadWrite;
+  const bool shared = sharing == Sharing::Shared;
+  if (writable && shared && !f.backend().writable())
+    detail::throw_errno(EROFS, "faultline: writable shared view of read-only " + f.key);
+  const int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  void* a = ::mmap(nullptr, rlen, prot, shared ? MAP_SHARED : MAP_PRIVATE, f.memfd(),
+                   static_cast<off_t>(off));
+  if (a == MAP_FAILED) detail::throw_errno("faultline: mmap of a view");
+  // No fork inherits a view (an unregistered child copy would bypass us).
+  if (::madvise(a, rlen, MADV_DONTFORK) != 0) {
+    const int e = errno;
+    ::munmap(a, rlen);
+    detail::throw_errno(e, "faultline: madvise(MADV_DONTFORK)");
+  }
+  uint64_t modes = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
+  if (writable && shared) modes |= UFFDIO_REGISTER_MODE_WP;  // first store must fault
+  try {
+    f.core->uffd.register_range(a, rlen, modes);
+  } catch (...) {
+    ::munmap(a, rlen);
+    throw;
+  }
+  auto m = std::make_shared<detail::MappingImpl>(f.core, impl_, reinterpret_cast<uintptr_t>(a),
+                                                 rlen, off >> f.page_shift(), writable, shared);
+  f.add_mapping(m.get());
+  f.core->add_mapping(m);
+  return Mapping(std::move(m));
+}
+
+void File::close() {
+  impl_.reset();
+  cursor_.reset();
+}
+
+}  // namespace faultline

@@ -1,0 +1,382 @@
+// File (inode + address_space): construction, the read/write API, write-back.
+// The fault path is in fault.cpp.
+#include "file_impl.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "engine_core.hpp"
+#include "mapping_impl.hpp"
+#include "sys_error.hpp"
+
+namespace faultline::detail {
+
+namespace {
+constexpr uint64_t kIoBatchPages = 256;  // pages per read/write/write-back batch
+
+std::vector<std::byte>& bounce(size_t n) {
+  thread_local std::vector<std::byte> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf;
+}
+}  // namespace
+
+FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, std::string k,
+                   unsigned page_shift)
+    : key(std::move(k)), core(std::move(c)), page_shift_(page_shift) {
+  const int64_t sz = b->size();
+  if (sz < 0) throw_errno(static_cast<int>(-sz), "faultline: backend size of " + key);
+  std::string name = "faultline:" + key.substr(0, 200);
+  memfd_ = ::memfd_create(name.c_str(), MFD_CLOEXEC);
+  if (memfd_ < 0) throw_errno("faultline: memfd_create");
+  const uint64_t frames = (static_cast<uint64_t>(sz) + page_size() - 1) & ~(page_size() - 1);
+  if (::ftruncate(memfd_, static_cast<off_t>(frames)) != 0) {
+    const int e = errno;
+    ::close(memfd_);
+    throw_errno(e, "faultline: ftruncate(memfd)");
+  }
+  i_size_.store(static_cast<uint64_t>(sz));
+  backend_.store(b.get());
+  backends_.push_back(std::move(b));
+}
+
+FileImpl::~FileImpl() {
+  // The last handle and view are gone: write back what is dirty.
+  if (int e = writeback(0, PageIndex::kMaxPages)) {
+    core->log("faultline: write-back of " + key + " at close failed: " + std::strerror(e));
+  }
+  if (memfd_ >= 0) ::close(memfd_);
+  core->forget_file(key, this);
+}
+
+void FileImpl::upgrade_backend(std::shared_ptr<Backend> b) {
+  std::lock_guard g(backend_mu_);
+  if (backend().writable() || !b->writable()) return;
+  backend_.store(b.get(), std::memory_order_release);
+  backends_.push_back(std::move(b));
+}
+
+void FileImpl::count(Counter c, uint64_t n) {
+  (stats.*c).fetch_add(n, std::memory_order_relaxed);
+  (core->stats.*c).fetch_add(n, std::memory_order_relaxed);
+}
+
+void FileImpl::add_mapping(MappingImpl* m) {
+  std::lock_guard g(rmap_mu_);
+  rmap_.push_back(m);
+}
+
+void FileImpl::remove_mapping(MappingImpl* m) {
+  std::lock_guard g(rmap_mu_);
+  rmap_.erase(std::remove(rmap_.begin(), rmap_.end(), m), rmap_.end());
+}
+
+// ---------------------------------------------------------------------------
+// Fill and locking helpers shared by the read/write API and the fault path.
+
+int FileImpl::fill(uint64_t pg, uint64_t n) {
+  const uint64_t off = pg << page_shift_;
+  // R3: never write a frame past EOF — a pwrite past the memfd's size would
+  // extend it. Callers hold the page locks and checked EOF under them.
+  const uint64_t frames_end = eof_pages() << page_shift_;
+  if (off >= frames_end) return -EINVAL;
+  const uint64_t len = std::min<uint64_t>(n << page_shift_, frames_end - off);
+  Backend& be = backend();
+  uint64_t done = 0;
+  ssize_t r = be.read_into_fd(off, len, memfd_, off);
+  if (r >= 0) {
+    done = static_cast<uint64_t>(r);
+  } else if (r == -EOPNOTSUPP) {
+    auto& buf = bounce(len);
+    r = be.read(off, std::span(buf.data(), len));
+    if (r < 0) return static_cast<int>(r);
+    done = static_cast<uint64_t>(r);
+    std::memset(buf.data() + done, 0, len - done);  // past the object's end: zeros
+    uint64_t w = 0;
+    while (w < len) {
+      const ssize_t k = ::pwrite(memfd_, buf.data() + w, len - w, static_cast<off_t>(off + w));
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        return -errno;
+      }
+      w += static_cast<uint64_t>(k);
+    }
+    count(&Counters::bytes_read, done);
+    return 0;
+  } else {
+    return static_cast<int>(r);
+  }
+  count(&Counters::bytes_read, done);
+  if (done < len) {
+    // Short: the object ends inside the range. The frames may hold old bytes
+    // (a failed fill): zero the rest explicitly.
+    auto& z = bounce(len - done);
+    std::memset(z.data(), 0, len - done);
+    if (::pwrite(memfd_, z.data(), len - done, static_cast<off_t>(off + done)) < 0) return -errno;
+  }
+  return 0;
+}
+
+uint64_t FileImpl::lock_run(uint64_t pg, uint64_t n) {
+  index_.get(pg)->lock();  // R12: first page with a sleeping lock ...
+  uint64_t k = 1;
+  while (k < n && index_.get(pg + k)->trylock()) ++k;  // ... the rest only try-locked
+  return k;
+}
+
+void FileImpl::unlock_run(uint64_t pg, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) index_.find(pg + i)->unlock();
+}
+
+int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
+  uint64_t i = 0;
+  while (i < n) {
+    if (index_.find(pg + i)->test(PG_uptodate)) {
+      ++i;
+      continue;
+    }
+    uint64_t j = i + 1;
+    while (j < n && !index_.find(pg + j)->test(PG_uptodate)) ++j;
+    if (int e = fill(pg + i, j - i)) {
+      count(&Counters::read_errors);
+      for (uint64_t k = i; k < j; ++k) index_.find(pg + k)->set(PG_error);
+      return -e > 0 ? -e : e;
+    }
+    count(&Counters::pages_filled, j - i);
+    for (uint64_t k = i; k < j; ++k) {
+      Page* p = index_.find(pg + k);
+      p->clear(PG_error);
+      p->set(PG_uptodate);
+    }
+    i = j;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// read / write
+
+size_t FileImpl::read(uint64_t off, std::span<std::byte> out) {
+  std::shared_lock size_guard(i_rwsem_);
+  const uint64_t size = i_size();
+  if (off >= size || out.empty()) return 0;
+  const uint64_t end = std::min<uint64_t>(size, off + out.size());
+  const uint64_t ps = page_size();
+  uint64_t pos = off;
+  while (pos < end) {
+    const uint64_t pg = pos >> page_shift_;
+    const uint64_t last_pg = (end - 1) >> page_shift_;
+    const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, kIoBatchPages);
+    const uint64_t n = lock_run(pg, want);
+    if (int e = make_uptodate(pg, n)) {
+      unlock_run(pg, n);
+      throw_errno(e, "faultline: read of " + key);
+    }
+    // R11: copy the frames into engine memory under the locks; the caller's
+    // buffer (possibly a faultline view) is touched only after unlock.
+    const uint64_t chunk_end = std::min<uint64_t>(end, (pg + n) * ps);
+    const uint64_t len = chunk_end - pos;
+    auto& buf = bounce(len);
+    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(pos));
+    const int err = errno;
+    unlock_run(pg, n);
+    if (r < 0) throw_errno(err, "faultline: pread(memfd)");
+    std::memcpy(out.data() + (pos - off), buf.data(), static_cast<size_t>(r));
+    if (static_cast<uint64_t>(r) < len) return pos - off + static_cast<uint64_t>(r);
+    pos = chunk_end;
+  }
+  return end - off;
+}
+
+void FileImpl::extend(uint64_t new_size) {
+  const uint64_t old = i_size();
+  if (new_size <= old) return;
+  const uint64_t ps = page_size();
+  const uint64_t frames = (new_size + ps - 1) & ~(ps - 1);
+  // The memfd grows first, then i_size: a fault that sees the new size finds
+  // the frames there.
+  if (::ftruncate(memfd_, static_cast<off_t>(frames)) != 0)
+    throw_errno("faultline: ftruncate(memfd) to extend " + key);
+  if (old & (ps - 1)) {
+    // Bytes past the old EOF in its page may hold junk stored through a
+    // mapping; the grown file must read zeros there.
+    Page* p = index_.get(old >> page_shift_);
+    p->lock();
+    if (p->test(PG_uptodate)) {
+      const uint64_t tail = ps - (old & (ps - 1));
+      auto& z = bounce(tail);
+      std::memset(z.data(), 0, tail);
+      if (::pwrite(memfd_, z.data(), tail, static_cast<off_t>(old)) < 0) {
+        const int e = errno;
+        p->unlock();
+        throw_errno(e, "faultline: zeroing the old EOF page");
+      }
+    }
+    p->unlock();
+  }
+  i_size_.store(new_size, std::memory_order_release);
+}
+
+size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
+  if (in.empty()) return 0;
+  if (!backend().writable()) throw_errno(EROFS, "faultline: write to read-only " + key);
+  const uint64_t end = off + in.size();
+  if (end < off || (end >> page_shift_) >= PageIndex::kMaxPages)
+    throw_errno(EFBIG, "faultline: write beyond the largest file size");
+  const uint64_t ps = page_size();
+  uint64_t pos = off;
+  while (pos < end) {
+    const uint64_t pg = pos >> page_shift_;
+    const uint64_t last_pg = (end - 1) >> page_shift_;
+    const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, kIoBatchPages);
+    const uint64_t chunk_end_max = std::min<uint64_t>(end, (pg + want) * ps);
+    // R11: copy the caller's bytes into engine memory before any page lock.
+    // (Not the thread's bounce buffer: the fill below uses that.)
+    std::vector<std::byte> own(in.begin() + static_cast<ptrdiff_t>(pos - off),
+                               in.begin() + static_cast<ptrdiff_t>(chunk_end_max - off));
+    std::unique_lock<std::shared_mutex> excl(i_rwsem_, std::defer_lock);
+    std::shared_lock<std::shared_mutex> shared(i_rwsem_, std::defer_lock);
+    if (chunk_end_max > i_size()) {
+      excl.lock();
+      extend(chunk_end_max);
+    } else {
+      shared.lock();
+    }
+    const uint64_t n = lock_run(pg, want);
+    const uint64_t chunk_end = std::min<uint64_t>(chunk_end_max, (pg + n) * ps);
+    // Pages written only in part must hold the file's data first.
+    int e = 0;
+    if (!index_.find(pg)->test(PG_uptodate) && (pos & (ps - 1)))
+      e = make_uptodate(pg, 1);
+    const uint64_t lp = (chunk_end - 1) >> page_shift_;
+    if (!e && (chunk_end & (ps - 1)) && chunk_end < i_size() &&
+        !index_.find(lp)->test(PG_uptodate))
+      e = make_uptodate(lp, 1);
+    if (e) {
+      unlock_run(pg, n);
+      throw_errno(e, "faultline: read before partial write of " + key);
+    }
+    const uint64_t len = chunk_end - pos;
+    uint64_t w = 0;
+    while (w < len) {
+      const ssize_t k = ::pwrite(memfd_, own.data() + w, len - w, static_cast<off_t>(pos + w));
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        const int err = errno;
+        unlock_run(pg, n);
+        throw_errno(err, "faultline: pwrite(memfd)");
+      }
+      w += static_cast<uint64_t>(k);
+    }
+    for (uint64_t i = 0; i < n && ((pg + i) << page_shift_) < chunk_end; ++i) {
+      Page* p = index_.find(pg + i);
+      p->set(PG_uptodate);
+      if (p->test_and_set(PG_dirty)) count(&Counters::pages_dirtied);
+    }
+    unlock_run(pg, n);
+    pos = chunk_end;
+  }
+  return in.size();
+}
+
+// ---------------------------------------------------------------------------
+// write-back (R7, R8)
+
+void FileImpl::mkclean(uint64_t pg, uint64_t n) {
+  // R7: write-protect the pages in every view that can store to them before
+  // dirty is cleared, so a later store faults and redirties.
+  std::lock_guard g(rmap_mu_);
+  for (MappingImpl* m : rmap_) {
+    if (!m->tracks_writes()) continue;
+    const uint64_t a = std::max(pg, m->pgoff), b = std::min(pg + n, m->pgoff + m->npages);
+    if (a >= b) continue;
+    core->uffd.writeprotect(m->addr_of(a), (b - a) << page_shift_, true, true);
+  }
+}
+
+void FileImpl::record_wb_error(int err) {
+  // R8: errseq — bump the sequence so every handle's cursor sees a change.
+  uint64_t v = wb_err_.load();
+  while (!wb_err_.compare_exchange_weak(v, (((v >> 16) + 1) << 16) | (err & 0xffff))) {
+  }
+}
+
+int FileImpl::writeback(uint64_t first, uint64_t last) {
+  int first_err = 0;
+  const uint64_t ps = page_size();
+  uint64_t pg = first;
+  while (pg < last) {
+    // Find the next dirty page.
+    uint64_t next = ~uint64_t{0};
+    index_.for_each(pg, last, [&](uint64_t i, Page& p) {
+      if (!p.test(PG_dirty)) return true;
+      next = i;
+      return false;
+    });
+    if (next == ~uint64_t{0}) break;
+    pg = next;
+    Page* head = index_.get(pg);
+    head->lock();  // R12: the first page sleeps, the rest are try-locked
+    std::vector<Page*> run{head};
+    while (run.size() < kIoBatchPages) {
+      Page* p = index_.find(pg + run.size());
+      if (!p || !p->test(PG_dirty) || !p->trylock()) break;
+      run.push_back(p);
+    }
+    // Data integrity: wait for write-backs already in flight (page lock held;
+    // ending write-back never takes it).
+    for (Page* p : run) p->wait_clear(PG_writeback);
+    // Only the dirty prefix below EOF goes out.
+    uint64_t n = 0;
+    const uint64_t eof = eof_pages();
+    while (n < run.size() && run[n]->test(PG_dirty) && pg + n < eof) ++n;
+    for (uint64_t i = n; i < run.size(); ++i) run[i]->unlock();
+    if (n == 0) {
+      ++pg;
+      continue;
+    }
+    mkclean(pg, n);  // R7: write-protect in every view, then clear dirty
+    for (uint64_t i = 0; i < n; ++i) {
+      run[i]->clear(PG_dirty);
+      run[i]->set(PG_writeback);
+    }
+    const uint64_t off = pg << page_shift_;
+    const uint64_t len = std::min<uint64_t>(n * ps, i_size() - off);  // never past EOF
+    for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
+    auto& buf = bounce(len);
+    int err = 0;
+    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
+    if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
+    if (!err) {
+      const int w = backend().write(off, std::span<const std::byte>(buf.data(), len));
+      if (w < 0) err = -w;
+    }
+    if (err) {
+      // The page stays dirty (retried by the next write-back) and the error
+      // goes to the File's errseq (R8): never silently dropped.
+      count(&Counters::write_errors);
+      record_wb_error(err);
+      if (!first_err) first_err = err;
+      for (uint64_t i = 0; i < n; ++i) {
+        run[i]->set(PG_dirty | PG_error);
+      }
+    } else {
+      count(&Counters::bytes_written, len);
+      count(&Counters::pages_written_back, n);
+    }
+    for (uint64_t i = 0; i < n; ++i) run[i]->clear_and_wake(PG_writeback);
+    pg += n;
+    if (err) continue;
+  }
+  // Wait for write-backs others started in the range (data integrity).
+  index_.for_each(first, last, [&](uint64_t, Page& p) {
+    p.wait_clear(PG_writeback);
+    return true;
+  });
+  return first_err;
+}
+
+}  // namespace faultline::detail

@@ -1,0 +1,100 @@
+// Internal: File = inode + address_space. Page index, i_size, reverse map of
+// views, write-back error sequence, and the memfd that holds the frames.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "counters.hpp"
+#include "faultline/backend.hpp"
+#include "page_index.hpp"
+
+namespace faultline::detail {
+
+class EngineCore;
+class MappingImpl;
+
+class FileImpl {
+ public:
+  FileImpl(std::shared_ptr<EngineCore> core, std::shared_ptr<Backend> backend, std::string key,
+           unsigned page_shift);
+  ~FileImpl();
+
+  // --- geometry -----------------------------------------------------------
+  size_t page_size() const { return size_t{1} << page_shift_; }
+  unsigned page_shift() const { return page_shift_; }
+  uint64_t i_size() const { return i_size_.load(std::memory_order_acquire); }
+  /// Pages that hold data below EOF (the page holding EOF included).
+  uint64_t eof_pages() const { return (i_size() + page_size() - 1) >> page_shift_; }
+  int memfd() const { return memfd_; }
+  Backend& backend() const { return *backend_.load(std::memory_order_acquire); }
+  /// Replaces a read-only backend by a writable one onto the same object.
+  void upgrade_backend(std::shared_ptr<Backend> b);
+
+  // --- read/write API (R11: never touches caller memory under a page lock) --
+  size_t read(uint64_t off, std::span<std::byte> buf);
+  size_t write(uint64_t off, std::span<const std::byte> buf);
+
+  // --- writeback ------------------------------------------------------------
+  /// Writes back every dirty page in [first, last) and waits for write-backs in
+  /// flight there. Returns 0 or the first errno met (also recorded in errseq).
+  int writeback(uint64_t first, uint64_t last);
+  uint64_t errseq() const { return wb_err_.load(std::memory_order_acquire); }
+  static int errseq_errno(uint64_t v) { return static_cast<int>(v & 0xffff); }
+
+  // --- fault path (called by handler threads) --------------------------------
+  void handle_fault(MappingImpl& m, uintptr_t addr, uint64_t uffd_flags);
+
+  // --- views -------------------------------------------------------------
+  void add_mapping(MappingImpl* m);
+  void remove_mapping(MappingImpl* m);
+
+  void count(Counter c, uint64_t n = 1);
+  Counters stats;
+  const std::string key;
+  std::shared_ptr<EngineCore> core;
+
+ private:
+  struct Run;
+  void read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write);
+  void wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr);
+  /// Fills, installs and unlocks the locked pages of [ws, we); `must` is the
+  /// faulting page (already locked by the caller) or ~0 for readahead.
+  /// Returns whether `must` was installed.
+  bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write);
+  /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
+  /// below EOF (R3: never writes past the memfd's size). 0 or -errno.
+  int fill(uint64_t pg, uint64_t n);
+  /// Locks pages [pg, pg+n) for the read/write API: the first with a sleeping
+  /// lock, the rest with try-lock (R12). Returns how many are locked.
+  uint64_t lock_run(uint64_t pg, uint64_t n);
+  void unlock_run(uint64_t pg, uint64_t n);
+  /// Makes the pages of a locked run uptodate (fill those that are not).
+  int make_uptodate(uint64_t pg, uint64_t n);
+  /// Gives the access at addr in view m SIGBUS (UFFDIO_POISON, DESIGN sec. 2).
+  void send_sigbus(MappingImpl& m, uintptr_t addr);
+  void wake(MappingImpl& m, uintptr_t addr);
+  void extend(uint64_t new_size);  // caller holds i_rwsem_ exclusively
+  void record_wb_error(int err);
+  void mkclean(uint64_t pg, uint64_t n);  // write-protect in every view (R7)
+
+  const unsigned page_shift_;
+  std::atomic<Backend*> backend_;
+  std::vector<std::shared_ptr<Backend>> backends_;  // keeps every backend alive
+  std::mutex backend_mu_;
+  std::atomic<uint64_t> i_size_{0};
+  int memfd_ = -1;
+  PageIndex index_;
+  std::shared_mutex i_rwsem_;  // size changes exclusive; read/write shared
+  std::mutex rmap_mu_;
+  std::vector<MappingImpl*> rmap_;
+  std::atomic<uint64_t> wb_err_{0};  // errseq: (sequence << 16) | errno
+};
+
+}  // namespace faultline::detail

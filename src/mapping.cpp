@@ -1,0 +1,80 @@
+// Mapping (vma): creation in File::map, teardown per R13.
+#include <sys/mman.h>
+
+#include "engine_core.hpp"
+#include "file_impl.hpp"
+#include "mapping_impl.hpp"
+
+namespace faultline {
+namespace detail {
+
+MappingImpl::MappingImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<FileImpl> f, uintptr_t s,
+                         size_t l, uint64_t pg, bool w, bool sh)
+    : core(std::move(c)),
+      file(std::move(f)),
+      start(s),
+      len(l),
+      pgoff(pg),
+      npages(l >> file->page_shift()),
+      writable(w),
+      shared(sh) {}
+
+MappingImpl::~MappingImpl() { teardown(); }
+
+uintptr_t MappingImpl::addr_of(uint64_t pg) const {
+  return start + ((pg - pgoff) << file->page_shift());
+}
+
+void MappingImpl::teardown() {
+  std::call_once(torn_down_, [this] {
+    // Stop new handler references, then wait for the in-flight ones: a
+    // handler never works on a view that is gone (or on a new view that
+    // reuses its addresses).
+    core->remove_mapping(this);
+    for (uint32_t v = inflight.load(); v != 0; v = inflight.load()) inflight.wait(v);
+    // R13: munmap, which also unregisters; never UNREGISTER while mapped.
+    ::munmap(reinterpret_cast<void*>(start), len);
+    // R13: then wake any thread still waiting on the range: its retry finds no
+    // mapping (SIGSEGV, as for any access to an unmapped range).
+    if (!core->closed()) core->uffd.wake(start, len);
+    file->remove_mapping(this);
+  });
+}
+
+}  // namespace detail
+
+Mapping::Mapping(std::shared_ptr<detail::MappingImpl> impl) : impl_(std::move(impl)) {
+  addr_ = reinterpret_cast<std::byte*>(impl_->start);
+  len_ = impl_->len;
+  off_ = impl_->pgoff << impl_->file->page_shift();
+}
+
+Mapping::~Mapping() { unmap(); }
+
+Mapping::Mapping(Mapping&& o) noexcept
+    : impl_(std::move(o.impl_)), addr_(o.addr_), len_(o.len_), off_(o.off_) {
+  o.addr_ = nullptr;
+  o.len_ = 0;
+}
+
+Mapping& Mapping::operator=(Mapping&& o) noexcept {
+  if (this != &o) {
+    unmap();
+    impl_ = std::move(o.impl_);
+    addr_ = o.addr_;
+    len_ = o.len_;
+    off_ = o.off_;
+    o.addr_ = nullptr;
+    o.len_ = 0;
+  }
+  return *this;
+}
+
+void Mapping::unmap() {
+  if (impl_) impl_->teardown();
+  impl_.reset();
+  addr_ = nullptr;
+  len_ = 0;
+}
+
+}  // namespace faultline

@@ -1,0 +1,52 @@
+// Internal: a registered view (vma) of a File's memfd.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "faultline/mapping.hpp"
+
+namespace faultline::detail {
+
+class EngineCore;
+class FileImpl;
+
+class MappingImpl {
+ public:
+  MappingImpl(std::shared_ptr<EngineCore> core, std::shared_ptr<FileImpl> file, uintptr_t start,
+              size_t len, uint64_t pgoff, bool writable, bool shared);
+  ~MappingImpl();
+
+  /// munmap (which unregisters), then wake waiters (DESIGN R13). Waits for
+  /// in-flight fault handling on this view first. Idempotent.
+  void teardown();
+
+  bool contains(uintptr_t a) const { return a >= start && a < start + len; }
+  /// Whether stores through this view must be noticed (shared + writable).
+  bool tracks_writes() const { return writable && shared; }
+  uintptr_t addr_of(uint64_t pg) const;  // view address of file page pg
+
+  const std::shared_ptr<EngineCore> core;
+  const std::shared_ptr<FileImpl> file;
+  const uintptr_t start;
+  const size_t len;       // rounded up to the page size
+  const uint64_t pgoff;   // file page of `start`
+  const uint64_t npages;
+  const bool writable;
+  const bool shared;
+
+  // In-flight handler references (teardown waits for 0) and liveness.
+  std::atomic<uint32_t> inflight{0};
+  std::atomic<bool> dead{false};
+
+  // Readahead state (benign races: a hint, not a correctness property).
+  std::atomic<uint64_t> ra_next{~uint64_t{0}};  // page that continues the stream
+  std::atomic<uint32_t> ra_pages{0};           // current window
+
+ private:
+  std::once_flag torn_down_;
+};
+
+}  // namespace faultline::detail

@@ -1,0 +1,53 @@
+// Internal: struct page — per-page metadata and the page lock.
+//
+// The flags word holds the lock bit, a waiters bit and the page state; the page
+// lock is a sleeping lock on a futex of that word (waiters sleep in the kernel,
+// unlock wakes them; no busy spin), like the kernel's page_waitqueue.
+// Pages live in fixed slots of the PageIndex for the File's lifetime; a page
+// "dropped" from the cache (truncate, punch, invalidate) has its state cleared
+// and its generation bumped, so a path that looked a page up before taking its
+// lock can tell it is no longer the same page (DESIGN R2).
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+namespace faultline::detail {
+
+enum PageFlag : uint32_t {
+  PG_locked = 1u << 0,
+  PG_waiters = 1u << 1,
+  PG_uptodate = 1u << 2,
+  PG_dirty = 1u << 3,
+  PG_writeback = 1u << 4,
+  PG_error = 1u << 5,
+};
+
+struct Page {
+  std::atomic<uint32_t> flags{0};
+  std::atomic<uint32_t> gen{0};  // bumped each time the page is dropped from the cache
+
+  bool test(uint32_t f) const { return flags.load(std::memory_order_acquire) & f; }
+  void set(uint32_t f) { flags.fetch_or(f, std::memory_order_acq_rel); }
+  void clear(uint32_t f) { flags.fetch_and(~f, std::memory_order_acq_rel); }
+  /// Sets f; returns whether it was clear before.
+  bool test_and_set(uint32_t f) { return !(flags.fetch_or(f, std::memory_order_acq_rel) & f); }
+  bool test_and_clear(uint32_t f) { return flags.fetch_and(~f, std::memory_order_acq_rel) & f; }
+
+  bool trylock() {
+    return !(flags.fetch_or(PG_locked, std::memory_order_acquire) & PG_locked);
+  }
+  void lock();
+  void unlock();
+  /// Sleeps until bit `f` is clear (used for PG_writeback).
+  void wait_clear(uint32_t f);
+  /// Clears `f` and wakes sleepers (end of writeback).
+  void clear_and_wake(uint32_t f);
+
+ private:
+  void sleep_on(uint32_t seen);
+  void wake_all();
+};
+
+static_assert(sizeof(Page) <= 64, "per-page metadata must stay within 64 bytes");
+
+}  // namespace faultline::detail

@@ -1,0 +1,72 @@
+// Internal: the engine's userfaultfd and the ioctls the fault path uses.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <linux/userfaultfd.h>
+#include <string>
+
+// Constants missing from Debian 12's uapi headers (values from the kernel's
+// uapi, DESIGN section 2).
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON (0x08)
+struct uffdio_poison {
+  struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE ((__u64)1 << 0)
+  __u64 mode;
+  __s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+namespace faultline::detail {
+
+class Userfaultfd {
+ public:
+  /// Creates the uffd (syscall, else /dev/userfaultfd), negotiates the API and
+  /// probes a registered memfd view for the range ioctls. Throws with a message
+  /// naming vm.unprivileged_userfaultfd when no uffd can be made.
+  Userfaultfd();
+  ~Userfaultfd();
+  Userfaultfd(const Userfaultfd&) = delete;
+  Userfaultfd& operator=(const Userfaultfd&) = delete;
+
+  int fd() const { return fd_; }
+  uint64_t features() const { return features_; }
+  uint64_t range_ioctls() const { return range_ioctls_; }
+  const std::string& via() const { return via_; }
+
+  /// Registers [addr, addr+len) with the given UFFDIO_REGISTER_MODE_* bits.
+  void register_range(void* addr, size_t len, uint64_t modes) const;
+
+  /// Result of a CONTINUE: 0 on success, else the errno; `mapped` bytes done.
+  struct Result { int err; int64_t done; };
+  Result continue_range(uintptr_t addr, size_t len, bool write_protect, bool dontwake = false) const;
+  /// UFFDIO_WRITEPROTECT: wp=true protects (mkclean), false lets stores through.
+  int writeprotect(uintptr_t addr, size_t len, bool wp, bool dontwake = false) const;
+  int poison(uintptr_t addr, size_t len) const;
+  int wake(uintptr_t addr, size_t len) const;
+  void close();
+
+ private:
+  int fd_ = -1;
+  uint64_t features_ = 0;
+  uint64_t range_ioctls_ = 0;
+  std::string via_;
+};
+
+}  // namespace faultline::detail
