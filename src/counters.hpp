@@ -11,7 +11,7 @@ struct Counters {
   std::atomic<uint64_t> missing_faults{0}, minor_faults{0}, wp_faults{0}, pages_filled{0},
       pages_installed{0}, pages_fault_around{0}, pages_dirtied{0}, pages_written_back{0},
       bytes_read{0}, bytes_written{0}, read_errors{0}, write_errors{0}, mkwrite_errors{0},
-      sigbus_sent{0};
+      sigbus_sent{0}, pages_invalidated{0}, invalidate_conflicts{0}, pages_truncated{0};
 
   Stats snapshot() const {
     Stats s;
@@ -29,6 +29,9 @@ struct Counters {
     s.write_errors = write_errors.load();
     s.mkwrite_errors = mkwrite_errors.load();
     s.sigbus_sent = sigbus_sent.load();
+    s.pages_invalidated = pages_invalidated.load();
+    s.invalidate_conflicts = invalidate_conflicts.load();
+    s.pages_truncated = pages_truncated.load();
     return s;
   }
 };

@@ -109,8 +109,18 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend) {
       return f;
     }
   }
-  auto f = std::make_shared<FileImpl>(shared_from_this(), std::move(backend), key, kBasePageShift);
+  auto f = std::make_shared<FileImpl>(shared_from_this(), backend, key, kBasePageShift);
   files_[key] = f;
+  // Changes made underneath (another machine) reach the File through a weak
+  // reference: the backend may outlive it.
+  std::weak_ptr<FileImpl> w = f;
+  backend->attach(Backend::ChangeSink{
+      [w](uint64_t off, uint64_t len) {
+        if (auto file = w.lock()) file->remote_changed(off, len);
+      },
+      [w](uint64_t size) {
+        if (auto file = w.lock()) file->remote_resized(size);
+      }});
   return f;
 }
 

@@ -7,18 +7,20 @@
 // and only then unlock.
 #include <algorithm>
 #include <cerrno>
+#include <mutex>
+#include <shared_mutex>
 #include <sys/mman.h>
 #include <vector>
 
 #include "engine_core.hpp"
 #include "file_impl.hpp"
 #include "mapping_impl.hpp"
+#include "sched.hpp"
 
 namespace faultline::detail {
 
-void FileImpl::wake(MappingImpl& m, uintptr_t addr) {
+void FileImpl::wake(MappingImpl&, uintptr_t addr) {
   core->uffd.wake(addr & ~(uintptr_t{page_size()} - 1), page_size());
-  (void)m;
 }
 
 void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
@@ -34,8 +36,13 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
     if (m.tracks_writes()) core->uffd.writeprotect(a, page_size(), false, true);
     e = core->uffd.poison(a, page_size());
   }
-  if (e == 0) count(&Counters::sigbus_sent);
-  else wake(m, addr);
+  if (e == 0) {
+    count(&Counters::sigbus_sent);
+    std::lock_guard g(m.poison_mu);
+    m.poisoned.insert(m.pgoff + ((a - m.start) >> page_shift_));
+  } else {
+    wake(m, addr);
+  }
 }
 
 void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
@@ -45,11 +52,12 @@ void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
     wp_fault(m, pg, addr);
     return;
   }
-  count((flags & UFFD_PAGEFAULT_FLAG_MINOR) ? &Counters::minor_faults : &Counters::missing_faults);
-  read_fault(m, pg, addr, (flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes());
+  const bool minor = flags & UFFD_PAGEFAULT_FLAG_MINOR;
+  count(minor ? &Counters::minor_faults : &Counters::missing_faults);
+  read_fault(m, pg, addr, (flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes(), minor);
 }
 
-void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write) {
+void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write, bool minor) {
   // Choose the window: a stream continuing where the last window ended grows
   // (readahead); anything else gets an aligned fault-around window.
   const auto& cfg = core->cfg;
@@ -58,10 +66,10 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   uint64_t ws, we;
   if (sequential) {
     const uint64_t cur = std::max<uint64_t>(fa, m.ra_pages.load(std::memory_order_relaxed));
-    const uint64_t next = std::min<uint64_t>(std::max<uint64_t>(cfg.readahead_max_pages, 1), cur * 2);
+    const uint64_t next = std::min<uint64_t>(cfg.readahead_max_pages, cur * 2);
     m.ra_pages.store(static_cast<uint32_t>(next), std::memory_order_relaxed);
     ws = pg;
-    we = pg + next;
+    we = pg + std::max<uint64_t>(next, 1);
   } else {
     m.ra_pages.store(static_cast<uint32_t>(fa), std::memory_order_relaxed);
     ws = pg - (pg % fa);
@@ -78,105 +86,151 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
       return;
     }
   }
+  // R1: fills exclude truncate / punch / invalidate (invalidate_lock shared)
+  // and the faulting page stays locked from lookup until its PTE is in.
+  std::shared_lock<std::shared_mutex> inval(invalidate_lock_, std::defer_lock);
   Page* p = index_.get(pg);
   for (;;) {
     const uint32_t gen = p->gen.load(std::memory_order_acquire);
-    p->lock();  // R1: held from lookup until the PTE is installed
-    if (p->gen.load(std::memory_order_acquire) != gen) {  // R2: not the page we looked up
+    FL_POINT("fault.before_lock");
+    if (!FL_RULE(1)) break;
+    inval.lock();
+    p->lock();  // R1
+    if (FL_RULE(2) && p->gen.load(std::memory_order_acquire) != gen) {  // R2: not the same page
       p->unlock();
+      inval.unlock();
       continue;
     }
     break;
   }
-  if (pg >= eof_pages()) {  // R2: past EOF — the refault meets the memfd's end: SIGBUS
-    p->unlock();
+  if (FL_RULE(2) && pg >= eof_pages()) {  // R2: past EOF — the refault meets the memfd's end
+    if (FL_RULE(1)) p->unlock();
     wake(m, addr);
     return;
   }
-  const bool installed = install_window(m, ws, we, pg, write);
+  const bool installed = install_window(m, ws, we, pg, write, minor);
   if (!installed) return;
   m.ra_next.store(we, std::memory_order_relaxed);
   if (sequential && we < m.pgoff + m.npages && we < eof_pages()) {
     // Asynchronous readahead: the faulting thread already runs; fill and map
     // the next window now, so the stream rarely waits for a round trip.
     const uint64_t next_we = std::min<uint64_t>(we + (we - ws), m.pgoff + m.npages);
-    if (index_.get(we)->trylock()) {
-      if (install_window(m, we, next_we, we, false)) m.ra_next.store(next_we, std::memory_order_relaxed);
+    if (!FL_RULE(1) || index_.get(we)->trylock()) {
+      if (install_window(m, we, next_we, we, false, false))
+        m.ra_next.store(next_we, std::memory_order_relaxed);
     }
   }
 }
 
-bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write) {
+bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
+                              bool minor) {
   // `must` is locked by the caller. R12: the others only try-locked, ascending.
+  const bool hold = FL_RULE(1);
   const uint64_t n = we - ws;
-  std::vector<Page*> locked(n, nullptr);
-  locked[must - ws] = index_.find(must);
+  std::vector<Page*> pages(n, nullptr);
+  std::vector<uint32_t> gens(n, 0);
+  pages[must - ws] = index_.get(must);
   for (uint64_t i = 0; i < n; ++i) {
     if (ws + i == must) continue;
     Page* q = index_.get(ws + i);
-    if (q->trylock()) locked[i] = q;
+    if (!hold || q->trylock()) pages[i] = q;
   }
-  // EOF again, now that the window is locked (R2; truncate sets i_size before
+  for (uint64_t i = 0; i < n; ++i)
+    if (pages[i]) gens[i] = pages[i]->gen.load(std::memory_order_acquire);
+  auto drop = [&](uint64_t i) {
+    if (hold) pages[i]->unlock();
+    pages[i] = nullptr;
+  };
+  // R2: EOF again, now that the window is locked (truncate sets i_size before
   // it locks pages, R3).
-  const uint64_t eof = eof_pages();
-  for (uint64_t i = 0; i < n; ++i) {
-    if (locked[i] && ws + i >= eof) {
-      locked[i]->unlock();
-      locked[i] = nullptr;
-    }
-  }
-  bool must_ok = locked[must - ws] != nullptr;
-  bool must_installed = false;
+  uint64_t eof = eof_pages();
+  if (FL_RULE(2))
+    for (uint64_t i = 0; i < n; ++i)
+      if (pages[i] && ws + i >= eof) drop(i);
   bool must_error = false;
 
+  FL_POINT("fault.before_fill");
   // Fill contiguous runs of locked pages that are not uptodate (R10: the
   // index's flag decides, never MISSING vs MINOR).
+  auto needs_fill = [&](uint64_t i) {
+    if (pages[i]->test(PG_uptodate)) return false;
+    if (!FL_RULE(10) && minor && ws + i == must) return false;  // breaker: "MINOR = filled"
+    return true;
+  };
   for (uint64_t i = 0; i < n;) {
-    if (!locked[i] || locked[i]->test(PG_uptodate)) {
+    if (!pages[i] || !needs_fill(i)) {
       ++i;
       continue;
     }
     uint64_t j = i + 1;
-    while (j < n && locked[j] && !locked[j]->test(PG_uptodate)) ++j;
-    if (fill(ws + i, j - i) == 0) {
+    while (j < n && pages[j] && needs_fill(j)) ++j;
+    const int fill_err = fill(ws + i, j - i);
+    if (fill_err == 0) {
       count(&Counters::pages_filled, j - i);
       for (uint64_t k = i; k < j; ++k) {
-        locked[k]->clear(PG_error);
-        locked[k]->set(PG_uptodate);
+        pages[k]->clear(PG_error);
+        pages[k]->set(PG_uptodate);
+      }
+    } else if (j - i > 1) {
+      // A run failed: retry page by page (the kernel's single-page read after
+      // a failed readahead), so one bad page does not fail its neighbours.
+      for (uint64_t k = i; k < j; ++k) {
+        if (fill(ws + k, 1) == 0) {
+          count(&Counters::pages_filled);
+          pages[k]->clear(PG_error);
+          pages[k]->set(PG_uptodate);
+          continue;
+        }
+        count(&Counters::read_errors);
+        pages[k]->set(PG_error);
+        if (ws + k == must) must_error = true;
+        else drop(k);  // neighbours: just not installed
       }
     } else {
       count(&Counters::read_errors);
       for (uint64_t k = i; k < j; ++k) {
-        locked[k]->set(PG_error);
+        pages[k]->set(PG_error);
         if (ws + k == must) must_error = true;
-        if (ws + k != must) {  // neighbours: just not installed
-          locked[k]->unlock();
-          locked[k] = nullptr;
-        }
+        else drop(k);  // neighbours: just not installed
       }
     }
     i = j;
   }
+  FL_POINT("fault.after_fill");
+  // R2: before installing, under the locks, EOF once more.
+  eof = eof_pages();
+  if (FL_RULE(2))
+    for (uint64_t i = 0; i < n; ++i)
+      if (pages[i] && ws + i >= eof && !(ws + i == must && must_error)) drop(i);
+  // R10: map only pages that are in the index (same generation) and uptodate.
+  auto installable = [&](uint64_t i) {
+    if (!pages[i] || (ws + i == must && must_error)) return false;
+    if (!FL_RULE(10)) return true;
+    return pages[i]->test(PG_uptodate) && pages[i]->gen.load(std::memory_order_acquire) == gens[i];
+  };
 
   // Install runs of uptodate pages with one CONTINUE each; the mode is passed
   // explicitly every time (WP markers stick).
   auto wp_mode = [&](uint64_t i) {
     if (!m.tracks_writes()) return false;
     if (ws + i == must && write) return false;
-    return !locked[i]->test(PG_dirty);  // clean pages: the first store must fault
+    return !pages[i]->test(PG_dirty);  // clean pages: the first store must fault
   };
-  if (must_ok && write && !must_error) {
+  if (write && installable(must - ws)) {
     // R6: the page is marked dirty and made writable under its lock.
-    if (locked[must - ws]->test_and_set(PG_dirty)) count(&Counters::pages_dirtied);
+    if (pages[must - ws]->test_and_set(PG_dirty)) count(&Counters::pages_dirtied);
   }
+  FL_POINT("fault.before_install");
+  bool must_installed = false;
+  uint64_t around = 0;
   for (uint64_t i = 0; i < n;) {
-    if (!locked[i] || (ws + i == must && must_error)) {
+    if (!installable(i)) {
       ++i;
       continue;
     }
     const bool mode = wp_mode(i);
     uint64_t j = i + 1;
-    while (j < n && locked[j] && !(ws + j == must && must_error) && wp_mode(j) == mode) ++j;
+    while (j < n && installable(j) && wp_mode(j) == mode) ++j;
     uint64_t done = 0;
     const uint64_t len = (j - i) << page_shift_;
     while (done < len) {
@@ -190,24 +244,23 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
       } else if (r.err == EEXIST || r.err == EAGAIN) {  // this page is mapped: skip it
         done += page_size();
       } else {
-        break;  // EINVAL past the memfd's end, ENOENT view gone: give up the run
+        break;  // EINVAL past the memfd's end, EFAULT a hole, ENOENT view gone
       }
     }
     // EEXIST counts: the page is mapped in this view either way.
     if (must >= ws + i && must < ws + j && ((must - ws - i) << page_shift_) < done)
       must_installed = true;
+    around += (std::min<uint64_t>(done >> page_shift_, j - i)) -
+              ((must >= ws + i && must < ws + j && must_installed) ? 1 : 0);
     i = j;
   }
-  uint64_t around = 0;
-  for (uint64_t i = 0; i < n; ++i)
-    if (locked[i] && ws + i != must) ++around;
   count(&Counters::pages_fault_around, around);
 
   // Error on the faulting page: SIGBUS for this access, the rest of the file
   // keeps working.
   if (must_error) send_sigbus(m, m.addr_of(must));
   for (uint64_t i = 0; i < n; ++i)
-    if (locked[i]) locked[i]->unlock();  // R1: unlock only after the PTEs are in
+    if (pages[i]) drop(i);  // R1: unlock only after the PTEs are in
   if (!must_installed && !must_error) wake(m, m.addr_of(must));
   return must_installed;
 }
@@ -225,11 +278,12 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
     return;
   }
   const uint32_t gen = p->gen.load(std::memory_order_acquire);
+  FL_POINT("wp.before_lock");
   p->lock();
   // R5: recheck under the lock — still this page, uptodate, below EOF — else
   // let the access retry the whole fault.
-  if (p->gen.load(std::memory_order_acquire) != gen || !p->test(PG_uptodate) ||
-      pg >= eof_pages()) {
+  if (FL_RULE(5) && (p->gen.load(std::memory_order_acquire) != gen || !p->test(PG_uptodate) ||
+                     pg >= eof_pages())) {
     p->unlock();
     wake(m, addr);
     return;

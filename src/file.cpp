@@ -2,6 +2,7 @@
 #include "faultline/file.hpp"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "engine_core.hpp"
 #include "file_impl.hpp"
@@ -19,6 +20,7 @@ File::File(std::shared_ptr<FileImpl> impl)
   cursor_->errseq = impl_->errseq();
 }
 
+File::File() = default;
 File::~File() = default;
 File::File(File&&) noexcept = default;
 File& File::operator=(File&&) noexcept = default;
@@ -57,6 +59,14 @@ void File::fsync() {
     detail::throw_errno(-e, "faultline: backend sync of " + impl().key);
 }
 
+void File::truncate(uint64_t new_size) { impl().truncate(new_size); }
+
+void File::punch_hole(uint64_t off, uint64_t len) { impl().punch_hole(off, len); }
+
+std::vector<uint64_t> File::invalidate(uint64_t off, uint64_t len) {
+  return impl().invalidate(off, len);
+}
+
 Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing) {
   FileImpl& f = impl();
   const uint64_t ps = f.page_size();
@@ -92,6 +102,12 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   f.add_mapping(m.get());
   f.core->add_mapping(m);
   return Mapping(std::move(m));
+}
+
+uint64_t File::frame_bytes_for_testing() const {
+  struct stat st {};
+  if (::fstat(impl().memfd(), &st) != 0) detail::throw_errno("faultline: fstat(memfd)");
+  return static_cast<uint64_t>(st.st_size);
 }
 
 void File::close() {

@@ -41,6 +41,15 @@ class FileImpl {
   size_t read(uint64_t off, std::span<std::byte> buf);
   size_t write(uint64_t off, std::span<const std::byte> buf);
 
+  // --- truncate / punch / invalidate (truncate.cpp; R3, R4) ----------------
+  void truncate(uint64_t new_size);
+  void punch_hole(uint64_t off, uint64_t len);
+  std::vector<uint64_t> invalidate(uint64_t off, uint64_t len);
+  /// A change made underneath (Backend::ChangeSink): drop clean pages in the
+  /// range, keep dirty ones as conflicts.
+  void remote_changed(uint64_t off, uint64_t len);
+  void remote_resized(uint64_t new_size);
+
   // --- writeback ------------------------------------------------------------
   /// Writes back every dirty page in [first, last) and waits for write-backs in
   /// flight there. Returns 0 or the first errno met (also recorded in errseq).
@@ -62,12 +71,13 @@ class FileImpl {
 
  private:
   struct Run;
-  void read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write);
+  void read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write, bool minor);
   void wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr);
   /// Fills, installs and unlocks the locked pages of [ws, we); `must` is the
   /// faulting page (already locked by the caller) or ~0 for readahead.
   /// Returns whether `must` was installed.
-  bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write);
+  bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
+                      bool minor);
   /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
   /// below EOF (R3: never writes past the memfd's size). 0 or -errno.
   int fill(uint64_t pg, uint64_t n);
@@ -83,6 +93,22 @@ class FileImpl {
   void extend(uint64_t new_size);  // caller holds i_rwsem_ exclusively
   void record_wb_error(int err);
   void mkclean(uint64_t pg, uint64_t n);  // write-protect in every view (R7)
+  /// Drops a locked page from the cache: state cleared, generation bumped, so
+  /// a path that looked it up before locking sees it is not the same page (R2).
+  void drop_page(Page* p);
+  /// Punches the frames of [pg, pg+n) (zaps the PTEs in every view, keeps
+  /// private copies) and clears poison there in every view.
+  void punch_frames(uint64_t pg, uint64_t n);
+  /// MADV_DONTNEED exactly the poisoned pages of [pg, pg+n) in every view.
+  void clear_poison(uint64_t first, uint64_t last);
+  /// Zeroes bytes [from, to) of one locked, uptodate page's frame.
+  int zero_frame_range(uint64_t from, uint64_t to);
+  /// Writes back one locked dirty run (mkclean first, R7); 0 or errno.
+  int launder_locked(uint64_t pg, uint64_t n);
+  /// Drops pages of [first, last) in runs (R4): lock, wait for write-back,
+  /// launder if asked (those that fail are kept and reported), drop, punch.
+  void drop_range(uint64_t first, uint64_t last, bool launder, bool keep_dirty,
+                  std::vector<uint64_t>* failed, const char* point);
 
   const unsigned page_shift_;
   std::atomic<Backend*> backend_;
@@ -92,6 +118,11 @@ class FileImpl {
   int memfd_ = -1;
   PageIndex index_;
   std::shared_mutex i_rwsem_;  // size changes exclusive; read/write shared
+  // The kernel's mapping->invalidate_lock: fills (fault path, read/write API)
+  // take it shared, truncate / punch / invalidate exclusive, so no fill can
+  // bring back old data between dropping a page and changing the backend.
+  // Order: i_rwsem_ -> invalidate_lock_ -> page locks.
+  std::shared_mutex invalidate_lock_;
   std::mutex rmap_mu_;
   std::vector<MappingImpl*> rmap_;
   std::atomic<uint64_t> wb_err_{0};  // errseq: (sequence << 16) | errno

@@ -1,9 +1,11 @@
 // Mapping (vma): creation in File::map, teardown per R13.
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include "engine_core.hpp"
 #include "file_impl.hpp"
 #include "mapping_impl.hpp"
+#include "sched.hpp"
 
 namespace faultline {
 namespace detail {
@@ -32,6 +34,11 @@ void MappingImpl::teardown() {
     // reuses its addresses).
     core->remove_mapping(this);
     for (uint32_t v = inflight.load(); v != 0; v = inflight.load()) inflight.wait(v);
+    if (!FL_RULE(13)) {  // breaker: unregister first, the view stays mapped a while
+      uffdio_range r{start, len};
+      ::ioctl(core->uffd.fd(), UFFDIO_UNREGISTER, &r);
+    }
+    FL_POINT("mapping.before_munmap");
     // R13: munmap, which also unregisters; never UNREGISTER while mapped.
     ::munmap(reinterpret_cast<void*>(start), len);
     // R13: then wake any thread still waiting on the range: its retry finds no

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <set>
 
 #include "faultline/mapping.hpp"
 
@@ -40,6 +41,11 @@ class MappingImpl {
   // In-flight handler references (teardown waits for 0) and liveness.
   std::atomic<uint32_t> inflight{0};
   std::atomic<bool> dead{false};
+
+  // Pages of this view answered with UFFDIO_POISON (they raise SIGBUS until
+  // invalidate / punch / truncate clears exactly them).
+  std::mutex poison_mu;
+  std::set<uint64_t> poisoned;
 
   // Readahead state (benign races: a hint, not a correctness property).
   std::atomic<uint64_t> ra_next{~uint64_t{0}};  // page that continues the stream

@@ -132,8 +132,10 @@ int Userfaultfd::writeprotect(uintptr_t addr, size_t len, bool wp, bool dontwake
   uffdio_writeprotect w{};
   w.range.start = addr;
   w.range.len = len;
+  // The kernel refuses WP together with DONTWAKE (EINVAL: protecting wakes
+  // nobody anyway), so DONTWAKE only applies to un-protecting.
   w.mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
-           (dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
+           (dontwake && !wp ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
   return ::ioctl(fd_, UFFDIO_WRITEPROTECT, &w) == 0 ? 0 : errno;
 }
 

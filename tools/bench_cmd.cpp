@@ -1,0 +1,264 @@
+#include "bench_cmd.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string_view>
+#include <vector>
+
+#include "bench_measure.hpp"
+#include "bench_report.hpp"
+#include "data_gen.hpp"
+#include "faultline/constants.hpp"
+#include "interrupt.hpp"
+#include "kernel_cache.hpp"
+#include "scratch_file.hpp"
+#include "size_arg.hpp"
+#include "sys_error.hpp"
+#include "unique_fd.hpp"
+
+namespace faultline::cli {
+
+namespace {
+
+constexpr const char* kScratchParent = "/var/tmp";
+constexpr uint64_t kDataSeed = 0x66617574'6c696e65ull;  // "faultline"
+constexpr uint64_t kOrderSeed = 0x5eed0f9a9e5ull;
+
+/// The engine's log, each distinct message once (a fresh Engine is made per
+/// measurement; its start-up warnings would repeat).
+void log_once(std::string_view msg) {
+  static std::mutex mu;
+  static std::set<std::string, std::less<>> seen;
+  std::lock_guard lock(mu);
+  if (seen.insert(std::string(msg)).second) fmt::print(stderr, "{}\n", msg);
+}
+
+std::string read_thp_shmem() {
+  std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
+  if (!f) return "unknown";
+  char buf[256] = {};
+  const bool ok = std::fgets(buf, sizeof buf, f) != nullptr;
+  std::fclose(f);
+  if (!ok) return "unknown";
+  std::string_view s(buf);
+  const auto l = s.find('['), r = s.find(']');
+  if (l != std::string_view::npos && r != std::string_view::npos && r > l)
+    return std::string(s.substr(l + 1, r - l - 1));
+  return "unknown";
+}
+
+template <class E>
+std::vector<E> selection(const std::string& which, E a, E b) {
+  if (which == "both") return {a, b};
+  return {which == to_string(a) ? a : b};
+}
+
+std::vector<uint32_t> random_order(uint64_t pages) {
+  std::vector<uint32_t> order(pages);
+  std::iota(order.begin(), order.end(), uint32_t{0});
+  std::mt19937_64 rng(kOrderSeed);
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
+  const EngineConfig defaults;
+  o.fault_around = defaults.fault_around_pages;
+  o.readahead_max = defaults.readahead_max_pages;
+  o.threads = defaults.fault_threads;
+
+  auto* cmd = app.add_subcommand(
+      "bench",
+      "Compare a faultline mapping with the kernel's mmap and with pread: first touch of every "
+      "page of a file, sequential and random order, kernel page cache cold and warm");
+  const CLI::Validator size_check(
+      [](std::string& s) -> std::string {
+        auto v = parse_size(s);
+        if (!v) return "'" + s + "' is not a size (e.g. 1073741824, 64M, 1G)";
+        if (*v == 0) return "the size must be more than 0 bytes";
+        return {};
+      },
+      "SIZE");
+  auto* size = cmd->add_option("--size", o.size,
+                               "Size of the file the bench makes in a temporary directory under "
+                               "/var/tmp (bytes, or with K/M/G/T suffix)")
+                   ->type_name("BYTES")
+                   ->check(size_check)
+                   ->capture_default_str();
+  cmd->add_option("--file", o.file,
+                  "Read this existing file instead of making one (it is not modified or removed)")
+      ->type_name("PATH")
+      ->check(CLI::ExistingFile)
+      ->excludes(size);
+  cmd->add_option("--pattern", o.pattern, "Access order: sequential, random permutation of pages, or both")
+      ->check(CLI::IsMember({"seq", "rand", "both"}))
+      ->capture_default_str();
+  cmd->add_option("--cache", o.cache,
+                  "Kernel page cache state before each method: cold (dropped), warm (read once "
+                  "with read(2)), or both")
+      ->check(CLI::IsMember({"cold", "warm", "both"}))
+      ->capture_default_str();
+  cmd->add_flag("--json", o.json,
+                "Print one JSON object per result on stdout instead of the table (progress stays on "
+                "stderr)");
+  cmd->add_option("--reps", o.reps, "Repetitions per measurement (methods alternate; medians reported)")
+      ->check(CLI::Range(1u, 1000u))
+      ->capture_default_str();
+  cmd->add_option("--fault-around", o.fault_around,
+                  "EngineConfig.fault_around_pages: pages installed per non-sequential fault")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--readahead-max", o.readahead_max,
+                  "EngineConfig.readahead_max_pages: largest sequential window")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--threads", o.threads, "EngineConfig.fault_threads: fault-handler threads")
+      ->check(CLI::Range(1u, 256u))
+      ->capture_default_str();
+  return cmd;
+}
+
+int run_bench(const BenchOptions& o) {
+  InterruptGuard interrupts;
+  const auto poll = [] { throw_if_interrupted(); };
+
+  EngineConfig config;
+  config.fault_around_pages = o.fault_around;
+  config.readahead_max_pages = o.readahead_max;
+  config.fault_threads = o.threads;
+  config.log = log_once;
+
+  RunInfo info;
+  info.page_size = kBasePageSize;
+  info.reps = o.reps;
+  info.config = config;
+  info.thp_shmem = read_thp_shmem();
+
+  // The file: the user's, or one made here and removed by ScratchFile's
+  // destructor on every way out of this function.
+  std::optional<ScratchFile> scratch;
+  UniqueFd control;  // for setting the kernel cache state
+  if (!o.file.empty()) {
+    control.reset(::open(o.file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!control) throw_errno("open '" + o.file + "'");
+    struct stat st {};
+    if (::fstat(control.get(), &st) != 0) throw_errno("stat '" + o.file + "'");
+    if (!S_ISREG(st.st_mode)) throw std::runtime_error("'" + o.file + "' is not a regular file");
+    if (st.st_size == 0) throw std::runtime_error("'" + o.file + "' is empty: nothing to read");
+    info.file = o.file;
+    info.size_bytes = static_cast<uint64_t>(st.st_size);
+    info.fs_type = fs_type_name(o.file);
+    if (on_memory_fs(o.file))
+      fmt::print(stderr,
+                 "faultline bench: warning: '{}' is on {}: kernel cache 'cold' cannot be set "
+                 "there; compare with care\n",
+                 o.file, info.fs_type);
+  } else {
+    info.size_bytes = *parse_size(o.size);
+    scratch.emplace(kScratchParent, info.size_bytes);
+    info.file = scratch->path();
+    info.scratch = true;
+    info.fs_type = fs_type_name(info.file);
+    fmt::print(stderr, "faultline bench: writing {} of pseudo-random data to {} ({})\n",
+               format_size(info.size_bytes), info.file, info.fs_type);
+    const auto t0 = std::chrono::steady_clock::now();
+    write_random_bytes(scratch->fd(), info.size_bytes, kDataSeed, poll);
+    if (::fsync(scratch->fd()) != 0) throw_errno("fsync '" + info.file + "'");
+    fmt::print(stderr, "faultline bench: written and synced in {:.2f} s\n", seconds_since(t0));
+    control.reset(::open(info.file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!control) throw_errno("open '" + info.file + "'");
+  }
+  info.pages = (info.size_bytes + info.page_size - 1) / info.page_size;
+  if (info.pages > UINT32_MAX)
+    throw std::runtime_error(fmt::format("{} is too large for the bench ({} pages; at most {})",
+                                         format_size(info.size_bytes), info.pages, UINT32_MAX));
+
+  const std::vector<uint32_t> order = random_order(info.pages);
+  const auto patterns = selection(o.pattern, Pattern::Seq, Pattern::Rand);
+  const auto caches = selection(o.cache, CacheState::Cold, CacheState::Warm);
+  constexpr std::array methods{Method::Faultline, Method::Mmap, Method::Pread};
+
+  std::vector<ResultSet> sets;
+  for (auto c : caches)
+    for (auto p : patterns)
+      for (auto m : methods) sets.push_back({m, p, c, {}});
+  const auto set_of = [&](Method m, Pattern p, CacheState c) -> ResultSet& {
+    for (auto& s : sets)
+      if (s.method == m && s.pattern == p && s.cache == c) return s;
+    throw std::logic_error("no result set");
+  };
+
+  const std::size_t total = sets.size() * o.reps;
+  std::size_t done = 0;
+  std::optional<uint64_t> reference_sum;  // pread's page-word sum: the ground truth
+  for (unsigned rep = 0; rep < o.reps; ++rep) {
+    for (auto c : caches) {
+      for (auto p : patterns) {
+        // Methods alternate; each rep starts with the next one, so no method
+        // always runs right after the same neighbour.
+        for (std::size_t k = 0; k < methods.size(); ++k) {
+          const Method m = methods[(k + rep) % methods.size()];
+          throw_if_interrupted();
+          const CacheResult cr = c == CacheState::Cold
+                                     ? drop_from_page_cache(control.get(), info.size_bytes)
+                                     : warm_page_cache(control.get(), info.size_bytes);
+          if (c == CacheState::Cold && cr.resident > kColdThreshold)
+            fmt::print(stderr,
+                       "faultline bench: warning: {:.1f}% of the file stays in the kernel page "
+                       "cache after {} drop attempts\n",
+                       cr.resident * 100, cr.attempts);
+          ReadPlan plan{info.file, info.size_bytes, info.page_size, info.pages,
+                        p == Pattern::Rand ? &order : nullptr};
+          Sample s = measure(m, plan, config);
+          s.resident_before = cr.resident;
+          if (m == Method::Pread && !reference_sum) reference_sum = s.word_sum;
+          ++done;
+          fmt::print(stderr,
+                     "[{:>3}/{}] rep {}/{} {:<4} {:<4} {:<9} {:>7.3f} GiB/s {:>8.0f} ns/page  "
+                     "(kernel cache {:.1f}% resident before{}){}\n",
+                     done, total, rep + 1, o.reps, to_string(c), to_string(p), to_string(m),
+                     double(info.size_bytes) / double(uint64_t{1} << 30) / (s.ns * 1e-9),
+                     s.ns / double(info.pages), cr.resident * 100,
+                     cr.attempts > 1 ? fmt::format(", {} drop attempts", cr.attempts) : "",
+                     m == Method::Faultline
+                         ? fmt::format("  missing={} minor={} filled={}", s.stats.missing_faults,
+                                       s.stats.minor_faults, s.stats.pages_filled)
+                         : "");
+          set_of(m, p, c).samples.push_back(s);
+        }
+      }
+    }
+  }
+
+  const auto rows = summarize(sets, info, reference_sum);
+  if (o.json) print_json_lines(stdout, rows, info);
+  else print_table(stdout, rows, info);
+  const bool ok = std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.data_ok; });
+  if (!ok)
+    fmt::print(stderr,
+               "faultline bench: error: a method read different page data than pread (rows "
+               "marked data_ok=false / DATA MISMATCH)\n");
+  return ok ? 0 : 1;
+}
+
+}  // namespace faultline::cli

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -59,6 +60,21 @@ class Backend {
 
   /// Makes written data durable. 0 or a negative errno.
   virtual int sync() = 0;
+
+  /// A sink for changes made underneath the engine (another machine wrote the
+  /// object): `changed(off, len)` drops the File's clean cached pages in the
+  /// range (File::invalidate's locking, R4) and keeps its dirty ones, counting
+  /// each as a conflict (Stats::invalidate_conflicts); a later sync writes
+  /// them, so the last sync wins per page. `resized(size)` tells the File the
+  /// object's size changed. The engine calls attach() once when it opens the
+  /// File, and detach() before it closes it; backends that never change
+  /// underneath ignore both.
+  struct ChangeSink {
+    std::function<void(uint64_t off, uint64_t len)> changed;
+    std::function<void(uint64_t new_size)> resized;
+  };
+  virtual void attach(ChangeSink sink) { (void)sink; }
+  virtual void detach() {}
 };
 
 /// A local file (pread/pwrite on a file descriptor). Opens `path` read-write

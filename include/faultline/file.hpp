@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "faultline/mapping.hpp"
 #include "faultline/stats.hpp"
@@ -28,7 +29,7 @@ struct FileCursor;
 
 class File {
  public:
-  File() = default;
+  File();  // a closed handle (out of line: FileCursor is incomplete here)
   ~File();
   File(File&&) noexcept;
   File& operator=(File&&) noexcept;
@@ -58,6 +59,26 @@ class File {
   /// sync() and then the backend's own sync (durability).
   void fsync();
 
+  /// Sets the size, shrinking or extending, in the cache and the backend
+  /// (DESIGN R3). Shrink: pages past the new EOF are dropped (dirty data there
+  /// is discarded, as truncate does), private copies past EOF vanish, access
+  /// past the page holding EOF gets SIGBUS in every view; the partial last page
+  /// keeps its frame with the tail zeroed. Extend: the new range reads zeros in
+  /// existing views without remapping.
+  void truncate(uint64_t new_size);
+  /// Deallocates [off, off+len) in the backend; the range reads as zeros in
+  /// every shared view and through read() (R4). Whole pages are dropped, the
+  /// partial pages at the ends are zeroed in place; private copies survive.
+  /// Pages poisoned by an earlier I/O error in the range are cleared.
+  void punch_hole(uint64_t off, uint64_t len);
+  /// Drops the cached pages overlapping [off, off+len) so the next access reads
+  /// the backend again (for backends whose data changed underneath). Dirty
+  /// pages are laundered (written back) first; private copies survive;
+  /// poisoned pages in the range are cleared. Returns the byte offsets of the
+  /// pages that could not be laundered (write error): they stay cached and
+  /// dirty, and the error is also recorded for sync() (R8).
+  std::vector<uint64_t> invalidate(uint64_t off, uint64_t len);
+
   /// Maps [off, off+len) (off page aligned, len > 0, any length; the view may
   /// extend past EOF). ReadWrite needs a writable backend (else EROFS).
   Mapping map(uint64_t off, std::size_t len, Access access = Access::ReadWrite,
@@ -65,6 +86,10 @@ class File {
 
   /// This File's statistics (shared by every handle onto it).
   Stats stats() const;
+
+  /// The size of the memfd that holds the frames (for the race harness's
+  /// checks: it must always equal size() rounded up to the page).
+  uint64_t frame_bytes_for_testing() const;
 
   /// Closes this handle (idempotent). The last handle and Mapping of a File
   /// write its dirty pages back before the cache is freed.

@@ -19,6 +19,9 @@ struct Stats {
   uint64_t write_errors = 0;     ///< backend write-back failures (reported by sync)
   uint64_t mkwrite_errors = 0;   ///< page_mkwrite refusals (the store got SIGBUS)
   uint64_t sigbus_sent = 0;      ///< accesses answered with UFFDIO_POISON
+  uint64_t pages_invalidated = 0;    ///< pages dropped by invalidate / remote changes
+  uint64_t invalidate_conflicts = 0; ///< dirty pages kept when a remote change hit them
+  uint64_t pages_truncated = 0;      ///< pages dropped by truncate / punch_hole
 };
 
 }  // namespace faultline

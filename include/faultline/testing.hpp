@@ -1,0 +1,44 @@
+// faultline — the deterministic race harness (compiled in when the CMake
+// option FAULTLINE_TESTING is ON, the default; packagers turn it off).
+//
+// The engine's fault, fill, truncate, punch, invalidate, write-back and
+// teardown paths carry named schedule points. A test arms a point; the next
+// thread that reaches it parks there; the test runs another operation, then
+// releases the parked thread. Unarmed, a point costs one predictable branch.
+// Users can drive it against their own backends too.
+//
+// Rule breakers: FAULTLINE_BREAK=R<n>[,R<m>...] in the environment (read at
+// first use, or set with break_rules()) switches off the guard of protocol
+// rule n (DESIGN.md section 3), so the race tests can show they catch it.
+//
+// Points (see DESIGN.md section 4): fault.before_lock, fault.before_fill,
+// fault.after_fill, fault.before_install, wp.before_lock, truncate.after_size,
+// truncate.before_shrink, punch.before_drop, invalidate.before_drop,
+// read.before_copy, mapping.before_munmap.
+#pragma once
+#include <chrono>
+#include <string>
+
+namespace faultline::testing {
+
+/// Whether the harness is compiled in (FAULTLINE_TESTING).
+bool compiled_in();
+
+/// The next `count` threads that reach `point` park there until release().
+void arm(const std::string& point, int count = 1);
+/// Waits until `n` threads are parked at `point`; false on timeout.
+bool wait_parked(const std::string& point, std::chrono::milliseconds timeout =
+                                               std::chrono::seconds(10), int n = 1);
+/// Lets the threads parked at `point` go on, and disarms it.
+void release(const std::string& point);
+/// Disarms every point and releases every parked thread.
+void reset();
+/// Times `point` was reached since reset() (armed or not).
+int hits(const std::string& point);
+
+/// Whether rule n's guard is switched off.
+bool rule_broken(int n);
+/// Sets the broken rules from a FAULTLINE_BREAK-style list ("R2,R10"); "" = none.
+void break_rules(const std::string& list);
+
+}  // namespace faultline::testing

@@ -1,0 +1,116 @@
+// The race harness: schedule points and rule breakers (faultline/testing.hpp).
+#include "faultline/testing.hpp"
+
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "sched.hpp"
+
+namespace faultline::detail {
+
+std::atomic<int> g_points_live{0};
+std::atomic<unsigned> g_broken_rules{0};
+
+namespace {
+struct Point {
+  int armed = 0;    // threads still to park
+  int parked = 0;   // threads parked now
+  int hits = 0;
+  uint64_t epoch = 0;  // bumped by release()
+};
+std::mutex g_mu;
+std::condition_variable g_cv;
+std::map<std::string, Point> g_points;
+
+unsigned parse_rules(const std::string& list) {
+  unsigned bits = 0;
+  std::stringstream ss(list);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    if (tok.size() >= 2 && (tok[0] == 'R' || tok[0] == 'r')) {
+      const int n = std::atoi(tok.c_str() + 1);
+      if (n > 0 && n < 32) bits |= 1u << n;
+    }
+  }
+  return bits;
+}
+
+struct EnvLoader {
+  EnvLoader() { load_broken_rules(); }
+} g_env_loader;
+}  // namespace
+
+void load_broken_rules() {
+  const char* env = std::getenv("FAULTLINE_BREAK");
+  g_broken_rules.store(env ? parse_rules(env) : 0);
+}
+
+void sched_point(const char* name) {
+  std::unique_lock g(g_mu);
+  Point& p = g_points[name];
+  ++p.hits;
+  if (p.armed <= 0) return;
+  --p.armed;
+  ++p.parked;
+  const uint64_t e = p.epoch;
+  g_cv.notify_all();
+  g_cv.wait(g, [&] { return p.epoch != e; });
+  --p.parked;
+}
+
+}  // namespace faultline::detail
+
+namespace faultline::testing {
+
+using namespace faultline::detail;
+
+bool compiled_in() {
+#if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING
+  return true;
+#else
+  return false;
+#endif
+}
+
+void arm(const std::string& point, int count) {
+  std::lock_guard g(g_mu);
+  g_points[point].armed += count;
+  g_points_live.store(1);
+}
+
+bool wait_parked(const std::string& point, std::chrono::milliseconds timeout, int n) {
+  std::unique_lock g(g_mu);
+  return g_cv.wait_for(g, timeout, [&] { return g_points[point].parked >= n; });
+}
+
+void release(const std::string& point) {
+  std::lock_guard g(g_mu);
+  Point& p = g_points[point];
+  p.armed = 0;
+  ++p.epoch;
+  g_cv.notify_all();
+}
+
+void reset() {
+  std::lock_guard g(g_mu);
+  for (auto& [name, p] : g_points) {
+    p.armed = 0;
+    p.hits = 0;
+    ++p.epoch;
+  }
+  g_cv.notify_all();
+}
+
+int hits(const std::string& point) {
+  std::lock_guard g(g_mu);
+  return g_points[point].hits;
+}
+
+bool rule_broken(int n) { return n > 0 && n < 32 && (g_broken_rules.load() & (1u << n)); }
+
+void break_rules(const std::string& list) { g_broken_rules.store(parse_rules(list)); }
+
+}  // namespace faultline::testing

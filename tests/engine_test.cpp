@@ -1,0 +1,284 @@
+// Engine: one cache per backing object, shutdown leaves nothing behind,
+// kernel features. Label: engine.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <dirent.h>
+#include <malloc.h>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#include "test_util.hpp"
+
+using namespace faultline;
+using ft::kPage;
+
+namespace {
+
+TEST(Engine, FeaturesProbed) {
+  Engine eng;
+  const KernelFeatures& k = eng.features();
+  EXPECT_TRUE(k.poison);
+  EXPECT_TRUE(k.minor_shmem);
+  EXPECT_TRUE(k.wp_shmem);
+  EXPECT_FALSE(k.via.empty());
+  EXPECT_EQ(eng.config().fault_threads, EngineConfig{}.fault_threads);
+}
+
+TEST(Engine, SamePathTwiceIsOneCache) {
+  ft::TempDir dir;
+  const uint64_t size = 32 * kPage;
+  const std::string path = dir.make_file("one", size);
+  const std::string link = dir.file("hardlink");
+  ASSERT_EQ(0, ::link(path.c_str(), link.c_str()));
+  Engine eng;
+  File a = eng.open(path);
+  File b = eng.open(path);
+  File c = eng.open(link);  // another name for the same inode
+  Mapping ma = a.map(0, size);
+  // A store through a's view, before any write-back, is visible via b and c.
+  std::memset(ma.data() + 3 * kPage + 5, 0x6b, 100);
+  std::vector<std::byte> got(100);
+  ASSERT_EQ(b.read(3 * kPage + 5, got), 100u);
+  for (auto x : got) ASSERT_EQ(x, std::byte{0x6b});
+  ASSERT_EQ(c.read(3 * kPage + 5, got), 100u);
+  for (auto x : got) ASSERT_EQ(x, std::byte{0x6b});
+  // ... and b's write in a's view.
+  const std::byte z{0x7c};
+  b.write(10 * kPage, std::span(&z, 1));
+  EXPECT_EQ(ma.data()[10 * kPage], z);
+  Mapping mb = b.map(0, size, Access::ReadOnly);
+  EXPECT_EQ(mb.data()[3 * kPage + 5], std::byte{0x6b});
+  // One cache: the statistics are shared and nothing was read twice.
+  EXPECT_EQ(a.stats().pages_filled, b.stats().pages_filled);
+  EXPECT_LE(a.stats().pages_filled, 32u);
+  EXPECT_EQ(a.stats().pages_filled, eng.stats().pages_filled);
+  // Growing through one handle is seen by the others.
+  b.write(size, std::span(&z, 1));
+  EXPECT_EQ(a.size(), size + 1);
+  EXPECT_EQ(c.size(), size + 1);
+  a.sync();
+  EXPECT_EQ(ft::pread_file(path, 3 * kPage + 5, 1)[0], std::byte{0x6b});
+  EXPECT_EQ(ft::file_size(path), size + 1);
+}
+
+TEST(Engine, ReopenAfterEveryHandleIsGoneSeesTheFile) {
+  ft::TempDir dir;
+  const std::string path = dir.make_file("reopen", 4 * kPage);
+  Engine eng;
+  {
+    File a = eng.open(path);
+    Mapping m = a.map(0, 4 * kPage);
+    m.data()[0] = std::byte{0x10};
+  }
+  // The old cache was written back and dropped; a change made behind the
+  // engine's back is seen by a fresh open.
+  EXPECT_EQ(ft::pread_file(path, 0, 1)[0], std::byte{0x10});
+  const std::byte y{0x20};
+  ft::pwrite_file(path, 1, std::span(&y, 1));
+  File b = eng.open(path);
+  Mapping m = b.map(0, 4 * kPage, Access::ReadOnly);
+  EXPECT_EQ(m.data()[0], std::byte{0x10});
+  EXPECT_EQ(m.data()[1], std::byte{0x20});
+}
+
+TEST(Engine, DifferentObjectsAreDifferentCaches) {
+  ft::TempDir dir;
+  const std::string p1 = dir.make_file("x", 4 * kPage, 1);
+  const std::string p2 = dir.make_file("y", 4 * kPage, 2);
+  Engine eng;
+  File a = eng.open(p1);
+  File b = eng.open(p2);
+  auto m1 = make_memory_backend("engine_test_m1", 4 * kPage);
+  auto m2 = make_memory_backend("engine_test_m2", 4 * kPage);
+  File c = eng.open(m1);
+  File d = eng.open(m2);
+  Mapping ma = a.map(0, 4 * kPage);
+  Mapping mc = c.map(0, 4 * kPage);
+  ma.data()[0] = std::byte{1};
+  mc.data()[0] = std::byte{2};
+  std::byte x{};
+  b.read(0, std::span(&x, 1));
+  EXPECT_EQ(x, ft::pat(0, 2));
+  d.read(0, std::span(&x, 1));
+  EXPECT_EQ(x, std::byte{0});
+  c.read(0, std::span(&x, 1));
+  EXPECT_EQ(x, std::byte{2});
+}
+
+// --------------------------------------------------------------------------
+// Shutdown leaves nothing behind.
+
+struct Footprint {
+  std::size_t tasks = 0, fds = 0, maps = 0, faultline_maps = 0;
+  bool operator==(const Footprint&) const = default;
+};
+
+std::size_t count_dir(const char* path) {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir(path)) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+Footprint footprint() {
+  Footprint f;
+  f.tasks = count_dir("/proc/self/task");
+  f.fds = count_dir("/proc/self/fd");
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    // Sanitizer allocators map their own regions as they grow: count only
+    // named mappings there (a leaked view is a named memfd mapping; leaked
+    // threads show in the task count).
+    if (ft::sanitizer_build() && line.find('/') == std::string::npos) continue;
+    ++f.maps;
+    if (line.find("memfd:faultline") != std::string::npos) ++f.faultline_maps;
+  }
+  return f;
+}
+
+std::ostream& operator<<(std::ostream& o, const Footprint& f) {
+  return o << "{tasks " << f.tasks << ", fds " << f.fds << ", maps " << f.maps
+           << ", faultline maps " << f.faultline_maps << "}";
+}
+
+std::string fd_text() {
+  std::string out;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      char buf[512] = {};
+      const std::string p = std::string("/proc/self/fd/") + e->d_name;
+      const ssize_t n = ::readlink(p.c_str(), buf, sizeof buf - 1);
+      out += std::string(e->d_name) + " -> " + (n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?") + "\n";
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+std::string maps_text() {
+  std::ifstream maps("/proc/self/maps");
+  std::stringstream s;
+  s << maps.rdbuf();
+  return s.str();
+}
+
+/// An engine with file- and memory-backed Files, views, faults, reads,
+/// writes and write-back; everything destroyed at the end, in the order
+/// `engine_first` chooses.
+void workload(const ft::TempDir& dir, bool engine_first) {
+  const std::string p1 = dir.make_file("w1", 300 * kPage + 5, 1);
+  const std::string p2 = dir.make_file("w2", 50 * kPage, 2);
+  EngineConfig cfg;
+  cfg.fault_threads = 3;
+  auto eng = std::make_unique<Engine>(cfg);
+  std::vector<File> files;
+  std::vector<Mapping> maps;
+  files.push_back(eng->open(p1));
+  files.push_back(eng->open(p2, false));
+  files.push_back(eng->open(make_memory_backend("footprint", 20 * kPage)));
+  files.push_back(eng->open(p1));  // a second handle onto one cache
+  maps.push_back(files[0].map(0, 301 * kPage));
+  maps.push_back(files[1].map(kPage, 40 * kPage, Access::ReadOnly));
+  maps.push_back(files[2].map(0, 20 * kPage));
+  maps.push_back(files[3].map(100 * kPage, 10 * kPage, Access::ReadWrite, Sharing::Private));
+  ft::touch_read(maps[0].data(), 300 * kPage);
+  ft::touch_read(maps[1].data(), 40 * kPage);
+  std::memset(maps[2].data(), 1, 20 * kPage);
+  std::memset(maps[0].data() + 7 * kPage, 2, 3 * kPage);
+  maps[3].data()[0] = std::byte{3};
+  std::vector<std::byte> buf(64 * kPage);
+  // From a thread of its own too (per-thread state in the fill path).
+  std::thread t([&] { files[1].read(0, buf); });
+  t.join();
+  files[0].write(5, std::span(buf.data(), 1000));
+  (void)guarded([&] { (void)*reinterpret_cast<volatile char*>(maps[0].data() + 301 * kPage - 1); });
+  files[0].sync();
+  if (engine_first) {
+    eng.reset();
+    maps.clear();
+    files.clear();
+  } else {
+    maps.clear();
+    files.clear();
+    eng.reset();
+  }
+}
+
+TEST(Engine, ShutdownLeavesNothingBehind) {
+  // One malloc arena: glibc creates arenas on thread contention (an
+  // anonymous mapping that outlives the threads), which is not ours.
+  ::mallopt(M_ARENA_MAX, 1);
+  ft::TempDir dir;
+  // Warm up once: lazily created per-process state (the SIGBUS handler,
+  // this thread's fill pipe, malloc arenas, cached thread stacks) is not a
+  // leak.
+  workload(dir, false);
+  const Footprint before = footprint();
+  const std::string maps_before = maps_text(), fds_before = fd_text();
+  EXPECT_EQ(before.faultline_maps, 0u);
+  for (bool engine_first : {false, true, false}) {
+    workload(dir, engine_first);
+    const Footprint after = footprint();
+    EXPECT_EQ(after, before) << "engine destroyed " << (engine_first ? "first" : "last")
+                             << "\nfds before:\n" << fds_before << "fds after:\n" << fd_text()
+                             << "\nmaps before:\n" << maps_before << "\nmaps after:\n"
+                             << maps_text();
+  }
+}
+
+TEST(Engine, ManyViewsComeAndGo) {
+  ft::TempDir dir;
+  const std::string path = dir.make_file("many", 16 * kPage);
+  // One handler thread, warmed up: its lazily made per-thread state (fill
+  // pipe, malloc arena) exists before the baseline.
+  EngineConfig cfg;
+  cfg.fault_threads = 1;
+  Engine eng(cfg);
+  File f = eng.open(path);
+  {
+    Mapping warm = f.map(0, kPage);
+    ft::touch_read(warm.data(), kPage);
+  }
+  const Footprint before = footprint();
+  const std::string fds_before = fd_text(), maps_before = maps_text();
+  for (int i = 0; i < 200; ++i) {
+    Mapping m = f.map(static_cast<uint64_t>(i % 8) * kPage, 8 * kPage,
+                      i % 2 ? Access::ReadOnly : Access::ReadWrite);
+    EXPECT_EQ(m.data()[0], ft::pat(static_cast<uint64_t>(i % 8) * kPage));
+  }
+  for (int i = 0; i < 50; ++i) {
+    File g = eng.open(path);
+    Mapping m = g.map(0, kPage);
+    m.data()[i] = std::byte{0};
+  }
+  EXPECT_EQ(footprint(), before) << "fds before:\n" << fds_before << "fds after:\n" << fd_text()
+                                << "maps before:\n" << maps_before << "maps after:\n" << maps_text();
+}
+
+TEST(Engine, ViewsOutliveTheEngineHandles) {
+  ft::TempDir dir;
+  const std::string path = dir.make_file("outlive", 8 * kPage);
+  Mapping m;
+  File f;
+  {
+    Engine eng;
+    f = eng.open(path);
+    m = f.map(0, 8 * kPage);
+    m.data()[1] = std::byte{0x31};
+  }  // the engine is closed: everything written back, the views unmapped
+  EXPECT_EQ(ft::pread_file(path, 1, 1)[0], std::byte{0x31});
+  std::byte b[1];
+  EXPECT_ERRNO(ESHUTDOWN, f.read(0, b));
+  m.unmap();
+  f.close();
+}
+
+}  // namespace

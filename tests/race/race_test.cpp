@@ -1,0 +1,292 @@
+// The race catalogue (DESIGN.md section 4): one deterministic test per entry,
+// each forcing exactly its interleaving with the harness's schedule points and
+// checking what a user would see. check_breakers.py runs them again with each
+// rule breaker (FAULTLINE_BREAK=R<n>) and requires exactly the entries that
+// list R<n> to fail.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "race_util.hpp"
+
+namespace race {
+namespace ft = faultline::testing;
+
+// F1: a fill reads old data from the backend; meanwhile invalidate (the
+// object changed underneath) drops the page; the fill then writes the old
+// data into the memfd and installs it. Closed by R1 (the fill holds the page
+// lock and the invalidate lock) and R4 (invalidate takes them).
+TEST_F(Race, F1_FillVsInvalidate) {
+  auto mem = patterned("F1", 4, 'A');
+  auto be = std::make_shared<SteeredBackend>(mem);
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto m = f.map(0, 4 * kPs, fl::Access::ReadOnly);
+  ft::arm("fill.after_read");
+  Bg a([&] { (void)load(m.data()); });  // it raced with invalidate: any value is fine
+  ASSERT_TRUE(ft::wait_parked("fill.after_read"));
+  std::vector<std::byte> z(kPs, std::byte{'Z'});
+  mem->write(0, z);  // the object changes underneath
+  Bg inv([&] { f.invalidate(0, kPs); });
+  (void)inv.done_within(300ms);  // with R1/R4 it waits for the fill
+  ft::release("fill.after_read");
+  a.join("the faulting load");
+  inv.join("invalidate");
+  // invalidate has returned: the mapping and read() show the new data.
+  EXPECT_EQ(load(m.data()).value, 'Z') << "the mapping shows data the file no longer has";
+  EXPECT_EQ(read_all(f, 0, 1), "Z") << "File::read shows data the file no longer has";
+}
+
+// F2: a fault passes its lookup; truncate shrinks the file and drops the page;
+// the fault then fills the page with pwrite past the memfd's new end, which
+// would extend the memfd. Closed by R2 (recheck same page + EOF under the lock).
+TEST_F(Race, F2_FillAfterTruncate) {
+  auto be = patterned("F2", 8, 'a');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto m = f.map(0, 8 * kPs, fl::Access::ReadOnly);
+  ft::arm("fault.before_lock");
+  Load res;
+  Bg a([&] { res = load(m.data() + 7 * kPs); });
+  ASSERT_TRUE(ft::wait_parked("fault.before_lock"));
+  within(10s, "truncate", [&] { f.truncate(4 * kPs); });
+  ft::release("fault.before_lock");
+  a.join("the faulting load");
+  EXPECT_TRUE(res.bus.has_value()) << "a load past the new EOF did not get SIGBUS";
+  EXPECT_EQ(f.size(), 4 * kPs);
+  EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs) << "the memfd grew back past EOF";
+}
+
+// F3 (kernel): a frame already present is installed after truncate's unmap.
+// CONTINUE rechecks the memfd size: every view gets SIGBUS past EOF, never
+// the old data, including views that had the page mapped.
+TEST_F(Race, F3_InstallAfterTruncateUnmap) {
+  auto be = patterned("F3", 8, 'a');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto v1 = f.map(0, 8 * kPs, fl::Access::ReadOnly);
+  auto v2 = f.map(0, 8 * kPs, fl::Access::ReadOnly);
+  ASSERT_EQ(load(v1.data() + 6 * kPs).value, 'a' + 6);  // present frame, mapped in v1
+  ft::arm("fault.before_install");
+  Load res;
+  Bg a([&] { res = load(v2.data() + 6 * kPs); });  // MINOR in v2, parked before CONTINUE
+  ASSERT_TRUE(ft::wait_parked("fault.before_install"));
+  Bg t([&] { f.truncate(4 * kPs); });
+  (void)t.done_within(300ms);
+  ft::release("fault.before_install");
+  a.join("the faulting load");
+  t.join("truncate");
+  EXPECT_TRUE(load(v1.data() + 6 * kPs).bus.has_value());
+  EXPECT_TRUE(load(v2.data() + 6 * kPs).bus.has_value());
+  EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs);
+}
+
+// F4 (kernel): a private view's copy-on-write copy past the new EOF does not
+// survive truncate.
+TEST_F(Race, F4_PrivateCopyVsTruncate) {
+  auto be = patterned("F4", 8, 'a');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto p = f.map(0, 8 * kPs, fl::Access::ReadWrite, fl::Sharing::Private);
+  p.data()[6 * kPs] = std::byte{'P'};  // private copy past the coming EOF
+  p.data()[2 * kPs] = std::byte{'Q'};  // private copy inside it
+  ft::arm("truncate.before_shrink");
+  Bg t([&] { f.truncate(4 * kPs); });
+  ASSERT_TRUE(ft::wait_parked("truncate.before_shrink"));
+  ft::release("truncate.before_shrink");
+  t.join("truncate");
+  EXPECT_TRUE(load(p.data() + 6 * kPs).bus.has_value()) << "a private copy survived past EOF";
+  EXPECT_EQ(load(p.data() + 2 * kPs).value, 'Q') << "a private copy inside EOF was lost";
+}
+
+// F5 (kernel): punch and invalidate keep a private view's own copies.
+TEST_F(Race, F5_PunchKeepsPrivateCopies) {
+  auto be = patterned("F5", 4, 'a');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto s = f.map(0, 4 * kPs, fl::Access::ReadOnly);
+  auto p = f.map(0, 4 * kPs, fl::Access::ReadWrite, fl::Sharing::Private);
+  ASSERT_EQ(load(s.data() + 2 * kPs).value, 'a' + 2);
+  p.data()[2 * kPs] = std::byte{'Q'};
+  ft::arm("punch.before_drop");
+  Bg t([&] { f.punch_hole(2 * kPs, kPs); });
+  ASSERT_TRUE(ft::wait_parked("punch.before_drop"));
+  ft::release("punch.before_drop");
+  t.join("punch_hole");
+  EXPECT_EQ(load(s.data() + 2 * kPs).value, 0) << "the punched range does not read zeros";
+  EXPECT_EQ(load(p.data() + 2 * kPs).value, 'Q') << "punch dropped a private copy";
+  f.invalidate(0, 4 * kPs);
+  EXPECT_EQ(load(p.data() + 2 * kPs).value, 'Q') << "invalidate dropped a private copy";
+}
+
+// F6: two threads fault the same page in two views; one is half way through
+// filling the frame when the other (a MINOR fault: the frame is present)
+// installs it. Closed by R1 and R10 together (each alone suffices here).
+TEST_F(Race, F6_HalfFilledFrame) {
+  auto mem = patterned("F6", 2, 'k');
+  auto be = std::make_shared<SteeredBackend>(mem);
+  std::mutex mu;
+  std::condition_variable cv;
+  int stage = 0;  // 1: first half written; 2: go on
+  be->fill_hook = [&](uint64_t off, size_t len, int fd,
+                      uint64_t fd_off) -> std::optional<ssize_t> {
+    std::unique_lock g(mu);
+    if (stage != 0) return std::nullopt;
+    std::vector<std::byte> buf(len);
+    const ssize_t r = mem->read(off, buf);
+    if (::pwrite(fd, buf.data(), len / 2, static_cast<off_t>(fd_off)) < 0) return -errno;
+    stage = 1;
+    cv.notify_all();
+    cv.wait(g, [&] { return stage == 2; });
+    if (::pwrite(fd, buf.data() + len / 2, len - len / 2, static_cast<off_t>(fd_off + len / 2)) < 0)
+      return -errno;
+    return r;
+  };
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto v1 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+  auto v2 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+  Load r1, r2;
+  Bg a([&] { r1 = load(v1.data() + kPs - 1); });  // the last byte: in the second half
+  {
+    std::unique_lock g(mu);
+    ASSERT_TRUE(cv.wait_for(g, 10s, [&] { return stage == 1; }));
+  }
+  Bg b([&] { r2 = load(v2.data() + kPs - 1); });
+  (void)b.done_within(300ms);
+  {
+    std::lock_guard g(mu);
+    stage = 2;
+    cv.notify_all();
+  }
+  a.join("first load");
+  b.join("second load");
+  EXPECT_EQ(r1.value, 'k');
+  EXPECT_EQ(r2.value, 'k') << "a view shows a half-filled frame";
+}
+
+// F7: invalidate of a dirty page races with a store through a mapping. A store
+// acknowledged before invalidate returned must not be lost. Closed by R4
+// (launder and drop under the page lock) with R7 (mkclean before copy-out).
+TEST_F(Race, F7_InvalidateVsStore) {
+  auto mem = patterned("F7", 2, 'a');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(mem);
+  auto m = f.map(0, 2 * kPs);
+  m.data()[0] = std::byte{'S'};  // dirty
+  ft::arm("invalidate.after_launder");
+  Bg inv([&] { f.invalidate(0, kPs); });
+  ASSERT_TRUE(ft::wait_parked("invalidate.after_launder"));
+  Bg st([&] { reinterpret_cast<volatile char*>(m.data())[1] = 'T'; });
+  (void)st.done_within(300ms);  // with R4 it waits for the drop
+  ft::release("invalidate.after_launder");
+  inv.join("invalidate");
+  st.join("the store");
+  f.sync();
+  char b[2] = {};
+  mem->read(0, std::as_writable_bytes(std::span(b)));
+  EXPECT_EQ(b[0], 'S');
+  EXPECT_EQ(b[1], 'T') << "a store acknowledged during invalidate was lost";
+  EXPECT_EQ(load(m.data() + 1).value, 'T');
+}
+
+// F8: a present frame that is not uptodate (here: a fill that wrote junk and
+// then failed) raises MINOR in another view and must not be installed as is.
+// Closed by R10.
+TEST_F(Race, F8_NotUptodateFrame) {
+  auto mem = patterned("F8", 2, 'g');
+  auto be = std::make_shared<SteeredBackend>(mem);
+  std::atomic<int> calls{0};
+  be->fill_hook = [&](uint64_t, size_t len, int fd, uint64_t fd_off) -> std::optional<ssize_t> {
+    if (calls++ != 0) return std::nullopt;
+    std::vector<std::byte> junk(len, std::byte{'J'});
+    if (::pwrite(fd, junk.data(), len, static_cast<off_t>(fd_off)) < 0) return -errno;
+    return -EIO;  // a failed fill that left a torn frame behind
+  };
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto v1 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+  auto v2 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+  const Load first = load(v1.data());
+  ASSERT_TRUE(first.bus.has_value()) << "the failed fill did not give SIGBUS";
+  const Load second = load(v2.data());  // the frame is present: a MINOR fault
+  ASSERT_FALSE(second.bus.has_value());
+  EXPECT_EQ(second.value, 'g') << "a view shows a frame that is not uptodate";
+}
+
+// F9: a Mapping is destroyed while another thread accesses it. Between an
+// UNREGISTER and the munmap an access would bypass the engine (a hole becomes
+// a zero frame). Closed by R13 (munmap, never UNREGISTER while mapped).
+TEST_F(Race, F9_TeardownVsAccess) {
+  auto be = patterned("F9", 4, 'b');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto m = f.map(0, 4 * kPs, fl::Access::ReadOnly);
+  const std::byte* page = m.data() + kPs;  // never touched: a hole in the memfd
+  int pfd[2];
+  ASSERT_EQ(::pipe(pfd), 0);
+  ft::arm("mapping.before_munmap");
+  Bg td([&] { m.unmap(); });
+  ASSERT_TRUE(ft::wait_parked("mapping.before_munmap"));
+  ssize_t w = 0;
+  int err = 0;
+  // A kernel-mode access (write(2) from the view) while the view is dying.
+  Bg acc([&] {
+    w = ::write(pfd[1], page, kPs);
+    err = errno;
+  });
+  (void)acc.done_within(300ms);
+  ft::release("mapping.before_munmap");
+  td.join("unmap");
+  acc.join("the access");
+  if (w > 0) {
+    std::vector<char> got(static_cast<size_t>(w));
+    ASSERT_EQ(::read(pfd[0], got.data(), got.size()), w);
+    EXPECT_EQ(got[0], 'b' + 1) << "the access bypassed the engine and saw a zero frame";
+  } else {
+    EXPECT_EQ(err, EFAULT);
+  }
+  ::close(pfd[0]);
+  ::close(pfd[1]);
+}
+
+// F10: File::read into a buffer that is a faultline Mapping of the same page.
+// Closed by R11 (no page lock held while touching caller memory).
+TEST_F(Race, F10_ReadIntoOwnMapping) {
+  auto be = patterned("F10", 4, 'c');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto m = f.map(0, 4 * kPs);
+  const size_t n = within(10s, "File::read into its own mapping", [&] {
+    return f.read(kPs, std::span(m.data() + kPs, kPs));
+  });
+  EXPECT_EQ(n, kPs);
+  EXPECT_EQ(load(m.data() + kPs).value, 'c' + 1);
+  std::vector<std::byte> src(kPs, std::byte{'W'});
+  within(10s, "File::write from its own mapping", [&] {
+    return f.write(2 * kPs, std::span<const std::byte>(m.data() + 2 * kPs, kPs));
+  });
+  EXPECT_EQ(load(m.data() + 2 * kPs).value, 'c' + 2);
+}
+
+// F11: write-back copies a page out while truncate drops it; the backend write
+// lands after the backend's truncate and extends it again. Closed by R3
+// (truncate waits for write-back under the page lock).
+TEST_F(Race, F11_WritebackVsTruncate) {
+  auto mem = patterned("F11", 8, 'a');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(mem);
+  auto m = f.map(0, 8 * kPs);
+  m.data()[7 * kPs] = std::byte{'D'};  // dirty page 7
+  ft::arm("writeback.before_write");
+  Bg s([&] { f.sync(); });
+  ASSERT_TRUE(ft::wait_parked("writeback.before_write"));
+  Bg t([&] { f.truncate(4 * kPs); });
+  (void)t.done_within(300ms);  // with R3 it waits for the write-back
+  ft::release("writeback.before_write");
+  s.join("sync");
+  t.join("truncate");
+  EXPECT_EQ(f.size(), 4 * kPs);
+  EXPECT_EQ(mem->size(), static_cast<int64_t>(4 * kPs)) << "write-back extended the backend past EOF";
+}
+
+}  // namespace race

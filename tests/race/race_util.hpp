@@ -1,0 +1,133 @@
+// Helpers for the race catalogue tests (DESIGN.md section 4).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "faultline/faultline.hpp"
+#include "faultline/testing.hpp"
+
+namespace race {
+
+using namespace std::chrono_literals;
+namespace fl = faultline;
+inline constexpr size_t kPs = fl::kBasePageSize;
+
+/// A backend around another that the test can steer: a hook runs inside
+/// read_into_fd (the fill), with the memfd, before the real fill.
+class SteeredBackend : public fl::Backend {
+ public:
+  explicit SteeredBackend(std::shared_ptr<fl::Backend> inner) : inner_(std::move(inner)) {}
+  std::string identity() const override { return "steered:" + inner_->identity(); }
+  bool writable() const override { return inner_->writable(); }
+  int64_t size() override { return inner_->size(); }
+  ssize_t read(uint64_t off, std::span<std::byte> buf) override { return inner_->read(off, buf); }
+  ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) override {
+    if (fill_hook) {
+      if (auto r = fill_hook(off, len, fd, fd_off)) return *r;
+    }
+    return -EOPNOTSUPP;  // the engine then uses read() + pwrite()
+  }
+  int write(uint64_t off, std::span<const std::byte> buf) override { return inner_->write(off, buf); }
+  int truncate(uint64_t s) override { return inner_->truncate(s); }
+  int punch_hole(uint64_t off, uint64_t len) override { return inner_->punch_hole(off, len); }
+  int sync() override { return inner_->sync(); }
+  /// Returns a result to short-circuit the fill, or nullopt for the normal fill.
+  std::function<std::optional<ssize_t>(uint64_t, size_t, int, uint64_t)> fill_hook;
+
+ private:
+  std::shared_ptr<fl::Backend> inner_;
+};
+
+/// A memory backend holding `pages` pages, page i filled with byte `fill + i`.
+inline std::shared_ptr<fl::Backend> patterned(const std::string& name, size_t pages, char fill) {
+  auto be = fl::make_memory_backend(name, 0);
+  std::vector<std::byte> buf(pages * kPs);
+  for (size_t i = 0; i < pages; ++i)
+    std::memset(buf.data() + i * kPs, fill + static_cast<char>(i), kPs);
+  be->write(0, buf);
+  return be;
+}
+
+inline fl::EngineConfig small_windows() {
+  fl::EngineConfig c;
+  c.fault_around_pages = 1;  // one page per fault: the tests control every page
+  c.readahead_max_pages = 1;
+  return c;
+}
+
+/// A load through a view: the byte, or the SIGBUS.
+struct Load {
+  std::optional<fl::BusError> bus;
+  char value = 0;
+};
+inline Load load(const std::byte* p) {
+  Load l;
+  volatile char v = 0;
+  l.bus = fl::guarded([&] { v = *reinterpret_cast<const volatile char*>(p); });
+  l.value = v;
+  return l;
+}
+
+/// Runs fn on a thread; if it does not finish within `timeout` the process
+/// cannot be cleaned up (a deadlock): report and exit non-zero.
+template <class F>
+auto within(std::chrono::milliseconds timeout, const char* what, F&& fn) {
+  auto fut = std::async(std::launch::async, std::forward<F>(fn));
+  if (fut.wait_for(timeout) != std::future_status::ready) {
+    std::fprintf(stderr, "DEADLOCK: %s did not finish within %lld ms\n", what,
+                 static_cast<long long>(timeout.count()));
+    std::fflush(stderr);
+    std::_Exit(3);
+  }
+  return fut.get();
+}
+
+/// Starts fn on a thread now; the caller joins it later with `within`-like wait.
+class Bg {
+ public:
+  template <class F>
+  explicit Bg(F&& fn) : fut_(std::async(std::launch::async, std::forward<F>(fn))) {}
+  bool done_within(std::chrono::milliseconds t) { return fut_.wait_for(t) == std::future_status::ready; }
+  void join(const char* what, std::chrono::milliseconds t = 20s) {
+    if (!done_within(t)) {
+      std::fprintf(stderr, "DEADLOCK: %s did not finish within %lld ms\n", what,
+                   static_cast<long long>(t.count()));
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
+    fut_.get();
+  }
+
+ private:
+  std::future<void> fut_;
+};
+
+class Race : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fl::testing::compiled_in()) GTEST_SKIP() << "built without FAULTLINE_TESTING";
+    fl::testing::reset();
+  }
+  void TearDown() override { fl::testing::reset(); }
+};
+
+inline std::string read_all(fl::File& f, uint64_t off, size_t len) {
+  std::string s(len, '\0');
+  const size_t n = f.read(off, std::as_writable_bytes(std::span(s)));
+  s.resize(n);
+  return s;
+}
+
+}  // namespace race

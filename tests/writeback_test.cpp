@@ -1,0 +1,232 @@
+// Write-back: stores through mappings and File::write reach the backend on
+// sync, only dirty pages are written, errors are reported per handle (R8).
+// Label: writeback.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "test_util.hpp"
+
+using namespace faultline;
+using ft::kPage;
+
+namespace {
+
+struct WbTest : ::testing::Test {
+  ft::TempDir dir;
+  std::string path;
+  std::shared_ptr<ft::WrapBackend> wrap;
+  /// A file of `size` pattern bytes behind a counting wrapper.
+  std::shared_ptr<ft::WrapBackend> make(uint64_t size) {
+    path = dir.make_file("wb", size);
+    wrap = std::make_shared<ft::WrapBackend>(make_file_backend(path));
+    return wrap;
+  }
+  std::set<uint64_t> written() const {
+    auto v = wrap->written_pages();
+    return {v.begin(), v.end()};
+  }
+};
+
+TEST_F(WbTest, StoresReachTheFileAfterSync) {
+  const uint64_t size = 100 * kPage;
+  path = dir.make_file("plain", size);
+  auto want = ft::pattern(0, size);
+  Engine eng;
+  File f = eng.open(path);
+  Mapping m = f.map(0, size);
+  std::memset(m.data() + 7, 0xab, 100);
+  std::memset(m.data() + 50 * kPage - 10, 0xcd, 20);  // across a page boundary
+  m.data()[size - 1] = std::byte{0xef};
+  std::memset(want.data() + 7, 0xab, 100);
+  std::memset(want.data() + 50 * kPage - 10, 0xcd, 20);
+  want[size - 1] = std::byte{0xef};
+  f.sync();
+  auto disk = ft::pread_file(path, 0, size);
+  ASSERT_EQ(disk.size(), size);
+  EXPECT_EQ(-1, ft::first_diff(disk.data(), want.data(), size));
+  EXPECT_EQ(ft::file_size(path), size);
+  f.fsync();
+}
+
+TEST_F(WbTest, OnlyStoredPagesAreWrittenAndASecondSyncWritesNothing) {
+  const uint64_t pages = 128;
+  auto be = make(pages * kPage);
+  Engine eng;
+  File f = eng.open(be);
+  Mapping m = f.map(0, pages * kPage);
+  // Read every page first (installed write-protected, clean) ...
+  ft::touch_read(m.data(), pages * kPage);
+  EXPECT_EQ(f.stats().pages_dirtied, 0u);
+  // ... then store to a few: some read before, some first touched by a store
+  // in a second view.
+  Mapping m2 = f.map(64 * kPage, 64 * kPage);
+  m.data()[3 * kPage + 1] = std::byte{1};
+  m.data()[17 * kPage] = std::byte{2};
+  m.data()[17 * kPage + 4095] = std::byte{3};
+  m2.data()[(100 - 64) * kPage + 5] = std::byte{4};
+  const std::byte five{5};
+  f.write(120 * kPage + 9, std::span(&five, 1));
+  be->reset_counts();
+  f.sync();
+  EXPECT_EQ(written(), (std::set<uint64_t>{3, 17, 100, 120}));
+  EXPECT_EQ(be->write_bytes.load(), 4 * kPage) << "each dirty page written once";
+  Stats s = f.stats();
+  EXPECT_EQ(s.pages_written_back, 4u);
+  EXPECT_EQ(s.bytes_written, 4 * kPage);
+  EXPECT_EQ(s.pages_dirtied, 4u);
+  EXPECT_GE(s.wp_faults, 2u);  // pages 3 and 17 were installed clean
+  auto disk = ft::pread_file(path, 0, pages * kPage);
+  EXPECT_EQ(disk[3 * kPage + 1], std::byte{1});
+  EXPECT_EQ(disk[17 * kPage], std::byte{2});
+  EXPECT_EQ(disk[17 * kPage + 4095], std::byte{3});
+  EXPECT_EQ(disk[100 * kPage + 5], std::byte{4});
+  EXPECT_EQ(disk[120 * kPage + 9], std::byte{5});
+  // Nothing is dirty any more.
+  be->reset_counts();
+  f.sync();
+  EXPECT_EQ(be->write_calls.load(), 0u);
+  // Write-back made the pages clean again (R7): a new store faults, dirties
+  // only its page, and the next sync writes only that page.
+  m.data()[17 * kPage + 8] = std::byte{6};
+  f.sync();
+  EXPECT_EQ(written(), (std::set<uint64_t>{17}));
+  EXPECT_EQ(ft::pread_file(path, 17 * kPage + 8, 1)[0], std::byte{6});
+  be->reset_counts();
+  f.sync();
+  EXPECT_EQ(be->write_calls.load(), 0u);
+  // Reading never dirties anything.
+  ft::touch_read(m2.data(), 64 * kPage);
+  std::vector<std::byte> buf(pages * kPage);
+  f.read(0, buf);
+  f.sync();
+  EXPECT_EQ(be->write_calls.load(), 0u);
+}
+
+TEST_F(WbTest, ContiguousDirtyPagesAreWrittenInBatches) {
+  const uint64_t pages = 64;
+  auto be = make(pages * kPage);
+  Engine eng;
+  File f = eng.open(be);
+  Mapping m = f.map(0, pages * kPage);
+  for (uint64_t p = 10; p < 42; ++p) m.data()[p * kPage] = std::byte{0x42};
+  be->reset_counts();
+  f.sync();
+  EXPECT_EQ(written(), [] {
+    std::set<uint64_t> s;
+    for (uint64_t p = 10; p < 42; ++p) s.insert(p);
+    return s;
+  }());
+  EXPECT_EQ(be->write_bytes.load(), 32 * kPage);
+  EXPECT_LT(be->write_calls.load(), 32u) << "adjacent dirty pages go out together";
+}
+
+TEST_F(WbTest, PartialLastPageNeverWritesPastEof) {
+  const uint64_t size = kPage + 1;
+  auto be = make(size);
+  Engine eng;
+  File f = eng.open(be);
+  Mapping m = f.map(0, 2 * kPage);
+  m.data()[kPage] = std::byte{0x77};        // the last byte of the file
+  m.data()[kPage + 900] = std::byte{0x78};  // past EOF, same page
+  f.sync();
+  EXPECT_EQ(ft::file_size(path), size);
+  EXPECT_EQ(ft::pread_file(path, kPage, 1)[0], std::byte{0x77});
+  for (auto r : be->writes()) EXPECT_LE(r.off + r.len, size);
+}
+
+TEST_F(WbTest, MemoryBackendSync) {
+  auto be = make_memory_backend("wb_mem", 10 * kPage);
+  Engine eng;
+  File f = eng.open(be);
+  Mapping m = f.map(0, 10 * kPage);
+  std::memset(m.data() + 2 * kPage, 0x31, 3 * kPage);
+  f.sync();
+  std::vector<std::byte> got(10 * kPage);
+  ASSERT_EQ(be->read(0, got), static_cast<ssize_t>(got.size()));
+  EXPECT_TRUE(ft::all_zero(got.data(), 2 * kPage));
+  for (uint64_t i = 2 * kPage; i < 5 * kPage; ++i) ASSERT_EQ(got[i], std::byte{0x31});
+  EXPECT_TRUE(ft::all_zero(got.data() + 5 * kPage, 5 * kPage));
+}
+
+TEST_F(WbTest, LastHandleAndViewGoneWritesBack) {
+  const uint64_t size = 16 * kPage;
+  path = dir.make_file("close", size);
+  Engine eng;
+  {
+    File f = eng.open(path);
+    Mapping m = f.map(0, size);
+    m.data()[5 * kPage] = std::byte{0x12};
+    f.close();  // the view still holds the File
+    m.data()[6 * kPage] = std::byte{0x13};
+  }
+  EXPECT_EQ(ft::pread_file(path, 5 * kPage, 1)[0], std::byte{0x12});
+  EXPECT_EQ(ft::pread_file(path, 6 * kPage, 1)[0], std::byte{0x13});
+}
+
+TEST_F(WbTest, EngineCloseWritesBack) {
+  const uint64_t size = 16 * kPage;
+  path = dir.make_file("close", size);
+  Engine eng;
+  File f = eng.open(path);
+  Mapping m = f.map(0, size);
+  m.data()[5 * kPage] = std::byte{0x21};
+  const std::byte b{0x22};
+  f.write(9 * kPage + 1, std::span(&b, 1));
+  eng.close();
+  EXPECT_EQ(ft::pread_file(path, 5 * kPage, 1)[0], std::byte{0x21});
+  EXPECT_EQ(ft::pread_file(path, 9 * kPage + 1, 1)[0], std::byte{0x22});
+}
+
+TEST_F(WbTest, WriteErrorIsReportedOnceToEachHandle) {
+  const uint64_t size = 8 * kPage;
+  auto be = make(size);
+  Engine eng;
+  File a = eng.open(be);
+  File b = eng.open(be);
+  Mapping m = a.map(0, size);
+  be->fail_writes({2});
+  m.data()[2 * kPage + 1] = std::byte{0x55};
+  EXPECT_ERRNO(EIO, a.sync());
+  EXPECT_EQ(a.stats().write_errors, 1u);
+  be->fail_writes({});
+  // A handle opened after the failure has not "seen" it and is not told.
+  File c = eng.open(be);
+  // The page stayed dirty: the next sync writes it; b has not seen the error
+  // yet, so b is told once, a is not told again.
+  EXPECT_ERRNO(EIO, b.sync());
+  EXPECT_EQ(ft::pread_file(path, 2 * kPage + 1, 1)[0], std::byte{0x55});
+  EXPECT_NO_THROW(a.sync());
+  EXPECT_NO_THROW(b.sync());
+  EXPECT_NO_THROW(c.sync());
+  be->reset_counts();
+  a.sync();
+  EXPECT_EQ(be->write_calls.load(), 0u);
+}
+
+TEST_F(WbTest, RefusedMkwriteGivesSigbusAndDirtiesNothing) {
+  const uint64_t size = 8 * kPage;
+  auto be = make(size);
+  Engine eng;
+  File f = eng.open(be);
+  Mapping m = f.map(0, size);
+  ft::touch_read(m.data(), size);  // installed clean, write-protected
+  be->fail_mkwrite({4});
+  auto err = guarded([&] { *reinterpret_cast<volatile char*>(m.data() + 4 * kPage + 8) = 1; });
+  ASSERT_TRUE(err);
+  EXPECT_PRED1(ft::io_error_code_ok, err->code);
+  EXPECT_EQ(err->addr, static_cast<void*>(m.data() + 4 * kPage + 8));
+  // Other pages still take stores.
+  m.data()[5 * kPage] = std::byte{9};
+  be->reset_counts();
+  f.sync();
+  EXPECT_EQ(written(), (std::set<uint64_t>{5}));
+  EXPECT_EQ(f.stats().mkwrite_errors, 1u);
+  // The refused page was not changed anywhere.
+  std::vector<std::byte> got(kPage);
+  f.read(4 * kPage, got);
+  EXPECT_EQ(-1, ft::first_diff(got.data(), ft::pattern(4 * kPage, kPage).data(), kPage));
+}
+
+}  // namespace

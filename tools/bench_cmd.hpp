@@ -1,0 +1,30 @@
+// faultline CLI — `faultline bench`: faultline mapping vs kernel mmap vs pread,
+// first touch of every page, sequential and random, kernel cache cold and warm.
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace faultline::cli {
+
+struct BenchOptions {
+  std::string size = "1G";
+  std::string file;
+  std::string pattern = "both";
+  std::string cache = "both";
+  bool json = false;
+  unsigned reps = 3;
+  std::size_t fault_around = 0;  ///< 0 until add_bench_command sets EngineConfig's default
+  std::size_t readahead_max = 0;
+  unsigned threads = 0;
+};
+
+/// Adds the `bench` subcommand (options bound to `opts`) to `app`.
+CLI::App* add_bench_command(CLI::App& app, BenchOptions& opts);
+
+/// Runs it. Returns the exit code (0 ok, 1 a method read different data);
+/// throws on errors (the caller prints them and exits 2).
+int run_bench(const BenchOptions& opts);
+
+}  // namespace faultline::cli

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Runs `faultline bench ... --json` (the command line given as arguments) and
+checks its output: exit 0; every stdout line is one JSON object with the
+required keys and sane values (faultline rows carry the engine counters);
+nothing else on stdout; every method x pattern x cache combination present;
+and the temporary file the bench announced on stderr is gone afterwards."""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+REQUIRED = ["method", "pattern", "cache", "gib_per_s", "ns_per_page", "ratio_to_mmap", "reps",
+            "size_bytes"]
+FAULTLINE_ONLY = ["missing_faults", "minor_faults", "pages_filled"]
+
+
+def fail(msg, proc=None):
+    print(f"FAIL: {msg}")
+    if proc is not None:
+        print("--- stdout\n" + proc.stdout + "--- stderr\n" + proc.stderr)
+    sys.exit(1)
+
+
+def main():
+    cmd = sys.argv[1:]
+    if not cmd:
+        fail("usage: check_bench_json.py FAULTLINE bench ... --json")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        fail(f"exit code {proc.returncode}", proc)
+    seen = set()
+    lines = proc.stdout.splitlines()
+    if not lines:
+        fail("no output on stdout", proc)
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            fail(f"stdout line {n} is not JSON ({e}): {line!r}", proc)
+        if not isinstance(row, dict):
+            fail(f"stdout line {n} is not a JSON object: {line!r}", proc)
+        missing = [k for k in REQUIRED if k not in row]
+        if row.get("method") == "faultline":
+            missing += [k for k in FAULTLINE_ONLY if k not in row]
+        if missing:
+            fail(f"line {n} lacks {missing}: {line!r}", proc)
+        if row["method"] not in ("faultline", "mmap", "pread"):
+            fail(f"line {n}: bad method {row['method']!r}")
+        if row["pattern"] not in ("seq", "rand") or row["cache"] not in ("cold", "warm"):
+            fail(f"line {n}: bad pattern/cache: {line!r}")
+        for k in ("gib_per_s", "ns_per_page", "ratio_to_mmap"):
+            v = row[k]
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                fail(f"line {n}: {k} = {v!r} is not a positive number")
+        if row["method"] == "mmap" and abs(row["ratio_to_mmap"] - 1) > 1e-6:
+            fail(f"line {n}: mmap's ratio_to_mmap is {row['ratio_to_mmap']}, not 1")
+        if row["reps"] != 1 or row["size_bytes"] != 64 << 20:
+            fail(f"line {n}: reps/size_bytes {row['reps']}/{row['size_bytes']} not 1/{64 << 20}")
+        if row.get("data_ok") is False:
+            fail(f"line {n}: the method read different data than pread: {line!r}")
+        if row["method"] == "faultline" and row["pages_filled"] <= 0:
+            fail(f"line {n}: a faultline row filled no pages: {line!r}")
+        key = (row["method"], row["pattern"], row["cache"])
+        if key in seen:
+            fail(f"line {n}: duplicate result {key}")
+        seen.add(key)
+    want = {(m, p, c) for m in ("faultline", "mmap", "pread") for p in ("seq", "rand")
+            for c in ("cold", "warm")}
+    if seen != want:
+        fail(f"results missing: {sorted(want - seen)}", proc)
+    m = re.search(r"data to (\S+) \(", proc.stderr)
+    if not m:
+        fail("stderr does not name the temporary file", proc)
+    path = m.group(1)
+    if os.path.exists(path) or os.path.exists(os.path.dirname(path)):
+        fail(f"the temporary file {path} (or its directory) was not removed")
+    print(f"ok: {len(lines)} JSON result lines; temporary file {path} removed")
+
+
+if __name__ == "__main__":
+    main()
