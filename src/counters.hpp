@@ -11,7 +11,8 @@ struct Counters {
   std::atomic<uint64_t> missing_faults{0}, minor_faults{0}, wp_faults{0}, pages_filled{0},
       pages_installed{0}, pages_fault_around{0}, pages_dirtied{0}, pages_written_back{0},
       bytes_read{0}, bytes_written{0}, read_errors{0}, write_errors{0}, mkwrite_errors{0},
-      sigbus_sent{0}, pages_invalidated{0}, invalidate_conflicts{0}, pages_truncated{0};
+      sigbus_sent{0}, pages_invalidated{0}, invalidate_conflicts{0}, pages_truncated{0},
+      pages_punched{0}, pages_laundered{0}, fault_retries{0};
 
   Stats snapshot() const {
     Stats s;
@@ -32,6 +33,9 @@ struct Counters {
     s.pages_invalidated = pages_invalidated.load();
     s.invalidate_conflicts = invalidate_conflicts.load();
     s.pages_truncated = pages_truncated.load();
+    s.pages_punched = pages_punched.load();
+    s.pages_laundered = pages_laundered.load();
+    s.fault_retries = fault_retries.load();
     return s;
   }
 };

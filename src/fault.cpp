@@ -58,11 +58,14 @@ void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
 }
 
 void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write, bool minor) {
-  // Choose the window: a stream continuing where the last window ended grows
-  // (readahead); anything else gets an aligned fault-around window.
+  // Choose the window: a fault inside or right after the stream's last window
+  // (readahead in flight, or a page another handler skipped) continues the
+  // stream and grows it; anything else gets an aligned fault-around window.
   const auto& cfg = core->cfg;
   const uint64_t fa = std::max<uint64_t>(1, cfg.fault_around_pages);
-  const bool sequential = m.ra_next.load(std::memory_order_relaxed) == pg;
+  const uint64_t ra_start = m.ra_start.load(std::memory_order_relaxed);
+  const uint64_t ra_next = m.ra_next.load(std::memory_order_relaxed);
+  const bool sequential = ra_next != ~uint64_t{0} && pg >= ra_start && pg <= ra_next;
   uint64_t ws, we;
   if (sequential) {
     const uint64_t cur = std::max<uint64_t>(fa, m.ra_pages.load(std::memory_order_relaxed));
@@ -99,17 +102,20 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     if (FL_RULE(2) && p->gen.load(std::memory_order_acquire) != gen) {  // R2: not the same page
       p->unlock();
       inval.unlock();
+      count(&Counters::fault_retries);
       continue;
     }
     break;
   }
   if (FL_RULE(2) && pg >= eof_pages()) {  // R2: past EOF — the refault meets the memfd's end
     if (FL_RULE(1)) p->unlock();
+    count(&Counters::fault_retries);
     wake(m, addr);
     return;
   }
   const bool installed = install_window(m, ws, we, pg, write, minor);
   if (!installed) return;
+  m.ra_start.store(ws, std::memory_order_relaxed);
   m.ra_next.store(we, std::memory_order_relaxed);
   if (sequential && we < m.pgoff + m.npages && we < eof_pages()) {
     // Asynchronous readahead: the faulting thread already runs; fill and map

@@ -48,7 +48,8 @@ class MappingImpl {
   std::set<uint64_t> poisoned;
 
   // Readahead state (benign races: a hint, not a correctness property).
-  std::atomic<uint64_t> ra_next{~uint64_t{0}};  // page that continues the stream
+  std::atomic<uint64_t> ra_start{~uint64_t{0}};  // first page of the stream's last window
+  std::atomic<uint64_t> ra_next{~uint64_t{0}};   // page that continues the stream
   std::atomic<uint32_t> ra_pages{0};           // current window
 
  private:

@@ -296,25 +296,22 @@ int RadosBackend::truncate(uint64_t new_size) {
     const uint64_t first_gone = (new_size + m.obj_size - 1) / m.obj_size;
     const uint64_t last = (old + m.obj_size - 1) / m.obj_size;  // exclusive
     for (uint64_t i = first_gone; i < last; ++i) oids.push_back(rados::chunk_name(m.opt.name, i));
-    const bool partial = new_size % m.obj_size != 0;
-    if (partial) oids.push_back(rados::chunk_name(m.opt.name, new_size / m.obj_size));
     for (size_t i = 0; i < oids.size(); ++i) {
-      const bool trunc = partial && i + 1 == oids.size();
-      const uint64_t keep = new_size % m.obj_size;
-      ops.push_back({[&m, &oids, i, trunc, keep](rados_completion_t c) {
+      ops.push_back({[&m, &oids, i](rados_completion_t c) {
                        m.ctr.objects_written++;
-                       rados_write_op_t op = rados_create_write_op();
-                       if (trunc) {
-                         rados_write_op_assert_exists(op);
-                         rados_write_op_truncate(op, keep);
-                       } else {
-                         rados_write_op_remove(op);
-                       }
-                       const int r = rados_aio_write_op_operate(op, m.io, c, oids[i].c_str(), nullptr, 0);
-                       rados_release_write_op(op);
-                       return r;
+                       return rados_aio_remove(m.io, oids[i].c_str(), c);
                      },
                      [](int r) { return r == -ENOENT ? 0 : r < 0 ? r : 0; }});
+    }
+    // The chunk holding the new EOF: cut it there (only if it is longer: a
+    // truncate would extend a shorter object).
+    if (const uint64_t keep = new_size % m.obj_size; keep != 0) {
+      const std::string oid = rados::chunk_name(m.opt.name, new_size / m.obj_size);
+      uint64_t osz = 0;
+      time_t mt;
+      int r = rados_stat(m.io, oid.c_str(), &osz, &mt);
+      if (r == 0 && osz > keep) r = rados_trunc(m.io, oid.c_str(), keep);
+      if (r < 0 && r != -ENOENT) return r;
     }
   }
   if (int r = m.run(ops); r < 0) return r;

@@ -117,8 +117,9 @@ void RadosBackend::Impl::dispatch_loop() {
       std::lock_guard l(watch_mu);
       if (!watching || ev.cookie != watch_cookie) continue;
       old_cookie = watch_cookie;
+      watch_cookie = 0;  // each cookie is unwatched exactly once (here or in stop_watch)
     }
-    rados_unwatch2(io, old_cookie);
+    if (old_cookie) rados_unwatch2(io, old_cookie);
     for (;;) {
       uint64_t c = 0;
       const int r = rados_watch3(io, hdr_oid.c_str(), &c, &Impl::on_notify, &Impl::on_watch_error,
@@ -189,6 +190,7 @@ void RadosBackend::Impl::stop_watch() {
     if (!watching) return;
     watching = false;
     c = watch_cookie;
+    watch_cookie = 0;
   }
   if (c) rados_unwatch2(io, c);
   rados_watch_flush(cluster);  // no callback runs after this

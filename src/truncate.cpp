@@ -81,6 +81,7 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   } else {
     count(&Counters::bytes_written, len);
     count(&Counters::pages_written_back, n);
+    count(&Counters::pages_laundered, n);
   }
   return err;
 }
@@ -144,7 +145,7 @@ void FileImpl::drop_range(uint64_t first, uint64_t last, bool launder, bool keep
       while (j < n && !keep[j]) ++j;
       for (uint64_t k = i; k < j; ++k) drop_page(run[k]);
       punch_frames(pg + i, j - i);
-      count(launder || keep_dirty ? &Counters::pages_invalidated : &Counters::pages_truncated,
+      count(launder || keep_dirty ? &Counters::pages_invalidated : &Counters::pages_punched,
             j - i);
       i = j;
     }
@@ -230,6 +231,8 @@ void FileImpl::punch_hole(uint64_t off, uint64_t len) {
   if (len == 0) throw_errno(EINVAL, "faultline: punch_hole of zero length");
   if (off + len < off) throw_errno(EINVAL, "faultline: punch_hole range overflows");
   if (!backend().writable()) throw_errno(EROFS, "faultline: punch_hole of read-only " + key);
+  if (!backend().can_punch_hole())
+    throw_errno(EOPNOTSUPP, "faultline: the backend of " + key + " cannot punch holes");
   std::unique_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
   if (FL_RULE(4)) inval.lock();  // R4: no fill brings old data back meanwhile

@@ -57,6 +57,9 @@ class Backend {
 
   /// Deallocates [off, off+len): the range reads as zeros afterwards.
   virtual int punch_hole(uint64_t off, uint64_t len) = 0;
+  /// Whether punch_hole() is supported; File::punch_hole refuses with
+  /// EOPNOTSUPP, changing nothing, when it is not.
+  virtual bool can_punch_hole() const { return true; }
 
   /// Makes written data durable. 0 or a negative errno.
   virtual int sync() = 0;

@@ -21,7 +21,10 @@ struct Stats {
   uint64_t sigbus_sent = 0;      ///< accesses answered with UFFDIO_POISON
   uint64_t pages_invalidated = 0;    ///< pages dropped by invalidate / remote changes
   uint64_t invalidate_conflicts = 0; ///< dirty pages kept when a remote change hit them
-  uint64_t pages_truncated = 0;      ///< pages dropped by truncate / punch_hole
+  uint64_t pages_truncated = 0;      ///< pages dropped by truncate
+  uint64_t pages_punched = 0;        ///< pages dropped by punch_hole
+  uint64_t pages_laundered = 0;      ///< dirty pages written back by invalidate before dropping
+  uint64_t fault_retries = 0;        ///< faults whose R2 recheck failed (page gone or past EOF)
 };
 
 }  // namespace faultline

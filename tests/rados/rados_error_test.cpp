@@ -41,7 +41,7 @@ TEST(RadosErrors, RefusedWriteReachesFsync) {
   ASSERT_GT(obj.size(), kPage);
   EXPECT_EQ(obj[kPage], std::byte{1});
   // Drop the bad page so close() has nothing left to fail on.
-  f.truncate(64 * kMiB);
+  f.truncate(32 * kMiB);
   EXPECT_EQ(sync_errno(f), 0);
   m.unmap();
   f.close();

@@ -14,7 +14,10 @@ namespace rt {
 
 static std::string env(const char* k) {
   const char* v = std::getenv(k);
-  return v ? v : "";
+  if (v && *v) return v;
+  if (std::string_view(k) == "FAULTLINE_CEPH_SCRIPT") return FAULTLINE_CEPH_SCRIPT_DEFAULT;
+  if (std::string_view(k) == "FAULTLINE_RADOS_POOL") return FAULTLINE_RADOS_POOL_DEFAULT;
+  return "";
 }
 
 std::string conf() {
