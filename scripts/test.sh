@@ -19,5 +19,7 @@ echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
 ASAN_OPTIONS=detect_leaks=1 run build-asan address
 echo "== ThreadSanitizer build"
 # TSan needs an address space layout it knows: run without ASLR randomisation.
-TSAN_OPTIONS="halt_on_error=1" setarch "$(uname -m)" -R bash -c "$(declare -f run); run build-tsan thread"
+# (The child shell gets the job count and set -e too: a failed build must stop the run.)
+TSAN_OPTIONS="halt_on_error=1" setarch "$(uname -m)" -R \
+  bash -c "set -euo pipefail; jobs=$jobs; $(declare -f run); run build-tsan thread"
 echo "== all test suites passed"

@@ -54,6 +54,12 @@ EngineCore::~EngineCore() {
   if (stop_fd_ >= 0) ::close(stop_fd_);
 }
 
+uint32_t EngineCore::now_ms() const {
+  return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now() - start_)
+                                   .count());
+}
+
 void EngineCore::log(std::string_view msg) const {
   if (cfg.log) cfg.log(msg);
   else std::cerr << msg << '\n';
@@ -65,6 +71,72 @@ void EngineCore::check_open() const {
 
 void EngineCore::start() {
   for (unsigned i = 0; i < cfg.fault_threads; ++i) threads_.emplace_back([this] { handler_loop(); });
+  flusher_ = std::thread([this] { flusher_loop(); });
+}
+
+void EngineCore::kick_flusher() {
+  std::lock_guard g(flush_mu_);
+  flush_kicked_ = true;
+  flush_cv_.notify_all();
+}
+
+void EngineCore::defer_wake(uintptr_t addr, size_t len) {
+  {
+    std::lock_guard g(flush_mu_);
+    deferred_wakes_.emplace_back(addr, len);
+    flush_kicked_ = true;
+  }
+  flush_cv_.notify_all();
+}
+
+void EngineCore::release_deferred_wakes() {
+  std::vector<std::pair<uintptr_t, size_t>> w;
+  {
+    std::lock_guard g(flush_mu_);
+    w.swap(deferred_wakes_);
+  }
+  for (auto [a, l] : w) uffd.wake(a, l);
+  throttle_cv_.notify_all();
+}
+
+void EngineCore::throttle_writer() {
+  if (!over_dirty_limit()) return;
+  kick_flusher();
+  std::unique_lock g(flush_mu_);
+  throttle_cv_.wait_for(g, std::chrono::seconds(1),
+                        [&] { return !over_dirty_limit() || flush_stop_; });
+}
+
+void EngineCore::flusher_loop() {
+  std::unique_lock g(flush_mu_);
+  for (;;) {
+    flush_cv_.wait_for(g, std::chrono::milliseconds(cfg.flush_interval_ms),
+                       [&] { return flush_kicked_ || flush_stop_; });
+    if (flush_stop_) break;
+    const bool kicked = flush_kicked_;
+    flush_kicked_ = false;
+    const bool throttled = !deferred_wakes_.empty();
+    g.unlock();
+    if (cfg.flusher || throttled || kicked) {
+      std::vector<std::shared_ptr<FileImpl>> files;
+      {
+        std::lock_guard fg(files_mu_);
+        for (auto& [k, w] : files_)
+          if (auto f = w.lock()) files.push_back(std::move(f));
+      }
+      // Kicked (MS_ASYNC, throttling) or over the background threshold: write
+      // everything back; otherwise only pages dirty for longer than the expiry.
+      const bool background = nr_dirty.load() > cfg.dirty_background_pages || throttled || kicked;
+      for (auto& f : files) {
+        if (f->nr_dirty() == 0) continue;
+        // Expired pages always; everything while over the background threshold.
+        f->writeback(0, PageIndex::kMaxPages, background ? 0 : std::max<uint32_t>(1, cfg.dirty_expire_ms));
+      }
+      files.clear();  // a File may be freed here (its destructor writes back)
+    }
+    release_deferred_wakes();
+    g.lock();
+  }
 }
 
 void EngineCore::close() {
@@ -94,11 +166,19 @@ void EngineCore::close() {
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
+  {
+    std::lock_guard fg(flush_mu_);
+    flush_stop_ = true;
+  }
+  flush_cv_.notify_all();
+  throttle_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+  release_deferred_wakes();
   files.clear();
   uffd.close();
 }
 
-std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend) {
+std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, FileOptions options) {
   check_open();
   const std::string key = backend->identity();
   std::lock_guard g(files_mu_);
@@ -110,6 +190,7 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend) {
     }
   }
   auto f = std::make_shared<FileImpl>(shared_from_this(), backend, key, kBasePageShift);
+  f->set_options(options);
   files_[key] = f;
   // Changes made underneath (another machine) reach the File through a weak
   // reference: the backend may outlive it.
@@ -209,9 +290,9 @@ Engine::~Engine() { close(); }
 
 void Engine::close() { core_->close(); }
 
-File Engine::open(std::shared_ptr<Backend> backend) {
+File Engine::open(std::shared_ptr<Backend> backend, FileOptions options) {
   if (!backend) detail::throw_errno(EINVAL, "faultline: Engine::open of a null backend");
-  return File(core_->open(std::move(backend)));
+  return File(core_->open(std::move(backend), options));
 }
 
 File Engine::open(const std::string& path, bool writable, bool create) {

@@ -2,6 +2,8 @@
 // registry of views (address -> Mapping) and of open Files (identity -> File).
 #pragma once
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -32,24 +34,42 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void check_open() const;
   void log(std::string_view msg) const;
 
-  std::shared_ptr<FileImpl> open(std::shared_ptr<Backend> backend);
+  std::shared_ptr<FileImpl> open(std::shared_ptr<Backend> backend, FileOptions options);
   void forget_file(const std::string& key, const FileImpl* f);
+
+  /// Throttling (R6): a store past the hard dirty limit has its wake deferred
+  /// until the flusher has written back.
+  bool over_dirty_limit() const { return nr_dirty.load(std::memory_order_relaxed) > cfg.dirty_limit_pages; }
+  void defer_wake(uintptr_t addr, size_t len);
+  /// Wakes the flusher now (background threshold, throttled stores).
+  void kick_flusher();
+  /// balance_dirty_pages for the read/write API: waits (the caller's thread,
+  /// no locks held) until the flusher brought the dirty count under the limit.
+  void throttle_writer();
 
   void add_mapping(const std::shared_ptr<MappingImpl>& m);
   /// Removes m from the registry; returns false if it was not there.
   bool remove_mapping(MappingImpl* m);
 
+  /// Milliseconds since the engine started (wraps after 49 days; compared
+  /// with unsigned differences).
+  uint32_t now_ms() const;
+
   EngineConfig cfg;
   Userfaultfd uffd;
+  std::atomic<uint64_t> nr_dirty{0};  // dirty pages over all Files
   KernelFeatures feats;
   Counters stats;
 
  private:
   void handler_loop();
+  void flusher_loop();
+  void release_deferred_wakes();
   void dispatch(uintptr_t addr, uint64_t flags);
   /// The live view containing addr, with an in-flight reference taken.
   std::shared_ptr<MappingImpl> lookup(uintptr_t addr);
 
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::atomic<bool> closed_{false};
   std::mutex close_mu_;
   std::shared_mutex maps_mu_;
@@ -57,6 +77,13 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::mutex files_mu_;
   std::map<std::string, std::weak_ptr<FileImpl>> files_;
   std::vector<std::thread> threads_;
+  std::thread flusher_;
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;     // wakes the flusher
+  std::condition_variable throttle_cv_;  // wakes throttled writers
+  bool flush_kicked_ = false;
+  bool flush_stop_ = false;
+  std::vector<std::pair<uintptr_t, size_t>> deferred_wakes_;
   int stop_fd_ = -1;  // eventfd that stops the handler threads
 };
 

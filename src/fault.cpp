@@ -19,6 +19,27 @@
 
 namespace faultline::detail {
 
+namespace {
+// The faulting page as page_mkwrite sees it (Backend::MkwritePage).
+class MkwriteRef final : public Backend::MkwritePage {
+ public:
+  MkwriteRef(Page* p, uint64_t off, size_t size) : p_(p), off_(off), size_(size) {}
+  uint64_t offset() const override { return off_; }
+  size_t size() const override { return size_; }
+  void lock() override {
+    if (!locked_) p_->lock();
+    locked_ = true;
+  }
+  bool locked() const override { return locked_; }
+
+ private:
+  Page* p_;
+  uint64_t off_;
+  size_t size_;
+  bool locked_ = false;
+};
+}  // namespace
+
 void FileImpl::wake(MappingImpl&, uintptr_t addr) {
   core->uffd.wake(addr & ~(uintptr_t{page_size()} - 1), page_size());
 }
@@ -82,8 +103,14 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   we = std::min(we, m.pgoff + m.npages);
 
   if (write) {
-    // R5: page_mkwrite is called with the page unlocked.
-    if (int e = backend().page_mkwrite(pg << page_shift_, page_size()); e < 0) {
+    // R5: page_mkwrite is called with the page unlocked. A backend that
+    // returns it locked gets it unlocked again here: the fault path must take
+    // the invalidate_lock before any page lock, and rechecks under its own.
+    Page* wp = index_.get(pg);
+    MkwriteRef ref(wp, pg << page_shift_, page_size());
+    const int e = backend().page_mkwrite(ref);
+    if (ref.locked()) wp->unlock();
+    if (e < 0) {
       count(&Counters::mkwrite_errors);
       send_sigbus(m, addr);
       return;
@@ -224,7 +251,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
   };
   if (write && installable(must - ws)) {
     // R6: the page is marked dirty and made writable under its lock.
-    if (pages[must - ws]->test_and_set(PG_dirty)) count(&Counters::pages_dirtied);
+    mark_dirty(pages[must - ws]);
   }
   FL_POINT("fault.before_install");
   bool must_installed = false;
@@ -271,33 +298,64 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
   return must_installed;
 }
 
+
 void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   Page* p = index_.find(pg);
   if (!p) {
     wake(m, addr);
     return;
   }
-  // R5: page_mkwrite with the page unlocked; the backend may refuse.
-  if (int e = backend().page_mkwrite(pg << page_shift_, page_size()); e < 0) {
+  const uintptr_t a = addr & ~(uintptr_t{page_size()} - 1);
+  const uint32_t gen = p->gen.load(std::memory_order_acquire);
+  // R5: page_mkwrite with the page unlocked; the backend may refuse, or take
+  // the page lock and return with it held.
+  MkwriteRef ref(p, pg << page_shift_, page_size());
+  FL_POINT("wp.before_mkwrite");
+  const int e = backend().page_mkwrite(ref);
+  if (e < 0 && FL_RULE(5)) {
+    // W6: SIGBUS for the store; the page stays clean and write-protected.
+    if (ref.locked()) p->unlock();
     count(&Counters::mkwrite_errors);
     send_sigbus(m, addr);
     return;
   }
-  const uint32_t gen = p->gen.load(std::memory_order_acquire);
   FL_POINT("wp.before_lock");
-  p->lock();
+  if (!ref.locked() || !FL_RULE(5)) p->lock();  // R5: never lock twice (W4)
   // R5: recheck under the lock — still this page, uptodate, below EOF — else
-  // let the access retry the whole fault.
+  // let the access retry the whole fault (VM_FAULT_NOPAGE).
   if (FL_RULE(5) && (p->gen.load(std::memory_order_acquire) != gen || !p->test(PG_uptodate) ||
                      pg >= eof_pages())) {
     p->unlock();
+    count(&Counters::fault_retries);
     wake(m, addr);
     return;
   }
+  // Stable pages: a store to a page under write-back waits until it ends
+  // (the kernel's wait_for_stable_page); otherwise the page is redirtied and
+  // written once more (W8).
+  if (stable_pages_) p->wait_clear(PG_writeback);
   // R6: mark dirty and make the PTE writable under the lock, then unlock.
-  if (p->test_and_set(PG_dirty)) count(&Counters::pages_dirtied);
-  core->uffd.writeprotect(addr & ~(uintptr_t{page_size()} - 1), page_size(), false);
+  mark_dirty(p);
+  if (!FL_RULE(6)) {
+    // Breaker: the time update under the page lock (W5), and the unlock
+    // before the PTE is writable (W2).
+    FL_POINT("wp.before_time_update");
+    backend().update_time();
+    p->unlock();
+    FL_POINT("wp.before_unprotect");
+    core->uffd.writeprotect(a, page_size(), false);
+    return;
+  }
+  FL_POINT("wp.before_unprotect");
+  // Past the hard dirty limit the storing thread is throttled: its wake is
+  // deferred to the flusher (never a sleeping handler, never under the lock).
+  const bool throttle = core->over_dirty_limit();
+  core->uffd.writeprotect(a, page_size(), false, /*dontwake=*/throttle);
   p->unlock();
+  if (throttle) core->defer_wake(a, page_size());
+  // R6: time update after the unlock, never under the page lock (W5).
+  FL_POINT("wp.before_time_update");
+  backend().update_time();
 }
 
 }  // namespace faultline::detail

@@ -46,11 +46,19 @@ void File::sync() {
   FileImpl& f = impl();
   f.writeback(0, detail::PageIndex::kMaxPages);
   // R8: report an error this handle has not seen, once.
-  const uint64_t now = f.errseq();
-  if (now != cursor_->errseq) {
-    cursor_->errseq = now;
-    detail::throw_errno(FileImpl::errseq_errno(now), "faultline: write-back of " + f.key);
-  }
+  if (int e = f.check_wb_error(cursor_->errseq))
+    detail::throw_errno(e, "faultline: write-back of " + f.key);
+}
+
+void File::sync(uint64_t off, uint64_t len) {
+  FileImpl& f = impl();
+  if (len == 0 || off + len < off) detail::throw_errno(EINVAL, "faultline: sync of a bad range");
+  const uint64_t first = off >> f.page_shift();
+  const uint64_t last = std::min<uint64_t>((off + len + f.page_size() - 1) >> f.page_shift(),
+                                           detail::PageIndex::kMaxPages);
+  f.writeback(first, last);
+  if (int e = f.check_wb_error(cursor_->errseq))
+    detail::throw_errno(e, "faultline: write-back of " + f.key);
 }
 
 void File::fsync() {
@@ -99,6 +107,7 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   }
   auto m = std::make_shared<detail::MappingImpl>(f.core, impl_, reinterpret_cast<uintptr_t>(a),
                                                  rlen, off >> f.page_shift(), writable, shared);
+  m->errseq = cursor_->errseq;  // the view reports errors from here on (R8)
   f.add_mapping(m.get());
   f.core->add_mapping(m);
   return Mapping(std::move(m));

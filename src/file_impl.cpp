@@ -290,110 +290,14 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
     for (uint64_t i = 0; i < n && ((pg + i) << page_shift_) < chunk_end; ++i) {
       Page* p = index_.find(pg + i);
       p->set(PG_uptodate);
-      if (p->test_and_set(PG_dirty)) count(&Counters::pages_dirtied);
+      mark_dirty(p);
     }
     unlock_run(pg, n);
     pos = chunk_end;
   }
+  // balance_dirty_pages: the writer (no locks held) waits for the flusher.
+  core->throttle_writer();
   return in.size();
-}
-
-// ---------------------------------------------------------------------------
-// write-back (R7, R8)
-
-void FileImpl::mkclean(uint64_t pg, uint64_t n) {
-  // R7: write-protect the pages in every view that can store to them before
-  // dirty is cleared, so a later store faults and redirties.
-  std::lock_guard g(rmap_mu_);
-  for (MappingImpl* m : rmap_) {
-    if (!m->tracks_writes()) continue;
-    const uint64_t a = std::max(pg, m->pgoff), b = std::min(pg + n, m->pgoff + m->npages);
-    if (a >= b) continue;
-    core->uffd.writeprotect(m->addr_of(a), (b - a) << page_shift_, true, true);
-  }
-}
-
-void FileImpl::record_wb_error(int err) {
-  // R8: errseq — bump the sequence so every handle's cursor sees a change.
-  uint64_t v = wb_err_.load();
-  while (!wb_err_.compare_exchange_weak(v, (((v >> 16) + 1) << 16) | (err & 0xffff))) {
-  }
-}
-
-int FileImpl::writeback(uint64_t first, uint64_t last) {
-  int first_err = 0;
-  const uint64_t ps = page_size();
-  uint64_t pg = first;
-  while (pg < last) {
-    // Find the next dirty page.
-    uint64_t next = ~uint64_t{0};
-    index_.for_each(pg, last, [&](uint64_t i, Page& p) {
-      if (!p.test(PG_dirty)) return true;
-      next = i;
-      return false;
-    });
-    if (next == ~uint64_t{0}) break;
-    pg = next;
-    Page* head = index_.get(pg);
-    head->lock();  // R12: the first page sleeps, the rest are try-locked
-    std::vector<Page*> run{head};
-    while (run.size() < kIoBatchPages) {
-      Page* p = index_.find(pg + run.size());
-      if (!p || !p->test(PG_dirty) || !p->trylock()) break;
-      run.push_back(p);
-    }
-    // Data integrity: wait for write-backs already in flight (page lock held;
-    // ending write-back never takes it).
-    for (Page* p : run) p->wait_clear(PG_writeback);
-    // Only the dirty prefix below EOF goes out.
-    uint64_t n = 0;
-    const uint64_t eof = eof_pages();
-    while (n < run.size() && run[n]->test(PG_dirty) && pg + n < eof) ++n;
-    for (uint64_t i = n; i < run.size(); ++i) run[i]->unlock();
-    if (n == 0) {
-      ++pg;
-      continue;
-    }
-    mkclean(pg, n);  // R7: write-protect in every view, then clear dirty
-    for (uint64_t i = 0; i < n; ++i) {
-      run[i]->clear(PG_dirty);
-      run[i]->set(PG_writeback);
-    }
-    const uint64_t off = pg << page_shift_;
-    const uint64_t len = std::min<uint64_t>(n * ps, i_size() - off);  // never past EOF
-    for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
-    FL_POINT("writeback.before_write");
-    auto& buf = bounce(len);
-    int err = 0;
-    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
-    if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
-    if (!err) {
-      const int w = backend().write(off, std::span<const std::byte>(buf.data(), len));
-      if (w < 0) err = -w;
-    }
-    if (err) {
-      // The page stays dirty (retried by the next write-back) and the error
-      // goes to the File's errseq (R8): never silently dropped.
-      count(&Counters::write_errors);
-      record_wb_error(err);
-      if (!first_err) first_err = err;
-      for (uint64_t i = 0; i < n; ++i) {
-        run[i]->set(PG_dirty | PG_error);
-      }
-    } else {
-      count(&Counters::bytes_written, len);
-      count(&Counters::pages_written_back, n);
-    }
-    for (uint64_t i = 0; i < n; ++i) run[i]->clear_and_wake(PG_writeback);
-    pg += n;
-    if (err) continue;
-  }
-  // Wait for write-backs others started in the range (data integrity).
-  index_.for_each(first, last, [&](uint64_t, Page& p) {
-    p.wait_clear(PG_writeback);
-    return true;
-  });
-  return first_err;
 }
 
 }  // namespace faultline::detail

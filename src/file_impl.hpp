@@ -13,6 +13,7 @@
 
 #include "counters.hpp"
 #include "faultline/backend.hpp"
+#include "faultline/engine.hpp"
 #include "page_index.hpp"
 
 namespace faultline::detail {
@@ -51,10 +52,18 @@ class FileImpl {
   void remote_resized(uint64_t new_size);
 
   // --- writeback ------------------------------------------------------------
-  /// Writes back every dirty page in [first, last) and waits for write-backs in
-  /// flight there. Returns 0 or the first errno met (also recorded in errseq).
-  int writeback(uint64_t first, uint64_t last);
+  /// Writes back every dirty page in [first, last) (only those dirty for at
+  /// least min_age_ms, when non-zero: the flusher's expiry) and, for a full
+  /// write-back, waits for write-backs in flight there. Returns 0 or the first
+  /// errno met (also recorded in errseq).
+  int writeback(uint64_t first, uint64_t last, uint32_t min_age_ms = 0);
   uint64_t errseq() const { return wb_err_.load(std::memory_order_acquire); }
+  /// R8: the errno of a write-back error this cursor has not seen (once), or 0.
+  int check_wb_error(uint64_t& cursor);
+  uint64_t nr_dirty() const { return nr_dirty_.load(std::memory_order_relaxed); }
+  /// Dirty accounting; both return whether the flag changed.
+  bool mark_dirty(Page* p);
+  bool clear_dirty(Page* p);
   static int errseq_errno(uint64_t v) { return static_cast<int>(v & 0xffff); }
 
   // --- fault path (called by handler threads) --------------------------------
@@ -64,6 +73,7 @@ class FileImpl {
   void add_mapping(MappingImpl* m);
   void remove_mapping(MappingImpl* m);
 
+  void set_options(const FileOptions& o) { stable_pages_ = o.stable_pages; }
   void count(Counter c, uint64_t n = 1);
   Counters stats;
   const std::string key;
@@ -111,6 +121,7 @@ class FileImpl {
                   std::vector<uint64_t>* failed, const char* point);
 
   const unsigned page_shift_;
+  bool stable_pages_ = false;
   std::atomic<Backend*> backend_;
   std::vector<std::shared_ptr<Backend>> backends_;  // keeps every backend alive
   std::mutex backend_mu_;
@@ -126,6 +137,7 @@ class FileImpl {
   std::mutex rmap_mu_;
   std::vector<MappingImpl*> rmap_;
   std::atomic<uint64_t> wb_err_{0};  // errseq: (sequence << 16) | errno
+  std::atomic<uint64_t> nr_dirty_{0};
 };
 
 }  // namespace faultline::detail

@@ -77,6 +77,31 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
   return *this;
 }
 
+void Mapping::msync(void* addr, std::size_t len, int flags) {
+  if (!impl_) detail::throw_errno(ENOMEM, "faultline: msync of an unmapped view");
+  auto& m = *impl_;
+  m.core->check_open();
+  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  const size_t ps = m.file->page_size();
+  if ((a & (ps - 1)) || (flags & ~(MS_SYNC | MS_ASYNC | MS_INVALIDATE)) ||
+      ((flags & MS_SYNC) && (flags & MS_ASYNC)))
+    detail::throw_errno(EINVAL, "faultline: msync with an unaligned address or bad flags");
+  if (len == 0) return;
+  if (a < m.start || a + len < a || a + len > m.start + m.len)
+    detail::throw_errno(ENOMEM, "faultline: msync range outside the view");
+  if (!m.shared) return;  // private copies are never written back
+  const uint64_t first = m.pgoff + ((a - m.start) >> m.file->page_shift());
+  const uint64_t last = m.pgoff + ((a + len - m.start + ps - 1) >> m.file->page_shift());
+  if (flags & MS_ASYNC) {
+    m.core->kick_flusher();  // start it; the flusher writes dirty pages back
+    return;
+  }
+  m.file->writeback(first, last);
+  std::lock_guard g(m.errseq_mu);
+  if (int e = m.file->check_wb_error(m.errseq))
+    detail::throw_errno(e, "faultline: msync write-back of " + m.file->key);
+}
+
 void Mapping::unmap() {
   if (impl_) impl_->teardown();
   impl_.reset();

@@ -38,6 +38,10 @@ class MappingImpl {
   const bool writable;
   const bool shared;
 
+  // msync's write-back error cursor (R8), from the handle that made the view.
+  std::mutex errseq_mu;
+  uint64_t errseq = 0;
+
   // In-flight handler references (teardown waits for 0) and liveness.
   std::atomic<uint32_t> inflight{0};
   std::atomic<bool> dead{false};

@@ -25,6 +25,7 @@ enum PageFlag : uint32_t {
 struct Page {
   std::atomic<uint32_t> flags{0};
   std::atomic<uint32_t> gen{0};  // bumped each time the page is dropped from the cache
+  std::atomic<uint32_t> dirtied_at{0};  // engine clock (ms) when it last became dirty
 
   bool test(uint32_t f) const { return flags.load(std::memory_order_acquire) & f; }
   void set(uint32_t f) { flags.fetch_or(f, std::memory_order_acq_rel); }

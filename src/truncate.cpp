@@ -22,7 +22,8 @@ constexpr uint64_t kDropRunPages = 256;  // pages locked and punched per run
 
 void FileImpl::drop_page(Page* p) {
   p->gen.fetch_add(1, std::memory_order_acq_rel);
-  p->clear(PG_uptodate | PG_dirty | PG_error);
+  clear_dirty(p);
+  p->clear(PG_uptodate | PG_error);
 }
 
 void FileImpl::clear_poison(uint64_t first, uint64_t last) {
@@ -61,7 +62,7 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   // dirty, then copy out. A failure redirties (nothing is lost) and is
   // recorded for sync (R8).
   mkclean(pg, n);
-  for (uint64_t i = 0; i < n; ++i) index_.find(pg + i)->clear(PG_dirty);
+  for (uint64_t i = 0; i < n; ++i) clear_dirty(index_.find(pg + i));
   const uint64_t off = pg << page_shift_;
   const uint64_t size = i_size();
   if (off >= size) return 0;
@@ -75,7 +76,10 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
     if (w < 0) err = -w;
   }
   if (err) {
-    for (uint64_t i = 0; i < n; ++i) index_.find(pg + i)->set(PG_dirty | PG_error);
+    for (uint64_t i = 0; i < n; ++i) {
+      mark_dirty(index_.find(pg + i));
+      index_.find(pg + i)->set(PG_error);
+    }
     count(&Counters::write_errors);
     record_wb_error(err);
   } else {

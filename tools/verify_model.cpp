@@ -64,10 +64,8 @@ void Model::punch(uint64_t off, uint64_t len, std::vector<ViewModel*>& views) {
   for (ViewModel* v : views)
     for (uint64_t pg = off / page_; pg <= (end - 1) / page_ && pg < v->poisoned.size(); ++pg)
       v->poisoned[pg] = 0;
-  if (eof_junk_ && size_ % page_ && end > (size_ / page_) * page_) eof_junk_ = false;
-  // Punch through the EOF page: the partial page is zeroed in place up to EOF
-  // only, so junk past EOF may stay; keep "don't care" conservative.
-  if (size_ % page_ && end == size_) eof_junk_ = true;
+  // Junk past EOF may or may not survive a punch of the EOF page (dropped when
+  // the page is punched whole, kept when it is zeroed in place): eof_junk stays.
 }
 
 void Model::invalidate(uint64_t off, uint64_t len, const std::vector<uint64_t>& failed,

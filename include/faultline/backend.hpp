@@ -49,8 +49,29 @@ class Backend {
 
   /// Called with the page unlocked before a clean page in a shared writable
   /// Mapping becomes writable (DESIGN R5). May allocate space or refuse
-  /// (negative errno: the storing thread gets SIGBUS).
+  /// (negative errno: the storing thread gets SIGBUS; the page stays clean).
   virtual int page_mkwrite(uint64_t off, size_t len) { (void)off; (void)len; return 0; }
+
+  /// The page a page_mkwrite call is about. A backend that needs the page
+  /// stable while it works may take the page lock and return with it held
+  /// (the kernel's VM_FAULT_LOCKED); the engine then does not lock it again
+  /// and unlocks it itself after marking it dirty (R5, R6).
+  class MkwritePage {
+   public:
+    virtual uint64_t offset() const = 0;
+    virtual size_t size() const = 0;
+    virtual void lock() = 0;
+    virtual bool locked() const = 0;
+
+   protected:
+    ~MkwritePage() = default;
+  };
+  /// The engine calls this form; by default it forwards to the one above.
+  virtual int page_mkwrite(MkwritePage& page) { return page_mkwrite(page.offset(), page.size()); }
+
+  /// Called after a store made a page dirty, with no page lock held (the
+  /// kernel's file_update_time after page_mkwrite, W5): update mtime etc.
+  virtual void update_time() {}
 
   /// Sets the object's size (shrink or extend). 0 or a negative errno.
   virtual int truncate(uint64_t new_size) = 0;

@@ -32,6 +32,19 @@ struct EngineConfig {
   std::size_t fault_around_pages = 64;
   /// Largest window for sequential access (readahead grows up to it).
   std::size_t readahead_max_pages = 1024;
+  /// Background write-back: a flusher thread writes pages back once they have
+  /// been dirty for dirty_expire_ms, or all dirty pages while more than
+  /// dirty_background_pages are dirty, in file order, batching contiguous
+  /// pages. Off: pages are written back only by sync/msync/fsync/close (what
+  /// `faultline verify` uses to make runs replayable).
+  bool flusher = true;
+  uint32_t flush_interval_ms = 1000;
+  uint32_t dirty_expire_ms = 30000;
+  std::size_t dirty_background_pages = std::size_t{64} << 8;  // 64 MiB of 4 KiB pages
+  /// Hard limit: a store that dirties a page past it is throttled — the wake
+  /// of the storing thread is deferred until the flusher has written back
+  /// (never a sleeping handler thread, never under a page lock: R6).
+  std::size_t dirty_limit_pages = std::size_t{256} << 8;  // 256 MiB of 4 KiB pages
   /// Where warnings go (THP setting, fallbacks). Default: stderr.
   std::function<void(std::string_view)> log;
 };
@@ -48,6 +61,14 @@ struct KernelFeatures {
   std::string via;              ///< "syscall" or "/dev/userfaultfd"
 };
 
+/// Per-File choices, made by the first open of a backing object.
+struct FileOptions {
+  /// A store to a page under write-back waits until the write-back ends (the
+  /// kernel's stable pages), for backends that checksum or compress pages.
+  /// Off: the store goes on, redirties the page, and it is written again.
+  bool stable_pages = false;
+};
+
 class Engine {
  public:
   explicit Engine(EngineConfig config = {});
@@ -56,7 +77,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   /// Opens a backing object. Same identity -> same File (one cache).
-  File open(std::shared_ptr<Backend> backend);
+  File open(std::shared_ptr<Backend> backend, FileOptions options = {});
   /// Opens a local file through the file backend.
   File open(const std::string& path, bool writable = true, bool create = false);
 

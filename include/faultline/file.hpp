@@ -56,6 +56,8 @@ class File {
   /// of a write-back failure this handle has not yet seen (R8). Failed pages
   /// stay dirty and are retried by the next sync.
   void sync();
+  /// sync() of the pages overlapping [off, off+len) only.
+  void sync(uint64_t off, uint64_t len);
   /// sync() and then the backend's own sync (durability).
   void fsync();
 

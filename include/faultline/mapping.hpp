@@ -39,6 +39,13 @@ class Mapping {
   bool valid() const noexcept { return impl_ != nullptr; }
   explicit operator bool() const noexcept { return valid(); }
 
+  /// msync(2) for this view: writes the dirty pages of [addr, addr+len) back.
+  /// flags: MS_SYNC (write and wait; throws std::system_error with a
+  /// write-back error this view has not yet seen, R8) or MS_ASYNC (start it in
+  /// the background and return). EINVAL for an unaligned addr or bad flags,
+  /// ENOMEM for a range outside the view, as msync(2).
+  void msync(void* addr, std::size_t len, int flags);
+
   /// Tears the view down now (idempotent).
   void unmap();
 

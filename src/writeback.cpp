@@ -1,0 +1,168 @@
+// Write-back (R7, R8): dirty accounting, mkclean, copying dirty runs out to
+// the backend, the write-back error sequence.
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <unistd.h>
+
+#include "engine_core.hpp"
+#include "file_impl.hpp"
+#include "mapping_impl.hpp"
+#include "sched.hpp"
+
+namespace faultline::detail {
+
+namespace {
+constexpr uint64_t kWritebackBatchPages = 256;  // pages per backend write
+
+std::vector<std::byte>& wb_buffer(size_t n) {
+  thread_local std::vector<std::byte> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf;
+}
+}  // namespace
+
+bool FileImpl::mark_dirty(Page* p) {
+  if (!p->test_and_set(PG_dirty)) return false;
+  p->dirtied_at.store(core->now_ms(), std::memory_order_relaxed);
+  nr_dirty_.fetch_add(1, std::memory_order_relaxed);
+  core->nr_dirty.fetch_add(1, std::memory_order_relaxed);
+  count(&Counters::pages_dirtied);
+  return true;
+}
+
+bool FileImpl::clear_dirty(Page* p) {
+  if (!p->test_and_clear(PG_dirty)) return false;
+  nr_dirty_.fetch_sub(1, std::memory_order_relaxed);
+  core->nr_dirty.fetch_sub(1, std::memory_order_relaxed);
+  return true;
+}
+
+void FileImpl::mkclean(uint64_t pg, uint64_t n) {
+  // R7: write-protect the pages in every view that can store to them before
+  // dirty is cleared, so a later store faults and redirties.
+  std::lock_guard g(rmap_mu_);
+  for (MappingImpl* m : rmap_) {
+    if (!m->tracks_writes()) continue;
+    const uint64_t a = std::max(pg, m->pgoff), b = std::min(pg + n, m->pgoff + m->npages);
+    if (a >= b) continue;
+    core->uffd.writeprotect(m->addr_of(a), (b - a) << page_shift_, true, true);
+  }
+}
+
+void FileImpl::record_wb_error(int err) {
+  if (!FL_RULE(8)) {
+    // Breaker: the pre-errseq scheme — one error slot, cleared by whoever
+    // reports it first.
+    wb_err_.store(static_cast<uint64_t>(err & 0xffff) | (uint64_t{1} << 63));
+    return;
+  }
+  // R8: errseq — bump the sequence so every handle's cursor sees a change.
+  uint64_t v = wb_err_.load();
+  while (!wb_err_.compare_exchange_weak(v, (((v >> 16) + 1) << 16) | (err & 0xffff))) {
+  }
+}
+
+int FileImpl::check_wb_error(uint64_t& cursor) {
+  if (!FL_RULE(8)) {
+    const uint64_t v = wb_err_.exchange(0);
+    return (v >> 63) ? static_cast<int>(v & 0xffff) : 0;
+  }
+  // R8: report an error this handle has not seen, once.
+  const uint64_t now = wb_err_.load(std::memory_order_acquire);
+  if (now == cursor) return 0;
+  cursor = now;
+  return errseq_errno(now);
+}
+
+int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
+  int first_err = 0;
+  const uint64_t ps = page_size();
+  const uint32_t now = core->now_ms();
+  auto old_enough = [&](const Page& p) {
+    return min_age_ms == 0 ||
+           static_cast<uint32_t>(now - p.dirtied_at.load(std::memory_order_relaxed)) >= min_age_ms;
+  };
+  uint64_t pg = first;
+  while (pg < last) {
+    // Find the next dirty page (old enough, for the flusher's expiry).
+    uint64_t next = ~uint64_t{0};
+    index_.for_each(pg, last, [&](uint64_t i, Page& p) {
+      if (!p.test(PG_dirty) || !old_enough(p)) return true;
+      next = i;
+      return false;
+    });
+    if (next == ~uint64_t{0}) break;
+    pg = next;
+    Page* head = index_.get(pg);
+    head->lock();  // R12: the first page sleeps, the rest are try-locked
+    std::vector<Page*> run{head};
+    while (run.size() < kWritebackBatchPages && pg + run.size() < last) {
+      Page* p = index_.find(pg + run.size());
+      if (!p || !p->test(PG_dirty) || !p->trylock()) break;
+      run.push_back(p);
+    }
+    // Data integrity: wait for write-backs already in flight (page lock held;
+    // ending write-back never takes it).
+    for (Page* p : run) p->wait_clear(PG_writeback);
+    // Only the dirty prefix below EOF goes out.
+    uint64_t n = 0;
+    const uint64_t eof = eof_pages();
+    while (n < run.size() && run[n]->test(PG_dirty) && pg + n < eof) ++n;
+    for (uint64_t i = n; i < run.size(); ++i) run[i]->unlock();
+    if (n == 0) {
+      ++pg;
+      continue;
+    }
+    const bool r7 = FL_RULE(7);
+    if (r7) mkclean(pg, n);  // R7: write-protect in every view, then clear dirty
+    for (uint64_t i = 0; i < n; ++i) {
+      clear_dirty(run[i]);
+      run[i]->set(PG_writeback);
+    }
+    const uint64_t off = pg << page_shift_;
+    const uint64_t len = std::min<uint64_t>(n * ps, i_size() - off);  // never past EOF
+    if (r7)
+      for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
+    auto& buf = wb_buffer(len);
+    int err = 0;
+    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
+    if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
+    if (!r7) {
+      // Breaker: copy out first, write-protect afterwards.
+      FL_POINT("writeback.after_copy");
+      mkclean(pg, n);
+      for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
+    }
+    FL_POINT("writeback.before_write");
+    if (!err) {
+      const int w = backend().write(off, std::span<const std::byte>(buf.data(), len));
+      if (w < 0) err = -w;
+    }
+    if (err) {
+      // The pages stay dirty (retried by the next write-back) and the error
+      // goes to the File's errseq (R8): never silently dropped.
+      count(&Counters::write_errors);
+      record_wb_error(err);
+      if (!first_err) first_err = err;
+      for (uint64_t i = 0; i < n; ++i) {
+        mark_dirty(run[i]);
+        run[i]->set(PG_error);
+      }
+    } else {
+      count(&Counters::bytes_written, len);
+      count(&Counters::pages_written_back, n);
+    }
+    for (uint64_t i = 0; i < n; ++i) run[i]->clear_and_wake(PG_writeback);
+    pg += n;
+  }
+  // Wait for write-backs others started in the range (data integrity).
+  if (min_age_ms == 0)
+    index_.for_each(first, last, [&](uint64_t, Page& p) {
+      p.wait_clear(PG_writeback);
+      return true;
+    });
+  return first_err;
+}
+
+}  // namespace faultline::detail
