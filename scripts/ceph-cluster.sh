@@ -58,7 +58,9 @@ start() {
   for b in ceph-mon ceph-osd ceph monmaptool rados ceph-authtool; do
     command -v "$b" >/dev/null || die "$b not found: run scripts/setup-rados.sh"
   done
-  [ ! -e "$dir/run/mon.a.pid" ] || die "$dir already holds a cluster (stop it first)"
+  # A cluster left in DIR by an aborted run: stop it (OSD first) and start afresh.
+  stop_daemon osd.0 KILL
+  stop_daemon mon.a KILL
   rm -rf "$dir"/{mon,osd,run,log,monmap,keyring,ceph.conf}
   mkdir -p "$dir"/{mon,osd,run,log}
   local t0 fsid port osd_lo uuid i

@@ -300,7 +300,11 @@ File Engine::open(const std::string& path, bool writable, bool create) {
   return open(make_file_backend(path, writable, create));
 }
 
-Stats Engine::stats() const { return core_->stats.snapshot(); }
+Stats Engine::stats() const {
+  Stats s = core_->stats.snapshot();
+  s.dirty_pages = core_->nr_dirty.load();
+  return s;
+}
 const KernelFeatures& Engine::features() const { return core_->feats; }
 const EngineConfig& Engine::config() const { return core_->cfg; }
 

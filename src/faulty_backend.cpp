@@ -315,6 +315,16 @@ int FaultyBackend::page_mkwrite(uint64_t off, size_t len) {
   }
 }
 
+int FaultyBackend::page_mkwrite(MkwritePage& page) {
+  switch (injector_->decide(FaultInjector::Call::Mkwrite, page.offset(), page.size())) {
+    case static_cast<int>(FaultKind::MkwriteEio): return -EIO;
+    case static_cast<int>(FaultKind::MkwriteEnospc): return -ENOSPC;
+    default: return inner_->page_mkwrite(page);
+  }
+}
+
+void FaultyBackend::update_time() { inner_->update_time(); }
+
 int FaultyBackend::truncate(uint64_t new_size) { return inner_->truncate(new_size); }
 int FaultyBackend::punch_hole(uint64_t off, uint64_t len) { return inner_->punch_hole(off, len); }
 

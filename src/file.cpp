@@ -34,7 +34,11 @@ FileImpl& File::impl() const {
 uint64_t File::size() const { return impl().i_size(); }
 std::size_t File::page_size() const { return impl().page_size(); }
 bool File::writable() const { return impl().backend().writable(); }
-Stats File::stats() const { return impl().stats.snapshot(); }
+Stats File::stats() const {
+  Stats s = impl().stats.snapshot();
+  s.dirty_pages = impl().nr_dirty();
+  return s;
+}
 
 std::size_t File::read(uint64_t off, std::span<std::byte> buf) { return impl().read(off, buf); }
 
@@ -45,6 +49,7 @@ std::size_t File::write(uint64_t off, std::span<const std::byte> buf) {
 void File::sync() {
   FileImpl& f = impl();
   f.writeback(0, detail::PageIndex::kMaxPages);
+  f.writeback_size();  // the backend must reach i_size even if its tail pages are clean
   // R8: report an error this handle has not seen, once.
   if (int e = f.check_wb_error(cursor_->errseq))
     detail::throw_errno(e, "faultline: write-back of " + f.key);

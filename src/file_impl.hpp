@@ -60,6 +60,10 @@ class FileImpl {
   uint64_t errseq() const { return wb_err_.load(std::memory_order_acquire); }
   /// R8: the errno of a write-back error this cursor has not seen (once), or 0.
   int check_wb_error(uint64_t& cursor);
+  /// Extends the backend to i_size when it is shorter (an extend by write()
+  /// whose tail pages never went out: a failed write, a punched or
+  /// invalidated tail). Called by sync; 0 or an errno (also recorded, R8).
+  int writeback_size();
   uint64_t nr_dirty() const { return nr_dirty_.load(std::memory_order_relaxed); }
   /// Dirty accounting; both return whether the flag changed.
   bool mark_dirty(Page* p);

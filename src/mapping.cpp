@@ -6,6 +6,7 @@
 #include "file_impl.hpp"
 #include "mapping_impl.hpp"
 #include "sched.hpp"
+#include "sys_error.hpp"
 
 namespace faultline {
 namespace detail {

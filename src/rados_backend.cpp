@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -188,6 +189,25 @@ int RadosBackend::Impl::run(std::vector<Op>& ops) {
   return first;
 }
 
+static double steady_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+bool RadosBackend::Impl::is_dead(uint64_t index) {
+  std::lock_guard l(dead_mu);
+  auto it = dead_until.find(index);
+  if (it == dead_until.end()) return false;
+  if (steady_now() < it->second) return true;
+  dead_until.erase(it);
+  return false;
+}
+
+void RadosBackend::Impl::mark(uint64_t index, int r) {
+  if (r != -ETIMEDOUT) return;
+  std::lock_guard l(dead_mu);
+  dead_until[index] = steady_now() + opt.op_timeout_s;
+}
+
 // ---- RadosBackend ----
 
 RadosBackend::RadosBackend(const RadosOptions& options) : impl_(std::make_unique<Impl>(options)) {}
@@ -234,10 +254,12 @@ ssize_t RadosBackend::read(uint64_t off, std::span<std::byte> buf) {
     char* dst = reinterpret_cast<char*>(buf.data() + ext[i].buf_off);
     const Extent e = ext[i];
     ops[i].issue = [&m, &oids, i, dst, e](rados_completion_t c) {
+      if (m.is_dead(e.index)) return -ETIMEDOUT;
       m.ctr.objects_read++;
       return rados_aio_read(m.io, oids[i].c_str(), c, dst, e.len, e.obj_off);
     };
-    ops[i].done = [dst, e](int r) {
+    ops[i].done = [&m, dst, e](int r) {
+      m.mark(e.index, r);
       if (r == -ENOENT) r = 0;  // absent chunk: a hole
       if (r < 0) return r;
       if (static_cast<uint64_t>(r) < e.len) std::memset(dst + r, 0, e.len - r);  // short object
@@ -265,10 +287,14 @@ int RadosBackend::write(uint64_t off, std::span<const std::byte> buf) {
     const char* src = reinterpret_cast<const char*>(buf.data() + ext[i].buf_off);
     const Extent e = ext[i];
     ops[i].issue = [&m, &oids, i, src, e](rados_completion_t c) {
+      if (m.is_dead(e.index)) return -ETIMEDOUT;
       m.ctr.objects_written++;
       return rados_aio_write(m.io, oids[i].c_str(), c, src, e.len, e.obj_off);
     };
-    ops[i].done = [](int r) { return r < 0 ? r : 0; };
+    ops[i].done = [&m, e](int r) {
+      m.mark(e.index, r);
+      return r < 0 ? r : 0;
+    };
   }
   const int r = m.run(ops);
   {

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -41,6 +42,14 @@ struct RadosBackend::Impl {
   rados::RangeSet changed;
   uint64_t header_size = 0;
   bool header_dirty = false;  // the size changed (truncate): tell the peers at sync
+
+  // Objects whose last op timed out, and until when (steady seconds): further
+  // ops on them fail at once with -ETIMEDOUT, so a caller that retries a
+  // batch page by page does not wait one op timeout per page.
+  std::mutex dead_mu;
+  std::map<uint64_t, double> dead_until;
+  bool is_dead(uint64_t index);
+  void mark(uint64_t index, int r);
 
   struct {
     std::atomic<uint64_t> objects_read{0}, objects_written{0}, max_in_flight{0}, notifies_sent{0},

@@ -130,7 +130,10 @@ void FileImpl::drop_range(uint64_t first, uint64_t last, bool launder, bool keep
         for (uint64_t k = i; k < j; ++k) keep[k] = true;
       } else if (launder) {
         if (launder_locked(pg + i, j - i) != 0) {
+          // The run failed as a whole: retry page by page (the kernel launders
+          // per folio), so only pages that cannot be written are kept/reported.
           for (uint64_t k = i; k < j; ++k) {
+            if (j - i > 1 && launder_locked(pg + k, 1) == 0) continue;
             keep[k] = true;
             if (failed) failed->push_back((pg + k) << page_shift_);
           }

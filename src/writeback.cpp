@@ -7,6 +7,8 @@
 
 #include "engine_core.hpp"
 #include "file_impl.hpp"
+
+#include <shared_mutex>
 #include "mapping_impl.hpp"
 #include "sched.hpp"
 
@@ -75,6 +77,18 @@ int FileImpl::check_wb_error(uint64_t& cursor) {
   return errseq_errno(now);
 }
 
+int FileImpl::writeback_size() {
+  // Size changes hold i_rwsem_ exclusively: the size read here stays valid.
+  std::shared_lock size_guard(i_rwsem_);
+  const int64_t bs = backend().size();
+  if (bs < 0 || static_cast<uint64_t>(bs) >= i_size()) return 0;
+  if (int e = backend().truncate(i_size()); e < 0) {
+    record_wb_error(-e);
+    return -e;
+  }
+  return 0;
+}
+
 int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
   int first_err = 0;
   const uint64_t ps = page_size();
@@ -128,9 +142,9 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
     int err = 0;
     const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
     if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
+    FL_POINT("writeback.after_copy");
     if (!r7) {
       // Breaker: copy out first, write-protect afterwards.
-      FL_POINT("writeback.after_copy");
       mkclean(pg, n);
       for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
     }

@@ -9,6 +9,7 @@
 
 #include "bench_cmd.hpp"
 #include "checksum_cmd.hpp"
+#include "verify_options.hpp"
 #include "interrupt.hpp"
 
 namespace {
@@ -27,13 +28,15 @@ int main(int argc, char** argv) {
 
   BenchOptions bench_opts;
   ChecksumOptions checksum_opts;
+  VerifyOptions verify_opts;
   CLI::App* bench = add_bench_command(app, bench_opts);
   CLI::App* checksum = add_checksum_command(app, checksum_opts);
+  CLI::App* verify = add_verify_command(app, verify_opts);
 
   // CLI11 reports a mistyped command as "A subcommand is required"; name it.
   if (argc > 1 && argv[1][0] != '-' && argv[1] != bench->get_name() &&
-      argv[1] != checksum->get_name()) {
-    fmt::print(stderr, "faultline: unknown command '{}' (commands: bench, checksum; see --help)\n",
+      argv[1] != checksum->get_name() && argv[1] != verify->get_name()) {
+    fmt::print(stderr, "faultline: unknown command '{}' (commands: bench, checksum, verify; see --help)\n",
                argv[1]);
     return kExitError;
   }
@@ -45,10 +48,11 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitError;
   }
 
-  const char* what = bench->parsed() ? "bench" : "checksum";
+  const char* what = bench->parsed() ? "bench" : verify->parsed() ? "verify" : "checksum";
   try {
     if (bench->parsed()) return run_bench(bench_opts);
     if (checksum->parsed()) return run_checksum(checksum_opts);
+    if (verify->parsed()) return run_verify(verify_opts);
   } catch (const Interrupted& e) {
     fmt::print(stderr, "faultline {}: {}\n", what, e.what());
     return 128 + e.signal;

@@ -80,10 +80,10 @@ void Model::invalidate(uint64_t off, uint64_t len, const std::vector<uint64_t>& 
   }
 }
 
-Expect Model::expect(const ViewModel& v, uint64_t o) const {
+Expect Model::expect(const ViewModel& v, uint64_t o, bool ignore_poison) const {
   const uint64_t pg = o / page_;
   if (pg >= eof_pages()) return {Expect::SigbusEof, 0};
-  if (pg < v.poisoned.size() && v.poisoned[pg]) return {Expect::SigbusPoison, 0};
+  if (!ignore_poison && pg < v.poisoned.size() && v.poisoned[pg]) return {Expect::SigbusPoison, 0};
   if (v.kind == ViewKind::Private && pg < v.priv.size() && v.priv[pg]) {
     const PrivPage& pp = *v.priv[pg];
     const uint64_t i = o - pg * page_;

@@ -66,7 +66,7 @@ class Model {
                   std::vector<ViewModel*>& views);
 
   /// What a load at file offset `o` through view `v` must see.
-  Expect expect(const ViewModel& v, uint64_t o) const;
+  Expect expect(const ViewModel& v, uint64_t o, bool ignore_poison = false) const;
   /// A store through a private view: copy the page first if it follows the file.
   void private_store(ViewModel& v, uint64_t o, const uint8_t* p, uint64_t n);
   /// A store through a shared view inside EOF.

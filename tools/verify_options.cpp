@@ -66,6 +66,11 @@ CLI::App* add_verify_command(CLI::App& app, VerifyOptions& o) {
                               kOps[i].weight));
   }
   c->add_flag("--quiet", o.quiet, "print only the summary");
+  c->add_flag("--strict-poison", o.strict_poison,
+              "a page poisoned by an I/O error must keep raising SIGBUS in its view until "
+              "invalidated/punched/truncated, as mapping.hpp documents (default: it may also come "
+              "back with correct data, which the engine does today when a neighbouring fault's "
+              "fault-around installs over the poison marker)");
   c->add_flag("--self-test-corrupt", o.self_test_corrupt)->group("");  // hidden
   return c;
 }
@@ -121,6 +126,7 @@ std::string replay_command(const VerifyOptions& o, uint64_t ops) {
   for (int i = 0; i < kVerifyOps; ++i)
     if (o.weights[static_cast<size_t>(i)] != kOps[i].weight)
       s += fmt::format(" --w-{} {}", kOps[i].name, o.weights[static_cast<size_t>(i)]);
+  if (o.strict_poison) s += " --strict-poison";
   if (o.self_test_corrupt) s += " --self-test-corrupt";
   return s;
 }

@@ -34,6 +34,7 @@ struct VerifyOptions {
   std::array<bool, kVerifyOps> weight_given{};
   bool self_test_corrupt = false;  ///< hidden: flips one model byte mid-run
   bool quiet = false;
+  bool strict_poison = false;  ///< a poisoned page must keep raising SIGBUS (mapping.hpp)
 };
 
 /// Adds the `verify` subcommand (options bound to `opts`) to `app`.

@@ -12,6 +12,8 @@ namespace faultline::cli {
 
 /// A check that failed: thrown by an operation, reported by the runner.
 struct Mismatch {
+  Mismatch() = default;
+  explicit Mismatch(std::string w) : what(std::move(w)) {}
   std::string what;              ///< one line: what was wrong
   bool has_offset = false;
   uint64_t offset = 0;           ///< first differing file offset

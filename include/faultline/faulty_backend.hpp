@@ -111,6 +111,8 @@ class FaultyBackend final : public Backend {
   ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) override;
   int write(uint64_t off, std::span<const std::byte> buf) override;
   int page_mkwrite(uint64_t off, size_t len) override;
+  int page_mkwrite(MkwritePage& page) override;
+  void update_time() override;
   int truncate(uint64_t new_size) override;
   int punch_hole(uint64_t off, uint64_t len) override;
   int sync() override;

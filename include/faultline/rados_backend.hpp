@@ -69,7 +69,7 @@ struct RadosOptions {
   bool writable = true;
   bool create = false;               ///< create the file (header object) when missing
   unsigned max_in_flight = 16;       ///< AIO ops outstanding per read/write call
-  uint64_t read_split = 1u << 20;    ///< largest single object read (bytes), for parallelism
+  uint64_t read_split = 256u << 10;  ///< largest single object read (bytes), for parallelism
   double op_timeout_s = 30;          ///< OSD / mon op timeout (librados rados_osd_op_timeout)
   double connect_timeout_s = 10;     ///< mon connect timeout (client_mount_timeout)
   unsigned notify_timeout_ms = 10000;  ///< how long sync() waits for peers to acknowledge

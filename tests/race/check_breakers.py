@@ -13,7 +13,11 @@ BINARY = sys.argv[1]
 ENTRIES = ["F1_FillVsInvalidate", "F2_FillAfterTruncate", "F3_InstallAfterTruncateUnmap",
            "F4_PrivateCopyVsTruncate", "F5_PunchKeepsPrivateCopies", "F6_HalfFilledFrame",
            "F7_InvalidateVsStore", "F8_NotUptodateFrame", "F9_TeardownVsAccess",
-           "F10_ReadIntoOwnMapping", "F11_WritebackVsTruncate"]
+           "F10_ReadIntoOwnMapping", "F11_WritebackVsTruncate",
+           "W1_MkwriteVsTruncate", "W2_CleanBetweenMkwriteAndDirty",
+           "W3_StoreBetweenCopyAndProtect", "W4_MkwriteReturnsLocked",
+           "W5_TimeUpdateUnderPageLock", "W6_MkwriteFails", "W7_ErrorSeenOncePerHandle",
+           "W8_StoreDuringWriteback"]
 # breaker set -> entries that must fail (DESIGN.md section 4, "closed by").
 EXPECTED = {
     "R1": {"F1_FillVsInvalidate"},
@@ -24,6 +28,10 @@ EXPECTED = {
     "R11": {"F10_ReadIntoOwnMapping"},
     "R13": {"F9_TeardownVsAccess"},
     "R1,R10": {"F1_FillVsInvalidate", "F6_HalfFilledFrame", "F8_NotUptodateFrame"},
+    "R5": {"W1_MkwriteVsTruncate", "W4_MkwriteReturnsLocked", "W6_MkwriteFails"},
+    "R6": {"W2_CleanBetweenMkwriteAndDirty", "W5_TimeUpdateUnderPageLock"},
+    "R7": {"W3_StoreBetweenCopyAndProtect", "W8_StoreDuringWriteback"},
+    "R8": {"W7_ErrorSeenOncePerHandle"},
 }
 
 
@@ -39,7 +47,10 @@ def run(entry, breaker):
 
 def main():
     bad = []
+    only = sys.argv[2:]  # optional: breaker sets to check (default: all)
     for breaker, must_fail in EXPECTED.items():
+        if only and breaker not in only:
+            continue
         for entry in ENTRIES:
             ok, out = run(entry, breaker)
             want_fail = entry in must_fail

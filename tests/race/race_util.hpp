@@ -131,3 +131,65 @@ inline std::string read_all(fl::File& f, uint64_t off, size_t len) {
 }
 
 }  // namespace race
+
+namespace race {
+/// A backend around another with hooks for the write path's races.
+class HookedBackend : public SteeredBackend {
+ public:
+  using SteeredBackend::SteeredBackend;
+  using SteeredBackend::page_mkwrite;
+  int page_mkwrite(fl::Backend::MkwritePage& page) override {
+    return mkwrite_hook ? mkwrite_hook(page) : 0;
+  }
+  void update_time() override {
+    if (update_time_hook) update_time_hook();
+  }
+  int write(uint64_t off, std::span<const std::byte> buf) override {
+    if (write_fail.load() > 0) {
+      --write_fail;
+      return -EIO;
+    }
+    return SteeredBackend::write(off, buf);
+  }
+  std::function<int(fl::Backend::MkwritePage&)> mkwrite_hook;
+  std::function<void()> update_time_hook;
+  std::atomic<int> write_fail{0};
+};
+
+/// A one-shot gate: the first caller of wait_here() parks until open().
+class Gate {
+ public:
+  void wait_here() {
+    std::unique_lock g(mu_);
+    if (used_) return;
+    used_ = true;
+    parked_ = true;
+    cv_.notify_all();
+    cv_.wait(g, [&] { return open_; });
+  }
+  bool wait_parked(std::chrono::milliseconds t = std::chrono::seconds(10)) {
+    std::unique_lock g(mu_);
+    return cv_.wait_for(g, t, [&] { return parked_; });
+  }
+  void open() {
+    std::lock_guard g(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool used_ = false, parked_ = false, open_ = false;
+};
+
+inline char backend_byte(fl::Backend& b, uint64_t off) {
+  char c = 0;
+  b.read(off, std::as_writable_bytes(std::span(&c, 1)));
+  return c;
+}
+inline void store(std::byte* p, char v) { *reinterpret_cast<volatile char*>(p) = v; }
+inline std::optional<fl::BusError> guarded_store(std::byte* p, char v) {
+  return fl::guarded([&] { store(p, v); });
+}
+}  // namespace race

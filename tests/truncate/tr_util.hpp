@@ -216,6 +216,7 @@ class NoHoleBackend : public fl::Backend {
   int write(uint64_t off, std::span<const std::byte> b) override { return inner_->write(off, b); }
   int truncate(uint64_t s) override { return inner_->truncate(s); }
   int punch_hole(uint64_t, uint64_t) override { return -EOPNOTSUPP; }
+  bool can_punch_hole() const override { return false; }
   int sync() override { return inner_->sync(); }
 
  private:

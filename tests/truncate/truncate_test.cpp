@@ -287,7 +287,9 @@ TEST_P(Truncate, ShrinkExtendCyclesMatchModel) {
       ASSERT_EQ(diff(*v, model), "") << "iteration " << it;
       auto t = copy_out(m->data() + size, round_up(size) - size);
       ASSERT_TRUE(t);
-      if (round_up(size) < max) ASSERT_TRUE(load(m->data() + round_up(size)).bus.has_value());
+      if (round_up(size) < max) {
+        ASSERT_TRUE(load(m->data() + round_up(size)).bus.has_value());
+      }
     }
     if (it % 10 == 9) {
       f.sync();

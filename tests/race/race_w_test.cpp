@@ -1,0 +1,194 @@
+// The race catalogue, seed 2 (page_mkwrite vs truncate / write-back): W1-W8.
+#include <cerrno>
+#include <sys/mman.h>
+
+#include "race_util.hpp"
+
+namespace race {
+namespace ft = faultline::testing;
+
+// W1: the write fault calls page_mkwrite with the page unlocked; truncate
+// removes the page meanwhile; the fault must not then dirty it (a dirty page
+// outside the file). Closed by R5 (recheck under the lock, retry).
+TEST_F(Race, W1_MkwriteVsTruncate) {
+  auto mem = patterned("W1", 8, 'a');
+  auto be = std::make_shared<HookedBackend>(mem);
+  Gate gate;
+  be->mkwrite_hook = [&](fl::Backend::MkwritePage&) {
+    gate.wait_here();
+    return 0;
+  };
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto m = f.map(0, 8 * kPs);
+  ASSERT_EQ(load(m.data() + 7 * kPs).value, 'a' + 7);  // clean, write-protected
+  std::optional<fl::BusError> bus;
+  Bg st([&] { bus = guarded_store(m.data() + 7 * kPs, 'W'); });
+  ASSERT_TRUE(gate.wait_parked());
+  within(10s, "truncate", [&] { f.truncate(4 * kPs); });
+  gate.open();
+  st.join("the store");
+  EXPECT_TRUE(bus.has_value()) << "a store past the new EOF did not get SIGBUS";
+  EXPECT_EQ(f.stats().dirty_pages, 0u) << "a dirty page outside the file";
+  f.sync();
+  EXPECT_EQ(mem->size(), static_cast<int64_t>(4 * kPs));
+}
+
+// W2: the fault marks the page dirty; write-back locks it, write-protects,
+// cleans and copies it out; then the fault makes the PTE writable: a writable
+// clean page whose later stores are never written back. Closed by R6.
+TEST_F(Race, W2_CleanBetweenMkwriteAndDirty) {
+  auto mem = patterned("W2", 2, 'a');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(mem);
+  auto m = f.map(0, 2 * kPs);
+  ASSERT_EQ(load(m.data()).value, 'a');  // clean, write-protected
+  ft::arm("wp.before_unprotect");
+  Bg st([&] { store(m.data(), 'A'); });
+  ASSERT_TRUE(ft::wait_parked("wp.before_unprotect"));
+  Bg sy([&] { f.sync(); });
+  (void)sy.done_within(300ms);  // with R6 it waits for the page lock
+  ft::release("wp.before_unprotect");
+  st.join("the store");
+  sy.join("sync");
+  store(m.data() + 1, 'B');  // a later store through the same PTE
+  f.sync();
+  EXPECT_EQ(backend_byte(*mem, 0), 'A') << "a store was never written back";
+  EXPECT_EQ(backend_byte(*mem, 1), 'B') << "a store to a writable clean page was never written back";
+}
+
+// W3: write-back clears dirty and copies out before write-protecting every
+// view: a store between the copy and the protect is lost. Closed by R7.
+TEST_F(Race, W3_StoreBetweenCopyAndProtect) {
+  auto mem = patterned("W3", 2, 'a');
+  fl::Engine eng(small_windows());
+  auto f = eng.open(mem);
+  auto m = f.map(0, 2 * kPs);
+  store(m.data(), 'A');  // dirty and writable
+  ft::arm("writeback.after_copy");
+  Bg sy([&] { f.sync(); });
+  ASSERT_TRUE(ft::wait_parked("writeback.after_copy"));
+  Bg st([&] { store(m.data() + 1, 'B'); });
+  (void)st.done_within(300ms);
+  ft::release("writeback.after_copy");
+  sy.join("sync");
+  st.join("the store");
+  f.sync();
+  EXPECT_EQ(backend_byte(*mem, 0), 'A');
+  EXPECT_EQ(backend_byte(*mem, 1), 'B') << "a store during write-back was lost";
+}
+
+// W4: page_mkwrite returns with the page locked (VM_FAULT_LOCKED); the fault
+// path must not lock it again, and must unlock it. Closed by R5.
+TEST_F(Race, W4_MkwriteReturnsLocked) {
+  auto mem = patterned("W4", 2, 'a');
+  auto be = std::make_shared<HookedBackend>(mem);
+  be->mkwrite_hook = [&](fl::Backend::MkwritePage& page) {
+    page.lock();
+    return 0;
+  };
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto m = f.map(0, 2 * kPs);
+  ASSERT_EQ(load(m.data()).value, 'a');
+  within(10s, "a store whose page_mkwrite returns the page locked", [&] { store(m.data(), 'L'); });
+  // The page was unlocked afterwards: read() can take its lock.
+  EXPECT_EQ(within(10s, "File::read of that page", [&] { return read_all(f, 0, 1); }), "L");
+}
+
+// W5: a backend hook (the time update) that takes a lock A, called under the
+// page lock, while a path holding A waits for the page lock: deadlock.
+// Closed by R6 (the hook runs after the unlock).
+TEST_F(Race, W5_TimeUpdateUnderPageLock) {
+  auto mem = patterned("W5", 2, 'a');
+  auto be = std::make_shared<HookedBackend>(mem);
+  std::mutex inode_lock;
+  be->update_time_hook = [&] { std::lock_guard g(inode_lock); };
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto m = f.map(0, 2 * kPs);
+  ASSERT_EQ(load(m.data()).value, 'a');
+  ft::arm("wp.before_time_update");
+  Bg st([&] { store(m.data(), 'T'); });
+  ASSERT_TRUE(ft::wait_parked("wp.before_time_update"));
+  std::unique_lock held(inode_lock);  // a path holding the hook's lock ...
+  Bg rd([&] { (void)read_all(f, 0, 1); });  // ... that needs the page lock
+  const bool progressed = rd.done_within(2s);
+  held.unlock();
+  ft::release("wp.before_time_update");
+  rd.join("read");
+  st.join("the store");
+  EXPECT_TRUE(progressed) << "deadlock: the time update ran under the page lock";
+}
+
+// W6: page_mkwrite refuses (ENOSPC): the store gets SIGBUS, the page stays
+// clean and write-protected, nothing is dirtied. Closed by R5.
+TEST_F(Race, W6_MkwriteFails) {
+  auto mem = patterned("W6", 2, 'a');
+  auto be = std::make_shared<HookedBackend>(mem);
+  be->mkwrite_hook = [&](fl::Backend::MkwritePage&) { return -ENOSPC; };
+  fl::Engine eng(small_windows());
+  auto f = eng.open(be);
+  auto m = f.map(0, 2 * kPs);
+  ASSERT_EQ(load(m.data()).value, 'a');
+  const auto bus = guarded_store(m.data(), 'X');
+  EXPECT_TRUE(bus.has_value()) << "a refused page_mkwrite did not give SIGBUS";
+  EXPECT_EQ(f.stats().dirty_pages, 0u) << "a refused store dirtied the page";
+  EXPECT_EQ(read_all(f, 0, 1), "a");
+  f.sync();
+  EXPECT_EQ(backend_byte(*mem, 0), 'a');
+  EXPECT_EQ(f.stats().pages_written_back, 0u);
+}
+
+// W7: write-back of a page fails (EIO) while two handles sync: each handle
+// sees the error exactly once. Closed by R8 (errseq).
+TEST_F(Race, W7_ErrorSeenOncePerHandle) {
+  auto mem = patterned("W7", 2, 'a');
+  auto be = std::make_shared<HookedBackend>(mem);
+  fl::Engine eng(small_windows());
+  auto h1 = eng.open(be);
+  auto h2 = eng.open(be);
+  auto m = h1.map(0, 2 * kPs);
+  store(m.data(), 'E');
+  be->write_fail = 1;
+  int e1 = 0, e2 = 0;
+  try { h1.sync(); } catch (const std::system_error& e) { e1 = e.code().value(); }
+  EXPECT_EQ(e1, EIO) << "the first handle did not see the write-back error";
+  EXPECT_NO_THROW(h1.sync()) << "the first handle saw the error twice";
+  try { h2.sync(); } catch (const std::system_error& e) { e2 = e.code().value(); }
+  EXPECT_EQ(e2, EIO) << "the second handle never saw the write-back error";
+  EXPECT_NO_THROW(h2.sync());
+  EXPECT_EQ(backend_byte(*mem, 0), 'E') << "the failed page was not retried";
+}
+
+// W8: a store while the page is under write-back: with stable pages the
+// store waits for the write-back to end; without, the page is redirtied and
+// written again. Never lost. Closed by R7.
+TEST_F(Race, W8_StoreDuringWriteback) {
+  for (const bool stable : {false, true}) {
+    SCOPED_TRACE(stable ? "stable pages" : "no stable pages");
+    auto mem = patterned(stable ? "W8s" : "W8", 2, 'a');
+    fl::Engine eng(small_windows());
+    fl::FileOptions opt;
+    opt.stable_pages = stable;
+    auto f = eng.open(mem, opt);
+    auto m = f.map(0, 2 * kPs);
+    store(m.data(), 'A');
+    ft::arm("writeback.after_copy");
+    Bg sy([&] { f.sync(); });
+    ASSERT_TRUE(ft::wait_parked("writeback.after_copy"));
+    Bg st([&] { store(m.data() + 1, 'B'); });
+    const bool stored_during = st.done_within(300ms);
+    ft::release("writeback.after_copy");
+    sy.join("sync");
+    st.join("the store");
+    if (stable) EXPECT_FALSE(stored_during) << "a store changed a stable page under write-back";
+    else EXPECT_TRUE(stored_during) << "a store waited without stable pages";
+    const auto before = f.stats().pages_written_back;
+    f.sync();
+    EXPECT_EQ(backend_byte(*mem, 1), 'B') << "a store during write-back was lost";
+    EXPECT_EQ(f.stats().pages_written_back, before + 1) << "the redirtied page was not written again";
+  }
+}
+
+}  // namespace race

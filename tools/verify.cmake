@@ -1,0 +1,46 @@
+# `faultline verify` (issue 6): its sources in the CLI, and its CTest tests
+# (label "verify"). Included from tools/CMakeLists.txt.
+target_sources(faultline-cli PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/verify_options.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/verify_model.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/verify_ops.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/verify_report.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/verify_threads.cpp
+)
+
+if(FAULTLINE_BUILD_TESTS)
+  set(verify_expect ${CMAKE_COMMAND} -P ${CMAKE_CURRENT_LIST_DIR}/cli_expect.cmake)
+  set(verify_bin $<TARGET_FILE:faultline-cli>)
+  # name | args
+  set(verify_runs
+    "file|--ops 20000 --seed 1 --backend file"
+    "memory|--ops 20000 --seed 1 --backend memory"
+    "threads2_file|--ops 20000 --seed 2 --threads 2 --backend file"
+    "threads2_memory|--ops 20000 --seed 3 --threads 2 --backend memory"
+    "inject_read|--ops 20000 --seed 4 --backend file --inject read:eio:0.02"
+    "inject_write|--ops 20000 --seed 5 --backend memory --inject write:eio:0.05,write:enospc:0.02,sync:eio:0.02"
+    "inject_mkwrite|--ops 20000 --seed 6 --backend file --inject mkwrite:eio:0.02,mkwrite:enospc:0.01"
+    "inject_all_threads2|--ops 20000 --seed 7 --threads 2 --backend memory --inject read:eio:0.01,write:eio:0.02,mkwrite:enospc:0.01"
+  )
+  foreach(run IN LISTS verify_runs)
+    string(REPLACE "|" ";" parts "${run}")
+    list(GET parts 0 name)
+    list(GET parts 1 argstr)
+    separate_arguments(args UNIX_COMMAND "${argstr}")
+    add_test(NAME verify.${name} COMMAND ${verify_expect} 0 "verify: OK" ${verify_bin} verify ${args})
+    set_tests_properties(verify.${name} PROPERTIES LABELS "verify" TIMEOUT 120)
+  endforeach()
+  # A deliberately wrong model must be caught: exit 1 and a replay line.
+  add_test(NAME verify.self_test_corrupt
+           COMMAND ${verify_expect} 1 "MISMATCH.*replay: faultline verify --seed 11 --ops"
+                   ${verify_bin} verify --ops 2000 --seed 11 --backend memory --self-test-corrupt)
+  # Bad input: exit 2 with the usage line.
+  add_test(NAME verify.bad_inject
+           COMMAND ${verify_expect} 2 "bad --inject spec.*Usage"
+                   ${verify_bin} verify --ops 10 --inject read:bogus:0.1)
+  add_test(NAME verify.bad_size
+           COMMAND ${verify_expect} 2 "not a multiple of the page size.*Usage"
+                   ${verify_bin} verify --ops 10 --size 5000)
+  set_tests_properties(verify.self_test_corrupt verify.bad_inject verify.bad_size
+                       PROPERTIES LABELS "verify" TIMEOUT 60)
+endif()
