@@ -181,19 +181,23 @@ void EngineCore::close() {
 std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, FileOptions options) {
   check_open();
   const std::string key = backend->identity();
-  std::lock_guard g(files_mu_);
-  auto it = files_.find(key);
-  if (it != files_.end()) {
-    if (auto f = it->second.lock()) {
-      f->upgrade_backend(std::move(backend));
-      return f;
+  std::shared_ptr<FileImpl> f;
+  {
+    std::lock_guard g(files_mu_);
+    auto it = files_.find(key);
+    if (it != files_.end()) {
+      if (auto existing = it->second.lock()) {
+        existing->upgrade_backend(std::move(backend));
+        return existing;
+      }
     }
+    f = std::make_shared<FileImpl>(shared_from_this(), backend, key, kBasePageShift);
+    f->set_options(options);
+    files_[key] = f;
   }
-  auto f = std::make_shared<FileImpl>(shared_from_this(), backend, key, kBasePageShift);
-  f->set_options(options);
-  files_[key] = f;
   // Changes made underneath (another machine) reach the File through a weak
-  // reference: the backend may outlive it.
+  // reference: the backend may outlive it. Attached outside files_mu_: a
+  // remote backend's attach may take network round trips.
   std::weak_ptr<FileImpl> w = f;
   backend->attach(Backend::ChangeSink{
       [w](uint64_t off, uint64_t len) {

@@ -149,14 +149,15 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     // the next window now, so the stream rarely waits for a round trip.
     const uint64_t next_we = std::min<uint64_t>(we + (we - ws), m.pgoff + m.npages);
     if (!FL_RULE(1) || index_.get(we)->trylock()) {
-      if (install_window(m, we, next_we, we, false, false))
+      // readahead: a failed fill of `we` must not poison a page nobody touched.
+      if (install_window(m, we, next_we, we, false, false, /*readahead=*/true))
         m.ra_next.store(next_we, std::memory_order_relaxed);
     }
   }
 }
 
 bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
-                              bool minor) {
+                              bool minor, bool readahead) {
   // `must` is locked by the caller. R12: the others only try-locked, ascending.
   const bool hold = FL_RULE(1);
   const uint64_t n = we - ws;
@@ -204,27 +205,27 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
         pages[k]->clear(PG_error);
         pages[k]->set(PG_uptodate);
       }
-    } else if (j - i > 1) {
-      // A run failed: retry page by page (the kernel's single-page read after
-      // a failed readahead), so one bad page does not fail its neighbours.
+    } else {
+      // A run failed. Like the kernel after a failed readahead, retry only the
+      // faulting page on its own (one bad page must not fail the access to a
+      // good one), unless the backend is unreachable (a retry would wait for
+      // its timeout again). The neighbours are just not installed.
+      count(&Counters::read_errors);
+      const bool unreachable =
+          fill_err == -ETIMEDOUT || fill_err == -ENOTCONN || fill_err == -ESHUTDOWN;
       for (uint64_t k = i; k < j; ++k) {
-        if (fill(ws + k, 1) == 0) {
+        if (ws + k != must) {
+          drop(k);
+          continue;
+        }
+        if (j - i > 1 && !unreachable && fill(must, 1) == 0) {
           count(&Counters::pages_filled);
           pages[k]->clear(PG_error);
           pages[k]->set(PG_uptodate);
           continue;
         }
-        count(&Counters::read_errors);
         pages[k]->set(PG_error);
-        if (ws + k == must) must_error = true;
-        else drop(k);  // neighbours: just not installed
-      }
-    } else {
-      count(&Counters::read_errors);
-      for (uint64_t k = i; k < j; ++k) {
-        pages[k]->set(PG_error);
-        if (ws + k == must) must_error = true;
-        else drop(k);  // neighbours: just not installed
+        must_error = true;
       }
     }
     i = j;
@@ -291,7 +292,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
 
   // Error on the faulting page: SIGBUS for this access, the rest of the file
   // keeps working.
-  if (must_error) send_sigbus(m, m.addr_of(must));
+  if (must_error && !readahead) send_sigbus(m, m.addr_of(must));
   for (uint64_t i = 0; i < n; ++i)
     if (pages[i]) drop(i);  // R1: unlock only after the PTEs are in
   if (!must_installed && !must_error) wake(m, m.addr_of(must));

@@ -219,16 +219,26 @@ int FaultInjector::decide(Call call, uint64_t off, uint64_t len) {
       case Call::Mkwrite: n = ++counters_.mkwrite_calls; break;
       case Call::Sync: n = ++counters_.sync_calls; break;
     }
-    for (const auto& r : spec_.rules) {
+    const uint64_t seq = ++per_offset_[{static_cast<int>(call), off}];
+    auto draw = [&](size_t rule) {  // splitmix64 finaliser over the call's identity
+      uint64_t z = state_ ^ (static_cast<uint64_t>(call) + 1) * 0xd1b54a32d192ed03ull ^
+                   (off + 1) * 0x9e3779b97f4a7c15ull ^ seq * 0xbf58476d1ce4e5b9ull ^
+                   (rule + 1) * 0x94d049bb133111ebull;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      return z ^ (z >> 31);
+    };
+    for (size_t ri = 0; ri < spec_.rules.size(); ++ri) {
+      const auto& r = spec_.rules[ri];
       if (r.kind == FaultKind::DelayUs) {
-        if (r.value) delay_us = next() % (r.value + 1);
+        if (r.value) delay_us = draw(ri) % (r.value + 1);
         continue;
       }
       if (call_of(r.kind) != call) continue;
       bool fire = false;
       switch (r.when) {
         case FaultRule::When::Probability: {
-          const double u = static_cast<double>(next() >> 11) * 0x1.0p-53;
+          const double u = static_cast<double>(draw(ri) >> 11) * 0x1.0p-53;
           fire = u < r.probability;
           break;
         }

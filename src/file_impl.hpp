@@ -91,7 +91,7 @@ class FileImpl {
   /// faulting page (already locked by the caller) or ~0 for readahead.
   /// Returns whether `must` was installed.
   bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
-                      bool minor);
+                      bool minor, bool readahead = false);
   /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
   /// below EOF (R3: never writes past the memfd's size). 0 or -errno.
   int fill(uint64_t pg, uint64_t n);

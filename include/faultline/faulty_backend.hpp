@@ -12,9 +12,12 @@
 // short-write; and delay-us=MAX (a random delay up to MAX microseconds before
 // every call). Example: "read:eio:0.01,write:enospc:0.005,mkwrite:eio:0.01,seed=7".
 //
-// Determinism: decisions come from one seeded generator under a mutex, one draw
-// per probabilistic rule per call of its class, so the same seed and the same
-// sequence of calls give the same faults. Counters say how many were injected.
+// Determinism: a probabilistic decision is a hash of the seed, the rule, the
+// call class, the call's offset and how many calls of that class that offset
+// has had before. So the same seed and the same calls per offset give the same
+// faults, whatever order the engine's threads (fault handlers, async
+// readahead, flusher) make them in. `=@N` counts calls of a class in arrival
+// order. Counters say how many were injected.
 //
 // "read:short" returns fewer bytes than asked for in the middle of the object,
 // which breaks the Backend contract (short only at the end): it tests whether
@@ -24,7 +27,9 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <mutex>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -92,6 +97,7 @@ class FaultInjector {
 
  private:
   uint64_t next();
+  std::map<std::pair<int, uint64_t>, uint64_t> per_offset_;  // calls per (class, offset)
   FaultSpec spec_;
   mutable std::mutex mu_;
   uint64_t state_;
