@@ -12,7 +12,7 @@ struct Counters {
       pages_installed{0}, pages_fault_around{0}, pages_dirtied{0}, pages_written_back{0},
       bytes_read{0}, bytes_written{0}, read_errors{0}, write_errors{0}, mkwrite_errors{0},
       sigbus_sent{0}, pages_invalidated{0}, invalidate_conflicts{0}, pages_truncated{0},
-      pages_punched{0}, pages_laundered{0}, fault_retries{0};
+      pages_punched{0}, pages_laundered{0}, fault_retries{0}, pages_write_around{0};
 
   Stats snapshot() const {
     Stats s;
@@ -36,6 +36,7 @@ struct Counters {
     s.pages_punched = pages_punched.load();
     s.pages_laundered = pages_laundered.load();
     s.fault_retries = fault_retries.load();
+    s.pages_write_around = pages_write_around.load();
     return s;
   }
 };

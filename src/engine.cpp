@@ -191,7 +191,10 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
         return existing;
       }
     }
-    f = std::make_shared<FileImpl>(shared_from_this(), backend, key, kBasePageShift);
+    // The frame size is chosen by the first open (FileOptions::frame_size).
+    const unsigned shift =
+        options.frame_size == FrameSize::k2M ? kHugePageShift : kBasePageShift;
+    f = std::make_shared<FileImpl>(shared_from_this(), backend, key, shift);
     f->set_options(options);
     files_[key] = f;
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine_core.hpp"
+#include "faultline/constants.hpp"
 #include "file_impl.hpp"
 #include "mapping_impl.hpp"
 #include "sched.hpp"
@@ -46,6 +47,14 @@ void FileImpl::wake(MappingImpl&, uintptr_t addr) {
 
 void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   const uintptr_t a = addr & ~(uintptr_t{page_size()} - 1);
+  const uint64_t pg = m.pgoff + ((a - m.start) >> page_shift_);
+  // Recorded first, so no fault-around in another handler installs over the
+  // poison between the ioctl and the record.
+  count(&Counters::sigbus_sent);
+  {
+    std::lock_guard g(m.poison_mu);
+    m.poisoned.insert(pg);
+  }
   // POISON refuses any PTE marker, WP markers included: clear it first
   // (DESIGN section 2), without waking the thread.
   if (m.tracks_writes()) core->uffd.writeprotect(a, page_size(), false, true);
@@ -57,11 +66,12 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
     if (m.tracks_writes()) core->uffd.writeprotect(a, page_size(), false, true);
     e = core->uffd.poison(a, page_size());
   }
-  if (e == 0) {
-    count(&Counters::sigbus_sent);
-    std::lock_guard g(m.poison_mu);
-    m.poisoned.insert(m.pgoff + ((a - m.start) >> page_shift_));
-  } else {
+  if (e != 0) {
+    {
+      std::lock_guard g(m.poison_mu);
+      m.poisoned.erase(pg);
+    }
+    count(&Counters::sigbus_sent, static_cast<uint64_t>(-1));  // not sent after all
     wake(m, addr);
   }
 }
@@ -78,19 +88,60 @@ void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
   read_fault(m, pg, addr, (flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes(), minor);
 }
 
+uint64_t FileImpl::write_around_pages(MappingImpl& m, uint64_t pg) {
+  // The limit is in 4 KiB pages; a File with larger pages gets the same bytes.
+  const uint64_t max = std::max<uint64_t>(
+      1, (core->cfg.write_around_max_pages * kBasePageSize) >> page_shift_);
+  const int advice = m.advice.load(std::memory_order_relaxed);
+  uint64_t n = 1;
+  if (advice == static_cast<int>(Advice::Random)) {
+    n = 1;
+  } else if (advice == static_cast<int>(Advice::Sequential)) {
+    n = max;
+  } else if (const uint64_t next = m.wa_next.load(std::memory_order_relaxed);
+             next != ~uint64_t{0} && pg > m.wa_start.load(std::memory_order_relaxed) &&
+             pg <= next) {
+    // The store stream continues inside or right after the last window: grow.
+    n = std::min<uint64_t>(max, 2 * std::max<uint64_t>(1, m.wa_pages.load(std::memory_order_relaxed)));
+  }
+  // Bound by the view and EOF.
+  n = std::max<uint64_t>(1, std::min<uint64_t>({n, m.pgoff + m.npages - pg,
+                                                 eof_pages() > pg ? eof_pages() - pg : 1}));
+  m.wa_pages.store(static_cast<uint32_t>(n), std::memory_order_relaxed);
+  m.wa_start.store(pg, std::memory_order_relaxed);
+  m.wa_next.store(pg + n, std::memory_order_relaxed);
+  return n;
+}
+
+FileImpl::WriteAround FileImpl::mkwrite_ahead(uint64_t first, uint64_t n) {
+  WriteAround wa;
+  wa.first = first;
+  for (uint64_t k = first; k < first + n; ++k) {
+    Page* q = index_.get(k);
+    const uint32_t gen = q->gen.load(std::memory_order_acquire);
+    if (!q->test(PG_dirty)) {
+      MkwriteRef ref(q, k << page_shift_, page_size());
+      const int e = backend().page_mkwrite(ref);  // R5: with the page unlocked
+      if (ref.locked()) q->unlock();
+      if (e < 0) break;  // no SIGBUS: no store has happened there yet
+    }
+    wa.gens.push_back(gen);
+  }
+  return wa;
+}
+
 void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write, bool minor) {
   // Choose the window: a fault inside or right after the stream's last window
   // (readahead in flight, or a page another handler skipped) continues the
   // stream and grows it; anything else gets an aligned fault-around window.
-  const auto& cfg = core->cfg;
-  const uint64_t fa = std::max<uint64_t>(1, cfg.fault_around_pages);
+  const uint64_t fa = fault_around_pages();  // in this File's pages (2 MiB frames: fewer)
   const uint64_t ra_start = m.ra_start.load(std::memory_order_relaxed);
   const uint64_t ra_next = m.ra_next.load(std::memory_order_relaxed);
   const bool sequential = ra_next != ~uint64_t{0} && pg >= ra_start && pg <= ra_next;
   uint64_t ws, we;
   if (sequential) {
     const uint64_t cur = std::max<uint64_t>(fa, m.ra_pages.load(std::memory_order_relaxed));
-    const uint64_t next = std::min<uint64_t>(cfg.readahead_max_pages, cur * 2);
+    const uint64_t next = std::min<uint64_t>(readahead_max_pages(), cur * 2);
     m.ra_pages.store(static_cast<uint32_t>(next), std::memory_order_relaxed);
     ws = pg;
     we = pg + std::max<uint64_t>(next, 1);
@@ -102,6 +153,17 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   ws = std::max(ws, m.pgoff);
   we = std::min(we, m.pgoff + m.npages);
 
+  WriteAround wa;
+  if (write) {
+    // Write-around: a sequential store stream gets the following pages
+    // writable and dirty in this round trip (page_mkwrite for each first,
+    // unlocked, R5). The window covers them.
+    const uint64_t n = write_around_pages(m, pg);
+    if (n > 1) {
+      wa = mkwrite_ahead(pg + 1, n - 1);
+      we = std::max<uint64_t>(we, pg + 1 + wa.gens.size());
+    }
+  }
   if (write) {
     // R5: page_mkwrite is called with the page unlocked. A backend that
     // returns it locked gets it unlocked again here: the fault path must take
@@ -140,7 +202,8 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     wake(m, addr);
     return;
   }
-  const bool installed = install_window(m, ws, we, pg, write, minor);
+  const bool installed =
+      install_window(m, ws, we, pg, write, minor, false, wa.gens.empty() ? nullptr : &wa);
   if (!installed) return;
   m.ra_start.store(ws, std::memory_order_relaxed);
   m.ra_next.store(we, std::memory_order_relaxed);
@@ -157,7 +220,7 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
 }
 
 bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
-                              bool minor, bool readahead) {
+                              bool minor, bool readahead, const WriteAround* wa) {
   // `must` is locked by the caller. R12: the others only try-locked, ascending.
   const bool hold = FL_RULE(1);
   const uint64_t n = we - ws;
@@ -237,23 +300,46 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     for (uint64_t i = 0; i < n; ++i)
       if (pages[i] && ws + i >= eof && !(ws + i == must && must_error)) drop(i);
   // R10: map only pages that are in the index (same generation) and uptodate.
+  // Pages this view answered with POISON keep raising SIGBUS until the range
+  // is invalidated, punched or truncated: CONTINUE would replace the poison
+  // marker, so fault-around skips them.
+  std::vector<bool> poisoned;
+  {
+    std::lock_guard g(m.poison_mu);
+    if (!m.poisoned.empty()) {
+      poisoned.assign(n, false);
+      for (auto it = m.poisoned.lower_bound(ws); it != m.poisoned.end() && *it < we; ++it)
+        poisoned[*it - ws] = true;
+    }
+  }
   auto installable = [&](uint64_t i) {
     if (!pages[i] || (ws + i == must && must_error)) return false;
+    if (!poisoned.empty() && poisoned[i]) return false;
     if (!FL_RULE(10)) return true;
     return pages[i]->test(PG_uptodate) && pages[i]->gen.load(std::memory_order_acquire) == gens[i];
   };
 
   // Install runs of uptodate pages with one CONTINUE each; the mode is passed
   // explicitly every time (WP markers stick).
+  if (write && installable(must - ws)) {
+    // R6: the page is marked dirty and made writable under its lock.
+    mark_dirty(pages[must - ws]);
+  }
+  if (wa && write) {
+    // Write-around pages whose page_mkwrite succeeded and that are still the
+    // same page (R5 recheck, under their locks): dirty now, writable below.
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t k = ws + i;
+      if (!wa->covers(k) || !installable(i)) continue;
+      if (pages[i]->gen.load(std::memory_order_acquire) != wa->gens[k - wa->first]) continue;
+      if (mark_dirty(pages[i])) count(&Counters::pages_write_around);
+    }
+  }
   auto wp_mode = [&](uint64_t i) {
     if (!m.tracks_writes()) return false;
     if (ws + i == must && write) return false;
     return !pages[i]->test(PG_dirty);  // clean pages: the first store must fault
   };
-  if (write && installable(must - ws)) {
-    // R6: the page is marked dirty and made writable under its lock.
-    mark_dirty(pages[must - ws]);
-  }
   FL_POINT("fault.before_install");
   bool must_installed = false;
   uint64_t around = 0;
@@ -299,6 +385,35 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
   return must_installed;
 }
 
+
+void FileImpl::write_around_after_wp(MappingImpl& m, uint64_t pg) {
+  // Write-around for stores to pages installed write-protected: page_mkwrite
+  // for the following pages (unlocked, R5), then under each page's lock
+  // (try-locked, R12) recheck, mark dirty and make writable (R6).
+  const uint64_t n = write_around_pages(m, pg);
+  if (n <= 1 || core->over_dirty_limit()) return;
+  const WriteAround wa = mkwrite_ahead(pg + 1, n - 1);
+  uint64_t run_start = 0, run_len = 0;
+  auto flush_run = [&] {
+    if (run_len) core->uffd.writeprotect(m.addr_of(run_start), run_len << page_shift_, false, true);
+    run_len = 0;
+  };
+  std::vector<Page*> locked;
+  for (uint64_t i = 0; i < wa.gens.size(); ++i) {
+    const uint64_t k = wa.first + i;
+    Page* q = index_.get(k);
+    if (!q->trylock()) break;
+    locked.push_back(q);
+    if (q->gen.load(std::memory_order_acquire) != wa.gens[i] || !q->test(PG_uptodate) ||
+        k >= eof_pages() || (stable_pages_ && q->test(PG_writeback)))
+      break;
+    if (mark_dirty(q)) count(&Counters::pages_write_around);
+    if (!run_len) run_start = k;
+    ++run_len;
+  }
+  flush_run();
+  for (Page* q : locked) q->unlock();
+}
 
 void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   Page* p = index_.find(pg);
@@ -354,6 +469,7 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   core->uffd.writeprotect(a, page_size(), false, /*dontwake=*/throttle);
   p->unlock();
   if (throttle) core->defer_wake(a, page_size());
+  write_around_after_wp(m, pg);
   // R6: time update after the unlock, never under the page lock (W5).
   FL_POINT("wp.before_time_update");
   backend().update_time();

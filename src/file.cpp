@@ -84,7 +84,9 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   FileImpl& f = impl();
   const uint64_t ps = f.page_size();
   if (len == 0) detail::throw_errno(EINVAL, "faultline: map of zero length");
-  if (off & (ps - 1)) detail::throw_errno(EINVAL, "faultline: map offset not page aligned");
+  if (off & (ps - 1))
+    detail::throw_errno(EINVAL, f.huge() ? "faultline: map offset not 2 MiB aligned (a 2 MiB-frame File)"
+                                         : "faultline: map offset not page aligned");
   const uint64_t rlen = (static_cast<uint64_t>(len) + ps - 1) & ~(ps - 1);
   if (rlen < len || ((off + rlen) >> f.page_shift()) > detail::PageIndex::kMaxPages)
     detail::throw_errno(EINVAL, "faultline: map range too large");
@@ -92,10 +94,27 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   const bool shared = sharing == Sharing::Shared;
   if (writable && shared && !f.backend().writable())
     detail::throw_errno(EROFS, "faultline: writable shared view of read-only " + f.key);
+  // hugetlb PUNCH_HOLE drops private copy-on-write copies (probed on 6.18:
+  // DESIGN F5 holds for shmem only), so punch_hole / invalidate would lose a
+  // private view's own stores: refused.
+  if (f.huge() && !shared)
+    detail::throw_errno(EINVAL, "faultline: private views of a 2 MiB-frame File are not "
+                                "supported (hugetlb hole punch drops private copies)");
   const int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-  void* a = ::mmap(nullptr, rlen, prot, shared ? MAP_SHARED : MAP_PRIVATE, f.memfd(),
+  // hugetlb: a view never allocates (holes fault to the engine), so no pool
+  // reservation (MAP_NORESERVE); and it is made without PROT_WRITE first,
+  // because a writable mmap of a hugetlbfs file extends its size to the
+  // view's end (the memfd must stay i_size rounded up: SIGBUS past it).
+  const int first_prot = f.huge() ? PROT_READ : prot;
+  void* a = ::mmap(nullptr, rlen, first_prot,
+                   (shared ? MAP_SHARED : MAP_PRIVATE) | (f.huge() ? MAP_NORESERVE : 0), f.memfd(),
                    static_cast<off_t>(off));
   if (a == MAP_FAILED) detail::throw_errno("faultline: mmap of a view");
+  if (first_prot != prot && ::mprotect(a, rlen, prot) != 0) {
+    const int e = errno;
+    ::munmap(a, rlen);
+    detail::throw_errno(e, "faultline: mprotect of a view");
+  }
   // No fork inherits a view (an unregistered child copy would bypass us).
   if (::madvise(a, rlen, MADV_DONTFORK) != 0) {
     const int e = errno;

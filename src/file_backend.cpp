@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <sys/syscall.h>
 #include <vector>
 
 #include "faultline/backend.hpp"
@@ -17,6 +20,7 @@ namespace faultline {
 namespace {
 
 constexpr int kPipeBytes = 1 << 20;
+constexpr size_t kWillneedBytes = size_t{128} << 10;
 
 /// A pipe per thread for splice(backing -> pipe -> memfd), which takes
 /// explicit offsets on both files (sendfile would need the memfd's position).
@@ -57,7 +61,10 @@ class FileBackend final : public Backend {
     }
     id_ = "file:" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
   }
-  ~FileBackend() override { ::close(fd_); }
+  ~FileBackend() override {
+    if (dfd_.load() >= 0) ::close(dfd_.load());
+    ::close(fd_);
+  }
 
   std::string identity() const override { return id_; }
   bool writable() const override { return writable_; }
@@ -86,6 +93,10 @@ class FileBackend final : public Backend {
   ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) override {
     thread_local ThreadPipe pipe;
     if (!pipe.ok()) return -EOPNOTSUPP;
+    // Submit the whole range to the device at once (the kernel splits it into
+    // many requests in flight); the splice below then waits for the pages as
+    // they arrive instead of reading them one readahead window at a time.
+    if (len >= kWillneedBytes) ::posix_fadvise(fd_, static_cast<off_t>(off), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
     size_t done = 0;
     while (done < len) {
       loff_t in = static_cast<loff_t>(off + done);
@@ -112,6 +123,30 @@ class FileBackend final : public Backend {
         moved += m;
       }
       done += static_cast<size_t>(k);
+    }
+    return static_cast<ssize_t>(done);
+  }
+
+  ssize_t read_aligned(uint64_t off, std::span<std::byte> buf) override {
+    // A range the kernel caches whole is copied from its cache; anything else
+    // is read with O_DIRECT (one copy in memory, and faster cold). Measured
+    // per 2 MiB here: warm buffered pread ~780-990 us vs O_DIRECT ~1,440;
+    // cold O_DIRECT ~1,300 (1.6 GB/s) vs buffered ~1,370-2,330. (preadv2
+    // RWF_NOWAIT cannot probe the cache: on a miss it starts readahead.)
+    const int dfd = direct_fd();
+    if (dfd < 0 || cached_whole(off, buf.size())) return read(off, buf);
+    size_t done = 0;
+    while (done < buf.size()) {
+      const ssize_t r = ::pread(dfd, buf.data() + done, buf.size() - done,
+                                static_cast<off_t>(off + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EINVAL && done == 0) return read(off, buf);  // no O_DIRECT alignment here
+        return -errno;
+      }
+      if (r == 0) break;
+      done += static_cast<size_t>(r);
+      if (done & 4095) break;  // a short read ends at the object's end
     }
     return static_cast<ssize_t>(done);
   }
@@ -157,6 +192,39 @@ class FileBackend final : public Backend {
   int sync() override { return ::fsync(fd_) == 0 ? 0 : -errno; }
 
  private:
+  /// A second descriptor onto the same file with O_DIRECT (opened on first
+  /// use through /proc/self/fd, so a rename does not matter); -1 when the
+  /// file system refuses O_DIRECT.
+  int direct_fd() {
+    int d = dfd_.load(std::memory_order_acquire);
+    if (d != -2) return d;
+    std::lock_guard g(dfd_mu_);
+    d = dfd_.load();
+    if (d != -2) return d;
+    const std::string p = "/proc/self/fd/" + std::to_string(fd_);
+    d = ::open(p.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+    dfd_.store(d < 0 ? -1 : d, std::memory_order_release);
+    return d < 0 ? -1 : d;
+  }
+  /// Whether the kernel caches every page of [off, off+len) (cachestat(2),
+  /// Linux 6.5; no I/O). Without it: false (O_DIRECT).
+  bool cached_whole(uint64_t off, size_t len) const {
+    struct {
+      uint64_t off, len;
+    } range{off, len};
+    struct {
+      uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+    } cs{};
+    constexpr long kSysCachestat = 451;
+    if (::syscall(kSysCachestat, fd_, &range, &cs, 0) != 0) return false;
+    const int64_t sz = const_cast<FileBackend*>(this)->size();
+    const uint64_t end = std::min<uint64_t>(off + len, sz < 0 ? 0 : static_cast<uint64_t>(sz));
+    const uint64_t pages = end > off ? (end - off + 4095) / 4096 : 0;
+    return cs.nr_cache >= pages;
+  }
+  std::mutex dfd_mu_;
+  std::atomic<int> dfd_{-2};  // -2: not opened yet
+
   std::string path_;
   std::string id_;
   bool writable_;

@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
+#include <linux/memfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "faultline/constants.hpp"
 
 #include "engine_core.hpp"
 #include "mapping_impl.hpp"
@@ -16,7 +20,51 @@
 namespace faultline::detail {
 
 namespace {
-constexpr uint64_t kIoBatchPages = 256;  // pages per read/write/write-back batch
+constexpr uint64_t kIoBatchBytes = uint64_t{256} << kBasePageShift;  // per read/write batch
+// Address space the alias view of a 2 MiB-frame File reserves (no memory: a
+// MAP_NORESERVE view); the largest size such a File can grow to.
+constexpr size_t kAliasReserveBytes = size_t{1} << 40;
+// Readahead of 2 MiB frames grows to at least this many frames.
+constexpr uint64_t kHugeReadaheadPages = 4;
+
+/// The 2 MiB hugetlb pool: {free, reserved} pages, from sysfs (the 2 MiB pool
+/// even when the default huge page size differs), else /proc/meminfo.
+std::pair<int64_t, int64_t> hugepage_pool() {
+  auto read_num = [](const char* path) -> int64_t {
+    std::ifstream f(path);
+    int64_t v = -1;
+    if (!(f >> v)) return -1;
+    return v;
+  };
+  int64_t fr = read_num("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+  int64_t rs = read_num("/sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages");
+  if (fr >= 0 && rs >= 0) return {fr, rs};
+  std::ifstream m("/proc/meminfo");
+  std::string k;
+  fr = rs = 0;
+  while (m >> k) {
+    int64_t v = 0;
+    if (k == "HugePages_Free:" && (m >> v)) fr = v;
+    else if (k == "HugePages_Rsvd:" && (m >> v)) rs = v;
+  }
+  return {fr, rs};
+}
+
+/// Fails with ENOMEM, naming vm.nr_hugepages, when the pool cannot hold
+/// `need` more 2 MiB pages. Never changes any system setting.
+void check_hugepage_pool(uint64_t need, uint64_t size, const std::string& key) {
+  const auto [fr, rs] = hugepage_pool();
+  const int64_t avail = fr - rs;
+  if (avail >= static_cast<int64_t>(need)) return;
+  throw_errno(ENOMEM, "faultline: a 2 MiB-frame File of " + std::to_string(size) + " bytes (" +
+                          key + ") needs " + std::to_string(need) +
+                          " free 2 MiB huge pages, but the pool has " + std::to_string(fr) +
+                          " free of which " + std::to_string(rs) +
+                          " are reserved (HugePages_Free / HugePages_Rsvd in /proc/meminfo). "
+                          "Reserve a larger pool with the sysctl vm.nr_hugepages (as root: "
+                          "scripts/setup.sh --hugepages N, or echo N > "
+                          "/proc/sys/vm/nr_hugepages); faultline never changes it itself");
+}
 
 std::vector<std::byte>& bounce(size_t n) {
   thread_local std::vector<std::byte> buf;
@@ -31,13 +79,38 @@ FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, st
   const int64_t sz = b->size();
   if (sz < 0) throw_errno(static_cast<int>(-sz), "faultline: backend size of " + key);
   std::string name = "faultline:" + key.substr(0, 200);
-  memfd_ = ::memfd_create(name.c_str(), MFD_CLOEXEC);
-  if (memfd_ < 0) throw_errno("faultline: memfd_create");
+  const bool huge = page_shift_ == kHugePageShift;
+  if (!huge && page_shift_ != kBasePageShift)
+    throw_errno(EINVAL, "faultline: unsupported frame size for " + key);
   const uint64_t frames = (static_cast<uint64_t>(sz) + page_size() - 1) & ~(page_size() - 1);
+  if (huge) {
+    if (frames > kAliasReserveBytes)
+      throw_errno(EFBIG, "faultline: " + key + " is too large for 2 MiB frames");
+    check_hugepage_pool(std::max<uint64_t>(1, frames >> page_shift_), static_cast<uint64_t>(sz),
+                        key);
+  }
+  memfd_ = ::memfd_create(name.c_str(), MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
+  if (memfd_ < 0) throw_errno(huge ? "faultline: memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)"
+                                   : "faultline: memfd_create");
   if (::ftruncate(memfd_, static_cast<off_t>(frames)) != 0) {
     const int e = errno;
     ::close(memfd_);
     throw_errno(e, "faultline: ftruncate(memfd)");
+  }
+  if (huge) {
+    // The alias view (DESIGN section 2): fills and partial-frame zeroing go
+    // through it. PROT_NONE first: a writable mmap of a hugetlbfs file
+    // extends its size to the mapping's end.
+    void* a = ::mmap(nullptr, kAliasReserveBytes, PROT_NONE, MAP_SHARED | MAP_NORESERVE, memfd_, 0);
+    if (a == MAP_FAILED || ::mprotect(a, kAliasReserveBytes, PROT_READ | PROT_WRITE) != 0) {
+      const int e = errno;
+      if (a != MAP_FAILED) ::munmap(a, kAliasReserveBytes);
+      ::close(memfd_);
+      throw_errno(e, "faultline: alias view of the hugetlb memfd");
+    }
+    ::madvise(a, kAliasReserveBytes, MADV_DONTFORK);
+    alias_ = static_cast<std::byte*>(a);
+    alias_len_ = kAliasReserveBytes;
   }
   i_size_.store(static_cast<uint64_t>(sz));
   backend_.store(b.get());
@@ -50,6 +123,7 @@ FileImpl::~FileImpl() {
     core->log("faultline: write-back of " + key + " at close failed: " + std::strerror(e));
   }
   for (auto& b : backends_) b->detach();
+  if (alias_) ::munmap(alias_, alias_len_);
   if (memfd_ >= 0) ::close(memfd_);
   core->forget_file(key, this);
 }
@@ -76,6 +150,32 @@ void FileImpl::remove_mapping(MappingImpl* m) {
   rmap_.erase(std::remove(rmap_.begin(), rmap_.end(), m), rmap_.end());
 }
 
+uint64_t FileImpl::fault_around_pages() const {
+  const uint64_t b = static_cast<uint64_t>(core->cfg.fault_around_pages) << kBasePageShift;
+  return std::max<uint64_t>(1, b >> page_shift_);
+}
+
+uint64_t FileImpl::readahead_max_pages() const {
+  const uint64_t b = static_cast<uint64_t>(core->cfg.readahead_max_pages) << kBasePageShift;
+  return std::max<uint64_t>(huge() ? kHugeReadaheadPages : 1, b >> page_shift_);
+}
+
+uint64_t FileImpl::io_batch_pages() const {
+  return std::max<uint64_t>(1, kIoBatchBytes >> page_shift_);
+}
+
+int FileImpl::alloc_frames(uint64_t off, uint64_t len) {
+  // Frames already there are kept; new ones come zeroed from the pool.
+  // KEEP_SIZE: never extend the memfd (R3).
+  for (;;) {
+    if (::fallocate(memfd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off),
+                    static_cast<off_t>(len)) == 0)
+      return 0;
+    if (errno == EINTR) continue;
+    return errno == ENOSPC ? ENOMEM : errno;  // hugetlbfs: pool exhausted
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Fill and locking helpers shared by the read/write API and the fault path.
 
@@ -91,6 +191,24 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
   }
   Backend& be = backend();
   uint64_t done = 0;
+  if (huge()) {
+    // hugetlb frames take no write(2): allocate them, then read the backend
+    // straight into the (unregistered) alias view: no copy, no fault events.
+    if (int e = alloc_frames(off, len)) return -e;
+    std::byte* dst = alias_ + off;
+    // Aligned reads (O_DIRECT for what the kernel does not cache) where the
+    // backend has them: frames are 2 MiB aligned in the alias view.
+    // (len is whole frames, clipped to the memfd: never past its end, R3.)
+    ssize_t k = be.read_aligned(off, std::span(dst, len));
+    if (k == -EOPNOTSUPP) k = be.read(off, std::span(dst, len));
+    if (k < 0) return static_cast<int>(k);
+    done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
+    FL_POINT("fill.after_read");
+    // Past the object's end (or old bytes of a failed fill): zeros.
+    std::memset(dst + done, 0, len - done);
+    count(&Counters::bytes_read, done);
+    return 0;
+  }
   ssize_t r = be.read_into_fd(off, len, memfd_, off);
   if (r >= 0) {
     done = static_cast<uint64_t>(r);
@@ -176,7 +294,7 @@ size_t FileImpl::read(uint64_t off, std::span<std::byte> out) {
   while (pos < end) {
     const uint64_t pg = pos >> page_shift_;
     const uint64_t last_pg = (end - 1) >> page_shift_;
-    const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, kIoBatchPages);
+    const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, io_batch_pages());
     const uint64_t n = lock_run(pg, want);
     if (int e = make_uptodate(pg, n)) {
       unlock_run(pg, n);
@@ -211,6 +329,8 @@ void FileImpl::extend(uint64_t new_size) {
   if (new_size <= old) return;
   const uint64_t ps = page_size();
   const uint64_t frames = (new_size + ps - 1) & ~(ps - 1);
+  if (huge() && frames > alias_len_)
+    throw_errno(EFBIG, "faultline: " + key + " cannot grow past the 2 MiB-frame limit");
   // The memfd grows first, then i_size: a fault that sees the new size finds
   // the frames there.
   if (::ftruncate(memfd_, static_cast<off_t>(frames)) != 0)
@@ -220,7 +340,11 @@ void FileImpl::extend(uint64_t new_size) {
     // mapping; the grown file must read zeros there.
     Page* p = index_.get(old >> page_shift_);
     p->lock();
-    if (p->test(PG_uptodate)) {
+    if (p->test(PG_uptodate) && huge()) {
+      // hugetlb: zero in place through the alias view (the frame exists: the
+      // page is uptodate and locked).
+      std::memset(alias_ + old, 0, ps - (old & (ps - 1)));
+    } else if (p->test(PG_uptodate)) {
       const uint64_t tail = ps - (old & (ps - 1));
       auto& z = bounce(tail);
       std::memset(z.data(), 0, tail);
@@ -246,7 +370,7 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
   while (pos < end) {
     const uint64_t pg = pos >> page_shift_;
     const uint64_t last_pg = (end - 1) >> page_shift_;
-    const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, kIoBatchPages);
+    const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, io_batch_pages());
     const uint64_t chunk_end_max = std::min<uint64_t>(end, (pg + want) * ps);
     // R11: copy the caller's bytes into engine memory before any page lock.
     // (Not the thread's bounce buffer: the fill below uses that.)
@@ -276,7 +400,23 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
       throw_errno(e, "faultline: read before partial write of " + key);
     }
     const uint64_t len = chunk_end - pos;
-    uint64_t w = 0;
+    if (huge()) {
+      // hugetlb: no pwrite; copy through the alias view into frames allocated
+      // first (an empty pool is ENOMEM here, not a SIGBUS in the memcpy).
+      const uint64_t fs = pg << page_shift_;
+      const uint64_t fe = std::min<uint64_t>((pg + n) << page_shift_, eof_pages() << page_shift_);
+      if (int err = alloc_frames(fs, fe - fs)) {
+        unlock_run(pg, n);
+        throw_errno(err, "faultline: allocating 2 MiB frames for a write to " + key);
+      }
+      // A page that was not uptodate and is not covered to its end (the write
+      // ends at EOF) must read zeros past the write: its frame may hold the
+      // bytes of a failed fill.
+      if ((chunk_end & (ps - 1)) && !index_.find(lp)->test(PG_uptodate))
+        std::memset(alias_ + chunk_end, 0, ps - (chunk_end & (ps - 1)));
+      std::memcpy(alias_ + pos, own.data(), len);
+    }
+    uint64_t w = huge() ? len : 0;
     while (w < len) {
       const ssize_t k = ::pwrite(memfd_, own.data() + w, len - w, static_cast<off_t>(pos + w));
       if (k < 0) {

@@ -34,6 +34,14 @@ class FileImpl {
   /// Pages that hold data below EOF (the page holding EOF included).
   uint64_t eof_pages() const { return (i_size() + page_size() - 1) >> page_shift_; }
   int memfd() const { return memfd_; }
+  /// 2 MiB hugetlb frames (FrameSize::k2M): no write(2) into the memfd; fills
+  /// and in-place zeroing go through the alias view (DESIGN section 2).
+  bool huge() const { return alias_ != nullptr; }
+  /// The engine's fault-around / readahead windows (configured in 4 KiB
+  /// pages) in this File's pages: the same bytes, at least one page (at
+  /// least kHugeReadaheadPages for readahead of 2 MiB frames).
+  uint64_t fault_around_pages() const;
+  uint64_t readahead_max_pages() const;
   Backend& backend() const { return *backend_.load(std::memory_order_acquire); }
   /// Replaces a read-only backend by a writable one onto the same object.
   void upgrade_backend(std::shared_ptr<Backend> b);
@@ -90,8 +98,22 @@ class FileImpl {
   /// Fills, installs and unlocks the locked pages of [ws, we); `must` is the
   /// faulting page (already locked by the caller) or ~0 for readahead.
   /// Returns whether `must` was installed.
+  /// Pages [first, first + gens.size()) after a storing fault's page whose
+  /// page_mkwrite succeeded (generation at that time), to be made writable
+  /// and dirty with it (write-around, R5/R12).
+  struct WriteAround {
+    uint64_t first = 0;
+    std::vector<uint32_t> gens;
+    bool covers(uint64_t pg) const { return pg >= first && pg < first + gens.size(); }
+  };
   bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
-                      bool minor, bool readahead = false);
+                      bool minor, bool readahead = false, const WriteAround* wa = nullptr);
+  /// The write-around window for a store at pg in view m (1 = this page only).
+  uint64_t write_around_pages(MappingImpl& m, uint64_t pg);
+  /// page_mkwrite for pages [first, first+n) with each page unlocked (R5);
+  /// stops at the first refusal. Returns the pages that may be dirtied.
+  WriteAround mkwrite_ahead(uint64_t first, uint64_t n);
+  void write_around_after_wp(MappingImpl& m, uint64_t pg);
   /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
   /// below EOF (R3: never writes past the memfd's size). 0 or -errno.
   int fill(uint64_t pg, uint64_t n);
@@ -105,6 +127,12 @@ class FileImpl {
   void send_sigbus(MappingImpl& m, uintptr_t addr);
   void wake(MappingImpl& m, uintptr_t addr);
   void extend(uint64_t new_size);  // caller holds i_rwsem_ exclusively
+  /// Pages per read()/write() batch: 1 MiB worth, at least one page.
+  uint64_t io_batch_pages() const;
+  /// hugetlb: allocates the frames of [off, off+len) (inside the memfd) before
+  /// the alias view touches them, so an exhausted pool is an error (ENOMEM),
+  /// never a SIGBUS in the engine's own memcpy. 0 or an errno.
+  int alloc_frames(uint64_t off, uint64_t len);
   void record_wb_error(int err);
   void mkclean(uint64_t pg, uint64_t n);  // write-protect in every view (R7)
   /// Drops a locked page from the cache: state cleared, generation bumped, so
@@ -131,6 +159,13 @@ class FileImpl {
   std::mutex backend_mu_;
   std::atomic<uint64_t> i_size_{0};
   int memfd_ = -1;
+  // hugetlb only: the alias view, one unregistered MAP_SHARED | MAP_NORESERVE
+  // mapping of the memfd reserving alias_len_ bytes of address space, so it
+  // never moves when the file grows (accesses past the memfd's size SIGBUS:
+  // the engine never makes them). Made PROT_NONE and then mprotect'ed: an
+  // mmap with PROT_WRITE would extend a hugetlbfs file's size to its length.
+  std::byte* alias_ = nullptr;
+  size_t alias_len_ = 0;
   PageIndex index_;
   std::shared_mutex i_rwsem_;  // size changes exclusive; read/write shared
   // The kernel's mapping->invalidate_lock: fills (fault path, read/write API)

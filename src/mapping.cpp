@@ -103,6 +103,11 @@ void Mapping::msync(void* addr, std::size_t len, int flags) {
     detail::throw_errno(e, "faultline: msync write-back of " + m.file->key);
 }
 
+void Mapping::advise(Advice advice) {
+  if (!impl_) detail::throw_errno(EINVAL, "faultline: advise on an unmapped view");
+  impl_->advice.store(static_cast<int>(advice), std::memory_order_relaxed);
+}
+
 void Mapping::unmap() {
   if (impl_) impl_->teardown();
   impl_.reset();

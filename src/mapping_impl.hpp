@@ -55,6 +55,10 @@ class MappingImpl {
   std::atomic<uint64_t> ra_start{~uint64_t{0}};  // first page of the stream's last window
   std::atomic<uint64_t> ra_next{~uint64_t{0}};   // page that continues the stream
   std::atomic<uint32_t> ra_pages{0};           // current window
+  std::atomic<uint64_t> wa_start{~uint64_t{0}};  // first page of the store stream's last window
+  std::atomic<uint64_t> wa_next{~uint64_t{0}};   // page a sequential store stream reaches next
+  std::atomic<uint32_t> wa_pages{1};           // current write-around window
+  std::atomic<int> advice{0};                  // faultline::Advice
 
  private:
   std::once_flag torn_down_;

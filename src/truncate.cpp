@@ -50,6 +50,12 @@ void FileImpl::punch_frames(uint64_t pg, uint64_t n) {
 
 int FileImpl::zero_frame_range(uint64_t from, uint64_t to) {
   if (to <= from) return 0;
+  if (huge()) {
+    // hugetlb frames take no write(2): zero in place through the alias view.
+    // The page is locked and uptodate, so its frame exists (no allocation).
+    std::memset(alias_ + from, 0, to - from);
+    return 0;
+  }
   std::vector<std::byte> z(to - from);
   return ::pwrite(memfd_, z.data(), z.size(), static_cast<off_t>(from)) ==
                  static_cast<ssize_t>(z.size())
@@ -67,11 +73,19 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   const uint64_t size = i_size();
   if (off >= size) return 0;
   const uint64_t len = std::min<uint64_t>(n << page_shift_, size - off);
-  std::vector<std::byte> buf(len);
+  std::vector<std::byte> buf(huge() ? 0 : len);
   int err = 0;
-  const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
-  if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
-  if (!err) {
+  if (huge()) {
+    // 2 MiB frames: write straight from the alias view, no copy (a run may be
+    // hundreds of MiB). The pages are locked and write-protected in every
+    // view (mkclean above), so the frames stay stable meanwhile.
+    const int w = backend().write(off, std::span<const std::byte>(alias_ + off, len));
+    if (w < 0) err = -w;
+  } else {
+    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
+    if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
+  }
+  if (!err && !huge()) {
     const int w = backend().write(off, std::span<const std::byte>(buf.data(), len));
     if (w < 0) err = -w;
   }
@@ -267,6 +281,9 @@ void FileImpl::punch_hole(uint64_t off, uint64_t len) {
     drop_range(first_full, end_full, /*launder=*/false, /*keep_dirty=*/false, nullptr,
                "punch.before_drop");
   }
+  // Poison on pages drop_range skipped (never cached: a refused page_mkwrite
+  // on a hole) and on the partial end pages goes too, as file.hpp promises.
+  clear_poison(off >> page_shift_, (end + ps - 1) >> page_shift_);
   if (int e = backend().punch_hole(off, end - off); e < 0)
     throw_errno(-e, "faultline: backend punch_hole of " + key);
 }
@@ -283,6 +300,7 @@ std::vector<uint64_t> FileImpl::invalidate(uint64_t off, uint64_t len) {
                                            PageIndex::kMaxPages);
   drop_range(first, last, /*launder=*/true, /*keep_dirty=*/false, &failed,
              "invalidate.before_drop");
+  clear_poison(first, last);  // also pages drop_range skipped (never cached)
   return failed;
 }
 

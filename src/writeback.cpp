@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "engine_core.hpp"
+#include "faultline/constants.hpp"
 #include "file_impl.hpp"
 
 #include <shared_mutex>
@@ -28,7 +29,8 @@ bool FileImpl::mark_dirty(Page* p) {
   if (!p->test_and_set(PG_dirty)) return false;
   p->dirtied_at.store(core->now_ms(), std::memory_order_relaxed);
   nr_dirty_.fetch_add(1, std::memory_order_relaxed);
-  core->nr_dirty.fetch_add(1, std::memory_order_relaxed);
+  // The engine-wide count (dirty limits, Engine::stats) is in 4 KiB pages.
+  core->nr_dirty.fetch_add(uint64_t{1} << (page_shift_ - kBasePageShift), std::memory_order_relaxed);
   count(&Counters::pages_dirtied);
   return true;
 }
@@ -36,7 +38,7 @@ bool FileImpl::mark_dirty(Page* p) {
 bool FileImpl::clear_dirty(Page* p) {
   if (!p->test_and_clear(PG_dirty)) return false;
   nr_dirty_.fetch_sub(1, std::memory_order_relaxed);
-  core->nr_dirty.fetch_sub(1, std::memory_order_relaxed);
+  core->nr_dirty.fetch_sub(uint64_t{1} << (page_shift_ - kBasePageShift), std::memory_order_relaxed);
   return true;
 }
 
@@ -111,7 +113,9 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
     Page* head = index_.get(pg);
     head->lock();  // R12: the first page sleeps, the rest are try-locked
     std::vector<Page*> run{head};
-    while (run.size() < kWritebackBatchPages && pg + run.size() < last) {
+    // At most 1 MiB worth of pages per backend write, at least one page.
+    const uint64_t batch = std::max<uint64_t>(1, (kWritebackBatchPages << kBasePageShift) >> page_shift_);
+    while (run.size() < batch && pg + run.size() < last) {
       Page* p = index_.find(pg + run.size());
       if (!p || !p->test(PG_dirty) || !p->trylock()) break;
       run.push_back(p);

@@ -53,7 +53,9 @@ TEST_F(WbTest, StoresReachTheFileAfterSync) {
 TEST_F(WbTest, OnlyStoredPagesAreWrittenAndASecondSyncWritesNothing) {
   const uint64_t pages = 128;
   auto be = make(pages * kPage);
-  Engine eng;
+  faultline::EngineConfig cfg;
+  cfg.write_around_max_pages = 1;  // no speculative dirtying: exactly the stored pages
+  Engine eng(cfg);
   File f = eng.open(be);
   Mapping m = f.map(0, pages * kPage);
   // Read every page first (installed write-protected, clean) ...
@@ -107,7 +109,9 @@ TEST_F(WbTest, OnlyStoredPagesAreWrittenAndASecondSyncWritesNothing) {
 TEST_F(WbTest, ContiguousDirtyPagesAreWrittenInBatches) {
   const uint64_t pages = 64;
   auto be = make(pages * kPage);
-  Engine eng;
+  faultline::EngineConfig cfg;
+  cfg.write_around_max_pages = 1;  // exactly the stored pages are dirty
+  Engine eng(cfg);
   File f = eng.open(be);
   Mapping m = f.map(0, pages * kPage);
   for (uint64_t p = 10; p < 42; ++p) m.data()[p * kPage] = std::byte{0x42};
@@ -230,3 +234,37 @@ TEST_F(WbTest, RefusedMkwriteGivesSigbusAndDirtiesNothing) {
 }
 
 }  // namespace
+
+TEST_F(WbTest, WriteAroundSequentialStoresTakeFewFaultsAndLoseNothing) {
+  const uint64_t pages = 512;
+  auto be = make(pages * kPage);
+  faultline::EngineConfig cfg;
+  cfg.write_around_max_pages = 64;
+  cfg.fault_around_pages = 1;
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, pages * kPage);
+  for (uint64_t p = 0; p < pages; ++p) m.data()[p * kPage + 7] = std::byte{0x5a};
+  const auto st = f.stats();
+  const uint64_t faults = st.missing_faults + st.minor_faults + st.wp_faults;
+  EXPECT_LT(faults, pages / 8) << "write-around should make sequential stores cheap";
+  EXPECT_GT(st.pages_write_around, 0u);
+  EXPECT_LE(st.pages_write_around, pages);
+  f.sync();
+  for (uint64_t p = 0; p < pages; ++p)
+    ASSERT_EQ(ft::pread_file(path, p * kPage + 7, 1)[0], std::byte{0x5a}) << "page " << p;
+}
+
+TEST_F(WbTest, RandomAdviceDisablesWriteAround) {
+  const uint64_t pages = 64;
+  auto be = make(pages * kPage);
+  Engine eng;
+  File f = eng.open(be);
+  Mapping m = f.map(0, pages * kPage);
+  m.advise(faultline::Advice::Random);
+  for (uint64_t p = 0; p < pages; ++p) m.data()[p * kPage] = std::byte{1};
+  EXPECT_EQ(f.stats().pages_write_around, 0u);
+  be->reset_counts();
+  f.sync();
+  EXPECT_EQ(be->write_bytes.load(), pages * kPage);
+}

@@ -21,6 +21,11 @@
 
 #include "bench_measure.hpp"
 #include "bench_report.hpp"
+#include "bench_write.hpp"
+#ifdef FAULTLINE_HAVE_RADOS
+#include "bench_rados.hpp"
+#include "faultline/rados_backend.hpp"
+#endif
 #include "data_gen.hpp"
 #include "faultline/constants.hpp"
 #include "interrupt.hpp"
@@ -79,6 +84,87 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+bool looks_like_rados_uri(std::string_view s) { return s.starts_with("rados://"); }
+
+/// Prints the table or the JSON lines and the data-check verdict; the exit code.
+int report(const std::vector<ResultSet>& sets, const RunInfo& info, bool json,
+           std::optional<uint64_t> reference_sum) {
+  const auto rows = summarize(sets, info, reference_sum);
+  if (json) print_json_lines(stdout, rows, info);
+  else print_table(stdout, rows, info);
+  const bool ok = std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.data_ok; });
+  if (!ok)
+    fmt::print(stderr, "faultline bench: error: {} (rows marked data_ok=false / DATA MISMATCH)\n",
+               info.write ? "a method left wrong data in the file"
+                          : "a method read different page data than the reference");
+  return ok ? 0 : 1;
+}
+
+#ifdef FAULTLINE_HAVE_RADOS
+/// `bench --file rados://...`: faultline mapping vs direct RadosBackend reads.
+int run_rados_bench(const BenchOptions& o, RunInfo info) {
+  if (o.cache != "both")
+    fmt::print(stderr, "faultline bench: note: --cache does not apply to a RADOS file (no kernel "
+                       "page cache involved); ignored\n");
+  const RadosFileInfo fi = rados_file_info(o.file);
+  if (fi.size == 0) throw std::runtime_error("'" + o.file + "' is empty: nothing to read");
+  info.file = o.file;
+  info.fs_type = "rados";
+  info.rados = true;
+  info.baseline = Method::RadosRead;
+  info.size_bytes = fi.size;
+  info.rados_object_size = fi.object_size;
+  info.rados_read_split = fi.read_split;
+  info.rados_max_in_flight = fi.max_in_flight;
+  info.rados_identity = fi.identity;
+  info.pages = (info.size_bytes + info.page_size - 1) / info.page_size;
+  if (info.pages > UINT32_MAX)
+    throw std::runtime_error(fmt::format("{} is too large for the bench", format_size(fi.size)));
+  fmt::print(stderr,
+             "faultline bench: {} is a RADOS file ({}, objects of {}): kernel mmap and pread do "
+             "not apply; comparing with direct RadosBackend reads (rados-read)\n",
+             o.file, format_size(fi.size), format_size(fi.object_size));
+
+  const std::vector<uint32_t> order = random_order(info.pages);
+  const auto patterns = selection(o.pattern, Pattern::Seq, Pattern::Rand);
+  constexpr std::array methods{Method::Faultline, Method::RadosRead};
+  constexpr CacheState c = CacheState::NotApplicable;
+  std::vector<ResultSet> sets;
+  for (auto p : patterns)
+    for (auto m : methods) sets.push_back({m, p, c, {}});
+  const std::size_t total = sets.size() * o.reps;
+  std::size_t done = 0;
+  std::optional<uint64_t> reference_sum;
+  for (unsigned rep = 0; rep < o.reps; ++rep) {
+    for (auto p : patterns) {
+      for (std::size_t k = 0; k < methods.size(); ++k) {
+        const Method m = methods[(k + rep) % methods.size()];
+        throw_if_interrupted();
+        ReadPlan plan{o.file, info.size_bytes, info.page_size, info.pages,
+                      p == Pattern::Rand ? &order : nullptr};
+        Sample s = m == Method::Faultline ? measure_rados_faultline(plan, info.config)
+                                          : measure_rados_direct(plan);
+        if (m == Method::RadosRead && !reference_sum) reference_sum = s.word_sum;
+        ++done;
+        fmt::print(stderr,
+                   "[{:>3}/{}] rep {}/{} {:<4} {:<10} {:>7.3f} GiB/s {:>8.0f} ns/page  objects "
+                   "read {}, most in flight {}{}\n",
+                   done, total, rep + 1, o.reps, to_string(p), to_string(m),
+                   double(info.size_bytes) / double(uint64_t{1} << 30) / (s.ns * 1e-9),
+                   s.ns / double(info.pages), s.rados_objects_read, s.rados_max_in_flight,
+                   m == Method::Faultline
+                       ? fmt::format("  missing={} minor={} filled={}", s.stats.missing_faults,
+                                     s.stats.minor_faults, s.stats.pages_filled)
+                       : "");
+        for (auto& set : sets)
+          if (set.method == m && set.pattern == p) set.samples.push_back(s);
+      }
+    }
+  }
+  return report(sets, info, o.json, reference_sum);
+}
+#endif
+
 }  // namespace
 
 CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
@@ -105,11 +191,38 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
                    ->type_name("BYTES")
                    ->check(size_check)
                    ->capture_default_str();
-  cmd->add_option("--file", o.file,
-                  "Read this existing file instead of making one (it is not modified or removed)")
-      ->type_name("PATH")
-      ->check(CLI::ExistingFile)
-      ->excludes(size);
+  const CLI::Validator file_check(
+      [](std::string& s) -> std::string {
+        if (looks_like_rados_uri(s)) {
+#ifdef FAULTLINE_HAVE_RADOS
+          try {
+            (void)parse_rados_uri(s);
+          } catch (const std::exception& e) {
+            return e.what();
+          }
+          return {};
+#else
+          return "'" + s + "': this faultline was built without librados (RADOS URIs unsupported)";
+#endif
+        }
+        return CLI::ExistingFile(s);
+      },
+      "PATH|URI");
+  auto* file = cmd->add_option("--file", o.file,
+                               "Read this existing file instead of making one (it is not modified "
+                               "or removed); or a RADOS file, rados://POOL/NAME?conf=PATH: then a "
+                               "faultline mapping is compared with direct backend reads (kernel "
+                               "mmap and pread do not apply)")
+                   ->type_name("PATH|URI")
+                   ->check(file_check)
+                   ->excludes(size);
+  cmd->add_flag("--write", o.write,
+                "Store bench instead of reads: one 8-byte store per page (sequential/random) to a "
+                "scratch file, made durable (msync MS_SYNC + fsync), through a faultline mapping "
+                "(method faultline: page_mkwrite mode), kernel mmap and pwrite; the file is read "
+                "back and checked after each method. Method faultline-async (WP_ASYNC dirty "
+                "tracking) is omitted: the engine does not implement that mode yet")
+      ->excludes(file);
   cmd->add_option("--pattern", o.pattern, "Access order: sequential, random permutation of pages, or both")
       ->check(CLI::IsMember({"seq", "rand", "both"}))
       ->capture_default_str();
@@ -156,6 +269,17 @@ int run_bench(const BenchOptions& o) {
 
   // The file: the user's, or one made here and removed by ScratchFile's
   // destructor on every way out of this function.
+  if (looks_like_rados_uri(o.file)) {
+#ifdef FAULTLINE_HAVE_RADOS
+    return run_rados_bench(o, info);
+#else
+    throw std::runtime_error("this faultline was built without librados: RADOS URIs unsupported");
+#endif
+  }
+  info.write = o.write;
+  if (o.write && !o.file.empty())
+    throw std::runtime_error("--write stores to the file: it runs on a scratch file only (no --file)");
+
   std::optional<ScratchFile> scratch;
   UniqueFd control;  // for setting the kernel cache state
   if (!o.file.empty()) {
@@ -175,6 +299,10 @@ int run_bench(const BenchOptions& o) {
                  o.file, info.fs_type);
   } else {
     info.size_bytes = *parse_size(o.size);
+    if (o.write && info.size_bytes % info.page_size != 0)
+      throw std::runtime_error(fmt::format("--write: the size must be a multiple of {} (one store "
+                                           "per whole page), not {}",
+                                           format_size(info.page_size), info.size_bytes));
     scratch.emplace(kScratchParent, info.size_bytes);
     info.file = scratch->path();
     info.scratch = true;
@@ -196,7 +324,17 @@ int run_bench(const BenchOptions& o) {
   const std::vector<uint32_t> order = random_order(info.pages);
   const auto patterns = selection(o.pattern, Pattern::Seq, Pattern::Rand);
   const auto caches = selection(o.cache, CacheState::Cold, CacheState::Warm);
-  constexpr std::array methods{Method::Faultline, Method::Mmap, Method::Pread};
+  const std::array methods{Method::Faultline, Method::Mmap,
+                           o.write ? Method::Pwrite : Method::Pread};
+
+  // The write bench's ground truth: each page's bytes after the stamp.
+  std::vector<uint64_t> tails;
+  if (o.write) {
+    const auto t0 = std::chrono::steady_clock::now();
+    tails = page_tail_hashes(info.file, info.size_bytes, info.page_size);
+    fmt::print(stderr, "faultline bench: page hashes of the original data taken in {:.2f} s\n",
+               seconds_since(t0));
+  }
 
   std::vector<ResultSet> sets;
   for (auto c : caches)
@@ -227,9 +365,18 @@ int run_bench(const BenchOptions& o) {
                        "faultline bench: warning: {:.1f}% of the file stays in the kernel page "
                        "cache after {} drop attempts\n",
                        cr.resident * 100, cr.attempts);
-          ReadPlan plan{info.file, info.size_bytes, info.page_size, info.pages,
-                        p == Pattern::Rand ? &order : nullptr};
-          Sample s = measure(m, plan, config);
+          Sample s;
+          std::string bad;
+          if (o.write) {
+            WritePlan plan{info.file, info.size_bytes, info.page_size, info.pages,
+                           p == Pattern::Rand ? &order : nullptr, done + 1};
+            s = measure_write(m, plan, config);
+            bad = verify_written(plan, tails, s);
+          } else {
+            ReadPlan plan{info.file, info.size_bytes, info.page_size, info.pages,
+                          p == Pattern::Rand ? &order : nullptr};
+            s = measure(m, plan, config);
+          }
           s.resident_before = cr.resident;
           if (m == Method::Pread && !reference_sum) reference_sum = s.word_sum;
           ++done;
@@ -240,25 +387,24 @@ int run_bench(const BenchOptions& o) {
                      double(info.size_bytes) / double(uint64_t{1} << 30) / (s.ns * 1e-9),
                      s.ns / double(info.pages), cr.resident * 100,
                      cr.attempts > 1 ? fmt::format(", {} drop attempts", cr.attempts) : "",
-                     m == Method::Faultline
-                         ? fmt::format("  missing={} minor={} filled={}", s.stats.missing_faults,
-                                       s.stats.minor_faults, s.stats.pages_filled)
-                         : "");
+                     m != Method::Faultline ? std::string()
+                     : o.write
+                         ? fmt::format("  missing={} minor={} wp={} dirtied={} written_back={}",
+                                       s.stats.missing_faults, s.stats.minor_faults,
+                                       s.stats.wp_faults, s.stats.pages_dirtied,
+                                       s.stats.pages_written_back)
+                         : fmt::format("  missing={} minor={} filled={}", s.stats.missing_faults,
+                                       s.stats.minor_faults, s.stats.pages_filled));
+          if (!bad.empty())
+            fmt::print(stderr, "faultline bench: error: after {} {} {}: {} bad pages; first: {}\n",
+                       to_string(m), to_string(p), to_string(c), s.bad_pages, bad);
           set_of(m, p, c).samples.push_back(s);
         }
       }
     }
   }
 
-  const auto rows = summarize(sets, info, reference_sum);
-  if (o.json) print_json_lines(stdout, rows, info);
-  else print_table(stdout, rows, info);
-  const bool ok = std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.data_ok; });
-  if (!ok)
-    fmt::print(stderr,
-               "faultline bench: error: a method read different page data than pread (rows "
-               "marked data_ok=false / DATA MISMATCH)\n");
-  return ok ? 0 : 1;
+  return report(sets, info, o.json, o.write ? std::nullopt : reference_sum);
 }
 
 }  // namespace faultline::cli

@@ -1,5 +1,7 @@
 // faultline CLI — `faultline bench`: faultline mapping vs kernel mmap vs pread,
 // first touch of every page, sequential and random, kernel cache cold and warm.
+// `--write`: stores + msync/fsync vs kernel mmap + msync vs pwrite.
+// `--file rados://...`: a RADOS file through a mapping vs direct backend reads.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -18,6 +20,7 @@ struct BenchOptions {
   std::size_t fault_around = 0;  ///< 0 until add_bench_command sets EngineConfig's default
   std::size_t readahead_max = 0;
   unsigned threads = 0;
+  bool write = false;  ///< --write: the store bench instead of the read bench
 };
 
 /// Adds the `bench` subcommand (options bound to `opts`) to `app`.

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 #include "faultline/file.hpp"
 #include "faultline/guarded.hpp"
@@ -60,11 +61,20 @@ const char* to_string(Method m) {
     case Method::Faultline: return "faultline";
     case Method::Mmap: return "mmap";
     case Method::Pread: return "pread";
+    case Method::Pwrite: return "pwrite";
+    case Method::RadosRead: return "rados-read";
   }
   return "?";
 }
 const char* to_string(Pattern p) { return p == Pattern::Seq ? "seq" : "rand"; }
-const char* to_string(CacheState c) { return c == CacheState::Cold ? "cold" : "warm"; }
+const char* to_string(CacheState c) {
+  switch (c) {
+    case CacheState::Cold: return "cold";
+    case CacheState::Warm: return "warm";
+    case CacheState::NotApplicable: return "n/a";
+  }
+  return "?";
+}
 
 Sample measure_faultline(const ReadPlan& plan, const EngineConfig& config) {
   Sample s;
@@ -141,8 +151,9 @@ Sample measure(Method m, const ReadPlan& plan, const EngineConfig& config) {
     case Method::Faultline: return measure_faultline(plan, config);
     case Method::Mmap: return measure_mmap(plan);
     case Method::Pread: return measure_pread(plan);
+    default: break;
   }
-  throw std::logic_error("unknown method");
+  throw std::logic_error(std::string("measure: not a read method of a local file: ") + to_string(m));
 }
 
 }  // namespace faultline::cli

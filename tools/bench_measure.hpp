@@ -1,6 +1,8 @@
 // faultline CLI — one timed bench measurement: read every 4 KiB page of a file
 // once (one 8-byte load per page, summed so nothing is optimized out) in a
 // given order, through a faultline mapping, the kernel's mmap, or pread.
+// The write bench (bench_write.hpp) and the RADOS read bench (bench_rados.hpp)
+// reuse these types.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -12,9 +14,12 @@
 
 namespace faultline::cli {
 
-enum class Method { Faultline, Mmap, Pread };
+/// Pwrite: the write bench's pwrite row. RadosRead: direct RadosBackend::read
+/// of the same objects (the RADOS bench's baseline).
+enum class Method { Faultline, Mmap, Pread, Pwrite, RadosRead };
 enum class Pattern { Seq, Rand };
-enum class CacheState { Cold, Warm };
+/// NotApplicable: no kernel page cache involved (RADOS files).
+enum class CacheState { Cold, Warm, NotApplicable };
 
 const char* to_string(Method m);
 const char* to_string(Pattern p);
@@ -34,6 +39,12 @@ struct Sample {
   uint64_t word_sum = 0;     ///< sum of the first 8 bytes of every page (same for all methods)
   double resident_before = 0;  ///< kernel page cache residency set before the method
   Stats stats{};             ///< the File's counters (faultline only)
+  bool data_ok = true;       ///< write bench: the file held every stamp afterwards
+  uint64_t bad_pages = 0;    ///< write bench: pages whose contents were wrong
+  uint64_t pages_stored = 0; ///< write bench: pages stored to (one store each)
+  bool have_rados = false;   ///< RADOS bench: the counters below are set
+  uint64_t rados_objects_read = 0;
+  uint64_t rados_max_in_flight = 0;
 };
 
 /// A fresh Engine + File are made untimed; map + touch is timed; the Mapping,

@@ -20,6 +20,19 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/// Write faults: write-protect faults plus the missing/minor faults raised by
+/// stores (the write bench only stores, so every fault it raises is one).
+uint64_t write_faults(const Stats& s) { return s.wp_faults + s.missing_faults + s.minor_faults; }
+/// Pages written back that no store touched (pages_stored: one store each).
+uint64_t needless_writebacks(const Stats& s, uint64_t pages_stored) {
+  return s.pages_written_back > pages_stored ? s.pages_written_back - pages_stored : 0;
+}
+
+std::string ratio_key(const RunInfo& info) {
+  return info.baseline == Method::Mmap ? "ratio_to_mmap"
+                                       : fmt::format("ratio_to_{}", to_string(info.baseline));
+}
+
 }  // namespace
 
 std::vector<Row> summarize(const std::vector<ResultSet>& sets, const RunInfo& info,
@@ -36,52 +49,133 @@ std::vector<Row> summarize(const std::vector<ResultSet>& sets, const RunInfo& in
     for (const auto& s : set.samples) {
       ns.push_back(s.ns);
       r.resident_before_max = std::max(r.resident_before_max, s.resident_before);
-      if (reference_sum && s.word_sum != *reference_sum) r.data_ok = false;
+      if (info.write) {
+        if (!s.data_ok) r.data_ok = false;
+        r.bad_pages += s.bad_pages;
+        r.pages_stored = s.pages_stored;
+      } else if (reference_sum && s.word_sum != *reference_sum) {
+        r.data_ok = false;
+      }
     }
     r.median_ns = median(ns);
     r.ns_per_page = r.median_ns / static_cast<double>(info.pages);
     r.gib_per_s = static_cast<double>(info.size_bytes) / kGiB / (r.median_ns * 1e-9);
-    if (set.method == Method::Faultline) {
-      // The counters of the rep whose time is the (lower) median.
-      std::vector<std::size_t> idx(set.samples.size());
-      std::iota(idx.begin(), idx.end(), 0);
-      std::sort(idx.begin(), idx.end(),
-                [&](std::size_t a, std::size_t b) { return set.samples[a].ns < set.samples[b].ns; });
-      r.stats = set.samples[idx[(idx.size() - 1) / 2]].stats;
+    // The counters of the rep whose time is the (lower) median.
+    std::vector<std::size_t> idx(set.samples.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::sort(idx.begin(), idx.end(),
+              [&](std::size_t a, std::size_t b) { return set.samples[a].ns < set.samples[b].ns; });
+    const Sample& med = set.samples[idx[(idx.size() - 1) / 2]];
+    if (set.method == Method::Faultline) r.stats = med.stats;
+    if (med.have_rados) {
+      r.have_rados = true;
+      r.rados_objects_read = med.rados_objects_read;
+      r.rados_max_in_flight = med.rados_max_in_flight;
     }
     rows.push_back(r);
   }
   for (auto& r : rows) {
     for (const auto& m : rows)
-      if (m.method == Method::Mmap && m.pattern == r.pattern && m.cache == r.cache)
+      if (m.method == info.baseline && m.pattern == r.pattern && m.cache == r.cache)
         r.ratio_to_mmap = r.gib_per_s / m.gib_per_s;
   }
   return rows;
 }
 
 void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& info) {
-  fmt::print(out, "faultline bench: {} ({} bytes), {} pages of {}, file {} ({}{}), {} rep{} per "
+  fmt::print(out, "faultline bench{}: {} ({} bytes), {} pages of {}, file {} ({}{}), {} rep{} per "
                   "measurement, medians\n",
-             format_size(info.size_bytes), info.size_bytes, info.pages, format_size(info.page_size),
-             info.file, info.fs_type, info.scratch ? ", made for this run and removed" : "",
-             info.reps, info.reps == 1 ? "" : "s");
+             info.write ? " --write" : "", format_size(info.size_bytes), info.size_bytes,
+             info.pages, format_size(info.page_size), info.file, info.fs_type,
+             info.scratch ? ", made for this run and removed" : "", info.reps,
+             info.reps == 1 ? "" : "s");
   fmt::print(out, "engine config: fault_around_pages={} readahead_max_pages={} fault_threads={} "
                   "(frames {}, shmem THP '{}'); a fresh Engine+File per faultline measurement\n",
              info.config.fault_around_pages, info.config.readahead_max_pages,
              info.config.fault_threads, format_size(info.page_size), info.thp_shmem);
-  fmt::print(out, "kernel cache, set before each method: cold = fsync + POSIX_FADV_DONTNEED, "
-                  "verified with mincore; warm = dropped as cold, then read once with read(2) "
-                  "({} buffer)\n",
-             format_size(kWarmReadBytes));
-  fmt::print(out, "timed: map + first touch of every page (one load per page; pread: one "
-                  "{} pread per page); kcache = file fraction in the kernel page cache "
-                  "before the timed region (worst rep)\n\n",
-             format_size(info.page_size));
+  if (info.rados) {
+    fmt::print(out, "RADOS: {}; object size {}, backend reads split into {} pieces, at most {} "
+                    "object ops in flight per Backend::read call; readahead window up to {} pages "
+                    "({})\n",
+               info.rados_identity, format_size(info.rados_object_size),
+               format_size(info.rados_read_split), info.rados_max_in_flight,
+               info.config.readahead_max_pages,
+               format_size(info.config.readahead_max_pages * info.page_size));
+    fmt::print(out, "kernel mmap and pread rows do not apply (a RADOS object is no local file: "
+                    "there is nothing for the kernel to map or read); the baseline is rados-read, "
+                    "direct RadosBackend::read calls: sequential {} per call, random one {} call "
+                    "per page. kernel page cache not involved (cache n/a; the OSD's memstore "
+                    "holds the objects in RAM)\n",
+               "4 MiB", format_size(info.page_size));
+    fmt::print(out, "timed: map + first touch of every page (one load per page); "
+                    "ratio_to_rados-read = this throughput / rados-read's; objs = object read ops, "
+                    "inflight = most AIO ops outstanding at once (median rep)\n\n");
+  } else {
+    fmt::print(out, "kernel cache, set before each method: cold = fsync + POSIX_FADV_DONTNEED, "
+                    "verified with mincore; warm = dropped as cold, then read once with read(2) "
+                    "({} buffer)\n",
+               format_size(kWarmReadBytes));
+    if (info.write) {
+      fmt::print(out,
+                 "timed: first touch of every page with one 8-byte store (a stamp) per page, made "
+                 "durable, each method ending with one fsync(2) of the file: faultline = map "
+                 "(shared, read-write; page_mkwrite mode) + stores + Mapping::msync(MS_SYNC) + "
+                 "File::fsync (the file backend's sync is fsync(2)); mmap = mmap + stores + "
+                 "msync(MS_SYNC) + fsync; pwrite = one 8-byte pwrite per page (the same store; "
+                 "the kernel reads the page first, as the stores do) + fsync. faultline-async "
+                 "(WP_ASYNC mode) is not implemented in the engine: no row\n");
+      fmt::print(out,
+                 "after each method the file is read back with pread: every page must hold that "
+                 "measurement's stamp and its other {} bytes unchanged. wfaults = wp_faults + "
+                 "missing_faults + minor_faults (every fault is raised by a store); wp = "
+                 "wp_faults; dirtied = pages_dirtied; wback = pages_written_back; needless = "
+                 "wback - pages stored to (clamped at 0); kcache = file fraction in the kernel "
+                 "page cache before the timed region (worst rep)\n\n",
+                 info.page_size - 8);
+    } else {
+      fmt::print(out, "timed: map + first touch of every page (one load per page; pread: one "
+                      "{} pread per page); kcache = file fraction in the kernel page cache "
+                      "before the timed region (worst rep)\n\n",
+                 format_size(info.page_size));
+    }
+  }
 
-  fmt::print(out, "{:<10} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>14} {:>12} {:>12}\n", "method",
-             "pattern", "cache", "kcache", "GiB/s", "ns/page", "ratio_to_mmap", "missing_faults",
-             "minor_faults", "pages_filled");
+  const std::string rk = ratio_key(info);
   bool all_ok = true;
+  if (info.write) {
+    fmt::print(out, "{:<10} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+               "method", "pattern", "cache", "kcache", "GiB/s", "ns/page", rk, "wfaults", "wp",
+               "dirtied", "wback", "needless");
+    for (const auto& r : rows) {
+      std::string wf = "-", wp = "-", di = "-", wb = "-", nd = "-";
+      if (r.stats) {
+        wf = fmt::format("{}", write_faults(*r.stats));
+        wp = fmt::format("{}", r.stats->wp_faults);
+        di = fmt::format("{}", r.stats->pages_dirtied);
+        wb = fmt::format("{}", r.stats->pages_written_back);
+        nd = fmt::format("{}", needless_writebacks(*r.stats, r.pages_stored));
+      }
+      fmt::print(out,
+                 "{:<10} {:<7} {:<5} {:>6.1f}% {:>8.3f} {:>9.0f} {:>13.2f} {:>9} {:>9} {:>9} {:>9} "
+                 "{:>9}{}\n",
+                 to_string(r.method), to_string(r.pattern), to_string(r.cache),
+                 r.resident_before_max * 100, r.gib_per_s, r.ns_per_page, r.ratio_to_mmap, wf, wp,
+                 di, wb, nd,
+                 r.data_ok ? "" : fmt::format("  DATA MISMATCH ({} bad pages)", r.bad_pages));
+      all_ok = all_ok && r.data_ok;
+    }
+    fmt::print(out, "\ndata check: {}\n",
+               all_ok ? "after every method every page held its stamp and was otherwise unchanged"
+                      : "MISMATCH: some method left wrong data in the file (see rows above)");
+    return;
+  }
+
+  const std::size_t rw = std::max<std::size_t>(13, rk.size());
+  fmt::print(out, "{:<10} {:<7} {:<5} {:>7} {:>8} {:>9} {:>{}} {:>14} {:>12} {:>12}{}\n", "method",
+             "pattern", "cache", "kcache", "GiB/s", "ns/page", rk, rw, "missing_faults",
+             "minor_faults", "pages_filled", info.rados ? fmt::format(" {:>8} {:>8}", "objs",
+                                                                      "inflight")
+                                                        : "");
   for (const auto& r : rows) {
     std::string mf = "-", mi = "-", pf = "-";
     if (r.stats) {
@@ -89,28 +183,41 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
       mi = fmt::format("{}", r.stats->minor_faults);
       pf = fmt::format("{}", r.stats->pages_filled);
     }
-    fmt::print(out, "{:<10} {:<7} {:<5} {:>6.1f}% {:>8.3f} {:>9.0f} {:>13.2f} {:>14} {:>12} {:>12}{}\n",
-               to_string(r.method), to_string(r.pattern), to_string(r.cache),
-               r.resident_before_max * 100, r.gib_per_s, r.ns_per_page, r.ratio_to_mmap, mf, mi, pf,
+    const std::string kc =
+        info.rados ? std::string("n/a") : fmt::format("{:.1f}%", r.resident_before_max * 100);
+    fmt::print(out, "{:<10} {:<7} {:<5} {:>7} {:>8.3f} {:>9.0f} {:>{}.2f} {:>14} {:>12} {:>12}{}{}\n",
+               to_string(r.method), to_string(r.pattern), to_string(r.cache), kc, r.gib_per_s,
+               r.ns_per_page, r.ratio_to_mmap, rw, mf, mi, pf,
+               r.have_rados ? fmt::format(" {:>8} {:>8}", r.rados_objects_read,
+                                          r.rados_max_in_flight)
+                            : "",
                r.data_ok ? "" : "  DATA MISMATCH");
     all_ok = all_ok && r.data_ok;
   }
+  const char* ref = info.rados ? "rados-read" : "pread";
   fmt::print(out, "\ndata check: {}\n",
-             all_ok ? "every method read the same page words as pread"
-                    : "MISMATCH: some method read different data than pread (see rows above)");
+             all_ok ? fmt::format("every method read the same page words as {}", ref)
+                    : fmt::format("MISMATCH: some method read different data than {} (see rows "
+                                  "above)",
+                                  ref));
 }
 
 void print_json_lines(std::FILE* out, const std::vector<Row>& rows, const RunInfo& info) {
+  const std::string rk = ratio_key(info);
   for (const auto& r : rows) {
     std::string line = fmt::format(
-        "{{\"method\":\"{}\",\"pattern\":\"{}\",\"cache\":\"{}\",\"gib_per_s\":{:.6g},"
-        "\"ns_per_page\":{:.6g},\"ratio_to_mmap\":{:.6g},\"reps\":{},\"size_bytes\":{},"
-        "\"pages\":{},\"page_size\":{},\"kernel_resident_before\":{:.6g},\"data_ok\":{},"
-        "\"fault_around_pages\":{},\"readahead_max_pages\":{},\"fault_threads\":{}",
-        to_string(r.method), to_string(r.pattern), to_string(r.cache), r.gib_per_s, r.ns_per_page,
-        r.ratio_to_mmap, r.reps, info.size_bytes, info.pages, info.page_size,
+        "{{\"op\":\"{}\",\"method\":\"{}\",\"pattern\":\"{}\",\"cache\":\"{}\",\"gib_per_s\":{:.6g},"
+        "\"ns_per_page\":{:.6g},\"{}\":{:.6g},\"ratio_baseline\":\"{}\",\"reps\":{},"
+        "\"size_bytes\":{},\"pages\":{},\"page_size\":{},\"kernel_resident_before\":{:.6g},"
+        "\"data_ok\":{},\"fault_around_pages\":{},\"readahead_max_pages\":{},\"fault_threads\":{}",
+        info.write ? "write" : "read", to_string(r.method), to_string(r.pattern),
+        to_string(r.cache), r.gib_per_s, r.ns_per_page, rk, r.ratio_to_mmap,
+        to_string(info.baseline), r.reps, info.size_bytes, info.pages, info.page_size,
         r.resident_before_max, r.data_ok ? "true" : "false", info.config.fault_around_pages,
         info.config.readahead_max_pages, info.config.fault_threads);
+    if (info.write)
+      line += fmt::format(",\"pages_stored\":{},\"bad_pages\":{},\"sync\":\"fsync\"",
+                          r.pages_stored, r.bad_pages);
     if (r.stats) {
       const Stats& s = *r.stats;
       line += fmt::format(
@@ -118,7 +225,20 @@ void print_json_lines(std::FILE* out, const std::vector<Row>& rows, const RunInf
           "\"pages_fault_around\":{},\"bytes_read\":{},\"read_errors\":{},\"sigbus_sent\":{}",
           s.missing_faults, s.minor_faults, s.pages_filled, s.pages_installed,
           s.pages_fault_around, s.bytes_read, s.read_errors, s.sigbus_sent);
+      if (info.write)
+        line += fmt::format(
+            ",\"write_faults\":{},\"wp_faults\":{},\"pages_dirtied\":{},\"pages_written_back\":{},"
+            "\"needless_writebacks\":{},\"bytes_written\":{},\"write_errors\":{},"
+            "\"mkwrite_errors\":{}",
+            write_faults(s), s.wp_faults, s.pages_dirtied, s.pages_written_back,
+            needless_writebacks(s, r.pages_stored), s.bytes_written, s.write_errors,
+            s.mkwrite_errors);
     }
+    if (r.have_rados)
+      line += fmt::format(",\"rados_objects_read\":{},\"rados_max_in_flight\":{},"
+                          "\"rados_object_size\":{},\"rados_in_flight_limit\":{}",
+                          r.rados_objects_read, r.rados_max_in_flight, info.rados_object_size,
+                          info.rados_max_in_flight);
     line += "}\n";
     std::fputs(line.c_str(), out);
   }

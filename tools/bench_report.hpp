@@ -28,10 +28,17 @@ struct Row {
   double median_ns = 0;       ///< median of the timed regions
   double ns_per_page = 0;
   double gib_per_s = 0;
-  double ratio_to_mmap = 0;   ///< this throughput / kernel mmap's (same pattern and cache)
+  double ratio_to_mmap = 0;   ///< this throughput / the baseline's (RunInfo::baseline; kernel
+                              ///< mmap for local files), same pattern and cache
   double resident_before_max = 0;  ///< kernel page cache residency before, worst rep
-  bool data_ok = true;        ///< every rep read the same page words as pread
+  bool data_ok = true;        ///< read: every rep read the same page words as the reference;
+                              ///< write: the file held every stamp after every rep
+  uint64_t bad_pages = 0;     ///< write: wrong pages, summed over reps
+  uint64_t pages_stored = 0;  ///< write: pages stored to per rep
   std::optional<Stats> stats; ///< faultline only: the counters of the median rep
+  bool have_rados = false;    ///< RADOS bench: counters of the median rep
+  uint64_t rados_objects_read = 0;
+  uint64_t rados_max_in_flight = 0;
 };
 
 /// What the table's header states about the run.
@@ -45,10 +52,18 @@ struct RunInfo {
   unsigned reps = 0;
   EngineConfig config;
   std::string thp_shmem;
+  bool write = false;              ///< the write bench (--write)
+  Method baseline = Method::Mmap;  ///< what ratio_to_mmap divides by
+  bool rados = false;              ///< a RADOS file (plan paths are URIs)
+  uint64_t rados_object_size = 0;
+  uint64_t rados_read_split = 0;
+  unsigned rados_max_in_flight = 0;
+  std::string rados_identity;
 };
 
-/// Medians and ratios. `reference_sum` is the page-word sum every sample must
-/// have read (from pread); nullopt skips the check.
+/// Medians and ratios. `reference_sum` is the page-word sum every read sample
+/// must have read (from pread / rados-read); nullopt skips the check. Write
+/// samples carry their own data_ok (from verify_written).
 std::vector<Row> summarize(const std::vector<ResultSet>& sets, const RunInfo& info,
                            std::optional<uint64_t> reference_sum);
 

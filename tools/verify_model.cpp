@@ -74,7 +74,7 @@ void Model::invalidate(uint64_t off, uint64_t len, const std::vector<uint64_t>& 
   const uint64_t last = std::min<uint64_t>((off + len + page_ - 1) / page_, max_pages_ + 1);
   for (ViewModel* v : views) {
     for (uint64_t pg = first; pg < last && pg < v->poisoned.size(); ++pg) {
-      if (std::find(failed.begin(), failed.end(), pg * page_) != failed.end()) continue;
+      (void)failed;  // kept-dirty pages lose their poison too (file.hpp: "cleared")
       v->poisoned[pg] = 0;
     }
   }

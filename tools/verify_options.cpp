@@ -43,9 +43,12 @@ CLI::App* add_verify_command(CLI::App& app, VerifyOptions& o) {
       "against an in-memory model; exit 1 on a mismatch with a replay command.\n"
       "Operations (weight flags --w-NAME): read write mapread mapwrite truncate punch invalidate "
       "sync dropcache reopen remap eofjunk.\n"
-      "Not supported by the engine yet (left out): short writes reported as such by the backend "
-      "API (a torn write is injected as a prefix + EIO instead), background write-back (there is "
-      "no flusher: write-back happens only at sync operations), memory-limit reclaim, 2 MiB frames.");
+      "Write-back: single thread runs with the flusher off (write-back only at sync ops, so a "
+      "seed replays exactly); --threads > 1 runs a busy flusher (20 ms interval, 50 ms expiry).\n"
+      "Not supported by the engine yet (left out): short writes in the Backend API (write:short "
+      "injects a torn write: a prefix lands, then EIO), memory-limit reclaim (no eviction op), "
+      "2 MiB hugetlb frames, a second handle onto the same File (R8 per handle is checked for "
+      "one handle plus per-view msync).");
   for (int i = 0; i < kVerifyOps; ++i) o.weights[static_cast<size_t>(i)] = kOps[i].weight;
   c->add_option("--ops", o.ops, "operations to run (default 100000)");
   c->add_option("--seed", o.seed_text, "random seed (default: random; always printed)");

@@ -44,6 +44,18 @@ class Backend {
     return -95;  // EOPNOTSUPP
   }
 
+  /// Optional read for 2 MiB frames (FrameSize::k2M): like read(), but `off`,
+  /// buf.data() and buf.size() are multiples of 2 MiB, so the backend may
+  /// read straight from the device (O_DIRECT) instead of through a cache of
+  /// its own. The file backend copies what the kernel already caches and reads
+  /// the rest with O_DIRECT (a cold file is not cached twice). Returns as
+  /// read(), or -EOPNOTSUPP when the backend has no such path (the engine then
+  /// calls read()).
+  virtual ssize_t read_aligned(uint64_t off, std::span<std::byte> buf) {
+    (void)off; (void)buf;
+    return -95;  // EOPNOTSUPP
+  }
+
   /// Writes all of buf at `off`. Returns 0 or a negative errno.
   virtual int write(uint64_t off, std::span<const std::byte> buf) = 0;
 

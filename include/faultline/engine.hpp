@@ -32,6 +32,12 @@ struct EngineConfig {
   std::size_t fault_around_pages = 64;
   /// Largest window for sequential access (readahead grows up to it).
   std::size_t readahead_max_pages = 1024;
+  /// Write-around: when stores through a view are sequential, the fault path
+  /// calls page_mkwrite for up to this many following pages and makes them
+  /// writable and dirty in the same round trip (DESIGN R12; a page dirtied
+  /// without a store costs a needless write-back: Stats::pages_write_around
+  /// counts them as an upper bound). 1 disables it. Mapping::advise steers it.
+  std::size_t write_around_max_pages = 64;
   /// Background write-back: a flusher thread writes pages back once they have
   /// been dirty for dirty_expire_ms, or all dirty pages while more than
   /// dirty_background_pages are dirty, in file order, batching contiguous
@@ -61,12 +67,33 @@ struct KernelFeatures {
   std::string via;              ///< "syscall" or "/dev/userfaultfd"
 };
 
-/// Per-File choices, made by the first open of a backing object.
+/// The frame (page) size of a File's cache.
+enum class FrameSize : uint8_t {
+  k4K,  ///< 4 KiB frames in a shmem memfd (the default)
+  k2M,  ///< 2 MiB frames in a hugetlb memfd (MFD_HUGETLB | MFD_HUGE_2MB)
+};
+
+/// Per-File choices, made by the first open of a backing object (later opens
+/// of the same object get that File as it is; their options are ignored).
 struct FileOptions {
   /// A store to a page under write-back waits until the write-back ends (the
   /// kernel's stable pages), for backends that checksum or compress pages.
   /// Off: the store goes on, redirties the page, and it is written again.
   bool stable_pages = false;
+  /// Frame size. With FrameSize::k2M a page is 2 MiB everywhere (page index,
+  /// locks, fault-around, dirty tracking, write-back: a dirty page writes its
+  /// whole 2 MiB frame, clipped to EOF), frames come from the hugetlb pool and
+  /// are installed with one PMD each:
+  ///  - Engine::open fails with std::system_error(ENOMEM) when the pool
+  ///    (/proc/meminfo HugePages_Free - HugePages_Rsvd) holds fewer 2 MiB pages
+  ///    than the file needs; the message names vm.nr_hugepages. The engine
+  ///    never changes system settings (scripts/setup.sh --hugepages N does, as
+  ///    root). Pages are taken from the pool when frames are filled; a fill
+  ///    that finds the pool empty is a read error (SIGBUS for that access).
+  ///  - File::map offsets must be 2 MiB aligned (EINVAL otherwise), and
+  ///    private views are refused (EINVAL): hugetlb hole punch drops private
+  ///    copy-on-write copies (DESIGN F5), so punch/invalidate would lose them.
+  FrameSize frame_size = FrameSize::k4K;
 };
 
 class Engine {

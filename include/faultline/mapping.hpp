@@ -23,6 +23,10 @@ class MappingImpl;
 
 enum class Access { ReadOnly, ReadWrite };
 enum class Sharing { Shared, Private };
+/// Access-pattern hints for a view (madvise-like): Sequential grows readahead
+/// and write-around at once; Random turns both off (fault-around only);
+/// Normal adapts to what the faults show.
+enum class Advice { Normal, Sequential, Random };
 
 class Mapping {
  public:
@@ -45,6 +49,9 @@ class Mapping {
   /// the background and return). EINVAL for an unaligned addr or bad flags,
   /// ENOMEM for a range outside the view, as msync(2).
   void msync(void* addr, std::size_t len, int flags);
+
+  /// Steers readahead and write-around for this view.
+  void advise(Advice advice);
 
   /// Tears the view down now (idempotent).
   void unmap();

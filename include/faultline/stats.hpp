@@ -24,6 +24,7 @@ struct Stats {
   uint64_t pages_truncated = 0;      ///< pages dropped by truncate
   uint64_t pages_punched = 0;        ///< pages dropped by punch_hole
   uint64_t pages_laundered = 0;      ///< dirty pages written back by invalidate before dropping
+  uint64_t pages_write_around = 0;   ///< pages made writable+dirty ahead of a store (write-around)
   uint64_t dirty_pages = 0;          ///< pages dirty now (not a counter)
   uint64_t fault_retries = 0;        ///< faults whose R2 recheck failed (page gone or past EOF)
 };

@@ -96,7 +96,9 @@ constexpr uint64_t kConflict = 12 * kMiB;  // both store here; child also the pa
     if (ch.recv(ch.to_child[0]) != 'g') _exit(10);
     faultline::RadosOptions o = options(name, kOs);
     o.create = false;
-    faultline::Engine eng;
+    faultline::EngineConfig cfg;
+    cfg.write_around_max_pages = 1;  // exactly the stored pages are written and notified
+    faultline::Engine eng(cfg);
     auto f = eng.open(faultline::make_rados_backend(o));
     auto m = f.map(0, kSize);
     auto a = pattern(kChangeA, kLenA, 2);

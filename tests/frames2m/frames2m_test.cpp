@@ -1,0 +1,366 @@
+// Issue 7: Files with 2 MiB frames (hugetlb memfd, alias-view fills).
+// Every test needs a pool of free 2 MiB huge pages; see kPoolHelp.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fcntl.h>
+#include <unistd.h>
+#include <fstream>
+#include <sys/mman.h>
+
+#include "test_util.hpp"
+#include "tr_util.hpp"
+
+namespace {
+
+namespace fl = faultline;
+using tr::Load;
+constexpr uint64_t kH = fl::kHugePageSize;
+constexpr uint64_t kNeedPages = 48;  // the largest test holds ~16 frames, several Files
+
+const char* kPoolHelp =
+    "no free 2 MiB huge page pool: reserve one as root with "
+    "`scripts/setup.sh --hugepages 64` (or `echo 64 > /proc/sys/vm/nr_hugepages`); "
+    "set FAULTLINE_REQUIRE_HUGEPAGES=1 to make this a failure";
+
+int64_t pool_free() {
+  std::ifstream m("/proc/meminfo");
+  std::string k;
+  int64_t fr = 0, rs = 0, v = 0;
+  while (m >> k) {
+    if (k == "HugePages_Free:" && (m >> v)) fr = v;
+    else if (k == "HugePages_Rsvd:" && (m >> v)) rs = v;
+  }
+  return fr - rs;
+}
+
+bool require_pool() {
+  const char* e = std::getenv("FAULTLINE_REQUIRE_HUGEPAGES");
+  return e && std::string(e) == "1";
+}
+
+class Frames2M : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (pool_free() < static_cast<int64_t>(kNeedPages)) {
+      if (require_pool())
+        FAIL() << "FAULTLINE_REQUIRE_HUGEPAGES=1 but only " << pool_free()
+               << " free 2 MiB huge pages (need " << kNeedPages << ")";
+      GTEST_SKIP() << kPoolHelp;
+    }
+    fl::EngineConfig cfg;
+    cfg.flusher = false;
+    engine_ = std::make_unique<fl::Engine>(cfg);
+  }
+  void TearDown() override {
+    if (engine_) engine_->close();
+  }
+  fl::File open2m(std::shared_ptr<fl::Backend> be) {
+    fl::FileOptions o;
+    o.frame_size = fl::FrameSize::k2M;
+    return engine_->open(std::move(be), o);
+  }
+  std::unique_ptr<fl::Engine> engine_;
+};
+
+uint64_t up2m(uint64_t v) { return (v + kH - 1) / kH * kH; }
+
+/// Drops [from, size) of the file from the kernel's cache (the file
+/// backend's aligned reads then take the O_DIRECT path there).
+void drop_cache(const std::string& path, uint64_t size, uint64_t from) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ::fsync(fd);
+  ::posix_fadvise(fd, static_cast<off_t>(from & ~uint64_t{4095}), static_cast<off_t>(size),
+                  POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+
+std::vector<std::byte> view_bytes(const fl::Mapping& m, uint64_t off, size_t len) {
+  auto v = tr::copy_out(m.data() + off, len);
+  EXPECT_TRUE(v.has_value()) << "SIGBUS reading [" << off << ", +" << len << ")";
+  return v ? *v : std::vector<std::byte>{};
+}
+
+TEST_F(Frames2M, ContentsMatchReadAroundBoundaries) {
+  for (uint64_t size : {uint64_t{1}, uint64_t{4096}, kH - 1, kH, kH + 1, 2 * kH - 4096,
+                        2 * kH + 12345, 3 * kH}) {
+    SCOPED_TRACE("size " + std::to_string(size));
+    ft::TempDir d;
+    const auto path = d.make_file("f", size, 7);
+    drop_cache(path, size, size / 2);  // cold past the middle: O_DIRECT fills
+    fl::File f = open2m(fl::make_file_backend(path, false));
+    EXPECT_EQ(f.page_size(), kH);
+    EXPECT_EQ(f.size(), size);
+    EXPECT_EQ(f.frame_bytes_for_testing(), up2m(size));
+    fl::Mapping m = f.map(0, up2m(size), fl::Access::ReadOnly);
+    const auto want = ft::pread_file(path, 0, size);
+    EXPECT_EQ(tr::diff(view_bytes(m, 0, size), want), "");
+    // Past EOF inside the last frame: zeros, never backend bytes.
+    EXPECT_TRUE(tr::is_zero(view_bytes(m, size, up2m(size) - size)));
+    EXPECT_EQ(tr::diff(tr::read_file(f, 0, size + 100), want), "");
+    // A second view over resident frames agrees.
+    fl::Mapping m2 = f.map(0, up2m(size), fl::Access::ReadOnly);
+    EXPECT_EQ(tr::diff(view_bytes(m2, 0, size), want), "");
+  }
+}
+
+TEST_F(Frames2M, FramesAreHugePmds) {
+  ft::TempDir d;
+  const auto path = d.make_file("f", 4 * kH, 3);
+  fl::File f = open2m(fl::make_file_backend(path, false));
+  fl::Mapping m = f.map(0, 4 * kH, fl::Access::ReadOnly);
+  ft::touch_read(m.data(), 4 * kH);
+  // smaps of the view: MMUPageSize 2048 kB (a hugetlb VMA).
+  std::ifstream sm("/proc/self/smaps");
+  std::string line;
+  char want[64];
+  std::snprintf(want, sizeof want, "%lx-", reinterpret_cast<unsigned long>(m.data()));
+  bool in = false, found = false;
+  while (std::getline(sm, line)) {
+    if (line.rfind(want, 0) == 0) in = true;
+    else if (in && line.find("MMUPageSize:") == 0) {
+      EXPECT_NE(line.find("2048 kB"), std::string::npos) << line;
+      found = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(m.data()) % kH, 0u);
+  EXPECT_LE(f.stats().missing_faults + f.stats().minor_faults, 4u);
+}
+
+TEST_F(Frames2M, SigbusPastTheFrameHoldingEof) {
+  ft::TempDir d;
+  const auto path = d.make_file("f", kH + 1, 1);
+  fl::File f = open2m(fl::make_file_backend(path, true));
+  // A writable view past EOF must not grow the hugetlb memfd.
+  fl::Mapping m = f.map(0, 4 * kH);
+  EXPECT_EQ(f.frame_bytes_for_testing(), 2 * kH);
+  EXPECT_TRUE(tr::load(m.data() + kH).ok());
+  EXPECT_TRUE(tr::load(m.data() + 2 * kH - 1).ok());
+  EXPECT_EQ(tr::load(m.data() + 2 * kH - 1).value, std::byte{0});
+  Load l = tr::load(m.data() + 2 * kH);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.bus->code, BUS_ADRERR);
+  EXPECT_FALSE(tr::store(m.data() + 3 * kH + 5, std::byte{1}) == std::nullopt);
+  EXPECT_EQ(f.frame_bytes_for_testing(), 2 * kH);
+  EXPECT_EQ(f.size(), kH + 1);
+}
+
+TEST_F(Frames2M, BadMapArguments) {
+  ft::TempDir d;
+  const auto path = d.make_file("f", 3 * kH, 1);
+  fl::File f = open2m(fl::make_file_backend(path, true));
+  EXPECT_ERRNO(EINVAL, f.map(4096, kH));
+  EXPECT_ERRNO(EINVAL, f.map(kH / 2, kH, fl::Access::ReadOnly));
+  // hugetlb hole punch drops private COW copies (probed): private views refused.
+  EXPECT_ERRNO(EINVAL, f.map(0, kH, fl::Access::ReadWrite, fl::Sharing::Private));
+  EXPECT_ERRNO(EINVAL, f.map(0, kH, fl::Access::ReadOnly, fl::Sharing::Private));
+  fl::Mapping ok = f.map(kH, 100);  // any length, rounded to 2 MiB
+  EXPECT_EQ(ok.size() % kH, 0u);
+}
+
+TEST_F(Frames2M, PoolTooSmallIsEnomemNamingTheSysctl) {
+  ft::TempDir d;
+  const auto path = d.file("big");
+  {
+    std::ofstream(path).put('x');
+  }
+  // A sparse file needing more 2 MiB pages than the pool has.
+  const uint64_t size = static_cast<uint64_t>(pool_free() + 100) * kH;
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size)), 0);
+  try {
+    fl::File f = open2m(fl::make_file_backend(path, false));
+    FAIL() << "opened a File larger than the pool";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), ENOMEM);
+    EXPECT_NE(std::string(e.what()).find("vm.nr_hugepages"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(size / kH)), std::string::npos) << e.what();
+  }
+}
+
+class Frames2MKind : public Frames2M, public ::testing::WithParamInterface<tr::Kind> {};
+
+TEST_P(Frames2MKind, TruncatePartialFrameThenExtend) {
+  const uint64_t size = 5 * kH + kH / 2;  // 5.5 frames
+  tr::Store s(GetParam(), "t", size, 2);
+  fl::File f = open2m(s.backend());
+  fl::Mapping m = f.map(0, up2m(size));
+  ASSERT_EQ(tr::diff(view_bytes(m, 0, size), ft::pattern(0, size, 2)), "");
+  const uint64_t ns = 3 * kH + 100;
+  f.truncate(ns);
+  EXPECT_EQ(f.size(), ns);
+  EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kH);
+  EXPECT_EQ(s.size(), ns);
+  EXPECT_EQ(tr::diff(view_bytes(m, 0, ns), ft::pattern(0, ns, 2)), "");
+  EXPECT_TRUE(tr::is_zero(view_bytes(m, ns, 4 * kH - ns)));
+  EXPECT_FALSE(tr::load(m.data() + 4 * kH).ok());
+  // Grow again: the range reads zeros, old data never comes back.
+  f.truncate(size);
+  EXPECT_EQ(f.frame_bytes_for_testing(), up2m(size));
+  EXPECT_TRUE(tr::is_zero(view_bytes(m, ns, size - ns)));
+  EXPECT_TRUE(tr::is_zero(tr::read_file(f, ns, size - ns)));
+  EXPECT_EQ(tr::diff(tr::read_file(f, 0, ns), ft::pattern(0, ns, 2)), "");
+  f.sync();
+  EXPECT_TRUE(tr::is_zero(s.bytes(ns, size - ns)));
+}
+
+TEST_P(Frames2MKind, TruncateInsideTheFirstFrameKeepsItsHead) {
+  tr::Store s(GetParam(), "t1", 3 * kH, 4);
+  fl::File f = open2m(s.backend());
+  fl::Mapping m = f.map(0, 3 * kH);
+  ft::touch_read(m.data(), 3 * kH);
+  ASSERT_TRUE(tr::fill_view(m.data() + 10, 10, std::byte{0x5a}));  // dirty frame 0
+  f.truncate(4096);
+  EXPECT_EQ(f.frame_bytes_for_testing(), kH);
+  auto want = ft::pattern(0, 4096, 4);
+  std::fill(want.begin() + 10, want.begin() + 20, std::byte{0x5a});
+  EXPECT_EQ(tr::diff(view_bytes(m, 0, 4096), want), "");
+  EXPECT_TRUE(tr::is_zero(view_bytes(m, 4096, kH - 4096)));
+  f.sync();
+  EXPECT_EQ(tr::diff(s.bytes(0, 8192), want), "");
+}
+
+TEST_P(Frames2MKind, PunchPartialFrames) {
+  const uint64_t size = 6 * kH;
+  tr::Store s(GetParam(), "p", size, 5);
+  fl::File f = open2m(s.backend());
+  fl::Mapping m = f.map(0, size);
+  ASSERT_EQ(tr::diff(view_bytes(m, 0, size), ft::pattern(0, size, 5)), "");
+  // Partial head frame 0, whole frame 1, partial tail frame 2; a hole inside frame 4.
+  const uint64_t a = kH / 2, b = 2 * kH + 5;
+  f.punch_hole(a, b - a);
+  f.punch_hole(4 * kH + 4096, 8192);
+  auto want = ft::pattern(0, size, 5);
+  std::fill(want.begin() + static_cast<ptrdiff_t>(a), want.begin() + static_cast<ptrdiff_t>(b),
+            std::byte{0});
+  std::fill(want.begin() + static_cast<ptrdiff_t>(4 * kH + 4096),
+            want.begin() + static_cast<ptrdiff_t>(4 * kH + 4096 + 8192), std::byte{0});
+  EXPECT_EQ(tr::diff(view_bytes(m, 0, size), want), "");
+  EXPECT_EQ(tr::diff(tr::read_file(f, 0, size), want), "");
+  f.sync();
+  EXPECT_EQ(tr::diff(s.bytes(0, size), want), "");
+  // A fresh File (new cache) reads the same from the backend.
+  f.close();
+  m.unmap();
+}
+
+TEST_P(Frames2MKind, InvalidateRereadsTheWholeFrame) {
+  const uint64_t size = 3 * kH + 777;
+  tr::Store s(GetParam(), "i", size, 6);
+  fl::File f = open2m(s.backend());
+  fl::Mapping m = f.map(0, up2m(size), fl::Access::ReadOnly);
+  ft::touch_read(m.data(), size);
+  const auto news = ft::pattern(0, 100, 99);
+  s.write_under(kH + 4096, news);
+  // Still the cached frame.
+  EXPECT_EQ(tr::diff(view_bytes(m, kH + 4096, 100), ft::pattern(kH + 4096, 100, 6)), "");
+  EXPECT_TRUE(f.invalidate(kH + 10, 1).empty());  // one byte: drops the whole 2 MiB page
+  EXPECT_EQ(tr::diff(view_bytes(m, kH + 4096, 100), news), "");
+  // The last, partial frame too.
+  s.write_under(size - 1, std::vector<std::byte>(1, std::byte{0x77}));
+  f.invalidate(size - 1, 1);
+  EXPECT_EQ(view_bytes(m, size - 1, 1)[0], std::byte{0x77});
+  EXPECT_TRUE(tr::is_zero(view_bytes(m, size, up2m(size) - size)));
+}
+
+TEST_P(Frames2MKind, WriteAndExtendThroughTheApi) {
+  tr::Store s(GetParam(), "w", kH + 5, 8);
+  fl::File f = open2m(s.backend());
+  fl::Mapping m = f.map(0, 4 * kH);
+  // Across a frame boundary, extending the file by 1.5 frames.
+  const auto data = ft::pattern(0, kH + 4096, 42);
+  const uint64_t off = kH + kH / 2;
+  EXPECT_EQ(f.write(off, data), data.size());
+  EXPECT_EQ(f.size(), off + data.size());
+  EXPECT_EQ(f.frame_bytes_for_testing(), up2m(off + data.size()));
+  auto want = ft::pattern(0, kH + 5, 8);
+  want.resize(off, std::byte{0});
+  want.insert(want.end(), data.begin(), data.end());
+  EXPECT_EQ(tr::diff(tr::read_file(f, 0, want.size()), want), "");
+  EXPECT_EQ(tr::diff(view_bytes(m, 0, want.size()), want), "");
+  EXPECT_TRUE(tr::is_zero(view_bytes(m, want.size(), up2m(want.size()) - want.size())));
+  f.sync();
+  EXPECT_EQ(tr::diff(s.bytes(0, want.size()), want), "");
+  EXPECT_EQ(s.size(), want.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, Frames2MKind,
+                         ::testing::Values(tr::Kind::File, tr::Kind::Memory), tr::kind_name);
+
+TEST_F(Frames2M, WritebackWritesTheWholeFrameClippedToEof) {
+  ft::TempDir d;
+  const uint64_t size = 2 * kH + 100;
+  const auto path = d.make_file("wb", size, 9);
+  auto wrap = std::make_shared<ft::WrapBackend>(fl::make_file_backend(path, true));
+  fl::File f = open2m(wrap);
+  fl::Mapping m = f.map(0, up2m(size));
+  ft::touch_read(m.data(), size);
+  wrap->reset_counts();
+  // One byte in frame 1, one in the last (partial) frame.
+  ASSERT_FALSE(tr::store(m.data() + kH + 7, std::byte{0xaa}));
+  ASSERT_FALSE(tr::store(m.data() + 2 * kH + 50, std::byte{0xbb}));
+  ASSERT_FALSE(tr::store(m.data() + kH + 9, std::byte{0xcc}));  // same frame: no new fault
+  EXPECT_EQ(wrap->mkwrite_calls.load(), 2u);  // one page_mkwrite per 2 MiB frame
+  EXPECT_EQ(f.stats().dirty_pages, 2u);
+  m.msync(m.data(), up2m(size), MS_SYNC);
+  auto ws = wrap->writes();
+  ASSERT_EQ(ws.size(), 2u);
+  EXPECT_EQ(ws[0].off, kH);
+  EXPECT_EQ(ws[0].len, kH);  // the whole frame (write amplification 2 MiB per dirty frame)
+  EXPECT_EQ(ws[1].off, 2 * kH);
+  EXPECT_EQ(ws[1].len, 100u);  // clipped to EOF
+  EXPECT_EQ(ft::file_size(path), size);
+  auto got = ft::pread_file(path, 0, size);
+  auto want = ft::pattern(0, size, 9);
+  want[kH + 7] = std::byte{0xaa};
+  want[kH + 9] = std::byte{0xcc};
+  want[2 * kH + 50] = std::byte{0xbb};
+  EXPECT_EQ(tr::diff(got, want), "");
+  // Clean again: a new store faults and is written again.
+  wrap->reset_counts();
+  ASSERT_FALSE(tr::store(m.data() + 5, std::byte{0x11}));
+  f.sync();
+  ASSERT_EQ(wrap->writes().size(), 1u);
+  EXPECT_EQ(wrap->writes()[0].off, 0u);
+  EXPECT_EQ(wrap->writes()[0].len, kH);
+}
+
+TEST_F(Frames2M, ReadErrorGivesSigbusForThatFrameOnly) {
+  ft::TempDir d;
+  const uint64_t size = 3 * kH;
+  const auto path = d.make_file("e", size, 10);
+  auto wrap = std::make_shared<ft::WrapBackend>(fl::make_file_backend(path, true));
+  wrap->fail_reads({(kH + 8192) / ft::kPage});  // a 4 KiB page inside frame 1
+  fl::File f = open2m(wrap);
+  fl::Mapping m = f.map(0, size, fl::Access::ReadOnly);
+  EXPECT_TRUE(tr::load(m.data()).ok());
+  Load l = tr::load(m.data() + kH + 100);
+  ASSERT_FALSE(l.ok());
+  EXPECT_TRUE(ft::io_error_code_ok(l.bus->code)) << l.bus->code;
+  EXPECT_FALSE(tr::load(m.data() + kH + 100).ok());  // stays poisoned
+  EXPECT_TRUE(tr::load(m.data() + 2 * kH + 1).ok());
+  EXPECT_EQ(tr::diff(view_bytes(m, 2 * kH, kH), ft::pattern(2 * kH, kH, 10)), "");
+  EXPECT_ERRNO(EIO, tr::read_file(f, kH, 10));
+  // The backend recovers; invalidate clears the poison.
+  wrap->fail_reads({});
+  f.invalidate(kH, kH);
+  EXPECT_EQ(tr::diff(view_bytes(m, kH, kH), ft::pattern(kH, kH, 10)), "");
+}
+
+TEST_F(Frames2M, FourKFilesUnchangedBesideTwoMFiles) {
+  ft::TempDir d;
+  const auto p1 = d.make_file("a", 3 * kH, 11);
+  const auto p2 = d.make_file("b", 3 * kH, 12);
+  fl::File big = open2m(fl::make_file_backend(p1, false));
+  fl::File small = engine_->open(fl::make_file_backend(p2, false));
+  EXPECT_EQ(big.page_size(), kH);
+  EXPECT_EQ(small.page_size(), fl::kBasePageSize);
+  fl::Mapping mb = big.map(0, 3 * kH, fl::Access::ReadOnly);
+  fl::Mapping ms = small.map(4096, 3 * kH - 4096, fl::Access::ReadOnly);
+  EXPECT_EQ(tr::diff(view_bytes(mb, 0, 3 * kH), ft::pattern(0, 3 * kH, 11)), "");
+  EXPECT_EQ(tr::diff(view_bytes(ms, 0, 3 * kH - 4096), ft::pattern(4096, 3 * kH - 4096, 12)), "");
+}
+
+}  // namespace

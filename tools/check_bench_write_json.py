@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Runs `faultline bench --write ... --json` (the command line given as
+arguments; expects --size 64M --reps 1) and checks its output: exit 0; every
+stdout line is one JSON object with the required keys and sane values; the
+methods are faultline, mmap and pwrite (no faultline-async: not implemented);
+faultline rows carry the write counters, consistent with one store per page
+(pages_dirtied and pages_written_back >= pages_stored == pages, needless =
+written_back - stored clamped at 0, write_faults >= 1); every page verified (data_ok, bad_pages 0);
+every method x pattern x cache present; the temporary file removed."""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+SIZE = 64 << 20
+PAGE = 4096
+REQUIRED = ["op", "method", "pattern", "cache", "gib_per_s", "ns_per_page", "ratio_to_mmap",
+            "ratio_baseline", "reps", "size_bytes", "pages", "page_size", "data_ok",
+            "pages_stored", "bad_pages", "sync"]
+FAULTLINE_ONLY = ["write_faults", "wp_faults", "missing_faults", "minor_faults", "pages_dirtied",
+                  "pages_written_back", "needless_writebacks", "write_errors", "mkwrite_errors"]
+
+
+def fail(msg, proc=None):
+    print(f"FAIL: {msg}")
+    if proc is not None:
+        print("--- stdout\n" + proc.stdout + "--- stderr\n" + proc.stderr)
+    sys.exit(1)
+
+
+def main():
+    cmd = sys.argv[1:]
+    if not cmd:
+        fail("usage: check_bench_write_json.py FAULTLINE bench --write ... --json")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        fail(f"exit code {proc.returncode}", proc)
+    lines = proc.stdout.splitlines()
+    if not lines:
+        fail("no output on stdout", proc)
+    seen = set()
+    pages = SIZE // PAGE
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            fail(f"stdout line {n} is not JSON ({e}): {line!r}", proc)
+        if not isinstance(row, dict):
+            fail(f"stdout line {n} is not a JSON object: {line!r}", proc)
+        missing = [k for k in REQUIRED if k not in row]
+        if row.get("method") == "faultline":
+            missing += [k for k in FAULTLINE_ONLY if k not in row]
+        if missing:
+            fail(f"line {n} lacks {missing}: {line!r}", proc)
+        if row["op"] != "write" or row["ratio_baseline"] != "mmap" or row["sync"] != "fsync":
+            fail(f"line {n}: op/ratio_baseline/sync not write/mmap/fsync: {line!r}")
+        if row["method"] not in ("faultline", "mmap", "pwrite"):
+            fail(f"line {n}: bad method {row['method']!r}")
+        if row["pattern"] not in ("seq", "rand") or row["cache"] not in ("cold", "warm"):
+            fail(f"line {n}: bad pattern/cache: {line!r}")
+        for k in ("gib_per_s", "ns_per_page", "ratio_to_mmap"):
+            v = row[k]
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                fail(f"line {n}: {k} = {v!r} is not a positive number")
+        if row["method"] == "mmap" and abs(row["ratio_to_mmap"] - 1) > 1e-6:
+            fail(f"line {n}: mmap's ratio_to_mmap is {row['ratio_to_mmap']}, not 1")
+        if row["reps"] != 1 or row["size_bytes"] != SIZE or row["pages"] != pages \
+                or row["page_size"] != PAGE:
+            fail(f"line {n}: reps/size_bytes/pages/page_size not 1/{SIZE}/{pages}/{PAGE}: {line!r}")
+        if row["data_ok"] is not True or row["bad_pages"] != 0:
+            fail(f"line {n}: the method left wrong data in the file: {line!r}")
+        if row["pages_stored"] != pages:
+            fail(f"line {n}: pages_stored {row['pages_stored']} != {pages}")
+        if row["method"] == "faultline":
+            if row["write_faults"] != row["wp_faults"] + row["missing_faults"] + row["minor_faults"]:
+                fail(f"line {n}: write_faults is not wp + missing + minor: {line!r}")
+            if row["write_faults"] < 1:
+                fail(f"line {n}: no write faults: {line!r}")
+            if row["pages_dirtied"] < pages or row["pages_written_back"] < pages:
+                fail(f"line {n}: pages_dirtied/pages_written_back {row['pages_dirtied']}/"
+                     f"{row['pages_written_back']}, expected >= {pages} each (one store per page, "
+                     f"synced): {line!r}")
+            want_needless = max(0, row["pages_written_back"] - row["pages_stored"])
+            if row["needless_writebacks"] != want_needless:
+                fail(f"line {n}: needless_writebacks {row['needless_writebacks']} != "
+                     f"{want_needless}")
+            if row["write_errors"] != 0 or row["mkwrite_errors"] != 0:
+                fail(f"line {n}: write/mkwrite errors: {line!r}")
+        elif any(k in row for k in FAULTLINE_ONLY):
+            fail(f"line {n}: a {row['method']} row carries faultline counters: {line!r}")
+        key = (row["method"], row["pattern"], row["cache"])
+        if key in seen:
+            fail(f"line {n}: duplicate result {key}")
+        seen.add(key)
+    want = {(m, p, c) for m in ("faultline", "mmap", "pwrite") for p in ("seq", "rand")
+            for c in ("cold", "warm")}
+    if seen != want:
+        fail(f"results missing: {sorted(want - seen)}, unexpected: {sorted(seen - want)}", proc)
+    m = re.search(r"data to (\S+) \(", proc.stderr)
+    if not m:
+        fail("stderr does not name the temporary file", proc)
+    path = m.group(1)
+    if os.path.exists(path) or os.path.exists(os.path.dirname(path)):
+        fail(f"the temporary file {path} (or its directory) was not removed")
+    print(f"ok: {len(lines)} JSON write-result lines, every page verified; temporary file {path} "
+          "removed")
+
+
+if __name__ == "__main__":
+    main()
