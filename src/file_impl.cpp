@@ -179,6 +179,18 @@ int FileImpl::alloc_frames(uint64_t off, uint64_t len) {
 // ---------------------------------------------------------------------------
 // Fill and locking helpers shared by the read/write API and the fault path.
 
+namespace {
+// A read may end short only at the object's end: a short read inside the
+// object (a backend bug or a failing device) is an I/O error, never zeros.
+int check_short_read(Backend& be, uint64_t off, uint64_t done, uint64_t len) {
+  if (done >= len) return 0;
+  const int64_t size = be.size();
+  if (size >= 0 && off + done < std::min<uint64_t>(static_cast<uint64_t>(size), off + len))
+    return -EIO;
+  return 0;
+}
+}  // namespace
+
 int FileImpl::fill(uint64_t pg, uint64_t n) {
   const uint64_t off = pg << page_shift_;
   // R2/R3: never write a frame past EOF — a pwrite past the memfd's size would
@@ -203,6 +215,7 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
     if (k == -EOPNOTSUPP) k = be.read(off, std::span(dst, len));
     if (k < 0) return static_cast<int>(k);
     done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
+    if (int e = check_short_read(be, off, done, len)) return e;
     FL_POINT("fill.after_read");
     // Past the object's end (or old bytes of a failed fill): zeros.
     std::memset(dst + done, 0, len - done);
@@ -217,6 +230,7 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
     r = be.read(off, std::span(buf.data(), len));
     if (r < 0) return static_cast<int>(r);
     done = static_cast<uint64_t>(r);
+    if (int e = check_short_read(be, off, done, len)) return e;
     std::memset(buf.data() + done, 0, len - done);  // past the object's end: zeros
     FL_POINT("fill.after_read");
     uint64_t w = 0;
@@ -234,6 +248,7 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
     return static_cast<int>(r);
   }
   count(&Counters::bytes_read, done);
+  if (int e = check_short_read(be, off, done, len)) return e;
   if (done < len) {
     // Short: the object ends inside the range. The frames may hold old bytes
     // (a failed fill): zero the rest explicitly.

@@ -15,11 +15,19 @@
 namespace faultline::cli {
 
 /// Pwrite: the write bench's pwrite row. RadosRead: direct RadosBackend::read
-/// of the same objects (the RADOS bench's baseline).
-enum class Method { Faultline, Mmap, Pread, Pwrite, RadosRead };
+/// of the same objects (the RADOS bench's baseline). Faultline2M: a faultline
+/// mapping of a File opened with FileOptions::frame_size = FrameSize::k2M
+/// (method name "faultline-2M").
+enum class Method { Faultline, Mmap, Pread, Pwrite, RadosRead, Faultline2M };
 enum class Pattern { Seq, Rand };
-/// NotApplicable: no kernel page cache involved (RADOS files).
-enum class CacheState { Cold, Warm, NotApplicable };
+/// NotApplicable: no kernel page cache involved (RADOS files). Resident: the
+/// engine already holds every frame (faultline-2M only: a first Mapping touched
+/// every page untimed; the timed region is a second Mapping of the same File);
+/// its baseline is kernel mmap warm.
+enum class CacheState { Cold, Warm, NotApplicable, Resident };
+
+/// faultline or faultline-2M.
+inline bool is_faultline(Method m) { return m == Method::Faultline || m == Method::Faultline2M; }
 
 const char* to_string(Method m);
 const char* to_string(Pattern p);
@@ -45,18 +53,39 @@ struct Sample {
   bool have_rados = false;   ///< RADOS bench: the counters below are set
   uint64_t rados_objects_read = 0;
   uint64_t rados_max_in_flight = 0;
+  /// Memory the method holds right after the timed region (before teardown):
+  /// the File's frames (faultline: pages filled x frame size, net of pages
+  /// dropped) and the file's bytes in the kernel's page cache (mincore).
+  bool have_memory = false;
+  uint64_t mem_frames_bytes = 0;
+  uint64_t mem_kernel_cache_bytes = 0;
+  /// faultline-2M: 2 MiB huge pages taken from the pool (HugePages_Free before
+  /// the Engine was made minus after the timed region; other users of the pool
+  /// disturb it).
+  int64_t hugepages_used = -1;
+  std::size_t frame_size = 0;  ///< faultline: the File's page_size()
 };
+
+/// Free 2 MiB huge pages: HugePages_Free - HugePages_Rsvd of /proc/meminfo (-1
+/// when it cannot be read).
+int64_t hugepages_free();
 
 /// A fresh Engine + File are made untimed; map + touch is timed; the Mapping,
 /// File and Engine are torn down untimed. A SIGBUS during the touch becomes a
 /// std::runtime_error.
-Sample measure_faultline(const ReadPlan& plan, const EngineConfig& config);
+/// frame_size k2M: the File caches in 2 MiB frames (needs the huge page pool).
+/// resident: map + touch of every page untimed first (the engine then holds
+/// every frame), that Mapping unmapped, then a second Mapping of the same File
+/// + touch timed; stats are those of the timed part only.
+Sample measure_faultline(const ReadPlan& plan, const EngineConfig& config,
+                         FrameSize frame_size = FrameSize::k4K, bool resident = false);
 /// mmap(MAP_SHARED, PROT_READ) + touch timed (no MAP_POPULATE, no madvise);
 /// open and munmap untimed.
 Sample measure_mmap(const ReadPlan& plan);
 /// One pread of a page per page, in the plan's order, timed; open untimed.
 Sample measure_pread(const ReadPlan& plan);
 
-Sample measure(Method m, const ReadPlan& plan, const EngineConfig& config);
+Sample measure(Method m, const ReadPlan& plan, const EngineConfig& config,
+               CacheState cache = CacheState::Cold);
 
 }  // namespace faultline::cli
