@@ -17,6 +17,7 @@
 #include "file_impl.hpp"
 #include "mapping_impl.hpp"
 #include "sched.hpp"
+#include "uffd.hpp"
 
 namespace faultline::detail {
 
@@ -41,8 +42,8 @@ class MkwriteRef final : public Backend::MkwritePage {
 };
 }  // namespace
 
-void FileImpl::wake(MappingImpl&, uintptr_t addr) {
-  core->uffd.wake(addr & ~(uintptr_t{page_size()} - 1), page_size());
+void FileImpl::wake(MappingImpl& m, uintptr_t addr) {
+  m.uffd->wake(addr & ~(uintptr_t{page_size()} - 1), page_size());
 }
 
 void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
@@ -57,14 +58,14 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   }
   // POISON refuses any PTE marker, WP markers included: clear it first
   // (DESIGN section 2), without waking the thread.
-  if (m.tracks_writes()) core->uffd.writeprotect(a, page_size(), false, true);
-  int e = core->uffd.poison(a, page_size());
+  if (m.tracks_writes()) m.uffd->writeprotect(a, page_size(), false, true);
+  int e = m.uffd->poison(a, page_size());
   if (e == EEXIST && m.shared) {
     // A present PTE (a store to an installed page was refused): drop this
     // view's PTE — the frame stays in the memfd — then poison.
     ::madvise(reinterpret_cast<void*>(a), page_size(), MADV_DONTNEED);
-    if (m.tracks_writes()) core->uffd.writeprotect(a, page_size(), false, true);
-    e = core->uffd.poison(a, page_size());
+    if (m.tracks_writes()) m.uffd->writeprotect(a, page_size(), false, true);
+    e = m.uffd->poison(a, page_size());
   }
   if (e != 0) {
     {
@@ -149,12 +150,24 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     m.ra_pages.store(static_cast<uint32_t>(fa), std::memory_order_relaxed);
     ws = pg - (pg % fa);
     we = ws + fa;
+    // Read-around: let the backend fetch the neighbourhood in the background
+    // (a later fault nearby then fills from a warm source).
+    const uint64_t ra = (core->cfg.read_around_pages * kBasePageSize) >> page_shift_;
+    if (ra > fa) {
+      const uint64_t rs = pg - (pg % ra);
+      const uint64_t eof = eof_pages();
+      if (rs < eof) backend().will_need(rs << page_shift_, (std::min(rs + ra, eof) - rs) << page_shift_);
+    }
   }
   ws = std::max(ws, m.pgoff);
   we = std::min(we, m.pgoff + m.npages);
 
   WriteAround wa;
-  if (write) {
+  // Async dirty tracking: no page_mkwrite and no write-around (stores to
+  // pages installed write-protected are resolved by the kernel); a storing
+  // fault on a hole still installs its page writable and dirty (R6).
+  const bool notify = write && !m.async_wp();
+  if (notify) {
     // Write-around: a sequential store stream gets the following pages
     // writable and dirty in this round trip (page_mkwrite for each first,
     // unlocked, R5). The window covers them.
@@ -164,7 +177,7 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
       we = std::max<uint64_t>(we, pg + 1 + wa.gens.size());
     }
   }
-  if (write) {
+  if (notify) {
     // R5: page_mkwrite is called with the page unlocked. A backend that
     // returns it locked gets it unlocked again here: the fault path must take
     // the invalidate_lock before any page lock, and rechecks under its own.
@@ -354,7 +367,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     uint64_t done = 0;
     const uint64_t len = (j - i) << page_shift_;
     while (done < len) {
-      const auto r = core->uffd.continue_range(m.addr_of(ws + i) + done, len - done, mode);
+      const auto r = m.uffd->continue_range(m.addr_of(ws + i) + done, len - done, mode);
       if (r.err == 0) {
         count(&Counters::pages_installed, (len - done) >> page_shift_);
         done = len;
@@ -395,7 +408,7 @@ void FileImpl::write_around_after_wp(MappingImpl& m, uint64_t pg) {
   const WriteAround wa = mkwrite_ahead(pg + 1, n - 1);
   uint64_t run_start = 0, run_len = 0;
   auto flush_run = [&] {
-    if (run_len) core->uffd.writeprotect(m.addr_of(run_start), run_len << page_shift_, false, true);
+    if (run_len) m.uffd->writeprotect(m.addr_of(run_start), run_len << page_shift_, false, true);
     run_len = 0;
   };
   std::vector<Page*> locked;
@@ -459,14 +472,14 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
     backend().update_time();
     p->unlock();
     FL_POINT("wp.before_unprotect");
-    core->uffd.writeprotect(a, page_size(), false);
+    m.uffd->writeprotect(a, page_size(), false);
     return;
   }
   FL_POINT("wp.before_unprotect");
   // Past the hard dirty limit the storing thread is throttled: its wake is
   // deferred to the flusher (never a sleeping handler, never under the lock).
   const bool throttle = core->over_dirty_limit();
-  core->uffd.writeprotect(a, page_size(), false, /*dontwake=*/throttle);
+  m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
   p->unlock();
   if (throttle) core->defer_wake(a, page_size());
   write_around_after_wp(m, pg);

@@ -151,6 +151,12 @@ class FileBackend final : public Backend {
     return static_cast<ssize_t>(done);
   }
 
+  void will_need(uint64_t off, uint64_t len) override {
+    // The kernel submits the reads and returns: the pages arrive in its page
+    // cache while the engine serves the fault that asked for part of them.
+    ::posix_fadvise(fd_, static_cast<off_t>(off), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+  }
+
   int write(uint64_t off, std::span<const std::byte> buf) override {
     if (!writable_) return -EROFS;
     size_t done = 0;

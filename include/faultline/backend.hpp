@@ -56,6 +56,11 @@ class Backend {
     return -95;  // EOPNOTSUPP
   }
 
+  /// A hint that [off, off+len) will be read soon (the engine's read-around for
+  /// non-sequential faults, like the kernel's mmap read-around): a backend may
+  /// start fetching it in the background. Never required; never blocks long.
+  virtual void will_need(uint64_t off, uint64_t len) { (void)off; (void)len; }
+
   /// Writes all of buf at `off`. Returns 0 or a negative errno.
   virtual int write(uint64_t off, std::span<const std::byte> buf) = 0;
 

@@ -32,6 +32,11 @@ struct EngineConfig {
   std::size_t fault_around_pages = 64;
   /// Largest window for sequential access (readahead grows up to it).
   std::size_t readahead_max_pages = 1024;
+  /// Read-around for non-sequential faults: the backend is told (will_need)
+  /// that this many pages around the fault will be read soon, as the kernel's
+  /// mmap read-around does; only the fault-around window is filled and
+  /// mapped. 0 disables it.
+  std::size_t read_around_pages = 1024;
   /// Write-around: when stores through a view are sequential, the fault path
   /// calls page_mkwrite for up to this many following pages and makes them
   /// writable and dirty in the same round trip (DESIGN R12; a page dirtied
@@ -62,7 +67,7 @@ struct KernelFeatures {
   bool poison = false;          ///< UFFDIO_POISON (SIGBUS delivery)
   bool wp_shmem = false;        ///< write-protect on shmem
   bool minor_shmem = false;     ///< MINOR faults on shmem
-  bool wp_async = false;        ///< WP_ASYNC (not used yet)
+  bool wp_async = false;        ///< WP_ASYNC + PAGEMAP_SCAN (DirtyTracking::Async)
   std::string thp_shmem;        ///< transparent_hugepage/shmem_enabled selection
   std::string via;              ///< "syscall" or "/dev/userfaultfd"
 };
@@ -71,6 +76,24 @@ struct KernelFeatures {
 enum class FrameSize : uint8_t {
   k4K,  ///< 4 KiB frames in a shmem memfd (the default)
   k2M,  ///< 2 MiB frames in a hugetlb memfd (MFD_HUGETLB | MFD_HUGE_2MB)
+};
+
+/// How stores through shared writable views are noticed.
+enum class DirtyTracking : uint8_t {
+  /// Every clean page is installed write-protected; the first store raises a
+  /// write-protect fault that calls Backend::page_mkwrite and marks the page
+  /// dirty (DESIGN R5-R7). ~35 us per first store here; write-around helps.
+  Mkwrite,
+  /// For backends that need no per-page page_mkwrite notification: the views
+  /// are registered on a second userfaultfd with UFFD_FEATURE_WP_ASYNC, so the
+  /// kernel resolves a store to a write-protected page itself (no event, no
+  /// page_mkwrite, no update_time, no dirty throttling of stores), and
+  /// write-back finds the written pages with PAGEMAP_SCAN, re-protecting them
+  /// atomically (DESIGN R7). A page is dirty when flagged so (File::write, a
+  /// store that filled a hole) or when a view's scan reports it written.
+  /// Needs Linux >= 6.7 (ENOTSUP otherwise); refused (ENOTSUP) with
+  /// FrameSize::k2M and (EINVAL) with stable_pages.
+  Async,
 };
 
 /// Per-File choices, made by the first open of a backing object (later opens
@@ -94,6 +117,8 @@ struct FileOptions {
   ///    private views are refused (EINVAL): hugetlb hole punch drops private
   ///    copy-on-write copies (DESIGN F5), so punch/invalidate would lose them.
   FrameSize frame_size = FrameSize::k4K;
+  /// Write notification mode (see DirtyTracking).
+  DirtyTracking dirty_tracking = DirtyTracking::Mkwrite;
 };
 
 class Engine {
