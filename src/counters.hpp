@@ -12,7 +12,8 @@ struct Counters {
       pages_installed{0}, pages_fault_around{0}, pages_dirtied{0}, pages_written_back{0},
       bytes_read{0}, bytes_written{0}, read_errors{0}, write_errors{0}, mkwrite_errors{0},
       sigbus_sent{0}, pages_invalidated{0}, invalidate_conflicts{0}, pages_truncated{0},
-      pages_punched{0}, pages_laundered{0}, fault_retries{0}, pages_write_around{0};
+      pages_punched{0}, pages_laundered{0}, fault_retries{0}, pages_write_around{0},
+      pages_scan_written{0}, pagemap_scans{0}, pagemap_scan_pages{0}, pagemap_scan_ns{0};
 
   Stats snapshot() const {
     Stats s;
@@ -37,6 +38,10 @@ struct Counters {
     s.pages_laundered = pages_laundered.load();
     s.fault_retries = fault_retries.load();
     s.pages_write_around = pages_write_around.load();
+    s.pages_scan_written = pages_scan_written.load();
+    s.pagemap_scans = pagemap_scans.load();
+    s.pagemap_scan_pages = pagemap_scan_pages.load();
+    s.pagemap_scan_ns = pagemap_scan_ns.load();
     return s;
   }
 };

@@ -3,6 +3,8 @@
 #include <fstream>
 #include <iostream>
 #include <poll.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -47,11 +49,45 @@ EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
   }
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd_ < 0) throw_errno("faultline: eventfd");
+  // One epoll set shared by the handler threads: a uffd added later (the
+  // async one) is served at once by threads already waiting.
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) throw_errno("faultline: epoll_create1");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &uffd;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, uffd.fd(), &ev) != 0) throw_errno("faultline: epoll_ctl");
+  ev.data.ptr = nullptr;  // the stop eventfd
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &ev) != 0) throw_errno("faultline: epoll_ctl");
 }
 
 EngineCore::~EngineCore() {
   close();
   if (stop_fd_ >= 0) ::close(stop_fd_);
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  if (pagemap_fd_ >= 0) ::close(pagemap_fd_);
+}
+
+Userfaultfd& EngineCore::async_uffd() {
+  if (Userfaultfd* u = async_ptr_.load(std::memory_order_acquire)) return *u;
+  std::lock_guard g(async_mu_);
+  if (async_uffd_) return *async_uffd_;
+  check_open();
+  auto u = std::make_unique<Userfaultfd>(/*wp_async=*/true);
+  const int pm = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (pm < 0) throw_errno("faultline: open(/proc/self/pagemap) for PAGEMAP_SCAN");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = u.get();
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, u->fd(), &ev) != 0) {
+    const int e = errno;
+    ::close(pm);
+    throw_errno(e, "faultline: epoll_ctl(async userfaultfd)");
+  }
+  pagemap_fd_.store(pm, std::memory_order_release);
+  async_uffd_ = std::move(u);
+  async_ptr_.store(async_uffd_.get(), std::memory_order_release);
+  return *async_uffd_;
 }
 
 uint32_t EngineCore::now_ms() const {
@@ -128,7 +164,8 @@ void EngineCore::flusher_loop() {
       // everything back; otherwise only pages dirty for longer than the expiry.
       const bool background = nr_dirty.load() > cfg.dirty_background_pages || throttled || kicked;
       for (auto& f : files) {
-        if (f->nr_dirty() == 0) continue;
+        // Async Files: written pages are found by the scan in writeback().
+        if (f->nr_dirty() == 0 && !f->async()) continue;
         // Expired pages always; everything while over the background threshold.
         f->writeback(0, PageIndex::kMaxPages, background ? 0 : std::max<uint32_t>(1, cfg.dirty_expire_ms));
       }
@@ -175,6 +212,10 @@ void EngineCore::close() {
   if (flusher_.joinable()) flusher_.join();
   release_deferred_wakes();
   files.clear();
+  {
+    std::lock_guard ag(async_mu_);
+    if (async_uffd_) async_uffd_->close();
+  }
   uffd.close();
 }
 
@@ -190,6 +231,14 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
         existing->upgrade_backend(std::move(backend));
         return existing;
       }
+    }
+    if (options.dirty_tracking == DirtyTracking::Async) {
+      if (options.frame_size == FrameSize::k2M)
+        throw_errno(ENOTSUP, "faultline: DirtyTracking::Async with 2 MiB frames is not supported");
+      if (options.stable_pages)
+        throw_errno(EINVAL, "faultline: DirtyTracking::Async cannot give stable pages (stores "
+                            "to write-protected pages never reach the engine)");
+      async_uffd();  // made by the first async open (throws ENOTSUP without WP_ASYNC)
     }
     // The frame size is chosen by the first open (FileOptions::frame_size).
     const unsigned shift =
@@ -245,44 +294,47 @@ std::shared_ptr<MappingImpl> EngineCore::lookup(uintptr_t addr) {
   return it->second;
 }
 
-void EngineCore::dispatch(uintptr_t addr, uint64_t flags) {
+void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags) {
   auto m = lookup(addr);
   if (!m) {
     // No live view: let the thread retry (it meets the munmap, or the view
     // that now owns the address).
-    uffd.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
+    u.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
     return;
   }
   try {
     m->file->handle_fault(*m, addr, flags);
   } catch (const std::exception& e) {
     log(std::string("faultline: fault handling failed: ") + e.what());
-    uffd.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
+    u.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
   }
   if (m->inflight.fetch_sub(1, std::memory_order_acq_rel) == 1) m->inflight.notify_all();
 }
 
 void EngineCore::handler_loop() {
   uffd_msg msgs[32];
-  pollfd fds[2] = {{uffd.fd(), POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  epoll_event evs[4];
   for (;;) {
-    const int r = ::poll(fds, 2, -1);
+    const int r = ::epoll_wait(epoll_fd_, evs, 4, -1);
     if (r < 0) {
       if (errno == EINTR) continue;
-      log(std::string("faultline: poll: ") + std::strerror(errno));
+      log(std::string("faultline: epoll_wait: ") + std::strerror(errno));
       return;
     }
-    if (fds[1].revents) return;
-    if (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) return;
-    const ssize_t n = ::read(uffd.fd(), msgs, sizeof msgs);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      log(std::string("faultline: read(userfaultfd): ") + std::strerror(errno));
-      return;
-    }
-    for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(uffd_msg)); ++i) {
-      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
-      dispatch(msgs[i].arg.pagefault.address, msgs[i].arg.pagefault.flags);
+    for (int k = 0; k < r; ++k) {
+      auto* u = static_cast<Userfaultfd*>(evs[k].data.ptr);
+      if (!u) return;  // stop_fd_
+      if (evs[k].events & (EPOLLERR | EPOLLHUP)) return;
+      const ssize_t n = ::read(u->fd(), msgs, sizeof msgs);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) continue;
+        log(std::string("faultline: read(userfaultfd): ") + std::strerror(errno));
+        return;
+      }
+      for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(uffd_msg)); ++i) {
+        if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+        dispatch(*u, msgs[i].arg.pagefault.address, msgs[i].arg.pagefault.flags);
+      }
     }
   }
 }

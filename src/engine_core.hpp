@@ -57,6 +57,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
   EngineConfig cfg;
   Userfaultfd uffd;
+  /// The second userfaultfd, with WP_ASYNC, for views of DirtyTracking::Async
+  /// Files (WP_ASYNC is per uffd). Made by the first async open; the same
+  /// handler threads serve it. Throws ENOTSUP when the kernel lacks it.
+  Userfaultfd& async_uffd();
+  /// /proc/self/pagemap, for PAGEMAP_SCAN (opened with the async uffd).
+  int pagemap_fd() const { return pagemap_fd_.load(std::memory_order_acquire); }
   std::atomic<uint64_t> nr_dirty{0};  // dirty pages over all Files
   KernelFeatures feats;
   Counters stats;
@@ -65,7 +71,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void handler_loop();
   void flusher_loop();
   void release_deferred_wakes();
-  void dispatch(uintptr_t addr, uint64_t flags);
+  void dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags);
   /// The live view containing addr, with an in-flight reference taken.
   std::shared_ptr<MappingImpl> lookup(uintptr_t addr);
 
@@ -85,6 +91,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool flush_stop_ = false;
   std::vector<std::pair<uintptr_t, size_t>> deferred_wakes_;
   int stop_fd_ = -1;  // eventfd that stops the handler threads
+  int epoll_fd_ = -1;  // the handler threads wait here: uffd, async uffd, stop_fd_
+  std::mutex async_mu_;
+  std::unique_ptr<Userfaultfd> async_uffd_;
+  std::atomic<Userfaultfd*> async_ptr_{nullptr};
+  std::atomic<int> pagemap_fd_{-1};
 };
 
 }  // namespace faultline::detail

@@ -123,14 +123,18 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   }
   uint64_t modes = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
   if (writable && shared) modes |= UFFDIO_REGISTER_MODE_WP;  // first store must fault
+  // Async dirty tracking: shared writable views go on the WP_ASYNC uffd (a
+  // store to a protected page is resolved by the kernel, found by scan).
+  detail::Userfaultfd* u = &f.core->uffd;
   try {
-    f.core->uffd.register_range(a, rlen, modes);
+    if (writable && shared && f.async()) u = &f.core->async_uffd();
+    u->register_range(a, rlen, modes);
   } catch (...) {
     ::munmap(a, rlen);
     throw;
   }
   auto m = std::make_shared<detail::MappingImpl>(f.core, impl_, reinterpret_cast<uintptr_t>(a),
-                                                 rlen, off >> f.page_shift(), writable, shared);
+                                                 rlen, off >> f.page_shift(), writable, shared, u);
   m->errseq = cursor_->errseq;  // the view reports errors from here on (R8)
   f.add_mapping(m.get());
   f.core->add_mapping(m);

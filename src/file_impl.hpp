@@ -85,7 +85,13 @@ class FileImpl {
   void add_mapping(MappingImpl* m);
   void remove_mapping(MappingImpl* m);
 
-  void set_options(const FileOptions& o) { stable_pages_ = o.stable_pages; }
+  void set_options(const FileOptions& o) {
+    stable_pages_ = o.stable_pages;
+    async_ = o.dirty_tracking == DirtyTracking::Async;
+  }
+  /// DirtyTracking::Async: shared writable views live on the async uffd and
+  /// written pages are found by PAGEMAP_SCAN (R7).
+  bool async() const { return async_; }
   void count(Counter c, uint64_t n = 1);
   Counters stats;
   const std::string key;
@@ -135,6 +141,33 @@ class FileImpl {
   int alloc_frames(uint64_t off, uint64_t len);
   void record_wb_error(int err);
   void mkclean(uint64_t pg, uint64_t n);  // write-protect in every view (R7)
+  // --- async dirty tracking (writeback.cpp; PAGEMAP_SCAN) --------------------
+  /// One PAGEMAP_SCAN of [first, last) (file pages, clipped to the view) in
+  /// view m: calls fn(pg, n) for each run reported with `want` categories
+  /// (anyof), write-protecting them atomically with protect. Returns 0 or an
+  /// errno.
+  template <class Fn>
+  int scan_view(MappingImpl& m, uint64_t first, uint64_t last, uint64_t want, bool protect, Fn&& fn);
+  /// Pages of [first, last) written in some async view (unlocked hint, no
+  /// re-protection), as sorted [pg, pg+n) runs.
+  std::vector<std::pair<uint64_t, uint64_t>> written_hint(uint64_t first, uint64_t last);
+  /// Locked run [pg, pg+n): scan every async view with WP_MATCHING (re-protects
+  /// and reports atomically, R7) and mark the reported uptodate pages dirty.
+  /// Returns how many pages the scans reported.
+  uint64_t harvest_locked(uint64_t pg, uint64_t n);
+  /// Marks dirty every page of [first, last) written in an async view (lock,
+  /// scan + protect, dirty, unlock; R7).
+  void harvest(uint64_t first, uint64_t last);
+  /// Locked run (or a view being torn down, unlocked): zap the PTEs of
+  /// [first, last) in view m so any later store faults to the engine, and
+  /// return the pages written through m up to the zap (exact: written PTEs
+  /// zap to none, protected ones to WP markers). Clears m's poison records there.
+  std::vector<uint64_t> zap_written(MappingImpl& m, uint64_t first, uint64_t last);
+ public:
+  /// A view of an async File is going away (before its munmap): pages written
+  /// through it become dirty (their PTEs, the only record, are about to go).
+  void harvest_view(MappingImpl& m);
+ private:
   /// Drops a locked page from the cache: state cleared, generation bumped, so
   /// a path that looked it up before locking sees it is not the same page (R2).
   void drop_page(Page* p);
@@ -154,6 +187,7 @@ class FileImpl {
 
   const unsigned page_shift_;
   bool stable_pages_ = false;
+  bool async_ = false;
   std::atomic<Backend*> backend_;
   std::vector<std::shared_ptr<Backend>> backends_;  // keeps every backend alive
   std::mutex backend_mu_;

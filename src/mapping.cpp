@@ -6,13 +6,14 @@
 #include "file_impl.hpp"
 #include "mapping_impl.hpp"
 #include "sched.hpp"
+#include "uffd.hpp"
 #include "sys_error.hpp"
 
 namespace faultline {
 namespace detail {
 
 MappingImpl::MappingImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<FileImpl> f, uintptr_t s,
-                         size_t l, uint64_t pg, bool w, bool sh)
+                         size_t l, uint64_t pg, bool w, bool sh, Userfaultfd* u)
     : core(std::move(c)),
       file(std::move(f)),
       start(s),
@@ -20,7 +21,10 @@ MappingImpl::MappingImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<FileImpl
       pgoff(pg),
       npages(l >> file->page_shift()),
       writable(w),
-      shared(sh) {}
+      shared(sh),
+      uffd(u) {}
+
+bool MappingImpl::async_wp() const { return tracks_writes() && file->async(); }
 
 MappingImpl::~MappingImpl() { teardown(); }
 
@@ -35,16 +39,25 @@ void MappingImpl::teardown() {
     // reuses its addresses).
     core->remove_mapping(this);
     for (uint32_t v = inflight.load(); v != 0; v = inflight.load()) inflight.wait(v);
+    // Async dirty tracking: the written PTEs are the only record of stores
+    // through this view; make those pages dirty before munmap drops them.
+    if (async_wp()) {
+      file->harvest_view(*this);
+      // Out of the reverse map before munmap: no scan or protect may reach
+      // the address range once it is gone (it could be reused). Its PTEs
+      // are zapped and its faults are no longer served, so nothing is missed.
+      file->remove_mapping(this);
+    }
     if (!FL_RULE(13)) {  // breaker: unregister first, the view stays mapped a while
       uffdio_range r{start, len};
-      ::ioctl(core->uffd.fd(), UFFDIO_UNREGISTER, &r);
+      ::ioctl(uffd->fd(), UFFDIO_UNREGISTER, &r);
     }
     FL_POINT("mapping.before_munmap");
     // R13: munmap, which also unregisters; never UNREGISTER while mapped.
     ::munmap(reinterpret_cast<void*>(start), len);
     // R13: then wake any thread still waiting on the range: its retry finds no
     // mapping (SIGSEGV, as for any access to an unmapped range).
-    if (!core->closed()) core->uffd.wake(start, len);
+    if (!core->closed()) uffd->wake(start, len);
     file->remove_mapping(this);
   });
 }

@@ -13,11 +13,12 @@ namespace faultline::detail {
 
 class EngineCore;
 class FileImpl;
+class Userfaultfd;
 
 class MappingImpl {
  public:
   MappingImpl(std::shared_ptr<EngineCore> core, std::shared_ptr<FileImpl> file, uintptr_t start,
-              size_t len, uint64_t pgoff, bool writable, bool shared);
+              size_t len, uint64_t pgoff, bool writable, bool shared, Userfaultfd* uffd);
   ~MappingImpl();
 
   /// munmap (which unregisters), then wake waiters (DESIGN R13). Waits for
@@ -37,6 +38,11 @@ class MappingImpl {
   const uint64_t npages;
   const bool writable;
   const bool shared;
+  /// The userfaultfd this view is registered on: the engine's, or its async
+  /// one for shared writable views of DirtyTracking::Async Files.
+  Userfaultfd* const uffd;
+  /// Stores are tracked by WP_ASYNC + PAGEMAP_SCAN (no WP events).
+  bool async_wp() const;
 
   // msync's write-back error cursor (R8), from the handle that made the view.
   std::mutex errseq_mu;

@@ -130,6 +130,19 @@ void FileImpl::drop_range(uint64_t first, uint64_t last, bool launder, bool keep
     }
     if (point) FL_POINT(point);
     for (Page* p : run) p->wait_clear(PG_writeback);
+    if (async_ && (launder || keep_dirty)) {
+      // R4/R7 (async): pages written through a view are dirty too. Their
+      // PTEs are zapped here, under the locks, so no store slips between
+      // the check and the drop (it faults and waits for the lock).
+      const uint64_t eof = eof_pages();
+      std::lock_guard g(rmap_mu_);
+      for (MappingImpl* m : rmap_) {
+        if (!m->async_wp()) continue;
+        for (uint64_t k : zap_written(*m, pg, pg + n))
+          if (k < eof && run[k - pg]->test(PG_uptodate)) mark_dirty(run[k - pg]);
+      }
+      FL_POINT("async.after_scan");
+    }
     // Launder dirty sub-runs first (invalidate), or keep them (remote change).
     std::vector<bool> keep(n, false);
     for (uint64_t i = 0; i < n;) {

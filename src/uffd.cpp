@@ -48,7 +48,7 @@ uint64_t api(int fd, uint64_t features) {
 
 }  // namespace
 
-Userfaultfd::Userfaultfd() {
+Userfaultfd::Userfaultfd(bool wp_async) {
   // Probe the kernel's features on a throwaway uffd (UFFDIO_API may be called
   // once per uffd), then ask for exactly what we rely on.
   std::string via;
@@ -71,8 +71,15 @@ Userfaultfd::Userfaultfd() {
                 "faultline: this kernel's userfaultfd lacks MINOR_SHMEM / WP on shmem / POISON "
                 "(Linux >= 6.6 needed); features=0x" + std::to_string(avail));
   }
+  if (wp_async && !(avail & UFFD_FEATURE_WP_ASYNC))
+    throw_errno(ENOTSUP, "faultline: this kernel's userfaultfd lacks WP_ASYNC (Linux >= 6.7 "
+                         "needed for DirtyTracking::Async)");
   fd_ = open_uffd(via_);
-  features_ = api(fd_, avail & want) | (avail & UFFD_FEATURE_WP_ASYNC);
+  // The engine's main uffd reports WP_ASYNC as available (KernelFeatures);
+  // only an async uffd asks for it (it is per uffd: every WP fault on it is
+  // resolved by the kernel).
+  features_ = wp_async ? api(fd_, (avail & want) | UFFD_FEATURE_WP_ASYNC)
+                       : api(fd_, avail & want) | (avail & UFFD_FEATURE_WP_ASYNC);
 
   // Probe the range ioctls on a registered one-page memfd view.
   int mfd = ::memfd_create("faultline-probe", MFD_CLOEXEC);

@@ -39,8 +39,10 @@ class Userfaultfd {
  public:
   /// Creates the uffd (syscall, else /dev/userfaultfd), negotiates the API and
   /// probes a registered memfd view for the range ioctls. Throws with a message
-  /// naming vm.unprivileged_userfaultfd when no uffd can be made.
-  Userfaultfd();
+  /// naming vm.unprivileged_userfaultfd when no uffd can be made. With wp_async
+  /// the uffd also gets UFFD_FEATURE_WP_ASYNC (ENOTSUP when the kernel lacks
+  /// it): a store to a write-protected page is resolved by the kernel, no event.
+  explicit Userfaultfd(bool wp_async = false);
   ~Userfaultfd();
   Userfaultfd(const Userfaultfd&) = delete;
   Userfaultfd& operator=(const Userfaultfd&) = delete;

@@ -2,6 +2,7 @@
 // the backend, the write-back error sequence.
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <unistd.h>
 
@@ -12,6 +13,11 @@
 #include <shared_mutex>
 #include "mapping_impl.hpp"
 #include "sched.hpp"
+#include "pagemap_scan.hpp"
+#include "uffd.hpp"
+#include <cerrno>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 
 namespace faultline::detail {
 
@@ -50,7 +56,162 @@ void FileImpl::mkclean(uint64_t pg, uint64_t n) {
     if (!m->tracks_writes()) continue;
     const uint64_t a = std::max(pg, m->pgoff), b = std::min(pg + n, m->pgoff + m->npages);
     if (a >= b) continue;
-    core->uffd.writeprotect(m->addr_of(a), (b - a) << page_shift_, true, true);
+    // Async views: the pages are dirty and locked, so a plain protect is the
+    // scan's re-protection (stores after it are found by the next scan).
+    m->uffd->writeprotect(m->addr_of(a), (b - a) << page_shift_, true, true);
+  }
+}
+
+template <class Fn>
+int FileImpl::scan_view(MappingImpl& m, uint64_t first, uint64_t last, uint64_t want, bool protect,
+                        Fn&& fn) {
+  const uint64_t a = std::max(first, m.pgoff), b = std::min(last, m.pgoff + m.npages);
+  if (a >= b) return 0;
+  constexpr uint64_t kVec = 256;
+  page_region vec[kVec];
+  pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  // CHECK_WPASYNC: EPERM unless the range is WP_ASYNC-registered (never scan
+  // and re-protect anything else).
+  arg.flags = PM_SCAN_CHECK_WPASYNC | (protect ? PM_SCAN_WP_MATCHING : 0);
+  arg.start = m.addr_of(a);
+  arg.end = m.addr_of(b);
+  arg.vec = reinterpret_cast<uintptr_t>(vec);
+  arg.vec_len = kVec;
+  arg.category_anyof_mask = want;
+  arg.return_mask = want;
+  const auto t0 = std::chrono::steady_clock::now();
+  uint64_t calls = 0;
+  int err = 0;
+  for (;;) {
+    const int r = ::ioctl(core->pagemap_fd(), PAGEMAP_SCAN, &arg);
+    ++calls;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    for (int i = 0; i < r; ++i)
+      fn(m.pgoff + ((vec[i].start - m.start) >> page_shift_),
+         (vec[i].end - vec[i].start) >> page_shift_, vec[i].categories);
+    // The walk stops early when vec is full (and protects nothing past it).
+    if (arg.walk_end == 0 || arg.walk_end >= arg.end) break;
+    arg.start = arg.walk_end;
+  }
+  count(&Counters::pagemap_scans, calls);
+  count(&Counters::pagemap_scan_pages, b - a);
+  count(&Counters::pagemap_scan_ns,
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::steady_clock::now() - t0)
+                                  .count()));
+  if (err) core->log(std::string("faultline: PAGEMAP_SCAN of a view of ") + key + " failed: " +
+                     std::strerror(err));
+  return err;
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> FileImpl::written_hint(uint64_t first, uint64_t last) {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  {
+    std::lock_guard g(rmap_mu_);
+    for (MappingImpl* m : rmap_) {
+      if (!m->async_wp()) continue;
+      scan_view(*m, first, last, PAGE_IS_WRITTEN, false,
+                [&](uint64_t pg, uint64_t n, uint64_t) { runs.emplace_back(pg, pg + n); });
+    }
+  }
+  std::sort(runs.begin(), runs.end());
+  std::vector<std::pair<uint64_t, uint64_t>> merged;
+  for (auto& r : runs) {
+    if (!merged.empty() && r.first <= merged.back().second)
+      merged.back().second = std::max(merged.back().second, r.second);
+    else
+      merged.push_back(r);
+  }
+  return merged;
+}
+
+uint64_t FileImpl::harvest_locked(uint64_t pg, uint64_t n) {
+  uint64_t found = 0;
+  // R7 (async): under the page locks, one scan per view re-protects the
+  // written pages and reports them atomically; they become dirty here.
+  const uint64_t eof = eof_pages();
+  std::lock_guard g(rmap_mu_);
+  for (MappingImpl* m : rmap_) {
+    if (!m->async_wp()) continue;
+    scan_view(*m, pg, pg + n, PAGE_IS_WRITTEN, true, [&](uint64_t s, uint64_t k, uint64_t) {
+      count(&Counters::pages_scan_written, k);
+      found += k;
+      for (uint64_t i = s; i < s + k; ++i) {
+        Page* p = index_.find(i);
+        if (p && i < eof && p->test(PG_uptodate)) mark_dirty(p);
+      }
+    });
+  }
+  return found;
+}
+
+void FileImpl::harvest(uint64_t first, uint64_t last) {
+  const uint64_t batch = kWritebackBatchPages;
+  uint64_t found = 0;
+  for (auto [s, e] : written_hint(first, last)) {
+    s = std::max(s, first);
+    e = std::min(e, last);
+    while (s < e) {
+      // R12: the first page sleeps, the rest are try-locked.
+      std::vector<Page*> run{index_.get(s)};
+      run[0]->lock();
+      while (run.size() < batch && s + run.size() < e) {
+        Page* p = index_.get(s + run.size());
+        if (!p->trylock()) break;
+        run.push_back(p);
+      }
+      found += harvest_locked(s, run.size());
+      for (Page* p : run) p->unlock();
+      s += run.size();
+    }
+  }
+  // The time update (mtime) for stores that never reached the engine: once,
+  // after the unlocks, never under a page lock (R6, W5).
+  if (found) backend().update_time();
+}
+
+std::vector<uint64_t> FileImpl::zap_written(MappingImpl& m, uint64_t first, uint64_t last) {
+  // Scan-then-zap would lose a store landing between the two (WP_ASYNC lets
+  // it through with no event). Instead: note the present PTEs, zap them
+  // (MADV_DONTNEED: the frames stay), and look at what the zap left: a
+  // write-protected PTE leaves a WP marker (DESIGN section 2), a written one
+  // leaves nothing. After the zap every store faults to the engine (and waits
+  // for the page lock the caller holds).
+  std::vector<std::pair<uint64_t, uint64_t>> present;
+  scan_view(m, first, last, PAGE_IS_PRESENT, false,
+            [&](uint64_t pg, uint64_t n, uint64_t) { present.emplace_back(pg, pg + n); });
+  std::vector<uint64_t> written;
+  if (present.empty()) return written;
+  for (auto [a, b] : present)
+    ::madvise(reinterpret_cast<void*>(m.addr_of(a)), (b - a) << page_shift_, MADV_DONTNEED);
+  std::vector<std::pair<uint64_t, uint64_t>> markers;
+  scan_view(m, present.front().first, present.back().second, PAGE_IS_SWAPPED, false,
+            [&](uint64_t pg, uint64_t n, uint64_t) { markers.emplace_back(pg, pg + n); });
+  size_t j = 0;
+  for (auto [a, b] : present) {
+    for (uint64_t pg = a; pg < b; ++pg) {
+      while (j < markers.size() && markers[j].second <= pg) ++j;
+      const bool marker = j < markers.size() && markers[j].first <= pg;
+      if (!marker) written.push_back(pg);
+    }
+  }
+  count(&Counters::pages_scan_written, written.size());
+  return written;
+}
+
+void FileImpl::harvest_view(MappingImpl& m) {
+  const std::vector<uint64_t> written = zap_written(m, m.pgoff, m.pgoff + m.npages);
+  for (uint64_t pg : written) {
+    Page* p = index_.find(pg);
+    if (!p) continue;
+    p->lock();
+    if (p->test(PG_uptodate) && pg < eof_pages()) mark_dirty(p);
+    p->unlock();
   }
 }
 
@@ -99,6 +260,9 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
     return min_age_ms == 0 ||
            static_cast<uint32_t>(now - p.dirtied_at.load(std::memory_order_relaxed)) >= min_age_ms;
   };
+  // Async dirty tracking: pages written through a view become dirty first
+  // (under their locks, scan + re-protect: R7).
+  if (async_) harvest(first, last);
   uint64_t pg = first;
   while (pg < last) {
     // Find the next dirty page (old enough, for the flusher's expiry).

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -103,7 +104,7 @@ int report(const std::vector<ResultSet>& sets, const RunInfo& info, bool json,
 #ifdef FAULTLINE_HAVE_RADOS
 /// `bench --file rados://...`: faultline mapping vs direct RadosBackend reads.
 int run_rados_bench(const BenchOptions& o, RunInfo info) {
-  if (o.cache != "both")
+  if (o.cache != BenchOptions{}.cache)
     fmt::print(stderr, "faultline bench: note: --cache does not apply to a RADOS file (no kernel "
                        "page cache involved); ignored\n");
   const RadosFileInfo fi = rados_file_info(o.file);
@@ -219,17 +220,30 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_flag("--write", o.write,
                 "Store bench instead of reads: one 8-byte store per page (sequential/random) to a "
                 "scratch file, made durable (msync MS_SYNC + fsync), through a faultline mapping "
-                "(method faultline: page_mkwrite mode), kernel mmap and pwrite; the file is read "
-                "back and checked after each method. Method faultline-async (WP_ASYNC dirty "
-                "tracking) is omitted: the engine does not implement that mode yet")
+                "(method faultline: page_mkwrite mode; faultline-async: WP_ASYNC + PAGEMAP_SCAN "
+                "dirty tracking), kernel mmap and pwrite; the file is read back and checked "
+                "after each method")
       ->excludes(file);
   cmd->add_option("--pattern", o.pattern, "Access order: sequential, random permutation of pages, or both")
       ->check(CLI::IsMember({"seq", "rand", "both"}))
       ->capture_default_str();
   cmd->add_option("--cache", o.cache,
-                  "Kernel page cache state before each method: cold (dropped), warm (read once "
-                  "with read(2)), or both")
-      ->check(CLI::IsMember({"cold", "warm", "both"}))
+                  "Cache state before each method: cold (kernel page cache dropped), warm (read "
+                  "once with read(2)), resident (faultline-2M only: the engine already holds every "
+                  "frame, a second Mapping of the File is timed; compared with kernel mmap warm), "
+                  "both (cold and warm) or all (cold, warm and resident)")
+      ->check(CLI::IsMember({"cold", "warm", "resident", "both", "all"}))
+      ->capture_default_str();
+  cmd->add_option("--frames", o.frames,
+                  "Frame size of the faultline rows: 4K (method faultline), 2M (method "
+                  "faultline-2M: hugetlb frames, needs a pool of free 2 MiB huge pages, "
+                  "scripts/setup.sh --hugepages N), or both. Without a big enough pool the 2M rows "
+                  "are skipped, saying why")
+      ->transform([](std::string s) {
+        for (auto& ch : s) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        return s == "BOTH" ? std::string("both") : s;
+      })
+      ->check(CLI::IsMember({"4K", "2M", "both"}))
       ->capture_default_str();
   cmd->add_flag("--json", o.json,
                 "Print one JSON object per result on stdout instead of the table (progress stays on "
@@ -323,9 +337,73 @@ int run_bench(const BenchOptions& o) {
 
   const std::vector<uint32_t> order = random_order(info.pages);
   const auto patterns = selection(o.pattern, Pattern::Seq, Pattern::Rand);
-  const auto caches = selection(o.cache, CacheState::Cold, CacheState::Warm);
-  const std::array methods{Method::Faultline, Method::Mmap,
-                           o.write ? Method::Pwrite : Method::Pread};
+
+  // What to run: per cache state, the methods (alternating within a pattern).
+  const bool all = o.cache == "all";
+  const bool cold = all || o.cache == "both" || o.cache == "cold";
+  const bool warm = all || o.cache == "both" || o.cache == "warm";
+  bool resident = !o.write && (all || o.cache == "resident");
+  if (o.write && o.cache == "resident")
+    throw std::runtime_error("--cache resident applies to the read bench only (not --write)");
+  const bool want4k = o.frames != "2M";
+  bool want2m = o.frames != "4K" && !o.write;
+  if (o.write && o.frames == "2M")
+    fmt::print(stderr, "faultline bench: note: --write measures 4 KiB frames only; --frames 2M "
+                       "ignored\n");
+  if (want2m) {
+    const uint64_t need = (info.size_bytes + kHugePageSize - 1) / kHugePageSize;
+    const int64_t free = hugepages_free();
+    if (free < static_cast<int64_t>(need)) {
+      want2m = false;
+      info.frames2m_skipped = fmt::format(
+          "{} of 2 MiB frames need {} free 2 MiB huge pages, the pool has {} (HugePages_Free - "
+          "HugePages_Rsvd in /proc/meminfo; vm.nr_hugepages = {}): reserve one as root with "
+          "`scripts/setup.sh --hugepages {}`",
+          format_size(info.size_bytes), need, free < 0 ? std::string("none") : fmt::format("{}", free),
+          [] {
+            std::FILE* f = std::fopen("/proc/sys/vm/nr_hugepages", "re");
+            long v = -1;
+            if (f) {
+              if (std::fscanf(f, "%ld", &v) != 1) v = -1;
+              std::fclose(f);
+            }
+            return v < 0 ? std::string("?") : fmt::format("{}", v);
+          }(),
+          need);
+      fmt::print(stderr, "faultline bench: skipping the faultline-2M rows: {}\n",
+                 info.frames2m_skipped);
+    }
+  }
+  if (resident && !want2m) {
+    if (o.cache == "resident" || o.frames == "2M" || !info.frames2m_skipped.empty())
+      fmt::print(stderr, "faultline bench: note: no 'resident' rows: they measure 2 MiB frames "
+                         "(faultline-2M){}\n",
+                 info.frames2m_skipped.empty() ? " and --frames 4K was asked for"
+                                               : ", which were skipped");
+    resident = false;
+  }
+  struct Step {
+    CacheState cache;
+    std::vector<Method> methods;
+  };
+  std::vector<Step> steps;
+  const Method kernel_other = o.write ? Method::Pwrite : Method::Pread;
+  const auto full = [&] {
+    std::vector<Method> ms;
+    if (want4k) ms.push_back(Method::Faultline);
+    if (want4k && o.write) ms.push_back(Method::FaultlineAsync);
+    if (want2m) ms.push_back(Method::Faultline2M);
+    ms.push_back(Method::Mmap);
+    ms.push_back(kernel_other);
+    return ms;
+  };
+  if (cold) steps.push_back({CacheState::Cold, full()});
+  if (warm) steps.push_back({CacheState::Warm, full()});
+  // resident's baseline is kernel mmap warm: measured even when warm was not asked for.
+  else if (resident) steps.push_back({CacheState::Warm, {Method::Mmap, kernel_other}});
+  if (resident) steps.push_back({CacheState::Resident, {Method::Faultline2M}});
+  if (steps.empty())
+    throw std::runtime_error("nothing to measure with --cache " + o.cache + " --frames " + o.frames);
 
   // The write bench's ground truth: each page's bytes after the stamp.
   std::vector<uint64_t> tails;
@@ -337,9 +415,9 @@ int run_bench(const BenchOptions& o) {
   }
 
   std::vector<ResultSet> sets;
-  for (auto c : caches)
+  for (const auto& st : steps)
     for (auto p : patterns)
-      for (auto m : methods) sets.push_back({m, p, c, {}});
+      for (auto m : st.methods) sets.push_back({m, p, st.cache, {}});
   const auto set_of = [&](Method m, Pattern p, CacheState c) -> ResultSet& {
     for (auto& s : sets)
       if (s.method == m && s.pattern == p && s.cache == c) return s;
@@ -350,17 +428,21 @@ int run_bench(const BenchOptions& o) {
   std::size_t done = 0;
   std::optional<uint64_t> reference_sum;  // pread's page-word sum: the ground truth
   for (unsigned rep = 0; rep < o.reps; ++rep) {
-    for (auto c : caches) {
+    for (const auto& st : steps) {
+      const CacheState c = st.cache;
+      const auto& methods = st.methods;
       for (auto p : patterns) {
         // Methods alternate; each rep starts with the next one, so no method
         // always runs right after the same neighbour.
         for (std::size_t k = 0; k < methods.size(); ++k) {
           const Method m = methods[(k + rep) % methods.size()];
           throw_if_interrupted();
-          const CacheResult cr = c == CacheState::Cold
+          // resident: the kernel cache dropped; the engine fills its frames
+          // (untimed) from the device and holds the only copy.
+          const CacheResult cr = c != CacheState::Warm
                                      ? drop_from_page_cache(control.get(), info.size_bytes)
                                      : warm_page_cache(control.get(), info.size_bytes);
-          if (c == CacheState::Cold && cr.resident > kColdThreshold)
+          if (c != CacheState::Warm && cr.resident > kColdThreshold)
             fmt::print(stderr,
                        "faultline bench: warning: {:.1f}% of the file stays in the kernel page "
                        "cache after {} drop attempts\n",
@@ -375,19 +457,19 @@ int run_bench(const BenchOptions& o) {
           } else {
             ReadPlan plan{info.file, info.size_bytes, info.page_size, info.pages,
                           p == Pattern::Rand ? &order : nullptr};
-            s = measure(m, plan, config);
+            s = measure(m, plan, config, c);
           }
           s.resident_before = cr.resident;
           if (m == Method::Pread && !reference_sum) reference_sum = s.word_sum;
           ++done;
           fmt::print(stderr,
-                     "[{:>3}/{}] rep {}/{} {:<4} {:<4} {:<9} {:>7.3f} GiB/s {:>8.0f} ns/page  "
+                     "[{:>3}/{}] rep {}/{} {:<8} {:<4} {:<12} {:>7.3f} GiB/s {:>8.0f} ns/page  "
                      "(kernel cache {:.1f}% resident before{}){}\n",
                      done, total, rep + 1, o.reps, to_string(c), to_string(p), to_string(m),
                      double(info.size_bytes) / double(uint64_t{1} << 30) / (s.ns * 1e-9),
                      s.ns / double(info.pages), cr.resident * 100,
                      cr.attempts > 1 ? fmt::format(", {} drop attempts", cr.attempts) : "",
-                     m != Method::Faultline ? std::string()
+                     !is_faultline(m) ? std::string()
                      : o.write
                          ? fmt::format("  missing={} minor={} wp={} dirtied={} written_back={}",
                                        s.stats.missing_faults, s.stats.minor_faults,

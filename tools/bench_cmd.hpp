@@ -14,7 +14,8 @@ struct BenchOptions {
   std::string size = "1G";
   std::string file;
   std::string pattern = "both";
-  std::string cache = "both";
+  std::string cache = "all";      ///< cold, warm, resident, both (cold+warm), all
+  std::string frames = "both";    ///< 4K, 2M or both: faultline rows with 4 KiB / 2 MiB frames
   bool json = false;
   unsigned reps = 3;
   std::size_t fault_around = 0;  ///< 0 until add_bench_command sets EngineConfig's default

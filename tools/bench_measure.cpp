@@ -6,16 +6,20 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
 
+#include "faultline/backend.hpp"
 #include "faultline/file.hpp"
 #include "faultline/guarded.hpp"
 #include "faultline/mapping.hpp"
+#include "kernel_cache.hpp"
 #include "sys_error.hpp"
 #include "unique_fd.hpp"
 
@@ -54,7 +58,60 @@ UniqueFd open_read_only(const std::string& path) {
   return fd;
 }
 
+/// The file's bytes in the kernel page cache now (mincore; clipped to size).
+uint64_t kernel_cache_bytes(const std::string& path, uint64_t size) {
+  UniqueFd fd = open_read_only(path);
+  const double f = resident_fraction(fd.get(), size);
+  return std::min<uint64_t>(size, static_cast<uint64_t>(f * static_cast<double>(size) + 0.5));
+}
+
+/// a - b, counter by counter (dirty_pages is a level: a's).
+Stats stats_since(const Stats& a, const Stats& b) {
+  Stats d = a;
+  d.missing_faults -= b.missing_faults;
+  d.minor_faults -= b.minor_faults;
+  d.wp_faults -= b.wp_faults;
+  d.pages_filled -= b.pages_filled;
+  d.pages_installed -= b.pages_installed;
+  d.pages_fault_around -= b.pages_fault_around;
+  d.pages_dirtied -= b.pages_dirtied;
+  d.pages_written_back -= b.pages_written_back;
+  d.bytes_read -= b.bytes_read;
+  d.bytes_written -= b.bytes_written;
+  d.read_errors -= b.read_errors;
+  d.write_errors -= b.write_errors;
+  d.mkwrite_errors -= b.mkwrite_errors;
+  d.sigbus_sent -= b.sigbus_sent;
+  d.pages_invalidated -= b.pages_invalidated;
+  d.invalidate_conflicts -= b.invalidate_conflicts;
+  d.pages_truncated -= b.pages_truncated;
+  d.pages_punched -= b.pages_punched;
+  d.pages_laundered -= b.pages_laundered;
+  d.pages_write_around -= b.pages_write_around;
+  d.fault_retries -= b.fault_retries;
+  return d;
+}
+
+/// Frames the File holds: pages filled, net of pages dropped (a read bench
+/// drops none), times the frame size.
+uint64_t frames_held(const Stats& s, std::size_t frame_size) {
+  const uint64_t dropped = s.pages_invalidated + s.pages_truncated + s.pages_punched;
+  return (s.pages_filled > dropped ? s.pages_filled - dropped : 0) * frame_size;
+}
+
 }  // namespace
+
+int64_t hugepages_free() {
+  std::ifstream m("/proc/meminfo");
+  if (!m) return -1;
+  std::string k;
+  int64_t fr = -1, rs = 0, v = 0;
+  while (m >> k) {
+    if (k == "HugePages_Free:" && (m >> v)) fr = v;
+    else if (k == "HugePages_Rsvd:" && (m >> v)) rs = v;
+  }
+  return fr < 0 ? -1 : fr - rs;
+}
 
 const char* to_string(Method m) {
   switch (m) {
@@ -63,6 +120,8 @@ const char* to_string(Method m) {
     case Method::Pread: return "pread";
     case Method::Pwrite: return "pwrite";
     case Method::RadosRead: return "rados-read";
+    case Method::Faultline2M: return "faultline-2M";
+    case Method::FaultlineAsync: return "faultline-async";
   }
   return "?";
 }
@@ -72,30 +131,60 @@ const char* to_string(CacheState c) {
     case CacheState::Cold: return "cold";
     case CacheState::Warm: return "warm";
     case CacheState::NotApplicable: return "n/a";
+    case CacheState::Resident: return "resident";
   }
   return "?";
 }
 
-Sample measure_faultline(const ReadPlan& plan, const EngineConfig& config) {
+Sample measure_faultline(const ReadPlan& plan, const EngineConfig& config, FrameSize frame_size,
+                         bool resident) {
   Sample s;
+  const int64_t pool_before = frame_size == FrameSize::k2M ? hugepages_free() : -1;
   Engine engine(config);
-  File file = engine.open(plan.path, /*writable=*/false);
+  FileOptions fo;
+  fo.frame_size = frame_size;
+  File file = engine.open(make_file_backend(plan.path, /*writable=*/false), fo);
   if (file.size() != plan.size)
     throw std::runtime_error(fmt::format("faultline sees '{}' as {} bytes, expected {}", plan.path,
                                          file.size(), plan.size));
+  const auto throw_bus = [](const auto& bus, const std::byte* base, const char* what) {
+    throw std::runtime_error(
+        fmt::format("SIGBUS (si_code {}) reading the {} faultline mapping at offset {}", bus->code,
+                    what, static_cast<const std::byte*>(bus->addr) - base));
+  };
+  Stats before{};
+  if (resident) {
+    // The untimed first Mapping: every frame filled and held by the File.
+    Mapping first = file.map(0, plan.size, Access::ReadOnly);
+    const std::byte* base = first.data();
+    ReadPlan seq = plan;
+    seq.order = nullptr;
+    uint64_t first_sum = 0;
+    if (const auto bus = guarded([&] { first_sum = touch_pages(base, seq); }))
+      throw_bus(bus, base, "first");
+    (void)first_sum;
+    first.unmap();
+    before = file.stats();
+  }
   uint64_t sum = 0;
   const auto t0 = Clock::now();
   Mapping m = file.map(0, plan.size, Access::ReadOnly);
   const std::byte* base = m.data();
   const auto bus = guarded([&] { sum = touch_pages(base, plan); });
   const auto t1 = Clock::now();
-  if (bus)
-    throw std::runtime_error(
-        fmt::format("SIGBUS (si_code {}) reading the faultline mapping at offset {}", bus->code,
-                    static_cast<const std::byte*>(bus->addr) - base));
+  if (bus) throw_bus(bus, base, resident ? "second" : "");
   s.ns = elapsed_ns(t0, t1);
   s.word_sum = sum;
-  s.stats = file.stats();
+  const Stats total = file.stats();
+  s.stats = resident ? stats_since(total, before) : total;
+  s.frame_size = file.page_size();
+  s.have_memory = true;
+  s.mem_frames_bytes = frames_held(total, file.page_size());
+  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
+  if (pool_before >= 0) {
+    const int64_t now = hugepages_free();
+    if (now >= 0) s.hugepages_used = pool_before - now;
+  }
   m.unmap();
   file.close();
   engine.close();
@@ -110,6 +199,8 @@ Sample measure_mmap(const ReadPlan& plan) {
   if (p == MAP_FAILED) throw_errno("mmap '" + plan.path + "'");
   const uint64_t sum = touch_pages(static_cast<const std::byte*>(p), plan);
   const auto t1 = Clock::now();
+  s.have_memory = true;
+  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
   ::munmap(p, plan.size);
   s.ns = elapsed_ns(t0, t1);
   s.word_sum = sum;
@@ -141,14 +232,20 @@ Sample measure_pread(const ReadPlan& plan) {
     for (uint32_t idx : *plan.order) sum += read_page(idx);
   }
   const auto t1 = Clock::now();
+  s.have_memory = true;
+  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
   s.ns = elapsed_ns(t0, t1);
   s.word_sum = sum;
   return s;
 }
 
-Sample measure(Method m, const ReadPlan& plan, const EngineConfig& config) {
+Sample measure(Method m, const ReadPlan& plan, const EngineConfig& config, CacheState cache) {
+  const bool resident = cache == CacheState::Resident;
+  if (resident && !is_faultline(m))
+    throw std::logic_error("measure: cache state resident is for faultline methods only");
   switch (m) {
-    case Method::Faultline: return measure_faultline(plan, config);
+    case Method::Faultline: return measure_faultline(plan, config, FrameSize::k4K, resident);
+    case Method::Faultline2M: return measure_faultline(plan, config, FrameSize::k2M, resident);
     case Method::Mmap: return measure_mmap(plan);
     case Method::Pread: return measure_pread(plan);
     default: break;

@@ -18,7 +18,7 @@ namespace faultline::cli {
 /// of the same objects (the RADOS bench's baseline). Faultline2M: a faultline
 /// mapping of a File opened with FileOptions::frame_size = FrameSize::k2M
 /// (method name "faultline-2M").
-enum class Method { Faultline, Mmap, Pread, Pwrite, RadosRead, Faultline2M };
+enum class Method { Faultline, Mmap, Pread, Pwrite, RadosRead, Faultline2M, FaultlineAsync };
 enum class Pattern { Seq, Rand };
 /// NotApplicable: no kernel page cache involved (RADOS files). Resident: the
 /// engine already holds every frame (faultline-2M only: a first Mapping touched
@@ -27,7 +27,9 @@ enum class Pattern { Seq, Rand };
 enum class CacheState { Cold, Warm, NotApplicable, Resident };
 
 /// faultline or faultline-2M.
-inline bool is_faultline(Method m) { return m == Method::Faultline || m == Method::Faultline2M; }
+inline bool is_faultline(Method m) {
+  return m == Method::Faultline || m == Method::Faultline2M || m == Method::FaultlineAsync;
+}
 
 const char* to_string(Method m);
 const char* to_string(Pattern p);

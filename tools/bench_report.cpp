@@ -33,6 +33,10 @@ std::string ratio_key(const RunInfo& info) {
                                        : fmt::format("ratio_to_{}", to_string(info.baseline));
 }
 
+std::size_t loads_per_huge_frame(const RunInfo& info) {
+  return info.page_size ? (std::size_t{1} << 21) / info.page_size : 0;
+}
+
 }  // namespace
 
 std::vector<Row> summarize(const std::vector<ResultSet>& sets, const RunInfo& info,
@@ -66,7 +70,16 @@ std::vector<Row> summarize(const std::vector<ResultSet>& sets, const RunInfo& in
     std::sort(idx.begin(), idx.end(),
               [&](std::size_t a, std::size_t b) { return set.samples[a].ns < set.samples[b].ns; });
     const Sample& med = set.samples[idx[(idx.size() - 1) / 2]];
-    if (set.method == Method::Faultline) r.stats = med.stats;
+    if (is_faultline(set.method)) {
+      r.stats = med.stats;
+      r.frame_size = med.frame_size;
+    }
+    if (med.have_memory) {
+      r.have_memory = true;
+      r.mem_frames_bytes = med.mem_frames_bytes;
+      r.mem_kernel_cache_bytes = med.mem_kernel_cache_bytes;
+      r.hugepages_used = med.hugepages_used;
+    }
     if (med.have_rados) {
       r.have_rados = true;
       r.rados_objects_read = med.rados_objects_read;
@@ -74,9 +87,12 @@ std::vector<Row> summarize(const std::vector<ResultSet>& sets, const RunInfo& in
     }
     rows.push_back(r);
   }
+  // Resident rows (frames the engine already holds) compare with kernel mmap
+  // warm (pages the kernel already holds).
   for (auto& r : rows) {
+    const CacheState bc = r.cache == CacheState::Resident ? CacheState::Warm : r.cache;
     for (const auto& m : rows)
-      if (m.method == info.baseline && m.pattern == r.pattern && m.cache == r.cache)
+      if (m.method == info.baseline && m.pattern == r.pattern && m.cache == bc)
         r.ratio_to_mmap = r.gib_per_s / m.gib_per_s;
   }
   return rows;
@@ -92,7 +108,13 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
   fmt::print(out, "engine config: fault_around_pages={} readahead_max_pages={} fault_threads={} "
                   "(frames {}, shmem THP '{}'); a fresh Engine+File per faultline measurement\n",
              info.config.fault_around_pages, info.config.readahead_max_pages,
-             info.config.fault_threads, format_size(info.page_size), info.thp_shmem);
+             info.config.fault_threads,
+             std::any_of(rows.begin(), rows.end(),
+                         [](const Row& r) { return r.method == Method::Faultline2M; })
+                 ? fmt::format("{}; faultline-2M: 2 MiB, the same windows in bytes",
+                               format_size(info.page_size))
+                 : format_size(info.page_size),
+             info.thp_shmem);
   if (info.rados) {
     fmt::print(out, "RADOS: {}; object size {}, backend reads split into {} pieces, at most {} "
                     "object ops in flight per Backend::read call; readahead window up to {} pages "
@@ -122,8 +144,9 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
                  "(shared, read-write; page_mkwrite mode) + stores + Mapping::msync(MS_SYNC) + "
                  "File::fsync (the file backend's sync is fsync(2)); mmap = mmap + stores + "
                  "msync(MS_SYNC) + fsync; pwrite = one 8-byte pwrite per page (the same store; "
-                 "the kernel reads the page first, as the stores do) + fsync. faultline-async "
-                 "(WP_ASYNC mode) is not implemented in the engine: no row\n");
+                 "the kernel reads the page first, as the stores do) + fsync. faultline-async = "
+                 "as faultline with DirtyTracking::Async (WP_ASYNC + PAGEMAP_SCAN: no "
+                 "write-protect faults, written pages found by scan at msync)\n");
       fmt::print(out,
                  "after each method the file is read back with pread: every page must hold that "
                  "measurement's stamp and its other {} bytes unchanged. wfaults = wp_faults + "
@@ -135,15 +158,23 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
     } else {
       fmt::print(out, "timed: map + first touch of every page (one load per page; pread: one "
                       "{} pread per page); kcache = file fraction in the kernel page cache "
-                      "before the timed region (worst rep)\n\n",
+                      "before the timed region (worst rep)\n",
                  format_size(info.page_size));
+      fmt::print(out, "faultline-2M = a faultline File with 2 MiB frames (FrameSize::k2M, hugetlb "
+                      "pool; {} loads per frame); cache resident = the engine already holds every "
+                      "frame (a first Mapping touched every page, untimed, and was unmapped; timed: "
+                      "a second Mapping of the same File), compared with kernel mmap warm; "
+                      "mem_MiB = memory held right after the timed region: frames (faultline: "
+                      "pages filled x frame size) + kcache_MiB (the file's bytes in the kernel "
+                      "page cache, mincore); huge = 2 MiB pages taken from the pool\n\n",
+                 loads_per_huge_frame(info));
     }
   }
 
   const std::string rk = ratio_key(info);
   bool all_ok = true;
   if (info.write) {
-    fmt::print(out, "{:<10} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+    fmt::print(out, "{:<15} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
                "method", "pattern", "cache", "kcache", "GiB/s", "ns/page", rk, "wfaults", "wp",
                "dirtied", "wback", "needless");
     for (const auto& r : rows) {
@@ -156,7 +187,7 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
         nd = fmt::format("{}", needless_writebacks(*r.stats, r.pages_stored));
       }
       fmt::print(out,
-                 "{:<10} {:<7} {:<5} {:>6.1f}% {:>8.3f} {:>9.0f} {:>13.2f} {:>9} {:>9} {:>9} {:>9} "
+                 "{:<15} {:<7} {:<5} {:>6.1f}% {:>8.3f} {:>9.0f} {:>13.2f} {:>9} {:>9} {:>9} {:>9} "
                  "{:>9}{}\n",
                  to_string(r.method), to_string(r.pattern), to_string(r.cache),
                  r.resident_before_max * 100, r.gib_per_s, r.ns_per_page, r.ratio_to_mmap, wf, wp,
@@ -171,11 +202,11 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
   }
 
   const std::size_t rw = std::max<std::size_t>(13, rk.size());
-  fmt::print(out, "{:<10} {:<7} {:<5} {:>7} {:>8} {:>9} {:>{}} {:>14} {:>12} {:>12}{}\n", "method",
-             "pattern", "cache", "kcache", "GiB/s", "ns/page", rk, rw, "missing_faults",
-             "minor_faults", "pages_filled", info.rados ? fmt::format(" {:>8} {:>8}", "objs",
-                                                                      "inflight")
-                                                        : "");
+  fmt::print(out, "{:<12} {:<7} {:<8} {:>7} {:>8} {:>9} {:>{}} {:>14} {:>12} {:>12}{}{}\n",
+             "method", "pattern", "cache", "kcache", "GiB/s", "ns/page", rk, rw, "missing_faults",
+             "minor_faults", "pages_filled",
+             info.rados ? fmt::format(" {:>8} {:>8}", "objs", "inflight") : "",
+             info.rados ? "" : fmt::format(" {:>9} {:>10} {:>5}", "mem_MiB", "kcache_MiB", "huge"));
   for (const auto& r : rows) {
     std::string mf = "-", mi = "-", pf = "-";
     if (r.stats) {
@@ -185,15 +216,26 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
     }
     const std::string kc =
         info.rados ? std::string("n/a") : fmt::format("{:.1f}%", r.resident_before_max * 100);
-    fmt::print(out, "{:<10} {:<7} {:<5} {:>7} {:>8.3f} {:>9.0f} {:>{}.2f} {:>14} {:>12} {:>12}{}{}\n",
+    std::string mem;
+    if (r.have_memory) {
+      const double mib = double(uint64_t{1} << 20);
+      mem = fmt::format(" {:>9.0f} {:>10.0f} {:>5}",
+                        double(r.mem_frames_bytes + r.mem_kernel_cache_bytes) / mib,
+                        double(r.mem_kernel_cache_bytes) / mib,
+                        r.hugepages_used >= 0 ? fmt::format("{}", r.hugepages_used) : "-");
+    }
+    fmt::print(out,
+               "{:<12} {:<7} {:<8} {:>7} {:>8.3f} {:>9.0f} {:>{}.2f} {:>14} {:>12} {:>12}{}{}{}\n",
                to_string(r.method), to_string(r.pattern), to_string(r.cache), kc, r.gib_per_s,
                r.ns_per_page, r.ratio_to_mmap, rw, mf, mi, pf,
                r.have_rados ? fmt::format(" {:>8} {:>8}", r.rados_objects_read,
                                           r.rados_max_in_flight)
                             : "",
-               r.data_ok ? "" : "  DATA MISMATCH");
+               mem, r.data_ok ? "" : "  DATA MISMATCH");
     all_ok = all_ok && r.data_ok;
   }
+  if (!info.frames2m_skipped.empty())
+    fmt::print(out, "\nfaultline-2M rows skipped: {}\n", info.frames2m_skipped);
   const char* ref = info.rados ? "rados-read" : "pread";
   fmt::print(out, "\ndata check: {}\n",
              all_ok ? fmt::format("every method read the same page words as {}", ref)
@@ -233,6 +275,13 @@ void print_json_lines(std::FILE* out, const std::vector<Row>& rows, const RunInf
             write_faults(s), s.wp_faults, s.pages_dirtied, s.pages_written_back,
             needless_writebacks(s, r.pages_stored), s.bytes_written, s.write_errors,
             s.mkwrite_errors);
+    }
+    if (r.frame_size) line += fmt::format(",\"frame_size\":{}", r.frame_size);
+    if (r.have_memory) {
+      line += fmt::format(",\"mem_bytes\":{},\"mem_frames_bytes\":{},\"mem_kernel_cache_bytes\":{}",
+                          r.mem_frames_bytes + r.mem_kernel_cache_bytes, r.mem_frames_bytes,
+                          r.mem_kernel_cache_bytes);
+      if (r.hugepages_used >= 0) line += fmt::format(",\"hugepages_used\":{}", r.hugepages_used);
     }
     if (r.have_rados)
       line += fmt::format(",\"rados_objects_read\":{},\"rados_max_in_flight\":{},"

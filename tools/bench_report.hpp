@@ -39,6 +39,11 @@ struct Row {
   bool have_rados = false;    ///< RADOS bench: counters of the median rep
   uint64_t rados_objects_read = 0;
   uint64_t rados_max_in_flight = 0;
+  bool have_memory = false;          ///< memory of the median rep (Sample::mem_*)
+  uint64_t mem_frames_bytes = 0;
+  uint64_t mem_kernel_cache_bytes = 0;
+  int64_t hugepages_used = -1;
+  std::size_t frame_size = 0;        ///< faultline rows: the File's frame size
 };
 
 /// What the table's header states about the run.
@@ -59,6 +64,8 @@ struct RunInfo {
   uint64_t rados_read_split = 0;
   unsigned rados_max_in_flight = 0;
   std::string rados_identity;
+  /// Why the faultline-2M rows were skipped (empty: they ran or were not asked for).
+  std::string frames2m_skipped;
 };
 
 /// Medians and ratios. `reference_sum` is the page-word sum every read sample

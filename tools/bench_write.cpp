@@ -144,10 +144,13 @@ std::string verify_written(const WritePlan& plan, const std::vector<uint64_t>& t
   return first;
 }
 
-Sample measure_write_faultline(const WritePlan& plan, const EngineConfig& config) {
+Sample measure_write_faultline(const WritePlan& plan, const EngineConfig& config,
+                               DirtyTracking tracking) {
   Sample s;
   Engine engine(config);
-  File file = engine.open(plan.path, /*writable=*/true);
+  FileOptions opts;
+  opts.dirty_tracking = tracking;  // faultline-async: WP_ASYNC + PAGEMAP_SCAN
+  File file = engine.open(make_file_backend(plan.path, /*writable=*/true), opts);
   if (file.size() != plan.size)
     throw std::runtime_error(fmt::format("faultline sees '{}' as {} bytes, expected {}", plan.path,
                                          file.size(), plan.size));
@@ -218,7 +221,9 @@ Sample measure_write_pwrite(const WritePlan& plan) {
 
 Sample measure_write(Method m, const WritePlan& plan, const EngineConfig& config) {
   switch (m) {
-    case Method::Faultline: return measure_write_faultline(plan, config);
+    case Method::Faultline: return measure_write_faultline(plan, config, DirtyTracking::Mkwrite);
+    case Method::FaultlineAsync:
+      return measure_write_faultline(plan, config, DirtyTracking::Async);
     case Method::Mmap: return measure_write_mmap(plan);
     case Method::Pwrite: return measure_write_pwrite(plan);
     default: break;

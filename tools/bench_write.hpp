@@ -42,7 +42,8 @@ std::string verify_written(const WritePlan& plan, const std::vector<uint64_t>& t
 /// faultline: fresh Engine + writable File untimed; timed: map (shared,
 /// read-write) + the stores + Mapping::msync(MS_SYNC) over the whole view +
 /// File::fsync() (the file backend's sync is fsync(2)); teardown untimed.
-Sample measure_write_faultline(const WritePlan& plan, const EngineConfig& config);
+Sample measure_write_faultline(const WritePlan& plan, const EngineConfig& config,
+                               DirtyTracking tracking = DirtyTracking::Mkwrite);
 /// kernel: timed: mmap(MAP_SHARED, PROT_READ|PROT_WRITE) + the stores +
 /// msync(MS_SYNC) + fsync(2); open and munmap untimed.
 Sample measure_write_mmap(const WritePlan& plan);

@@ -2,8 +2,7 @@
 """Runs `faultline bench --write ... --json` (the command line given as
 arguments; expects --size 64M --reps 1) and checks its output: exit 0; every
 stdout line is one JSON object with the required keys and sane values; the
-methods are faultline, mmap and pwrite (no faultline-async: not implemented);
-faultline rows carry the write counters, consistent with one store per page
+methods are faultline, faultline-async, mmap and pwrite; faultline rows carry the write counters, consistent with one store per page
 (pages_dirtied and pages_written_back >= pages_stored == pages, needless =
 written_back - stored clamped at 0, write_faults >= 1); every page verified (data_ok, bad_pages 0);
 every method x pattern x cache present; the temporary file removed."""
@@ -16,6 +15,7 @@ import sys
 
 SIZE = 64 << 20
 PAGE = 4096
+FL = ("faultline", "faultline-async")
 REQUIRED = ["op", "method", "pattern", "cache", "gib_per_s", "ns_per_page", "ratio_to_mmap",
             "ratio_baseline", "reps", "size_bytes", "pages", "page_size", "data_ok",
             "pages_stored", "bad_pages", "sync"]
@@ -50,13 +50,13 @@ def main():
         if not isinstance(row, dict):
             fail(f"stdout line {n} is not a JSON object: {line!r}", proc)
         missing = [k for k in REQUIRED if k not in row]
-        if row.get("method") == "faultline":
+        if row.get("method") in FL:
             missing += [k for k in FAULTLINE_ONLY if k not in row]
         if missing:
             fail(f"line {n} lacks {missing}: {line!r}", proc)
         if row["op"] != "write" or row["ratio_baseline"] != "mmap" or row["sync"] != "fsync":
             fail(f"line {n}: op/ratio_baseline/sync not write/mmap/fsync: {line!r}")
-        if row["method"] not in ("faultline", "mmap", "pwrite"):
+        if row["method"] not in FL + ("mmap", "pwrite"):
             fail(f"line {n}: bad method {row['method']!r}")
         if row["pattern"] not in ("seq", "rand") or row["cache"] not in ("cold", "warm"):
             fail(f"line {n}: bad pattern/cache: {line!r}")
@@ -73,7 +73,9 @@ def main():
             fail(f"line {n}: the method left wrong data in the file: {line!r}")
         if row["pages_stored"] != pages:
             fail(f"line {n}: pages_stored {row['pages_stored']} != {pages}")
-        if row["method"] == "faultline":
+        if row["method"] in FL:
+            if row["method"] == "faultline-async" and row["wp_faults"] != 0:
+                fail(f"line {n}: write-protect faults in async mode: {line!r}")
             if row["write_faults"] != row["wp_faults"] + row["missing_faults"] + row["minor_faults"]:
                 fail(f"line {n}: write_faults is not wp + missing + minor: {line!r}")
             if row["write_faults"] < 1:
@@ -94,7 +96,7 @@ def main():
         if key in seen:
             fail(f"line {n}: duplicate result {key}")
         seen.add(key)
-    want = {(m, p, c) for m in ("faultline", "mmap", "pwrite") for p in ("seq", "rand")
+    want = {(m, p, c) for m in FL + ("mmap", "pwrite") for p in ("seq", "rand")
             for c in ("cold", "warm")}
     if seen != want:
         fail(f"results missing: {sorted(want - seen)}, unexpected: {sorted(seen - want)}", proc)

@@ -2,6 +2,7 @@
 // and one function per operation. Operations throw Mismatch when the engine
 // disagrees with the model.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <shared_mutex>
@@ -79,7 +80,8 @@ class Harness {
   Stats stats() const { return engine_->stats(); }
   uint64_t page() const { return page_; }
   std::string backend_desc() const;
-  uint64_t reopens = 0, sigbus_eof = 0, sigbus_io = 0, io_errors = 0;
+  // Counted by every thread: atomics.
+  std::atomic<uint64_t> reopens{0}, sigbus_eof{0}, sigbus_io{0}, io_errors{0};
 
  private:
   // Operations (verify_ops.cpp).
@@ -115,7 +117,8 @@ class Harness {
   bool multi() const { return opts_.threads > 1; }
 
   VerifyOptions& opts_;
-  uint64_t page_;
+  uint64_t page_;          ///< the File's page size (--frames)
+  FileOptions fopts_;      ///< frame_size from --frames
   std::unique_ptr<ScratchFile> scratch_;
   std::shared_ptr<Backend> memory_inner_;  // the memory backend (survives reopen)
   std::shared_ptr<FaultInjector> injector_;

@@ -20,11 +20,13 @@ struct VerifyOptions {
   uint64_t ops = 100000;
   std::string seed_text;   ///< "" = random
   uint64_t seed = 0;       ///< resolved by validate_verify_options
-  std::string size_text = "1M";
+  std::string size_text;    ///< "" = 1M (8M with --frames 2M)
   uint64_t size = 0;       ///< maximum file size, resolved
-  std::string max_len_text = "64K";
+  std::string max_len_text; ///< "" = 64K (3M with --frames 2M)
   uint64_t max_len = 0;    ///< largest single read/write/map access
   std::string backend = "file";
+  std::string frames_text = "4K";  ///< --frames: 4K or 2M (FileOptions::frame_size)
+  uint64_t frame = 0;              ///< the frame (page) size, resolved (4096 or 2 MiB)
   unsigned threads = 1;
   std::string inject;
   std::string keep_log;
@@ -40,7 +42,8 @@ struct VerifyOptions {
 /// Adds the `verify` subcommand (options bound to `opts`) to `app`.
 CLI::App* add_verify_command(CLI::App& app, VerifyOptions& opts);
 
-/// Checks and resolves the options (sizes, seed). Returns "" or a message.
+/// Checks and resolves the options (sizes, seed, frames; for 2M frames, that
+/// the huge page pool is big enough). Returns "" or a message.
 std::string validate_verify_options(VerifyOptions& opts);
 
 /// `faultline verify --seed S --ops K ...` reproducing a run up to op K.

@@ -27,6 +27,10 @@ struct Stats {
   uint64_t pages_write_around = 0;   ///< pages made writable+dirty ahead of a store (write-around)
   uint64_t dirty_pages = 0;          ///< pages dirty now (not a counter)
   uint64_t fault_retries = 0;        ///< faults whose R2 recheck failed (page gone or past EOF)
+  uint64_t pages_scan_written = 0;   ///< DirtyTracking::Async: pages PAGEMAP_SCAN found written
+  uint64_t pagemap_scans = 0;        ///< PAGEMAP_SCAN ioctls (one per view and range)
+  uint64_t pagemap_scan_pages = 0;   ///< pages those scans covered
+  uint64_t pagemap_scan_ns = 0;      ///< time spent in them
 };
 
 }  // namespace faultline

@@ -14,7 +14,8 @@
 // Points (see DESIGN.md section 4): fault.before_lock, fault.before_fill,
 // fault.after_fill, fault.before_install, wp.before_lock, truncate.after_size,
 // truncate.before_shrink, punch.before_drop, invalidate.before_drop,
-// read.before_copy, mapping.before_munmap.
+// read.before_copy, mapping.before_munmap, async.after_scan (invalidate / remote
+// change of a DirtyTracking::Async File, after its views' written pages were found).
 #pragma once
 #include <chrono>
 #include <string>

@@ -22,7 +22,27 @@ namespace race {
 
 using namespace std::chrono_literals;
 namespace fl = faultline;
+#ifdef FAULTLINE_RACE_FRAMES_2M
+// The same catalogue for Files with 2 MiB frames (FrameSize::k2M, hugetlb):
+// a page is 2 MiB, every File is opened with frame_size k2M, the fixture is
+// Race2M. Needs a pool of free 2 MiB huge pages (kRacePoolPages).
+inline constexpr size_t kPs = fl::kHugePageSize;
+inline constexpr bool kFrames2M = true;
+#define RACE_FIXTURE Race2M
+#else
 inline constexpr size_t kPs = fl::kBasePageSize;
+inline constexpr bool kFrames2M = false;
+#define RACE_FIXTURE Race
+#endif
+/// The largest entry holds 8 frames of one File (two Files never at once).
+inline constexpr int64_t kRacePoolPages = 10;
+
+/// Opens `be` in `eng`: with 2 MiB frames when this is the Race2M build.
+inline fl::File open_file(fl::Engine& eng, std::shared_ptr<fl::Backend> be,
+                          fl::FileOptions o = {}) {
+  if (kFrames2M) o.frame_size = fl::FrameSize::k2M;
+  return eng.open(std::move(be), o);
+}
 
 /// A backend around another that the test can steer: a hook runs inside
 /// read_into_fd (the fill), with the memfd, before the real fill.
@@ -32,7 +52,12 @@ class SteeredBackend : public fl::Backend {
   std::string identity() const override { return "steered:" + inner_->identity(); }
   bool writable() const override { return inner_->writable(); }
   int64_t size() override { return inner_->size(); }
-  ssize_t read(uint64_t off, std::span<std::byte> buf) override { return inner_->read(off, buf); }
+  ssize_t read(uint64_t off, std::span<std::byte> buf) override {
+    if (read_hook) {
+      if (auto r = read_hook(off, buf)) return *r;
+    }
+    return inner_->read(off, buf);
+  }
   ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) override {
     if (fill_hook) {
       if (auto r = fill_hook(off, len, fd, fd_off)) return *r;
@@ -45,6 +70,9 @@ class SteeredBackend : public fl::Backend {
   int sync() override { return inner_->sync(); }
   /// Returns a result to short-circuit the fill, or nullopt for the normal fill.
   std::function<std::optional<ssize_t>(uint64_t, size_t, int, uint64_t)> fill_hook;
+  /// The same for read(): 2 MiB frames are filled by a read() straight into
+  /// the frame (the alias view), never through read_into_fd.
+  std::function<std::optional<ssize_t>(uint64_t, std::span<std::byte>)> read_hook;
 
  private:
   std::shared_ptr<fl::Backend> inner_;
@@ -114,14 +142,43 @@ class Bg {
   std::future<void> fut_;
 };
 
-class Race : public ::testing::Test {
+/// Free 2 MiB huge pages (HugePages_Free - HugePages_Rsvd).
+inline int64_t hugepages_free() {
+  std::FILE* f = std::fopen("/proc/meminfo", "re");
+  if (!f) return 0;
+  char line[256];
+  long long fr = 0, rs = 0, v = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::sscanf(line, "HugePages_Free: %lld", &v) == 1) fr = v;
+    else if (std::sscanf(line, "HugePages_Rsvd: %lld", &v) == 1) rs = v;
+  }
+  std::fclose(f);
+  return fr - rs;
+}
+
+class RACE_FIXTURE : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fl::testing::compiled_in()) GTEST_SKIP() << "built without FAULTLINE_TESTING";
+    if (kFrames2M && hugepages_free() < kRacePoolPages) {
+      const char* req = std::getenv("FAULTLINE_REQUIRE_HUGEPAGES");
+      if (req && std::string(req) == "1")
+        FAIL() << "FAULTLINE_REQUIRE_HUGEPAGES=1 but only " << hugepages_free()
+               << " free 2 MiB huge pages (need " << kRacePoolPages << ")";
+      GTEST_SKIP() << "no free 2 MiB huge page pool (" << hugepages_free() << " free, need "
+                   << kRacePoolPages << "): reserve one as root with `scripts/setup.sh "
+                   << "--hugepages 64`; set FAULTLINE_REQUIRE_HUGEPAGES=1 to make this a failure";
+    }
     fl::testing::reset();
   }
   void TearDown() override { fl::testing::reset(); }
 };
+
+/// Entries that do not apply to 2 MiB frames skip in the Race2M build.
+#define RACE_SKIP_FOR_2M(why)                                      \
+  do {                                                             \
+    if (::race::kFrames2M) GTEST_SKIP() << "2 MiB frames: " << why; \
+  } while (0)
 
 inline std::string read_all(fl::File& f, uint64_t off, size_t len) {
   std::string s(len, '\0');

@@ -10,7 +10,7 @@ namespace ft = faultline::testing;
 // W1: the write fault calls page_mkwrite with the page unlocked; truncate
 // removes the page meanwhile; the fault must not then dirty it (a dirty page
 // outside the file). Closed by R5 (recheck under the lock, retry).
-TEST_F(Race, W1_MkwriteVsTruncate) {
+TEST_F(RACE_FIXTURE, W1_MkwriteVsTruncate) {
   auto mem = patterned("W1", 8, 'a');
   auto be = std::make_shared<HookedBackend>(mem);
   Gate gate;
@@ -19,7 +19,7 @@ TEST_F(Race, W1_MkwriteVsTruncate) {
     return 0;
   };
   fl::Engine eng(small_windows());
-  auto f = eng.open(be);
+  auto f = open_file(eng, be);
   auto m = f.map(0, 8 * kPs);
   ASSERT_EQ(load(m.data() + 7 * kPs).value, 'a' + 7);  // clean, write-protected
   std::optional<fl::BusError> bus;
@@ -37,10 +37,10 @@ TEST_F(Race, W1_MkwriteVsTruncate) {
 // W2: the fault marks the page dirty; write-back locks it, write-protects,
 // cleans and copies it out; then the fault makes the PTE writable: a writable
 // clean page whose later stores are never written back. Closed by R6.
-TEST_F(Race, W2_CleanBetweenMkwriteAndDirty) {
+TEST_F(RACE_FIXTURE, W2_CleanBetweenMkwriteAndDirty) {
   auto mem = patterned("W2", 2, 'a');
   fl::Engine eng(small_windows());
-  auto f = eng.open(mem);
+  auto f = open_file(eng, mem);
   auto m = f.map(0, 2 * kPs);
   ASSERT_EQ(load(m.data()).value, 'a');  // clean, write-protected
   ft::arm("wp.before_unprotect");
@@ -59,10 +59,10 @@ TEST_F(Race, W2_CleanBetweenMkwriteAndDirty) {
 
 // W3: write-back clears dirty and copies out before write-protecting every
 // view: a store between the copy and the protect is lost. Closed by R7.
-TEST_F(Race, W3_StoreBetweenCopyAndProtect) {
+TEST_F(RACE_FIXTURE, W3_StoreBetweenCopyAndProtect) {
   auto mem = patterned("W3", 2, 'a');
   fl::Engine eng(small_windows());
-  auto f = eng.open(mem);
+  auto f = open_file(eng, mem);
   auto m = f.map(0, 2 * kPs);
   store(m.data(), 'A');  // dirty and writable
   ft::arm("writeback.after_copy");
@@ -80,7 +80,7 @@ TEST_F(Race, W3_StoreBetweenCopyAndProtect) {
 
 // W4: page_mkwrite returns with the page locked (VM_FAULT_LOCKED); the fault
 // path must not lock it again, and must unlock it. Closed by R5.
-TEST_F(Race, W4_MkwriteReturnsLocked) {
+TEST_F(RACE_FIXTURE, W4_MkwriteReturnsLocked) {
   auto mem = patterned("W4", 2, 'a');
   auto be = std::make_shared<HookedBackend>(mem);
   be->mkwrite_hook = [&](fl::Backend::MkwritePage& page) {
@@ -88,7 +88,7 @@ TEST_F(Race, W4_MkwriteReturnsLocked) {
     return 0;
   };
   fl::Engine eng(small_windows());
-  auto f = eng.open(be);
+  auto f = open_file(eng, be);
   auto m = f.map(0, 2 * kPs);
   ASSERT_EQ(load(m.data()).value, 'a');
   within(10s, "a store whose page_mkwrite returns the page locked", [&] { store(m.data(), 'L'); });
@@ -99,13 +99,13 @@ TEST_F(Race, W4_MkwriteReturnsLocked) {
 // W5: a backend hook (the time update) that takes a lock A, called under the
 // page lock, while a path holding A waits for the page lock: deadlock.
 // Closed by R6 (the hook runs after the unlock).
-TEST_F(Race, W5_TimeUpdateUnderPageLock) {
+TEST_F(RACE_FIXTURE, W5_TimeUpdateUnderPageLock) {
   auto mem = patterned("W5", 2, 'a');
   auto be = std::make_shared<HookedBackend>(mem);
   std::mutex inode_lock;
   be->update_time_hook = [&] { std::lock_guard g(inode_lock); };
   fl::Engine eng(small_windows());
-  auto f = eng.open(be);
+  auto f = open_file(eng, be);
   auto m = f.map(0, 2 * kPs);
   ASSERT_EQ(load(m.data()).value, 'a');
   ft::arm("wp.before_time_update");
@@ -123,12 +123,12 @@ TEST_F(Race, W5_TimeUpdateUnderPageLock) {
 
 // W6: page_mkwrite refuses (ENOSPC): the store gets SIGBUS, the page stays
 // clean and write-protected, nothing is dirtied. Closed by R5.
-TEST_F(Race, W6_MkwriteFails) {
+TEST_F(RACE_FIXTURE, W6_MkwriteFails) {
   auto mem = patterned("W6", 2, 'a');
   auto be = std::make_shared<HookedBackend>(mem);
   be->mkwrite_hook = [&](fl::Backend::MkwritePage&) { return -ENOSPC; };
   fl::Engine eng(small_windows());
-  auto f = eng.open(be);
+  auto f = open_file(eng, be);
   auto m = f.map(0, 2 * kPs);
   ASSERT_EQ(load(m.data()).value, 'a');
   const auto bus = guarded_store(m.data(), 'X');
@@ -142,12 +142,12 @@ TEST_F(Race, W6_MkwriteFails) {
 
 // W7: write-back of a page fails (EIO) while two handles sync: each handle
 // sees the error exactly once. Closed by R8 (errseq).
-TEST_F(Race, W7_ErrorSeenOncePerHandle) {
+TEST_F(RACE_FIXTURE, W7_ErrorSeenOncePerHandle) {
   auto mem = patterned("W7", 2, 'a');
   auto be = std::make_shared<HookedBackend>(mem);
   fl::Engine eng(small_windows());
-  auto h1 = eng.open(be);
-  auto h2 = eng.open(be);
+  auto h1 = open_file(eng, be);
+  auto h2 = open_file(eng, be);
   auto m = h1.map(0, 2 * kPs);
   store(m.data(), 'E');
   be->write_fail = 1;
@@ -164,14 +164,14 @@ TEST_F(Race, W7_ErrorSeenOncePerHandle) {
 // W8: a store while the page is under write-back: with stable pages the
 // store waits for the write-back to end; without, the page is redirtied and
 // written again. Never lost. Closed by R7.
-TEST_F(Race, W8_StoreDuringWriteback) {
+TEST_F(RACE_FIXTURE, W8_StoreDuringWriteback) {
   for (const bool stable : {false, true}) {
     SCOPED_TRACE(stable ? "stable pages" : "no stable pages");
     auto mem = patterned(stable ? "W8s" : "W8", 2, 'a');
     fl::Engine eng(small_windows());
     fl::FileOptions opt;
     opt.stable_pages = stable;
-    auto f = eng.open(mem, opt);
+    auto f = open_file(eng, mem, opt);
     auto m = f.map(0, 2 * kPs);
     store(m.data(), 'A');
     ft::arm("writeback.after_copy");

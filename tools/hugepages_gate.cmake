@@ -1,0 +1,48 @@
+# Runs a command only when the 2 MiB huge page pool is big enough.
+#   cmake -DNEED_HUGEPAGES=N -P hugepages_gate.cmake COMMAND [ARGS...]
+# Pool too small (HugePages_Free - HugePages_Rsvd < N): with the environment's
+# FAULTLINE_REQUIRE_HUGEPAGES=1 it fails; otherwise it prints
+# "FAULTLINE-SKIP: ..." (the test's SKIP_REGULAR_EXPRESSION) and says how to
+# reserve a pool. Else the command's exit code decides (non-zero: failure).
+set(args "")
+set(found_script FALSE)
+foreach(i RANGE 1 ${CMAKE_ARGC})
+  if(i EQUAL CMAKE_ARGC)
+    break()
+  endif()
+  if(found_script)
+    list(APPEND args "${CMAKE_ARGV${i}}")
+  elseif(CMAKE_ARGV${i} MATCHES "hugepages_gate\\.cmake$")
+    set(found_script TRUE)
+  endif()
+endforeach()
+if(NOT DEFINED NEED_HUGEPAGES OR NOT args)
+  message(FATAL_ERROR "usage: cmake -DNEED_HUGEPAGES=N -P hugepages_gate.cmake COMMAND [ARGS...]")
+endif()
+set(free 0)
+set(rsvd 0)
+if(EXISTS /proc/meminfo)
+  file(STRINGS /proc/meminfo lines REGEX "^HugePages_(Free|Rsvd):")
+  foreach(l IN LISTS lines)
+    if(l MATCHES "^HugePages_Free: *([0-9]+)")
+      set(free ${CMAKE_MATCH_1})
+    elseif(l MATCHES "^HugePages_Rsvd: *([0-9]+)")
+      set(rsvd ${CMAKE_MATCH_1})
+    endif()
+  endforeach()
+endif()
+math(EXPR avail "${free} - ${rsvd}")
+if(avail LESS NEED_HUGEPAGES)
+  set(why "${avail} free 2 MiB huge pages, this test needs ${NEED_HUGEPAGES}")
+  if("$ENV{FAULTLINE_REQUIRE_HUGEPAGES}" STREQUAL "1")
+    message(FATAL_ERROR "FAULTLINE_REQUIRE_HUGEPAGES=1 but only ${why}")
+  endif()
+  message("FAULTLINE-SKIP: ${why}: reserve a pool as root with `scripts/setup.sh --hugepages "
+          "${NEED_HUGEPAGES}` (vm.nr_hugepages); set FAULTLINE_REQUIRE_HUGEPAGES=1 to make this "
+          "a failure")
+  return()
+endif()
+execute_process(COMMAND ${args} RESULT_VARIABLE code)
+if(NOT code EQUAL 0)
+  message(FATAL_ERROR "exit code ${code}")
+endif()
