@@ -20,6 +20,8 @@ if(FAULTLINE_BUILD_TESTS)
     "inject_read|--ops 20000 --seed 4 --backend file --inject read:eio:0.02"
     "inject_write|--ops 20000 --seed 5 --backend memory --inject write:eio:0.05,write:enospc:0.02,sync:eio:0.02"
     "inject_mkwrite|--ops 20000 --seed 6 --backend file --inject mkwrite:eio:0.02,mkwrite:enospc:0.01"
+    "threads4_memory|--ops 20000 --seed 8 --threads 4 --backend memory"
+    "threads4_file_inject|--ops 20000 --seed 9 --threads 4 --backend file --inject read:eio:0.01,write:eio:0.02,mkwrite:enospc:0.01"
     "inject_short_read|--ops 20000 --seed 12 --backend file --inject read:short:0.02"
     "strict_poison|--ops 20000 --seed 1 --backend memory --inject mkwrite:eio:0.02 --strict-poison"
     "inject_all_threads2|--ops 20000 --seed 7 --threads 2 --backend memory --inject read:eio:0.01,write:eio:0.02,mkwrite:enospc:0.01"

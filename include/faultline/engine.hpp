@@ -29,7 +29,7 @@ struct EngineConfig {
   unsigned fault_threads = 2;
   /// Pages installed per fault for non-sequential access (an aligned window
   /// around the faulting page; 1 disables fault-around).
-  std::size_t fault_around_pages = 64;
+  std::size_t fault_around_pages = 256;
   /// Largest window for sequential access (readahead grows up to it).
   std::size_t readahead_max_pages = 1024;
   /// Read-around for non-sequential faults: the backend is told (will_need)
