@@ -180,14 +180,28 @@ int FileImpl::alloc_frames(uint64_t off, uint64_t len) {
 // Fill and locking helpers shared by the read/write API and the fault path.
 
 namespace {
-// A read may end short only at the object's end: a short read inside the
-// object (a backend bug or a failing device) is an I/O error, never zeros.
-int check_short_read(Backend& be, uint64_t off, uint64_t done, uint64_t len) {
-  if (done >= len) return 0;
-  const int64_t size = be.size();
-  if (size >= 0 && off + done < std::min<uint64_t>(static_cast<uint64_t>(size), off + len))
-    return -EIO;
-  return 0;
+// A backend read may return less than asked: the rest is read again, and only
+// a read that returns 0 bytes (the object's end, as it is now) ends it with
+// zeros. A short count is never taken as "the rest is a hole" (verify caught
+// that: mid-object short reads showed zeros through the views).
+template <class ReadMore>
+ssize_t read_fully(Backend& be, uint64_t off, uint64_t len, ReadMore&& more) {
+  uint64_t done = 0;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    while (done < len) {
+      const ssize_t r = more(done);
+      if (r < 0) return r;
+      if (r == 0) break;
+      done += static_cast<uint64_t>(r);
+    }
+    if (done >= len) break;
+    // 0 bytes: the object's end — unless its size says there is more (a
+    // short read inside it, or it grew meanwhile): read once more, then EIO.
+    const int64_t size = be.size();
+    if (size < 0 || off + done >= static_cast<uint64_t>(size)) break;
+    if (attempt == 1) return -EIO;
+  }
+  return static_cast<ssize_t>(done);
 }
 }  // namespace
 
@@ -212,10 +226,17 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
     // backend has them: frames are 2 MiB aligned in the alias view.
     // (len is whole frames, clipped to the memfd: never past its end, R3.)
     ssize_t k = be.read_aligned(off, std::span(dst, len));
-    if (k == -EOPNOTSUPP) k = be.read(off, std::span(dst, len));
+    if (k == -EOPNOTSUPP) k = 0;  // no aligned path: plain reads below
     if (k < 0) return static_cast<int>(k);
+    if (static_cast<uint64_t>(k) < len) {
+      const uint64_t first = static_cast<uint64_t>(k);
+      const ssize_t rest = read_fully(be, off + first, len - first, [&](uint64_t d) {
+        return be.read(off + first + d, std::span(dst + first + d, len - first - d));
+      });
+      if (rest < 0) return static_cast<int>(rest);
+      k = static_cast<ssize_t>(first + static_cast<uint64_t>(rest));
+    }
     done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
-    if (int e = check_short_read(be, off, done, len)) return e;
     FL_POINT("fill.after_read");
     // Past the object's end (or old bytes of a failed fill): zeros.
     std::memset(dst + done, 0, len - done);
@@ -223,14 +244,21 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
     return 0;
   }
   ssize_t r = be.read_into_fd(off, len, memfd_, off);
+  if (r >= 0 && static_cast<uint64_t>(r) < len) {
+    const uint64_t first = static_cast<uint64_t>(r);
+    const ssize_t rest = read_fully(be, off + first, len - first, [&](uint64_t d) {
+      return be.read_into_fd(off + first + d, len - first - d, memfd_, off + first + d);
+    });
+    r = rest < 0 ? rest : static_cast<ssize_t>(first + static_cast<uint64_t>(rest));
+  }
   if (r >= 0) {
     done = static_cast<uint64_t>(r);
   } else if (r == -EOPNOTSUPP) {
     auto& buf = bounce(len);
-    r = be.read(off, std::span(buf.data(), len));
+    r = read_fully(be, off, len,
+                   [&](uint64_t d) { return be.read(off + d, std::span(buf.data() + d, len - d)); });
     if (r < 0) return static_cast<int>(r);
     done = static_cast<uint64_t>(r);
-    if (int e = check_short_read(be, off, done, len)) return e;
     std::memset(buf.data() + done, 0, len - done);  // past the object's end: zeros
     FL_POINT("fill.after_read");
     uint64_t w = 0;
@@ -248,7 +276,6 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
     return static_cast<int>(r);
   }
   count(&Counters::bytes_read, done);
-  if (int e = check_short_read(be, off, done, len)) return e;
   if (done < len) {
     // Short: the object ends inside the range. The frames may hold old bytes
     // (a failed fill): zero the rest explicitly.
