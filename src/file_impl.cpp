@@ -156,7 +156,9 @@ uint64_t FileImpl::fault_around_pages() const {
 }
 
 uint64_t FileImpl::readahead_max_pages() const {
-  const uint64_t b = static_cast<uint64_t>(core->cfg.readahead_max_pages) << kBasePageShift;
+  const uint64_t b = std::max<uint64_t>(
+      static_cast<uint64_t>(core->cfg.readahead_max_pages) << kBasePageShift,
+      backend().readahead_bytes());
   return std::max<uint64_t>(huge() ? kHugeReadaheadPages : 1, b >> page_shift_);
 }
 

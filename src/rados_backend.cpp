@@ -384,6 +384,8 @@ int RadosBackend::punch_hole(uint64_t off, uint64_t len) {
   return r;
 }
 
+uint64_t RadosBackend::readahead_bytes() const { return 4 * object_size(); }
+
 int RadosBackend::sync() {
   Impl& m = *impl_;
   if (!m.opt.writable) return 0;

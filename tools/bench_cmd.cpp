@@ -128,7 +128,18 @@ int run_rados_bench(const BenchOptions& o, RunInfo info) {
 
   const std::vector<uint32_t> order = random_order(info.pages);
   const auto patterns = selection(o.pattern, Pattern::Seq, Pattern::Rand);
-  constexpr std::array methods{Method::Faultline, Method::RadosRead};
+  // faultline-2M rows when asked for and a pool of 2 MiB pages is there.
+  std::vector<Method> methods;
+  if (o.frames != "2M") methods.push_back(Method::Faultline);
+  if (o.frames != "4K") {
+    const uint64_t need = (info.size_bytes + kHugePageSize - 1) / kHugePageSize;
+    if (hugepages_free() >= static_cast<int64_t>(need))
+      methods.push_back(Method::Faultline2M);
+    else
+      fmt::print(stderr, "faultline bench: no faultline-2M rows: {} free 2 MiB huge pages needed "
+                         "(reserve with `scripts/setup.sh --hugepages {}`)\n", need, need);
+  }
+  methods.push_back(Method::RadosRead);
   constexpr CacheState c = CacheState::NotApplicable;
   std::vector<ResultSet> sets;
   for (auto p : patterns)
@@ -143,8 +154,9 @@ int run_rados_bench(const BenchOptions& o, RunInfo info) {
         throw_if_interrupted();
         ReadPlan plan{o.file, info.size_bytes, info.page_size, info.pages,
                       p == Pattern::Rand ? &order : nullptr};
-        Sample s = m == Method::Faultline ? measure_rados_faultline(plan, info.config)
-                                          : measure_rados_direct(plan);
+        Sample s = m == Method::RadosRead ? measure_rados_direct(plan)
+                   : measure_rados_faultline(plan, info.config,
+                                             m == Method::Faultline2M ? FrameSize::k2M : FrameSize::k4K);
         if (m == Method::RadosRead && !reference_sum) reference_sum = s.word_sum;
         ++done;
         fmt::print(stderr,
@@ -153,7 +165,7 @@ int run_rados_bench(const BenchOptions& o, RunInfo info) {
                    done, total, rep + 1, o.reps, to_string(p), to_string(m),
                    double(info.size_bytes) / double(uint64_t{1} << 30) / (s.ns * 1e-9),
                    s.ns / double(info.pages), s.rados_objects_read, s.rados_max_in_flight,
-                   m == Method::Faultline
+                   m != Method::RadosRead
                        ? fmt::format("  missing={} minor={} filled={}", s.stats.missing_faults,
                                      s.stats.minor_faults, s.stats.pages_filled)
                        : "");

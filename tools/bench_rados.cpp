@@ -53,11 +53,14 @@ RadosFileInfo rados_file_info(const std::string& uri) {
           b->options().max_in_flight, b->identity()};
 }
 
-Sample measure_rados_faultline(const ReadPlan& plan, const EngineConfig& config) {
+Sample measure_rados_faultline(const ReadPlan& plan, const EngineConfig& config,
+                               FrameSize frame_size) {
   Sample s;
   auto backend = open_read_only(plan.path);
   Engine engine(config);
-  File file = engine.open(backend);
+  FileOptions fo;
+  fo.frame_size = frame_size;
+  File file = engine.open(backend, fo);
   if (file.size() != plan.size)
     throw std::runtime_error(fmt::format("faultline sees '{}' as {} bytes, expected {}", plan.path,
                                          file.size(), plan.size));

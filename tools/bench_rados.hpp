@@ -28,7 +28,9 @@ RadosFileInfo rados_file_info(const std::string& uri);
 
 /// faultline: a fresh read-only backend + Engine + File untimed; map + touch
 /// timed; teardown untimed. plan.path is the URI.
-Sample measure_rados_faultline(const ReadPlan& plan, const EngineConfig& config);
+/// frame_size: 4 KiB frames (method faultline) or 2 MiB frames (faultline-2M).
+Sample measure_rados_faultline(const ReadPlan& plan, const EngineConfig& config,
+                               FrameSize frame_size = FrameSize::k4K);
 /// rados-read: a fresh read-only backend untimed; timed: sequential order reads
 /// kRadosSeqReadBytes per Backend::read call, random order one page-sized
 /// Backend::read per page; one 8-byte load per page summed as for the others.

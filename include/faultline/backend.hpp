@@ -61,6 +61,11 @@ class Backend {
   /// start fetching it in the background. Never required; never blocks long.
   virtual void will_need(uint64_t off, uint64_t len) { (void)off; (void)len; }
 
+  /// The readahead window this backend wants at least (bytes), like a block
+  /// device's read_ahead_kb: a remote store with many requests in flight
+  /// needs a larger window than EngineConfig::readahead_max_pages. 0: no wish.
+  virtual uint64_t readahead_bytes() const { return 0; }
+
   /// Writes all of buf at `off`. Returns 0 or a negative errno.
   virtual int write(uint64_t off, std::span<const std::byte> buf) = 0;
 

@@ -109,6 +109,9 @@ class RadosBackend : public Backend {
   int truncate(uint64_t new_size) override;
   int punch_hole(uint64_t off, uint64_t len) override;
   int sync() override;
+  /// Four objects: enough reads in flight to keep the OSDs busy (measured:
+  /// 2 MiB frames reach ~0.9x of direct AIO reads with it, ~0.8x with 8 MiB).
+  uint64_t readahead_bytes() const override;
   void attach(ChangeSink sink) override;  ///< watches the header object
   void detach() override;
 
