@@ -21,7 +21,7 @@
 #   CEPH_STOP_SIGNAL      signal for stop (default KILL; TERM for a clean shutdown)
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|kill-osd DIR [POOL]" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|kill-osd|pause-osd|resume-osd DIR [POOL]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1
 dir=$(realpath -m "$2")
@@ -147,5 +147,9 @@ case $cmd in
     stop_daemon mon.a "${CEPH_STOP_SIGNAL:-KILL}" ;;
   kill-osd)
     stop_daemon osd.0 KILL ;;
+  pause-osd)   # the OSD stops answering (SIGSTOP) but keeps its memstore
+    pid=$(pid_of osd.0); [ -n "$pid" ] && kill -STOP "$pid" ;;
+  resume-osd)
+    pid=$(pid_of osd.0); [ -n "$pid" ] && kill -CONT "$pid" ;;
   *) usage ;;
 esac

@@ -165,6 +165,14 @@ void PrivateCluster::kill_osd() {
   sh(q(env("FAULTLINE_CEPH_SCRIPT")) + " kill-osd " + q(dir_));
 }
 
+void PrivateCluster::pause_osd() {
+  sh(q(env("FAULTLINE_CEPH_SCRIPT")) + " pause-osd " + q(dir_));
+}
+
+void PrivateCluster::resume_osd() {
+  sh(q(env("FAULTLINE_CEPH_SCRIPT")) + " resume-osd " + q(dir_));
+}
+
 PrivateCluster::~PrivateCluster() {
   if (dir_.empty()) return;
   sh(q(env("FAULTLINE_CEPH_SCRIPT")) + " stop " + q(dir_));

@@ -53,6 +53,8 @@ class PrivateCluster {
   const std::string& conf() const { return conf_; }
   double start_seconds() const { return start_s_; }
   void kill_osd();
+  void pause_osd();   // SIGSTOP: unreachable, data kept
+  void resume_osd();  // SIGCONT
 
  private:
   std::string dir_, conf_;
