@@ -225,7 +225,7 @@ void Harness::op_read(ThreadCtx& t, std::string& d) {
   const uint64_t want = off >= size ? 0 : std::min<uint64_t>(len, size - off);
   if (got != want)
     throw Mismatch{fmt::format("File::read returned {} bytes, expected {}", got, want)};
-  if (std::memcmp(t.buf.data(), model_.data() + off, got) != 0) {
+  if (got != 0 && std::memcmp(t.buf.data(), model_.data() + off, got) != 0) {
     uint64_t i = 0;
     while (t.buf[i] == model_.data()[off + i]) ++i;
     std::vector<int> e(got), a(got);
@@ -618,7 +618,7 @@ void Harness::check_all(const char* why) {
   }
   if (injector_) injector_->suspend(false);
   if (n != size) throw Mismatch{fmt::format("{}: read {} bytes of {}", why, n, size)};
-  if (std::memcmp(got.data(), model_.data(), size) != 0) {
+  if (size != 0 && std::memcmp(got.data(), model_.data(), size) != 0) {
     uint64_t i = 0;
     while (got[i] == model_.data()[i]) ++i;
     std::vector<int> e(size), a(size);
@@ -766,7 +766,7 @@ void Harness::final_check() {
   if (bsize != size)
     throw Mismatch{fmt::format("final check: the backend holds 0x{:x} bytes, the model 0x{:x}",
                                bsize, size)};
-  if (n != size || std::memcmp(got.data(), model_.data(), size) != 0) {
+  if (n != size || (size != 0 && std::memcmp(got.data(), model_.data(), size) != 0)) {
     uint64_t i = 0;
     while (i < n && got[i] == model_.data()[i]) ++i;
     std::vector<int> e(size), a(size);
