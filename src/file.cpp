@@ -1,6 +1,8 @@
 // File: the public handle onto a FileImpl, with its own errseq cursor (R8).
 #include "faultline/file.hpp"
 
+#include <atomic>
+
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -12,12 +14,12 @@
 namespace faultline {
 
 struct FileCursor {
-  uint64_t errseq = 0;  // the File's errseq this handle has seen (R8)
+  std::atomic<uint64_t> errseq{0};  // the File's errseq this handle has seen (R8)
 };
 
 File::File(std::shared_ptr<FileImpl> impl)
     : impl_(std::move(impl)), cursor_(std::make_unique<FileCursor>()) {
-  cursor_->errseq = impl_->errseq();
+  cursor_->errseq.store(impl_->errseq());
 }
 
 File::File() = default;
@@ -135,7 +137,7 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   }
   auto m = std::make_shared<detail::MappingImpl>(f.core, impl_, reinterpret_cast<uintptr_t>(a),
                                                  rlen, off >> f.page_shift(), writable, shared, u);
-  m->errseq = cursor_->errseq;  // the view reports errors from here on (R8)
+  m->errseq.store(cursor_->errseq.load());  // the view reports errors from here on (R8)
   f.add_mapping(m.get());
   f.core->add_mapping(m);
   return Mapping(std::move(m));

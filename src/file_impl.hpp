@@ -67,7 +67,7 @@ class FileImpl {
   int writeback(uint64_t first, uint64_t last, uint32_t min_age_ms = 0);
   uint64_t errseq() const { return wb_err_.load(std::memory_order_acquire); }
   /// R8: the errno of a write-back error this cursor has not seen (once), or 0.
-  int check_wb_error(uint64_t& cursor);
+  int check_wb_error(std::atomic<uint64_t>& cursor);
   /// Extends the backend to i_size when it is shorter (an extend by write()
   /// whose tail pages never went out: a failed write, a punched or
   /// invalidated tail). Called by sync; 0 or an errno (also recorded, R8).

@@ -111,7 +111,6 @@ void Mapping::msync(void* addr, std::size_t len, int flags) {
     return;
   }
   m.file->writeback(first, last);
-  std::lock_guard g(m.errseq_mu);
   if (int e = m.file->check_wb_error(m.errseq))
     detail::throw_errno(e, "faultline: msync write-back of " + m.file->key);
 }

@@ -45,8 +45,7 @@ class MappingImpl {
   bool async_wp() const;
 
   // msync's write-back error cursor (R8), from the handle that made the view.
-  std::mutex errseq_mu;
-  uint64_t errseq = 0;
+  std::atomic<uint64_t> errseq{0};
 
   // In-flight handler references (teardown waits for 0) and liveness.
   std::atomic<uint32_t> inflight{0};

@@ -228,15 +228,18 @@ void FileImpl::record_wb_error(int err) {
   }
 }
 
-int FileImpl::check_wb_error(uint64_t& cursor) {
+int FileImpl::check_wb_error(std::atomic<uint64_t>& cursor) {
   if (!FL_RULE(8)) {
     const uint64_t v = wb_err_.exchange(0);
     return (v >> 63) ? static_cast<int>(v & 0xffff) : 0;
   }
-  // R8: report an error this handle has not seen, once.
+  // R8: report an error this cursor has not seen, once: several threads may
+  // sync through one handle at once, and only the one that advances the
+  // cursor reports it (the kernel's errseq_check_and_advance under f_lock).
   const uint64_t now = wb_err_.load(std::memory_order_acquire);
-  if (now == cursor) return 0;
-  cursor = now;
+  uint64_t seen = cursor.load(std::memory_order_acquire);
+  if (now == seen) return 0;
+  if (!cursor.compare_exchange_strong(seen, now, std::memory_order_acq_rel)) return 0;
   return errseq_errno(now);
 }
 
