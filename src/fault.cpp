@@ -89,7 +89,7 @@ void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
   read_fault(m, pg, addr, (flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes(), minor);
 }
 
-uint64_t FileImpl::write_around_pages(MappingImpl& m, uint64_t pg) {
+uint64_t FileImpl::write_around_pages(MappingImpl& m, uint64_t pg, bool stream) {
   // The limit is in 4 KiB pages; a File with larger pages gets the same bytes.
   const uint64_t max = std::max<uint64_t>(
       1, (core->cfg.write_around_max_pages * kBasePageSize) >> page_shift_);
@@ -101,9 +101,16 @@ uint64_t FileImpl::write_around_pages(MappingImpl& m, uint64_t pg) {
     n = max;
   } else if (const uint64_t next = m.wa_next.load(std::memory_order_relaxed);
              next != ~uint64_t{0} && pg > m.wa_start.load(std::memory_order_relaxed) &&
-             pg <= next) {
-    // The store stream continues inside or right after the last window: grow.
-    n = std::min<uint64_t>(max, 2 * std::max<uint64_t>(1, m.wa_pages.load(std::memory_order_relaxed)));
+             (pg <= next || stream)) {
+    // The store stream continues inside or right after the last window (or,
+    // `stream`, the storing fault continues the view's sequential readahead
+    // stream past it): grow.
+    // A storing fault that continues the readahead stream grows it faster
+    // (x4): with no write-protect faults in between (async mode, or pages
+    // the stream made writable), it would otherwise take ten faults to reach
+    // a useful size.
+    n = std::min<uint64_t>(max, (stream ? 4 : 2) *
+                                    std::max<uint64_t>(1, m.wa_pages.load(std::memory_order_relaxed)));
   }
   // Bound by the view and EOF.
   n = std::max<uint64_t>(1, std::min<uint64_t>({n, m.pgoff + m.npages - pg,
@@ -114,13 +121,13 @@ uint64_t FileImpl::write_around_pages(MappingImpl& m, uint64_t pg) {
   return n;
 }
 
-FileImpl::WriteAround FileImpl::mkwrite_ahead(uint64_t first, uint64_t n) {
+FileImpl::WriteAround FileImpl::mkwrite_ahead(uint64_t first, uint64_t n, bool notify) {
   WriteAround wa;
   wa.first = first;
   for (uint64_t k = first; k < first + n; ++k) {
     Page* q = index_.get(k);
     const uint32_t gen = q->gen.load(std::memory_order_acquire);
-    if (!q->test(PG_dirty)) {
+    if (notify && !q->test(PG_dirty)) {
       MkwriteRef ref(q, k << page_shift_, page_size());
       const int e = backend().page_mkwrite(ref);  // R5: with the page unlocked
       if (ref.locked()) q->unlock();
@@ -164,17 +171,22 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   we = std::min(we, m.pgoff + m.npages);
 
   WriteAround wa;
-  // Async dirty tracking: no page_mkwrite and no write-around (stores to
-  // pages installed write-protected are resolved by the kernel); a storing
-  // fault on a hole still installs its page writable and dirty (R6).
+  // page_mkwrite only in page_mkwrite mode: async dirty tracking has no
+  // per-page notification (a storing fault still installs its page writable
+  // and dirty, R6).
   const bool notify = write && !m.async_wp();
-  if (notify) {
+  if (write) {
     // Write-around: a sequential store stream gets the following pages
     // writable and dirty in this round trip (page_mkwrite for each first,
-    // unlocked, R5). The window covers them.
-    const uint64_t n = write_around_pages(m, pg);
+    // unlocked, R5). The window covers them. Installing them writable now
+    // matters: a store to a page installed write-protected costs a fault even
+    // after the engine lifts the protection (DESIGN section 2), and in async
+    // mode a fault of its own.
+    // The store stream continues the readahead stream only when this fault
+    // is at the page right after the last window (not merely inside it).
+    const uint64_t n = write_around_pages(m, pg, sequential && pg == ra_next);
     if (n > 1) {
-      wa = mkwrite_ahead(pg + 1, n - 1);
+      wa = mkwrite_ahead(pg + 1, n - 1, notify);
       we = std::max<uint64_t>(we, pg + 1 + wa.gens.size());
     }
   }
@@ -225,9 +237,19 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     // Asynchronous readahead: the faulting thread already runs; fill and map
     // the next window now, so the stream rarely waits for a round trip.
     const uint64_t next_we = std::min<uint64_t>(we + (we - ws), m.pgoff + m.npages);
+    // A store stream whose write-around reached the end of this window
+    // continues into the readahead: those pages are installed writable and
+    // dirty too, as far as the write-around size allows (R12: bounded and
+    // counted). page_mkwrite first, with the pages unlocked (R5).
+    WriteAround ra_wa;
+    if (write && !wa.gens.empty() && wa.first + wa.gens.size() >= we) {
+      const uint64_t n = std::min<uint64_t>(next_we - we, write_around_pages(m, we, true));
+      ra_wa = mkwrite_ahead(we, n, notify);
+    }
     if (!FL_RULE(1) || index_.get(we)->trylock()) {
       // readahead: a failed fill of `we` must not poison a page nobody touched.
-      if (install_window(m, we, next_we, we, false, false, /*readahead=*/true))
+      if (install_window(m, we, next_we, we, false, false, /*readahead=*/true,
+                         ra_wa.gens.empty() ? nullptr : &ra_wa))
         m.ra_next.store(next_we, std::memory_order_relaxed);
     }
   }
@@ -339,7 +361,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     // R6: the page is marked dirty and made writable under its lock.
     mark_dirty(pages[must - ws]);
   }
-  if (wa && write) {
+  if (wa) {
     // Write-around pages whose page_mkwrite succeeded and that are still the
     // same page (R5 recheck, under their locks): dirty now, writable below.
     for (uint64_t i = 0; i < n; ++i) {

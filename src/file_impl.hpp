@@ -115,10 +115,12 @@ class FileImpl {
   bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
                       bool minor, bool readahead = false, const WriteAround* wa = nullptr);
   /// The write-around window for a store at pg in view m (1 = this page only).
-  uint64_t write_around_pages(MappingImpl& m, uint64_t pg);
+  /// `stream`: the fault continues the view's sequential (readahead) stream.
+  uint64_t write_around_pages(MappingImpl& m, uint64_t pg, bool stream = false);
   /// page_mkwrite for pages [first, first+n) with each page unlocked (R5);
   /// stops at the first refusal. Returns the pages that may be dirtied.
-  WriteAround mkwrite_ahead(uint64_t first, uint64_t n);
+  /// Async dirty tracking (notify = false) calls no page_mkwrite.
+  WriteAround mkwrite_ahead(uint64_t first, uint64_t n, bool notify = true);
   void write_around_after_wp(MappingImpl& m, uint64_t pg);
   /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
   /// below EOF (R3: never writes past the memfd's size). 0 or -errno.

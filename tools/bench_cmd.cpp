@@ -184,6 +184,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   const EngineConfig defaults;
   o.fault_around = defaults.fault_around_pages;
   o.readahead_max = defaults.readahead_max_pages;
+  o.write_around_max = defaults.write_around_max_pages;
   o.threads = defaults.fault_threads;
 
   auto* cmd = app.add_subcommand(
@@ -271,6 +272,11 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
                   "EngineConfig.readahead_max_pages: largest sequential window")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
       ->capture_default_str();
+  cmd->add_option("--write-around-max", o.write_around_max,
+                  "EngineConfig.write_around_max_pages: largest write-around (pages made "
+                  "writable and dirty ahead of a sequential store stream; --write)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
   cmd->add_option("--threads", o.threads, "EngineConfig.fault_threads: fault-handler threads")
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
@@ -284,6 +290,7 @@ int run_bench(const BenchOptions& o) {
   EngineConfig config;
   config.fault_around_pages = o.fault_around;
   config.readahead_max_pages = o.readahead_max;
+  config.write_around_max_pages = o.write_around_max;
   config.fault_threads = o.threads;
   config.log = log_once;
 

@@ -20,6 +20,7 @@ struct BenchOptions {
   unsigned reps = 3;
   std::size_t fault_around = 0;  ///< 0 until add_bench_command sets EngineConfig's default
   std::size_t readahead_max = 0;
+  std::size_t write_around_max = 0;
   unsigned threads = 0;
   bool write = false;  ///< --write: the store bench instead of the read bench
 };

@@ -52,6 +52,9 @@ struct Sample {
   bool data_ok = true;       ///< write bench: the file held every stamp afterwards
   uint64_t bad_pages = 0;    ///< write bench: pages whose contents were wrong
   uint64_t pages_stored = 0; ///< write bench: pages stored to (one store each)
+  /// Write bench: where the timed region went — the stores (faults, fills,
+  /// write notification), msync (write-back to the file) and fsync (the file to disk).
+  double store_ns = 0, msync_ns = 0, fsync_ns = 0;
   bool have_rados = false;   ///< RADOS bench: the counters below are set
   uint64_t rados_objects_read = 0;
   uint64_t rados_max_in_flight = 0;

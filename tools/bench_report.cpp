@@ -70,6 +70,9 @@ std::vector<Row> summarize(const std::vector<ResultSet>& sets, const RunInfo& in
     std::sort(idx.begin(), idx.end(),
               [&](std::size_t a, std::size_t b) { return set.samples[a].ns < set.samples[b].ns; });
     const Sample& med = set.samples[idx[(idx.size() - 1) / 2]];
+    r.store_ns = med.store_ns;
+    r.msync_ns = med.msync_ns;
+    r.fsync_ns = med.fsync_ns;
     if (is_faultline(set.method)) {
       r.stats = med.stats;
       r.frame_size = med.frame_size;
@@ -105,10 +108,10 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
              info.pages, format_size(info.page_size), info.file, info.fs_type,
              info.scratch ? ", made for this run and removed" : "", info.reps,
              info.reps == 1 ? "" : "s");
-  fmt::print(out, "engine config: fault_around_pages={} readahead_max_pages={} fault_threads={} "
-                  "(frames {}, shmem THP '{}'); a fresh Engine+File per faultline measurement\n",
+  fmt::print(out, "engine config: fault_around_pages={} readahead_max_pages={} "
+                  "write_around_max_pages={} fault_threads={} (frames {}, shmem THP '{}'); a fresh Engine+File per faultline measurement\n",
              info.config.fault_around_pages, info.config.readahead_max_pages,
-             info.config.fault_threads,
+             info.config.write_around_max_pages, info.config.fault_threads,
              std::any_of(rows.begin(), rows.end(),
                          [](const Row& r) { return r.method == Method::Faultline2M; })
                  ? fmt::format("{}; faultline-2M: 2 MiB, the same windows in bytes",
@@ -152,7 +155,9 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
                  "measurement's stamp and its other {} bytes unchanged. wfaults = wp_faults + "
                  "missing_faults + minor_faults (every fault is raised by a store); wp = "
                  "wp_faults; dirtied = pages_dirtied; wback = pages_written_back; needless = "
-                 "wback - pages stored to (clamped at 0); kcache = file fraction in the kernel "
+                 "wback - pages stored to (clamped at 0); store/msync/fsync = milliseconds of the "
+                 "median rep spent storing (faults, fills, write notification), in msync (write-back "
+                 "to the file) and in fsync (the file to disk); kcache = file fraction in the kernel "
                  "page cache before the timed region (worst rep)\n\n",
                  info.page_size - 8);
     } else {
@@ -174,9 +179,10 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
   const std::string rk = ratio_key(info);
   bool all_ok = true;
   if (info.write) {
-    fmt::print(out, "{:<15} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+    fmt::print(out,
+               "{:<15} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>17}\n",
                "method", "pattern", "cache", "kcache", "GiB/s", "ns/page", rk, "wfaults", "wp",
-               "dirtied", "wback", "needless");
+               "dirtied", "wback", "needless", "store/msync/fsync");
     for (const auto& r : rows) {
       std::string wf = "-", wp = "-", di = "-", wb = "-", nd = "-";
       if (r.stats) {
@@ -188,10 +194,12 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
       }
       fmt::print(out,
                  "{:<15} {:<7} {:<5} {:>6.1f}% {:>8.3f} {:>9.0f} {:>13.2f} {:>9} {:>9} {:>9} {:>9} "
-                 "{:>9}{}\n",
+                 "{:>9} {:>17}{}\n",
                  to_string(r.method), to_string(r.pattern), to_string(r.cache),
                  r.resident_before_max * 100, r.gib_per_s, r.ns_per_page, r.ratio_to_mmap, wf, wp,
                  di, wb, nd,
+                 fmt::format("{:.0f}/{:.0f}/{:.0f}", r.store_ns / 1e6, r.msync_ns / 1e6,
+                             r.fsync_ns / 1e6),
                  r.data_ok ? "" : fmt::format("  DATA MISMATCH ({} bad pages)", r.bad_pages));
       all_ok = all_ok && r.data_ok;
     }
@@ -251,15 +259,19 @@ void print_json_lines(std::FILE* out, const std::vector<Row>& rows, const RunInf
         "{{\"op\":\"{}\",\"method\":\"{}\",\"pattern\":\"{}\",\"cache\":\"{}\",\"gib_per_s\":{:.6g},"
         "\"ns_per_page\":{:.6g},\"{}\":{:.6g},\"ratio_baseline\":\"{}\",\"reps\":{},"
         "\"size_bytes\":{},\"pages\":{},\"page_size\":{},\"kernel_resident_before\":{:.6g},"
-        "\"data_ok\":{},\"fault_around_pages\":{},\"readahead_max_pages\":{},\"fault_threads\":{}",
+        "\"data_ok\":{},\"fault_around_pages\":{},\"readahead_max_pages\":{},\"fault_threads\":{},"
+        "\"write_around_max_pages\":{}",
         info.write ? "write" : "read", to_string(r.method), to_string(r.pattern),
         to_string(r.cache), r.gib_per_s, r.ns_per_page, rk, r.ratio_to_mmap,
         to_string(info.baseline), r.reps, info.size_bytes, info.pages, info.page_size,
         r.resident_before_max, r.data_ok ? "true" : "false", info.config.fault_around_pages,
-        info.config.readahead_max_pages, info.config.fault_threads);
+        info.config.readahead_max_pages, info.config.fault_threads,
+        info.config.write_around_max_pages);
     if (info.write)
-      line += fmt::format(",\"pages_stored\":{},\"bad_pages\":{},\"sync\":\"fsync\"",
-                          r.pages_stored, r.bad_pages);
+      line += fmt::format(",\"pages_stored\":{},\"bad_pages\":{},\"sync\":\"fsync\","
+                          "\"store_ms\":{:.3f},\"msync_ms\":{:.3f},\"fsync_ms\":{:.3f}",
+                          r.pages_stored, r.bad_pages, r.store_ns / 1e6, r.msync_ns / 1e6,
+                          r.fsync_ns / 1e6);
     if (r.stats) {
       const Stats& s = *r.stats;
       line += fmt::format(

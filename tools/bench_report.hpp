@@ -31,6 +31,7 @@ struct Row {
   double ratio_to_mmap = 0;   ///< this throughput / the baseline's (RunInfo::baseline; kernel
                               ///< mmap for local files), same pattern and cache
   double resident_before_max = 0;  ///< kernel page cache residency before, worst rep
+  double store_ns = 0, msync_ns = 0, fsync_ns = 0;  ///< write bench phases of the median rep
   bool data_ok = true;        ///< read: every rep read the same page words as the reference;
                               ///< write: the file held every stamp after every rep
   uint64_t bad_pages = 0;     ///< write: wrong pages, summed over reps

@@ -162,10 +162,15 @@ Sample measure_write_faultline(const WritePlan& plan, const EngineConfig& config
     throw std::runtime_error(
         fmt::format("SIGBUS (si_code {}) storing to the faultline mapping at offset {}", bus->code,
                     static_cast<const std::byte*>(bus->addr) - base));
+  const auto t_stored = Clock::now();
   m.msync(base, plan.size, MS_SYNC);
+  const auto t_msynced = Clock::now();
   file.fsync();
   const auto t1 = Clock::now();
   s.ns = elapsed_ns(t0, t1);
+  s.store_ns = elapsed_ns(t0, t_stored);
+  s.msync_ns = elapsed_ns(t_stored, t_msynced);
+  s.fsync_ns = elapsed_ns(t_msynced, t1);
   s.stats = file.stats();
   s.pages_stored = plan.pages;
   m.unmap();
@@ -181,11 +186,13 @@ Sample measure_write_mmap(const WritePlan& plan) {
   void* p = ::mmap(nullptr, plan.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) throw_errno("mmap '" + plan.path + "'");
   store_pages(static_cast<std::byte*>(p), plan);
+  const auto t_stored = Clock::now();
   if (::msync(p, plan.size, MS_SYNC) != 0) {
     const int err = errno;
     ::munmap(p, plan.size);
     throw_errno(err, "msync '" + plan.path + "'");
   }
+  const auto t_msynced = Clock::now();
   if (::fsync(fd.get()) != 0) {
     const int err = errno;
     ::munmap(p, plan.size);
@@ -194,6 +201,9 @@ Sample measure_write_mmap(const WritePlan& plan) {
   const auto t1 = Clock::now();
   ::munmap(p, plan.size);
   s.ns = elapsed_ns(t0, t1);
+  s.store_ns = elapsed_ns(t0, t_stored);
+  s.msync_ns = elapsed_ns(t_stored, t_msynced);
+  s.fsync_ns = elapsed_ns(t_msynced, t1);
   s.pages_stored = plan.pages;
   return s;
 }
@@ -212,9 +222,12 @@ Sample measure_write_pwrite(const WritePlan& plan) {
     if (n != static_cast<ssize_t>(sizeof v))
       throw_errno(n < 0 ? errno : EIO, fmt::format("pwrite '{}' at {}", plan.path, off));
   });
+  const auto t_stored = Clock::now();
   if (::fsync(fd.get()) != 0) throw_errno("fsync '" + plan.path + "'");
   const auto t1 = Clock::now();
   s.ns = elapsed_ns(t0, t1);
+  s.store_ns = elapsed_ns(t0, t_stored);
+  s.fsync_ns = elapsed_ns(t_stored, t1);
   s.pages_stored = plan.pages;
   return s;
 }
