@@ -158,10 +158,11 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     ws = pg - (pg % fa);
     we = ws + fa;
     // Read-around: let the backend fetch the neighbourhood in the background
-    // (a later fault nearby then fills from a warm source).
+    // (a later fault nearby then fills from a warm source). 2 MiB Files read
+    // it into their frames instead (fault_around_pages()).
     const uint64_t ra = (core->cfg.read_around_pages * kBasePageSize) >> page_shift_;
     const Page* cached = index_.find(pg);
-    if (ra > fa && !(cached && cached->test(PG_uptodate))) {  // only when we must read
+    if (!huge() && ra > fa && !(cached && cached->test(PG_uptodate))) {  // only when we must read
       const uint64_t rs = pg - (pg % ra);
       const uint64_t eof = eof_pages();
       if (rs < eof) backend().will_need(rs << page_shift_, (std::min(rs + ra, eof) - rs) << page_shift_);

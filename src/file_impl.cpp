@@ -151,7 +151,15 @@ void FileImpl::remove_mapping(MappingImpl* m) {
 }
 
 uint64_t FileImpl::fault_around_pages() const {
-  const uint64_t b = static_cast<uint64_t>(core->cfg.fault_around_pages) << kBasePageShift;
+  uint64_t b = static_cast<uint64_t>(core->cfg.fault_around_pages) << kBasePageShift;
+  // 2 MiB frames read the read-around window into frames themselves (one
+  // large O_DIRECT read: several requests in flight, nothing cached twice),
+  // where 4 KiB Files only hint it to the backend (Backend::will_need would
+  // fill the kernel's cache, a second copy). Measured on a cold 1 GiB random
+  // touch: 1 frame per fault + WILLNEED 1.1 GB/s with the file twice in
+  // memory; 2 frames (4 MiB) 3.6 GB/s, 4 frames 4.1 GB/s, file once.
+  if (huge())
+    b = std::max<uint64_t>(b, static_cast<uint64_t>(core->cfg.read_around_pages) << kBasePageShift);
   return std::max<uint64_t>(1, b >> page_shift_);
 }
 

@@ -35,7 +35,9 @@ struct EngineConfig {
   /// Read-around for non-sequential faults: the backend is told (will_need)
   /// that this many pages around the fault will be read soon, as the kernel's
   /// mmap read-around does; only the fault-around window is filled and
-  /// mapped. 0 disables it.
+  /// mapped. 0 disables it. Files with 2 MiB frames instead fill and map
+  /// max(fault_around, read_around) bytes per non-sequential fault (one large
+  /// aligned read into their frames; a hint would cache the data twice).
   std::size_t read_around_pages = 1024;
   /// Write-around: when stores through a view are sequential, the fault path
   /// calls page_mkwrite for up to this many following pages and makes them

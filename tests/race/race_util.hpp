@@ -92,6 +92,7 @@ inline fl::EngineConfig small_windows() {
   fl::EngineConfig c;
   c.fault_around_pages = 1;  // one page per fault: the tests control every page
   c.readahead_max_pages = 1;
+  c.read_around_pages = 0;  // 2 MiB Files fill their read-around window: none
   return c;
 }
 
