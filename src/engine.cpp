@@ -1,4 +1,5 @@
 // Engine: userfaultfd, handler threads, the registries of views and Files.
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -15,6 +16,15 @@
 #include "sys_error.hpp"
 
 namespace faultline {
+
+std::size_t ram_percent_pages(unsigned percent) {
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long size = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || size <= 0) return std::size_t{256} << 8;  // unknown: 256 MiB
+  const uint64_t bytes = static_cast<uint64_t>(pages) * static_cast<uint64_t>(size);
+  return std::max<std::size_t>(256, static_cast<std::size_t>(bytes / 100 * percent) >> kBasePageShift);
+}
+
 namespace detail {
 
 namespace {
@@ -116,22 +126,22 @@ void EngineCore::kick_flusher() {
   flush_cv_.notify_all();
 }
 
-void EngineCore::defer_wake(uintptr_t addr, size_t len) {
+void EngineCore::defer_wake(Userfaultfd* u, uintptr_t addr, size_t len) {
   {
     std::lock_guard g(flush_mu_);
-    deferred_wakes_.emplace_back(addr, len);
+    deferred_wakes_.push_back({u, addr, len});
     flush_kicked_ = true;
   }
   flush_cv_.notify_all();
 }
 
 void EngineCore::release_deferred_wakes() {
-  std::vector<std::pair<uintptr_t, size_t>> w;
+  std::vector<DeferredWake> w;
   {
     std::lock_guard g(flush_mu_);
     w.swap(deferred_wakes_);
   }
-  for (auto [a, l] : w) uffd.wake(a, l);
+  for (const auto& d : w) d.uffd->wake(d.addr, d.len);
   throttle_cv_.notify_all();
 }
 

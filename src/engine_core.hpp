@@ -40,7 +40,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// Throttling (R6): a store past the hard dirty limit has its wake deferred
   /// until the flusher has written back.
   bool over_dirty_limit() const { return nr_dirty.load(std::memory_order_relaxed) > cfg.dirty_limit_pages; }
-  void defer_wake(uintptr_t addr, size_t len);
+  /// Wakes the thread faulting at [addr, addr+len) on `uffd` after the
+  /// flusher's next write-back pass (dirty throttling).
+  void defer_wake(Userfaultfd* uffd, uintptr_t addr, size_t len);
   /// Wakes the flusher now (background threshold, throttled stores).
   void kick_flusher();
   /// balance_dirty_pages for the read/write API: waits (the caller's thread,
@@ -89,7 +91,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::condition_variable throttle_cv_;  // wakes throttled writers
   bool flush_kicked_ = false;
   bool flush_stop_ = false;
-  std::vector<std::pair<uintptr_t, size_t>> deferred_wakes_;
+  struct DeferredWake {
+    Userfaultfd* uffd;  // the engine's or its async one (both live until close)
+    uintptr_t addr;
+    size_t len;
+  };
+  std::vector<DeferredWake> deferred_wakes_;
   int stop_fd_ = -1;  // eventfd that stops the handler threads
   int epoll_fd_ = -1;  // the handler threads wait here: uffd, async uffd, stop_fd_
   std::mutex async_mu_;

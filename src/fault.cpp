@@ -86,6 +86,16 @@ void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
   }
   const bool minor = flags & UFFD_PAGEFAULT_FLAG_MINOR;
   count(minor ? &Counters::minor_faults : &Counters::missing_faults);
+  if ((flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes() && core->over_dirty_limit()) {
+    // Past the hard dirty limit a store that needs a page installed is not
+    // served now: its thread's wake is deferred to the flusher, which wakes it
+    // after write-back; the store then faults again (the kernel's
+    // balance_dirty_pages, R6: never under a page lock, never by parking a
+    // handler thread).
+    count(&Counters::stores_throttled);
+    core->defer_wake(m.uffd, addr & ~(uintptr_t{page_size()} - 1), page_size());
+    return;
+  }
   read_fault(m, pg, addr, (flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes(), minor);
 }
 
@@ -503,9 +513,10 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   // Past the hard dirty limit the storing thread is throttled: its wake is
   // deferred to the flusher (never a sleeping handler, never under the lock).
   const bool throttle = core->over_dirty_limit();
+  if (throttle) count(&Counters::stores_throttled);
   m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
   p->unlock();
-  if (throttle) core->defer_wake(a, page_size());
+  if (throttle) core->defer_wake(m.uffd, a, page_size());
   write_around_after_wp(m, pg);
   // R6: time update after the unlock, never under the page lock (W5).
   FL_POINT("wp.before_time_update");

@@ -365,10 +365,7 @@ int run_bench(const BenchOptions& o) {
   if (o.write && o.cache == "resident")
     throw std::runtime_error("--cache resident applies to the read bench only (not --write)");
   const bool want4k = o.frames != "2M";
-  bool want2m = o.frames != "4K" && !o.write;
-  if (o.write && o.frames == "2M")
-    fmt::print(stderr, "faultline bench: note: --write measures 4 KiB frames only; --frames 2M "
-                       "ignored\n");
+  bool want2m = o.frames != "4K";
   if (want2m) {
     const uint64_t need = (info.size_bytes + kHugePageSize - 1) / kHugePageSize;
     const int64_t free = hugepages_free();

@@ -23,9 +23,19 @@ double median(std::vector<double> v) {
 /// Write faults: write-protect faults plus the missing/minor faults raised by
 /// stores (the write bench only stores, so every fault it raises is one).
 uint64_t write_faults(const Stats& s) { return s.wp_faults + s.missing_faults + s.minor_faults; }
-/// Pages written back that no store touched (pages_stored: one store each).
-uint64_t needless_writebacks(const Stats& s, uint64_t pages_stored) {
-  return s.pages_written_back > pages_stored ? s.pages_written_back - pages_stored : 0;
+/// 4 KiB blocks written back beyond the blocks stored to (pages_stored: one
+/// store each, in the bench's 4 KiB pages): speculative dirtying, rewrites,
+/// and with 2 MiB frames the untouched rest of each frame written back.
+uint64_t needless_writebacks(const Stats& s, uint64_t pages_stored, std::size_t page_size) {
+  const uint64_t blocks = page_size ? s.bytes_written / page_size : s.pages_written_back;
+  return blocks > pages_stored ? blocks - pages_stored : 0;
+}
+/// Write amplification: bytes written to the backend over bytes stored to
+/// (whole 4 KiB blocks: the bench stores 8 bytes into each).
+double write_amplification(const Stats& s, uint64_t pages_stored, std::size_t page_size) {
+  return pages_stored ? static_cast<double>(s.bytes_written) /
+                            static_cast<double>(pages_stored * page_size)
+                      : 0;
 }
 
 std::string ratio_key(const RunInfo& info) {
@@ -154,8 +164,10 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
                  "after each method the file is read back with pread: every page must hold that "
                  "measurement's stamp and its other {} bytes unchanged. wfaults = wp_faults + "
                  "missing_faults + minor_faults (every fault is raised by a store); wp = "
-                 "wp_faults; dirtied = pages_dirtied; wback = pages_written_back; needless = "
-                 "wback - pages stored to (clamped at 0); store/msync/fsync = milliseconds of the "
+                 "wp_faults; dirtied = pages_dirtied; wback = pages_written_back (in the File's pages: 2 MiB for faultline-2M); needless = "
+                 "4 KiB blocks written back beyond those stored to (clamped at 0); wamp = bytes "
+                 "written back / bytes of the 4 KiB blocks stored to (write amplification; "
+                 "faultline-2M = 2 MiB frames, page_mkwrite mode, whole frames written back); store/msync/fsync = milliseconds of the "
                  "median rep spent storing (faults, fills, write notification), in msync (write-back "
                  "to the file) and in fsync (the file to disk); kcache = file fraction in the kernel "
                  "page cache before the timed region (worst rep)\n\n",
@@ -180,24 +192,25 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
   bool all_ok = true;
   if (info.write) {
     fmt::print(out,
-               "{:<15} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>17}\n",
+               "{:<15} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>17}\n",
                "method", "pattern", "cache", "kcache", "GiB/s", "ns/page", rk, "wfaults", "wp",
-               "dirtied", "wback", "needless", "store/msync/fsync");
+               "dirtied", "wback", "needless", "wamp", "store/msync/fsync");
     for (const auto& r : rows) {
-      std::string wf = "-", wp = "-", di = "-", wb = "-", nd = "-";
+      std::string wf = "-", wp = "-", di = "-", wb = "-", nd = "-", wa = "-";
       if (r.stats) {
         wf = fmt::format("{}", write_faults(*r.stats));
         wp = fmt::format("{}", r.stats->wp_faults);
         di = fmt::format("{}", r.stats->pages_dirtied);
         wb = fmt::format("{}", r.stats->pages_written_back);
-        nd = fmt::format("{}", needless_writebacks(*r.stats, r.pages_stored));
+        nd = fmt::format("{}", needless_writebacks(*r.stats, r.pages_stored, info.page_size));
+        wa = fmt::format("{:.2f}", write_amplification(*r.stats, r.pages_stored, info.page_size));
       }
       fmt::print(out,
                  "{:<15} {:<7} {:<5} {:>6.1f}% {:>8.3f} {:>9.0f} {:>13.2f} {:>9} {:>9} {:>9} {:>9} "
-                 "{:>9} {:>17}{}\n",
+                 "{:>9} {:>5} {:>17}{}\n",
                  to_string(r.method), to_string(r.pattern), to_string(r.cache),
                  r.resident_before_max * 100, r.gib_per_s, r.ns_per_page, r.ratio_to_mmap, wf, wp,
-                 di, wb, nd,
+                 di, wb, nd, wa,
                  fmt::format("{:.0f}/{:.0f}/{:.0f}", r.store_ns / 1e6, r.msync_ns / 1e6,
                              r.fsync_ns / 1e6),
                  r.data_ok ? "" : fmt::format("  DATA MISMATCH ({} bad pages)", r.bad_pages));
@@ -282,10 +295,11 @@ void print_json_lines(std::FILE* out, const std::vector<Row>& rows, const RunInf
       if (info.write)
         line += fmt::format(
             ",\"write_faults\":{},\"wp_faults\":{},\"pages_dirtied\":{},\"pages_written_back\":{},"
-            "\"needless_writebacks\":{},\"bytes_written\":{},\"write_errors\":{},"
-            "\"mkwrite_errors\":{}",
+            "\"needless_writebacks\":{},\"write_amplification\":{:.4f},\"bytes_written\":{},"
+            "\"write_errors\":{},\"mkwrite_errors\":{}",
             write_faults(s), s.wp_faults, s.pages_dirtied, s.pages_written_back,
-            needless_writebacks(s, r.pages_stored), s.bytes_written, s.write_errors,
+            needless_writebacks(s, r.pages_stored, info.page_size),
+            write_amplification(s, r.pages_stored, info.page_size), s.bytes_written, s.write_errors,
             s.mkwrite_errors);
     }
     if (r.frame_size) line += fmt::format(",\"frame_size\":{}", r.frame_size);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "faultline/constants.hpp"
 #include "faultline/file.hpp"
 #include "faultline/guarded.hpp"
 #include "faultline/mapping.hpp"
@@ -145,11 +146,13 @@ std::string verify_written(const WritePlan& plan, const std::vector<uint64_t>& t
 }
 
 Sample measure_write_faultline(const WritePlan& plan, const EngineConfig& config,
-                               DirtyTracking tracking) {
+                               DirtyTracking tracking, FrameSize frames) {
   Sample s;
   Engine engine(config);
   FileOptions opts;
   opts.dirty_tracking = tracking;  // faultline-async: WP_ASYNC + PAGEMAP_SCAN
+  opts.frame_size = frames;        // faultline-2M: 2 MiB frames (page_mkwrite mode)
+  s.frame_size = frames == FrameSize::k2M ? kHugePageSize : kBasePageSize;
   File file = engine.open(make_file_backend(plan.path, /*writable=*/true), opts);
   if (file.size() != plan.size)
     throw std::runtime_error(fmt::format("faultline sees '{}' as {} bytes, expected {}", plan.path,
@@ -234,9 +237,12 @@ Sample measure_write_pwrite(const WritePlan& plan) {
 
 Sample measure_write(Method m, const WritePlan& plan, const EngineConfig& config) {
   switch (m) {
-    case Method::Faultline: return measure_write_faultline(plan, config, DirtyTracking::Mkwrite);
+    case Method::Faultline:
+      return measure_write_faultline(plan, config, DirtyTracking::Mkwrite, FrameSize::k4K);
     case Method::FaultlineAsync:
-      return measure_write_faultline(plan, config, DirtyTracking::Async);
+      return measure_write_faultline(plan, config, DirtyTracking::Async, FrameSize::k4K);
+    case Method::Faultline2M:
+      return measure_write_faultline(plan, config, DirtyTracking::Mkwrite, FrameSize::k2M);
     case Method::Mmap: return measure_write_mmap(plan);
     case Method::Pwrite: return measure_write_pwrite(plan);
     default: break;

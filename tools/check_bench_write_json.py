@@ -2,9 +2,12 @@
 """Runs `faultline bench --write ... --json` (the command line given as
 arguments; expects --size 64M --reps 1) and checks its output: exit 0; every
 stdout line is one JSON object with the required keys and sane values; the
-methods are faultline, faultline-async, mmap and pwrite; faultline rows carry the write counters, consistent with one store per page
-(pages_dirtied and pages_written_back >= pages_stored == pages, needless =
-written_back - stored clamped at 0, write_faults >= 1); every page verified (data_ok, bad_pages 0);
+methods are faultline, faultline-async, mmap and pwrite, plus faultline-2M
+when the huge page pool is big enough (else stderr says why it was skipped);
+faultline rows carry the write counters, consistent with one store per page
+(pages_dirtied and pages_written_back >= the File's pages, needless = 4 KiB
+blocks written back - blocks stored clamped at 0, write_amplification = bytes
+written / bytes stored, write_faults >= 1); every page verified (data_ok, bad_pages 0);
 every method x pattern x cache present; the temporary file removed."""
 import json
 import math
@@ -15,12 +18,14 @@ import sys
 
 SIZE = 64 << 20
 PAGE = 4096
-FL = ("faultline", "faultline-async")
+FL = ("faultline", "faultline-async", "faultline-2M")
+HUGE = 2 << 20
 REQUIRED = ["op", "method", "pattern", "cache", "gib_per_s", "ns_per_page", "ratio_to_mmap",
             "ratio_baseline", "reps", "size_bytes", "pages", "page_size", "data_ok",
             "pages_stored", "bad_pages", "sync"]
 FAULTLINE_ONLY = ["write_faults", "wp_faults", "missing_faults", "minor_faults", "pages_dirtied",
-                  "pages_written_back", "needless_writebacks", "write_errors", "mkwrite_errors"]
+                  "pages_written_back", "needless_writebacks", "write_amplification",
+                  "bytes_written", "write_errors", "mkwrite_errors"]
 
 
 def fail(msg, proc=None):
@@ -80,14 +85,20 @@ def main():
                 fail(f"line {n}: write_faults is not wp + missing + minor: {line!r}")
             if row["write_faults"] < 1:
                 fail(f"line {n}: no write faults: {line!r}")
-            if row["pages_dirtied"] < pages or row["pages_written_back"] < pages:
+            file_pages = SIZE // (HUGE if row["method"] == "faultline-2M" else PAGE)
+            if row["pages_dirtied"] < file_pages or row["pages_written_back"] < file_pages:
                 fail(f"line {n}: pages_dirtied/pages_written_back {row['pages_dirtied']}/"
-                     f"{row['pages_written_back']}, expected >= {pages} each (one store per page, "
-                     f"synced): {line!r}")
-            want_needless = max(0, row["pages_written_back"] - row["pages_stored"])
+                     f"{row['pages_written_back']}, expected >= {file_pages} each (one store per "
+                     f"page, synced): {line!r}")
+            if row["bytes_written"] < SIZE:
+                fail(f"line {n}: bytes_written {row['bytes_written']} < {SIZE}: {line!r}")
+            want_needless = max(0, row["bytes_written"] // PAGE - row["pages_stored"])
             if row["needless_writebacks"] != want_needless:
                 fail(f"line {n}: needless_writebacks {row['needless_writebacks']} != "
                      f"{want_needless}")
+            want_wamp = row["bytes_written"] / (row["pages_stored"] * PAGE)
+            if abs(row["write_amplification"] - want_wamp) > 1e-3:
+                fail(f"line {n}: write_amplification {row['write_amplification']} != {want_wamp}")
             if row["write_errors"] != 0 or row["mkwrite_errors"] != 0:
                 fail(f"line {n}: write/mkwrite errors: {line!r}")
         elif any(k in row for k in FAULTLINE_ONLY):
@@ -96,8 +107,10 @@ def main():
         if key in seen:
             fail(f"line {n}: duplicate result {key}")
         seen.add(key)
-    want = {(m, p, c) for m in FL + ("mmap", "pwrite") for p in ("seq", "rand")
-            for c in ("cold", "warm")}
+    methods = ("faultline", "faultline-async", "mmap", "pwrite")
+    if "skipping the faultline-2M rows" not in proc.stderr:
+        methods += ("faultline-2M",)
+    want = {(m, p, c) for m in methods for p in ("seq", "rand") for c in ("cold", "warm")}
     if seen != want:
         fail(f"results missing: {sorted(want - seen)}, unexpected: {sorted(seen - want)}", proc)
     m = re.search(r"data to (\S+) \(", proc.stderr)

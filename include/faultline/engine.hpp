@@ -20,6 +20,10 @@
 
 namespace faultline {
 
+/// `percent` of physical memory in 4 KiB pages (the dirty thresholds'
+/// defaults; at least 256 pages).
+std::size_t ram_percent_pages(unsigned percent);
+
 namespace detail {
 class EngineCore;
 }
@@ -60,11 +64,13 @@ struct EngineConfig {
   bool flusher = true;
   uint32_t flush_interval_ms = 1000;
   uint32_t dirty_expire_ms = 30000;
-  std::size_t dirty_background_pages = std::size_t{64} << 8;  // 64 MiB of 4 KiB pages
+  /// Default: 10% of physical memory, as the kernel's vm.dirty_background_ratio.
+  std::size_t dirty_background_pages = ram_percent_pages(10);
   /// Hard limit: a store that dirties a page past it is throttled — the wake
   /// of the storing thread is deferred until the flusher has written back
   /// (never a sleeping handler thread, never under a page lock: R6).
-  std::size_t dirty_limit_pages = std::size_t{256} << 8;  // 256 MiB of 4 KiB pages
+  /// Default: 20% of physical memory, as the kernel's vm.dirty_ratio.
+  std::size_t dirty_limit_pages = ram_percent_pages(20);
   /// Where warnings go (THP setting, fallbacks). Default: stderr.
   std::function<void(std::string_view)> log;
 };

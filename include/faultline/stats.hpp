@@ -31,6 +31,9 @@ struct Stats {
   uint64_t pagemap_scans = 0;        ///< PAGEMAP_SCAN ioctls (one per view and range)
   uint64_t pagemap_scan_pages = 0;   ///< pages those scans covered
   uint64_t pagemap_scan_ns = 0;      ///< time spent in them
+  /// Storing faults past EngineConfig::dirty_limit_pages whose thread was
+  /// held (its wake deferred to the flusher) until write-back caught up.
+  uint64_t stores_throttled = 0;
 };
 
 }  // namespace faultline
