@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -182,6 +183,14 @@ class FileImpl {
   int zero_frame_range(uint64_t from, uint64_t to);
   /// Writes back one locked dirty run (mkclean first, R7); 0 or errno.
   int launder_locked(uint64_t pg, uint64_t n);
+  /// The copy-out half of write-back and launder: copies [pg, pg+n) (len
+  /// bytes, never past EOF) out of the frames — or, `in_place` with 2 MiB
+  /// frames, writes straight from the alias view (the caller holds the page
+  /// locks and has write-protected every view) — runs `after_copy`, writes it
+  /// to the backend. A failure redirties the pages with PG_error and goes to
+  /// the File's error sequence (R8): nothing is lost. Returns 0 or errno.
+  int write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run, bool in_place,
+                const std::function<void()>& after_copy = {});
   /// Drops pages of [first, last) in runs (R4): lock, wait for write-back,
   /// launder if asked (those that fail are kept and reported), drop, punch.
   void drop_range(uint64_t first, uint64_t last, bool launder, bool keep_dirty,

@@ -73,34 +73,11 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   const uint64_t size = i_size();
   if (off >= size) return 0;
   const uint64_t len = std::min<uint64_t>(n << page_shift_, size - off);
-  std::vector<std::byte> buf(huge() ? 0 : len);
-  int err = 0;
-  if (huge()) {
-    // 2 MiB frames: write straight from the alias view, no copy (a run may be
-    // hundreds of MiB). The pages are locked and write-protected in every
-    // view (mkclean above), so the frames stay stable meanwhile.
-    const int w = backend().write(off, std::span<const std::byte>(alias_ + off, len));
-    if (w < 0) err = -w;
-  } else {
-    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
-    if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
-  }
-  if (!err && !huge()) {
-    const int w = backend().write(off, std::span<const std::byte>(buf.data(), len));
-    if (w < 0) err = -w;
-  }
-  if (err) {
-    for (uint64_t i = 0; i < n; ++i) {
-      mark_dirty(index_.find(pg + i));
-      index_.find(pg + i)->set(PG_error);
-    }
-    count(&Counters::write_errors);
-    record_wb_error(err);
-  } else {
-    count(&Counters::bytes_written, len);
-    count(&Counters::pages_written_back, n);
-    count(&Counters::pages_laundered, n);
-  }
+  std::vector<Page*> run(n);
+  for (uint64_t i = 0; i < n; ++i) run[i] = index_.find(pg + i);
+  // Locked and write-protected in every view: 2 MiB frames are written in place.
+  const int err = write_out(pg, n, len, run.data(), /*in_place=*/true);
+  if (!err) count(&Counters::pages_laundered, n);
   return err;
 }
 

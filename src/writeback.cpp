@@ -243,6 +243,40 @@ int FileImpl::check_wb_error(std::atomic<uint64_t>& cursor) {
   return errseq_errno(now);
 }
 
+int FileImpl::write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run, bool in_place,
+                        const std::function<void()>& after_copy) {
+  const uint64_t off = pg << page_shift_;
+  int err = 0;
+  const std::byte* src = nullptr;
+  if (in_place && huge()) {
+    src = alias_ + off;  // no copy: a 2 MiB run may be hundreds of MiB
+  } else {
+    auto& buf = wb_buffer(len);
+    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
+    if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
+    src = buf.data();
+  }
+  if (after_copy) after_copy();
+  if (!err) {
+    const int w = backend().write(off, std::span<const std::byte>(src, len));
+    if (w < 0) err = -w;
+  }
+  if (err) {
+    // The pages stay dirty (retried by the next write-back) and the error
+    // goes to the File's errseq (R8): never silently dropped.
+    count(&Counters::write_errors);
+    record_wb_error(err);
+    for (uint64_t i = 0; i < n; ++i) {
+      mark_dirty(run[i]);
+      run[i]->set(PG_error);
+    }
+  } else {
+    count(&Counters::bytes_written, len);
+    count(&Counters::pages_written_back, n);
+  }
+  return err;
+}
+
 int FileImpl::writeback_size() {
   // Size changes hold i_rwsem_ exclusively: the size read here stays valid.
   std::shared_lock size_guard(i_rwsem_);
@@ -309,35 +343,18 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
     const uint64_t len = std::min<uint64_t>(n * ps, i_size() - off);  // never past EOF
     if (r7)
       for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
-    auto& buf = wb_buffer(len);
-    int err = 0;
-    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
-    if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
-    FL_POINT("writeback.after_copy");
-    if (!r7) {
-      // Breaker: copy out first, write-protect afterwards.
-      mkclean(pg, n);
-      for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
-    }
-    FL_POINT("writeback.before_write");
-    if (!err) {
-      const int w = backend().write(off, std::span<const std::byte>(buf.data(), len));
-      if (w < 0) err = -w;
-    }
-    if (err) {
-      // The pages stay dirty (retried by the next write-back) and the error
-      // goes to the File's errseq (R8): never silently dropped.
-      count(&Counters::write_errors);
-      record_wb_error(err);
-      if (!first_err) first_err = err;
-      for (uint64_t i = 0; i < n; ++i) {
-        mark_dirty(run[i]);
-        run[i]->set(PG_error);
+    // Copied out with the pages unlocked under PG_writeback (R7): a store now
+    // faults and redirties (or waits, stable pages).
+    const int err = write_out(pg, n, len, run.data(), /*in_place=*/false, [&] {
+      FL_POINT("writeback.after_copy");
+      if (!r7) {
+        // Breaker: copy out first, write-protect afterwards.
+        mkclean(pg, n);
+        for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
       }
-    } else {
-      count(&Counters::bytes_written, len);
-      count(&Counters::pages_written_back, n);
-    }
+      FL_POINT("writeback.before_write");
+    });
+    if (err && !first_err) first_err = err;  // the pages stay dirty: retried next time
     for (uint64_t i = 0; i < n; ++i) run[i]->clear_and_wake(PG_writeback);
     pg += n;
   }
