@@ -7,6 +7,7 @@
 // and only then unlock.
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <mutex>
 #include <shared_mutex>
 #include <sys/mman.h>
@@ -22,6 +23,12 @@
 namespace faultline::detail {
 
 namespace {
+uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - t0)
+                                   .count());
+}
+
 // The faulting page as page_mkwrite sees it (Backend::MkwritePage).
 class MkwriteRef final : public Backend::MkwritePage {
  public:
@@ -308,7 +315,9 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     }
     uint64_t j = i + 1;
     while (j < n && pages[j] && needs_fill(j)) ++j;
+    const auto t_fill = std::chrono::steady_clock::now();
     const int fill_err = fill(ws + i, j - i);
+    count(&Counters::fill_ns, elapsed_ns(t_fill));
     if (fill_err == 0) {
       count(&Counters::pages_filled, j - i);
       for (uint64_t k = i; k < j; ++k) {
@@ -401,7 +410,9 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     uint64_t done = 0;
     const uint64_t len = (j - i) << page_shift_;
     while (done < len) {
+      const auto t_install = std::chrono::steady_clock::now();
       const auto r = m.uffd->continue_range(m.addr_of(ws + i) + done, len - done, mode);
+      count(&Counters::install_ns, elapsed_ns(t_install));
       if (r.err == 0) {
         count(&Counters::pages_installed, (len - done) >> page_shift_);
         done = len;

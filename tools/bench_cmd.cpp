@@ -413,7 +413,11 @@ int run_bench(const BenchOptions& o) {
     ms.push_back(kernel_other);
     return ms;
   };
-  if (cold) steps.push_back({CacheState::Cold, full()});
+  if (cold) {
+    steps.push_back({CacheState::Cold, full()});
+    // The device's own limit beside them (read bench, local files).
+    if (!o.write) steps.back().methods.push_back(Method::Device);
+  }
   if (warm) steps.push_back({CacheState::Warm, full()});
   // resident's baseline is kernel mmap warm: measured even when warm was not asked for.
   else if (resident) steps.push_back({CacheState::Warm, {Method::Mmap, kernel_other}});

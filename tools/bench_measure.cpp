@@ -7,15 +7,20 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "faultline/backend.hpp"
+#include "faultline/constants.hpp"
 #include "faultline/file.hpp"
 #include "faultline/guarded.hpp"
 #include "faultline/mapping.hpp"
@@ -89,6 +94,9 @@ Stats stats_since(const Stats& a, const Stats& b) {
   d.pages_laundered -= b.pages_laundered;
   d.pages_write_around -= b.pages_write_around;
   d.fault_retries -= b.fault_retries;
+  d.fill_ns -= b.fill_ns;
+  d.install_ns -= b.install_ns;
+  d.stores_throttled -= b.stores_throttled;
   return d;
 }
 
@@ -122,6 +130,7 @@ const char* to_string(Method m) {
     case Method::RadosRead: return "rados-read";
     case Method::Faultline2M: return "faultline-2M";
     case Method::FaultlineAsync: return "faultline-async";
+    case Method::Device: return "device";
   }
   return "?";
 }
@@ -239,6 +248,69 @@ Sample measure_pread(const ReadPlan& plan) {
   return s;
 }
 
+Sample measure_device(const ReadPlan& plan) {
+  // O_DIRECT: what the device gives with no page cache at all — the limit a
+  // cold read can reach. kDeviceReadBytes reads, kDeviceInFlight of them in
+  // flight (one thread each), in file order or in a random order of chunks.
+  Sample s;
+  UniqueFd fd(::open(plan.path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+  if (!fd) throw_errno("open '" + plan.path + "' with O_DIRECT");
+  const uint64_t chunk = kDeviceReadBytes;
+  const uint64_t chunks = (plan.size + chunk - 1) / chunk;
+  std::vector<uint64_t> order(chunks);
+  std::iota(order.begin(), order.end(), 0);
+  if (plan.order != nullptr) std::shuffle(order.begin(), order.end(), std::mt19937_64(0x5eed));
+  std::atomic<uint64_t> next{0}, sum{0};
+  std::atomic<int> error{0};
+  const std::size_t ps = plan.page_size;
+  auto worker = [&] {
+    // A buffer of 2 MiB huge pages where the pool has them, as faultline-2M's
+    // frames: each 2 MiB is one DMA segment (with 4 KiB pages a request is cut
+    // at max_segments, 254 here = ~1 MiB), else plain pages.
+    void* raw = ::mmap(nullptr, chunk, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+    if (raw == MAP_FAILED)
+      raw = ::mmap(nullptr, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                   -1, 0);
+    if (raw == MAP_FAILED) {
+      error = errno;
+      return;
+    }
+    auto unmap = [chunk](std::byte* p) { ::munmap(p, chunk); };
+    std::unique_ptr<std::byte, decltype(unmap)> buf(static_cast<std::byte*>(raw), unmap);
+    uint64_t local = 0;
+    for (uint64_t i; (i = next.fetch_add(1)) < chunks && error == 0;) {
+      const uint64_t off = order[i] * chunk;
+      const uint64_t want = std::min<uint64_t>(chunk, plan.size - off);
+      uint64_t got = 0;
+      while (got < want) {
+        const ssize_t n = ::pread(fd.get(), buf.get() + got, chunk - got, static_cast<off_t>(off + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          error = errno;
+          return;
+        }
+        if (n == 0) break;
+        got += static_cast<uint64_t>(n);
+      }
+      std::memset(buf.get() + got, 0, chunk - got);  // the EOF page: zeros, as pread's
+      for (uint64_t o = 0; o < want; o += ps) local += load_word(buf.get() + o);
+    }
+    sum += local;
+  };
+  const auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < kDeviceInFlight; ++t) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+  const auto t1 = Clock::now();
+  if (error != 0) throw_errno(error, "O_DIRECT read of '" + plan.path + "'");
+  s.have_memory = true;
+  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
+  s.ns = elapsed_ns(t0, t1);
+  s.word_sum = sum;
+  return s;
+}
+
 Sample measure(Method m, const ReadPlan& plan, const EngineConfig& config, CacheState cache) {
   const bool resident = cache == CacheState::Resident;
   if (resident && !is_faultline(m))
@@ -248,6 +320,7 @@ Sample measure(Method m, const ReadPlan& plan, const EngineConfig& config, Cache
     case Method::Faultline2M: return measure_faultline(plan, config, FrameSize::k2M, resident);
     case Method::Mmap: return measure_mmap(plan);
     case Method::Pread: return measure_pread(plan);
+    case Method::Device: return measure_device(plan);
     default: break;
   }
   throw std::logic_error(std::string("measure: not a read method of a local file: ") + to_string(m));

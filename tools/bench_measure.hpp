@@ -18,7 +18,14 @@ namespace faultline::cli {
 /// of the same objects (the RADOS bench's baseline). Faultline2M: a faultline
 /// mapping of a File opened with FileOptions::frame_size = FrameSize::k2M
 /// (method name "faultline-2M").
-enum class Method { Faultline, Mmap, Pread, Pwrite, RadosRead, Faultline2M, FaultlineAsync };
+/// Device: the file read with O_DIRECT, kDeviceInFlight reads of
+/// kDeviceReadBytes in flight into 2 MiB huge pages where the pool has them
+/// (the device's own limit, no page cache; read bench, cold only). Measured
+/// here: 4 KiB-page buffers cap a request at max_segments (254 x 4 KiB), which
+/// halved the rate (1.0-1.6 GB/s vs 5-7.8 GB/s into huge pages).
+enum class Method { Faultline, Mmap, Pread, Pwrite, RadosRead, Faultline2M, FaultlineAsync, Device };
+inline constexpr unsigned kDeviceInFlight = 4;
+inline constexpr uint64_t kDeviceReadBytes = uint64_t{2} << 20;
 enum class Pattern { Seq, Rand };
 /// NotApplicable: no kernel page cache involved (RADOS files). Resident: the
 /// engine already holds every frame (faultline-2M only: a first Mapping touched

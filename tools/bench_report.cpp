@@ -107,6 +107,11 @@ std::vector<Row> summarize(const std::vector<ResultSet>& sets, const RunInfo& in
     for (const auto& m : rows)
       if (m.method == info.baseline && m.pattern == r.pattern && m.cache == bc)
         r.ratio_to_mmap = r.gib_per_s / m.gib_per_s;
+    // Cold reads also against the device's own limit (O_DIRECT, no cache).
+    if (r.cache == CacheState::Cold && r.method != Method::Device)
+      for (const auto& m : rows)
+        if (m.method == Method::Device && m.pattern == r.pattern && m.cache == r.cache)
+          r.ratio_to_device = r.gib_per_s / m.gib_per_s;
   }
   return rows;
 }
@@ -257,6 +262,29 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
   }
   if (!info.frames2m_skipped.empty())
     fmt::print(out, "\nfaultline-2M rows skipped: {}\n", info.frames2m_skipped);
+  std::string cost;
+  for (const auto& r : rows)
+    if (r.stats && r.stats->pages_filled && r.stats->pages_installed && r.frame_size)
+      cost += fmt::format("\n  {} {} {}: fill {:.1f} us + CONTINUE {:.1f} us per {} page = "
+                          "{:.0f}% of the timed region",
+                          to_string(r.method), to_string(r.pattern), to_string(r.cache),
+                          double(r.stats->fill_ns) / 1e3 / double(r.stats->pages_filled),
+                          double(r.stats->install_ns) / 1e3 / double(r.stats->pages_installed),
+                          format_size(r.frame_size),
+                          100.0 * double(r.stats->fill_ns + r.stats->install_ns) / r.median_ns);
+  if (!cost.empty())
+    fmt::print(out, "\nwhere faultline's time went (fault path; the rest: fault round trips, "
+                    "waiting, first touch of the mapped pages):{}\n",
+               cost);
+  std::string dev;
+  for (const auto& r : rows)
+    if (r.ratio_to_device > 0)
+      dev += fmt::format("{}{} {} {:.2f}", dev.empty() ? "" : ", ", to_string(r.method),
+                         to_string(r.pattern), r.ratio_to_device);
+  if (!dev.empty())
+    fmt::print(out, "\nratio to the device (cold; device = O_DIRECT, {} reads of {} in flight, "
+                    "no page cache): {}\n",
+               kDeviceInFlight, format_size(kDeviceReadBytes), dev);
   const char* ref = info.rados ? "rados-read" : "pread";
   fmt::print(out, "\ndata check: {}\n",
              all_ok ? fmt::format("every method read the same page words as {}", ref)
@@ -280,6 +308,7 @@ void print_json_lines(std::FILE* out, const std::vector<Row>& rows, const RunInf
         r.resident_before_max, r.data_ok ? "true" : "false", info.config.fault_around_pages,
         info.config.readahead_max_pages, info.config.fault_threads,
         info.config.write_around_max_pages);
+    if (r.ratio_to_device > 0) line += fmt::format(",\"ratio_to_device\":{:.6g}", r.ratio_to_device);
     if (info.write)
       line += fmt::format(",\"pages_stored\":{},\"bad_pages\":{},\"sync\":\"fsync\","
                           "\"store_ms\":{:.3f},\"msync_ms\":{:.3f},\"fsync_ms\":{:.3f}",
@@ -289,9 +318,11 @@ void print_json_lines(std::FILE* out, const std::vector<Row>& rows, const RunInf
       const Stats& s = *r.stats;
       line += fmt::format(
           ",\"missing_faults\":{},\"minor_faults\":{},\"pages_filled\":{},\"pages_installed\":{},"
-          "\"pages_fault_around\":{},\"bytes_read\":{},\"read_errors\":{},\"sigbus_sent\":{}",
+          "\"pages_fault_around\":{},\"bytes_read\":{},\"read_errors\":{},\"sigbus_sent\":{},"
+          "\"fill_ns\":{},\"install_ns\":{},\"stores_throttled\":{}",
           s.missing_faults, s.minor_faults, s.pages_filled, s.pages_installed,
-          s.pages_fault_around, s.bytes_read, s.read_errors, s.sigbus_sent);
+          s.pages_fault_around, s.bytes_read, s.read_errors, s.sigbus_sent, s.fill_ns,
+          s.install_ns, s.stores_throttled);
       if (info.write)
         line += fmt::format(
             ",\"write_faults\":{},\"wp_faults\":{},\"pages_dirtied\":{},\"pages_written_back\":{},"

@@ -28,6 +28,7 @@ struct Row {
   double median_ns = 0;       ///< median of the timed regions
   double ns_per_page = 0;
   double gib_per_s = 0;
+  double ratio_to_device = 0; ///< cold rows: this throughput / the device row's (O_DIRECT), same pattern; 0 = none
   double ratio_to_mmap = 0;   ///< this throughput / the baseline's (RunInfo::baseline; kernel
                               ///< mmap for local files), same pattern and cache
   double resident_before_max = 0;  ///< kernel page cache residency before, worst rep

@@ -3,6 +3,8 @@
 checks its output: exit 0; every stdout line is one JSON object with the
 required keys and sane values (faultline rows carry the engine counters);
 nothing else on stdout; every method x pattern x cache combination present
+(a `device` row, O_DIRECT, for each pattern in the cold state, and every other
+cold row carrying ratio_to_device = its GiB/s over the device's)
 (faultline-2M rows, with cache resident too, when the bench ran them: it skips
 them, saying so on stderr, without a huge page pool; with
 FAULTLINE_REQUIRE_HUGEPAGES=1 they must be there); every row reports its
@@ -17,7 +19,8 @@ import sys
 
 REQUIRED = ["method", "pattern", "cache", "gib_per_s", "ns_per_page", "ratio_to_mmap", "reps",
             "size_bytes"]
-FAULTLINE_ONLY = ["missing_faults", "minor_faults", "pages_filled", "frame_size"]
+FAULTLINE_ONLY = ["missing_faults", "minor_faults", "pages_filled", "frame_size", "fill_ns",
+                  "install_ns"]
 FAULTLINE = ("faultline", "faultline-2M")
 MEMORY = ["mem_bytes", "mem_frames_bytes", "mem_kernel_cache_bytes"]
 
@@ -52,8 +55,16 @@ def main():
             missing += [k for k in FAULTLINE_ONLY if k not in row]
         if missing:
             fail(f"line {n} lacks {missing}: {line!r}", proc)
-        if row["method"] not in FAULTLINE + ("mmap", "pread"):
+        if row["method"] not in FAULTLINE + ("mmap", "pread", "device"):
             fail(f"line {n}: bad method {row['method']!r}")
+        if row["method"] == "device" and row["cache"] != "cold":
+            fail(f"line {n}: a device row outside the cold state: {line!r}")
+        if row["cache"] == "cold" and row["method"] != "device":
+            v = row.get("ratio_to_device")
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                fail(f"line {n}: a cold row without a positive ratio_to_device: {line!r}")
+        elif "ratio_to_device" in row:
+            fail(f"line {n}: ratio_to_device outside cold rows or on the device row: {line!r}")
         if row["pattern"] not in ("seq", "rand") or row["cache"] not in ("cold", "warm", "resident"):
             fail(f"line {n}: bad pattern/cache: {line!r}")
         if row["cache"] == "resident" and row["method"] != "faultline-2M":
@@ -82,12 +93,16 @@ def main():
                     fail(f"line {n}: a resident row filled pages in its timed part: {line!r}")
             elif row["pages_filled"] <= 0:
                 fail(f"line {n}: a faultline row filled no pages: {line!r}")
+            elif row["fill_ns"] <= 0 or row["install_ns"] <= 0:
+                fail(f"line {n}: a faultline row that filled pages reports no fill/install "
+                     f"time: {line!r}")
         key = (row["method"], row["pattern"], row["cache"])
         if key in seen:
             fail(f"line {n}: duplicate result {key}")
         seen.add(key)
     want = {(m, p, c) for m in ("faultline", "mmap", "pread") for p in ("seq", "rand")
             for c in ("cold", "warm")}
+    want |= {("device", p, "cold") for p in ("seq", "rand")}
     skipped = "skipping the faultline-2M rows" in proc.stderr
     if skipped and os.environ.get("FAULTLINE_REQUIRE_HUGEPAGES") == "1":
         fail("FAULTLINE_REQUIRE_HUGEPAGES=1 but the bench skipped the faultline-2M rows", proc)

@@ -34,6 +34,12 @@ struct Stats {
   /// Storing faults past EngineConfig::dirty_limit_pages whose thread was
   /// held (its wake deferred to the flusher) until write-back caught up.
   uint64_t stores_throttled = 0;
+  /// Time the fault path spent filling frames from the backend (reads into
+  /// the memfd or the alias view, incl. allocating 2 MiB frames) and
+  /// installing them (UFFDIO_CONTINUE), in ns: with pages_filled and
+  /// pages_installed, the cost per page of each step.
+  uint64_t fill_ns = 0;
+  uint64_t install_ns = 0;
 };
 
 }  // namespace faultline

@@ -19,7 +19,15 @@
 // the memfd's size is i_size rounded up, and after invalidating everything the
 // memfd holds no data at all (no frame outside the index).
 //
-// Duration: FAULTLINE_STRESS_SECONDS (total over both backends; default 40).
+// Runs with 4 KiB frames (File, Memory) and with 2 MiB frames (File2M,
+// Memory2M: a hugetlb File; no private view, since 2 MiB Files refuse them;
+// 16 frames at most; the memfd's allocated bytes come from st_blocks, as
+// hugetlbfs has no SEEK_DATA). Words are owned, picked and read per 4 KiB
+// block: a 4 KiB page is one block; in a 2 MiB frame half the picks go to a
+// few hot blocks (the frame's edges and middle) so words still collide.
+//
+// Duration: FAULTLINE_STRESS_SECONDS (seconds per pair of instantiations,
+// File + Memory, of one frame size; default 40: 20 s each).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -30,6 +38,7 @@
 #include <random>
 #include <shared_mutex>
 #include <sstream>
+#include <sys/stat.h>
 #include <thread>
 
 #include "tr_util.hpp"
@@ -37,44 +46,86 @@
 namespace tr {
 namespace {
 
-using Stress = TrTest;
 using Clock = std::chrono::steady_clock;
 
-constexpr uint64_t kMaxPages = 64;
-constexpr uint64_t kWordsPerPage = kPs / 8;
-constexpr uint64_t kWords = kMaxPages * kWordsPerPage;
-constexpr uint64_t kMaxSize = kMaxPages * kPs;
+struct StressParam {
+  Kind kind;
+  bool huge;  // 2 MiB frames
+};
+std::string stress_name(const ::testing::TestParamInfo<StressParam>& i) {
+  return std::string(i.param.kind == Kind::File ? "File" : "Memory") + (i.param.huge ? "2M" : "");
+}
+// ctest's test names carry gtest's print of the parameter: no padding bytes.
+void PrintTo(const StressParam& p, std::ostream* os) {
+  *os << (p.kind == Kind::File ? "File" : "Memory") << (p.huge ? ", 2 MiB frames" : ", 4 KiB frames");
+}
+class Stress : public ::testing::TestWithParam<StressParam> {};
+
+/// The unit of word ownership, of picking words and of one read: 4 KiB (a
+/// whole page with 4 KiB frames).
+constexpr uint64_t kBlock = fl::kBasePageSize;
+constexpr uint64_t kWordsPerBlock = kBlock / 8;
+constexpr uint64_t kMaxPages4K = 64;  // 256 KiB
+constexpr uint64_t kMaxPages2M = 16;  // 32 MiB
+constexpr int64_t kPoolPages2M = 2 * kMaxPages2M;
 constexpr int kWriters = 3;    // 1: view A, 2: view B, 3: File::write
 constexpr uint64_t kPriv = 4;  // the private view's stores
-constexpr uint64_t kTickMask = (uint64_t{1} << 40) - 1;
+// A stamp: writer (4 bits) | word (22 bits) | tick (38 bits).
+constexpr unsigned kWordBits = 22, kTickBits = 38;
+constexpr uint64_t kTickMask = (uint64_t{1} << kTickBits) - 1;
+constexpr uint64_t kWordMask = (uint64_t{1} << kWordBits) - 1;
+static_assert(kMaxPages2M * (fl::kHugePageSize / 8) <= kWordMask + 1, "word field too small");
+
+/// The file's shape: page (frame) size and the largest size the test uses.
+struct Geo {
+  uint64_t ps, max_pages;
+  uint64_t bpp = ps / kBlock;          // blocks per page
+  uint64_t wpp = ps / 8;               // words per page
+  uint64_t words = max_pages * wpp;
+  uint64_t max_size = max_pages * ps;
+  uint64_t blocks = max_size / kBlock;
+  uint64_t round_up(uint64_t v) const { return (v + ps - 1) / ps * ps; }
+  /// A block below `lim` blocks. 4 KiB frames: uniform (a page). 2 MiB
+  /// frames: half the time one of a frame's hot blocks (its first two, the
+  /// middle two, its last two), so that stores, reads and zero events meet
+  /// on the same words and on both sides of frame boundaries.
+  uint64_t pick_block(std::mt19937_64& rng, uint64_t lim) const {
+    if (bpp == 1 || rng() % 2 == 0) return rng() % lim;
+    const uint64_t hot[] = {0, 1, bpp / 2 - 1, bpp / 2, bpp - 2, bpp - 1};
+    const uint64_t b = (rng() % ((lim + bpp - 1) / bpp)) * bpp + hot[rng() % 6];
+    return b < lim ? b : lim - 1;
+  }
+};
 
 uint64_t stamp(uint64_t writer, uint64_t word, uint64_t tick) {
-  return (writer << 60) | (word << 40) | (tick & kTickMask);
+  return (writer << 60) | (word << kTickBits) | (tick & kTickMask);
 }
-// Words of page p are split in three slices; slice k is owned by writer
-// 1 + (k + p) % 3, so every page sees all three writers.
+// Words of block p are split in three slices; slice k is owned by writer
+// 1 + (k + p) % 3, so every block sees all three writers.
 int owner(uint64_t w) {
-  const uint64_t p = w / kWordsPerPage, k = (w % kWordsPerPage) * 3 / kWordsPerPage;
+  const uint64_t p = w / kWordsPerBlock, k = (w % kWordsPerBlock) * 3 / kWordsPerBlock;
   return 1 + static_cast<int>((k + p) % 3);
 }
 void slice_of(uint64_t p, int writer, uint64_t* b, uint64_t* e) {
   for (uint64_t k = 0; k < 3; ++k)
     if (1 + static_cast<int>((k + p) % 3) == writer) {
-      *b = p * kWordsPerPage + (k * kWordsPerPage + 2) / 3;
-      *e = p * kWordsPerPage + ((k + 1) * kWordsPerPage + 2) / 3;
+      *b = p * kWordsPerBlock + (k * kWordsPerBlock + 2) / 3;
+      *e = p * kWordsPerBlock + ((k + 1) * kWordsPerBlock + 2) / 3;
     }
 }
 
+using AtomicVec = std::vector<std::atomic<uint64_t>>;
+
 struct Model {
+  explicit Model(const Geo& g)
+      : ws(g.words), we(g.words), zs(g.words), zcs(g.words), ze(g.words), words(g.words),
+        cut_begin(g.max_pages), cut_end(g.max_pages) {}
   std::atomic<uint64_t> clock{1};
   uint64_t tick() { return clock.fetch_add(1, std::memory_order_acq_rel); }
   // Per word: last completed store (start, end); zero events: start of the
   // latest begun (zs), start and end of the latest completed (zcs, ze).
-  std::vector<std::atomic<uint64_t>> ws = std::vector<std::atomic<uint64_t>>(kWords);
-  std::vector<std::atomic<uint64_t>> we = std::vector<std::atomic<uint64_t>>(kWords);
-  std::vector<std::atomic<uint64_t>> zs = std::vector<std::atomic<uint64_t>>(kWords);
-  std::vector<std::atomic<uint64_t>> zcs = std::vector<std::atomic<uint64_t>>(kWords);
-  std::vector<std::atomic<uint64_t>> ze = std::vector<std::atomic<uint64_t>>(kWords);
+  AtomicVec ws, we, zs, zcs, ze;
+  const uint64_t words;
   // The size: `size` is always <= the engine's (lowered before a shrink,
   // raised after an extend); shrinks is bumped when a shrink begins and when
   // it ends (odd: one is running), read before `size`.
@@ -83,8 +134,7 @@ struct Model {
   /// Whether a shrink ran (or was running) since `sh0` was read.
   bool shrank_since(uint64_t sh0) const { return (sh0 & 1) || shrinks.load() != sh0; }
   // Per page: shrinks that cut it (begun / ended), for the private copies.
-  std::vector<std::atomic<uint64_t>> cut_begin = std::vector<std::atomic<uint64_t>>(kMaxPages);
-  std::vector<std::atomic<uint64_t>> cut_end = std::vector<std::atomic<uint64_t>>(kMaxPages);
+  AtomicVec cut_begin, cut_end;
 
   void zero_begin(uint64_t a, uint64_t b, uint64_t t) {
     for (uint64_t w = a; w < b; ++w) zs[w].store(t, std::memory_order_release);
@@ -119,9 +169,15 @@ struct Failures {
 /// Checks one word's value against the model: `pre` snapshotted before the
 /// read began, zero-event state loaded after it ended.
 std::string check_word(Model& md, uint64_t w, uint64_t v, const Pre& pre, const char* via) {
-  std::ostringstream o;
   const uint64_t zs = md.zs[w].load(std::memory_order_acquire);
   const uint64_t ze = md.ze[w].load(std::memory_order_acquire);
+  const uint64_t wr = v >> 60, word = (v >> kTickBits) & kWordMask, t = v & kTickMask;
+  const bool bad =
+      v == 0 ? ze >= zs && pre.ws > ze
+             : word != w || wr == kPriv || static_cast<int>(wr) != owner(w) ||
+                   t < (pre.ws & kTickMask) || (t == (pre.ws & kTickMask) && pre.zcs > pre.we);
+  if (!bad) return {};  // the common case, without building a stream
+  std::ostringstream o;
   if (v == 0) {
     // The latest zero event, if completed, must not be older than a store
     // that completed before the read began.
@@ -130,7 +186,6 @@ std::string check_word(Model& md, uint64_t w, uint64_t v, const Pre& pre, const 
         << ") completed after the last zero event (ended " << ze << ") and before the read";
     return o.str();
   }
-  const uint64_t wr = v >> 60, word = (v >> 40) & 0xfffff, t = v & kTickMask;
   if (word != w) {
     o << via << ": word " << w << " holds word " << word << "'s stamp (writer " << wr << ")";
   } else if (wr == kPriv) {
@@ -161,19 +216,64 @@ struct Counts {
       truncates{0}, punches{0}, invalidates{0}, launder_failed{0};
 };
 
+/// Free 2 MiB huge pages (HugePages_Free - HugePages_Rsvd), as in tests/frames2m.
+int64_t hugepages_free() {
+  std::FILE* f = std::fopen("/proc/meminfo", "re");
+  if (!f) return 0;
+  char line[256];
+  long long fr = 0, rs = 0, v = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::sscanf(line, "HugePages_Free: %lld", &v) == 1) fr = v;
+    else if (std::sscanf(line, "HugePages_Rsvd: %lld", &v) == 1) rs = v;
+  }
+  std::fclose(f);
+  return fr - rs;
+}
+
+/// Bytes the memfd holds (st_blocks: hugetlbfs counts its pages there but
+/// has no SEEK_DATA/SEEK_HOLE; it reports all of [0, size) as data).
+uint64_t allocated_bytes(int fd) {
+  struct stat sb {};
+  if (::fstat(fd, &sb) != 0) return ~uint64_t{0};
+  return static_cast<uint64_t>(sb.st_blocks) * 512;
+}
+
 TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
+  const bool huge = GetParam().huge;
+  if (huge && hugepages_free() < kPoolPages2M) {
+    const char* req = std::getenv("FAULTLINE_REQUIRE_HUGEPAGES");
+    if (req && std::string(req) == "1")
+      FAIL() << "FAULTLINE_REQUIRE_HUGEPAGES=1 but only " << hugepages_free()
+             << " free 2 MiB huge pages (need " << kPoolPages2M << ")";
+    GTEST_SKIP() << "no free 2 MiB huge page pool (" << hugepages_free() << " free, need "
+                 << kPoolPages2M << "): reserve one as root with `scripts/setup.sh "
+                 << "--hugepages 64`; set FAULTLINE_REQUIRE_HUGEPAGES=1 to make this a failure";
+  }
+  const Geo geo = huge ? Geo{fl::kHugePageSize, kMaxPages2M} : Geo{fl::kBasePageSize, kMaxPages4K};
+  const uint64_t kMaxPages = geo.max_pages, kMaxSize = geo.max_size, kWords = geo.words;
+  const uint64_t kPs = geo.ps, kWordsPerPage = geo.wpp;
+  auto round_up = [&geo](uint64_t v) { return geo.round_up(v); };
   const auto duration = std::chrono::milliseconds(env_seconds() / 2);
-  Store st(GetParam(), "stress", 0);
+  Store st(GetParam().kind, "stress", 0);
   fl::Engine eng;
-  auto f = eng.open(st.backend());
-  Model md;
+  fl::FileOptions opts;
+  if (huge) opts.frame_size = fl::FrameSize::k2M;
+  auto f = eng.open(st.backend(), opts);
+  ASSERT_EQ(f.page_size(), kPs);
+  Model md(geo);
   Failures fails;
   Counts n;
   f.truncate(kMaxSize / 2);
   md.size.store(kMaxSize / 2);
   auto A = f.map(0, kMaxSize);
   auto B = f.map(0, kMaxSize);
-  auto P = f.map(0, kMaxSize, fl::Access::ReadWrite, fl::Sharing::Private);
+  // 2 MiB Files refuse private views (hugetlb hole punch drops their copies).
+  fl::Mapping P;
+  if (huge) {
+    EXPECT_ERRNO(EINVAL, f.map(0, kMaxSize, fl::Access::ReadWrite, fl::Sharing::Private));
+  } else {
+    P = f.map(0, kMaxSize, fl::Access::ReadWrite, fl::Sharing::Private);
+  }
   std::shared_mutex size_mu;  // File::write never extends: it holds this shared
   std::atomic<bool> chaos_wants{false};  // glibc rwlocks prefer readers: back off
   std::atomic<bool> stop{false};
@@ -190,8 +290,9 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
       const uint64_t sh0 = md.shrinks.load();
       const uint64_t sz = md.size.load();
       // Mostly inside EOF, sometimes past it (SIGBUS or EOF-page junk).
-      const uint64_t lim = rng() % 8 == 0 ? kMaxPages : std::max<uint64_t>(1, round_up(sz) / kPs);
-      const uint64_t p = rng() % lim;
+      const uint64_t lim =
+          rng() % 8 == 0 ? geo.blocks : std::max<uint64_t>(1, round_up(sz) / kBlock);
+      const uint64_t p = geo.pick_block(rng, lim);
       uint64_t b = 0, e = 0;
       slice_of(p, id, &b, &e);
       const uint64_t w0 = b + rng() % (e - b);
@@ -222,18 +323,18 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
   // --- File::write writer (3) ---------------------------------------------
   auto file_writer = [&] {
     std::mt19937_64 rng(31337);
-    std::vector<uint64_t> buf(kWordsPerPage);
+    std::vector<uint64_t> buf(kWordsPerBlock);
     while (!stop.load(std::memory_order_relaxed)) {
       std::this_thread::yield();  // let the chaos thread in (2 cores, 8 workers)
       while (chaos_wants.load() && !stop.load()) std::this_thread::yield();
       std::shared_lock g(size_mu);
       const uint64_t sz = md.size.load();
-      if (sz < kPs) {
+      if (sz < kBlock) {
         g.unlock();
         std::this_thread::yield();
         continue;
       }
-      const uint64_t p = rng() % (sz / kPs);
+      const uint64_t p = geo.pick_block(rng, sz / kBlock);
       uint64_t b = 0, e = 0;
       slice_of(p, 3, &b, &e);
       const uint64_t w0 = b + rng() % (e - b);
@@ -255,17 +356,18 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
   // --- readers: 0 = view A, 1 = view B, 2 = File::read ----------------------
   auto reader = [&](int which) {
     std::mt19937_64 rng(1000 + which);
-    std::vector<Pre> pre(kWordsPerPage);
-    std::vector<uint64_t> got(kWordsPerPage);
+    std::vector<Pre> pre(kWordsPerBlock);
+    std::vector<uint64_t> got(kWordsPerBlock);
     const char* via = which == 0 ? "view A" : which == 1 ? "view B" : "read()";
     while (!stop.load(std::memory_order_relaxed)) {
       std::this_thread::yield();  // let the chaos thread in (2 cores, 8 workers)
       const uint64_t sh0 = md.shrinks.load();
       const uint64_t sz0 = md.size.load();
-      const uint64_t lim = rng() % 8 == 0 ? kMaxPages : std::max<uint64_t>(1, round_up(sz0) / kPs);
-      const uint64_t p = rng() % lim;
-      const uint64_t w0 = p * kWordsPerPage + rng() % kWordsPerPage;
-      const uint64_t cnt = std::min<uint64_t>((p + 1) * kWordsPerPage - w0, 1 + rng() % 64);
+      const uint64_t lim =
+          rng() % 8 == 0 ? geo.blocks : std::max<uint64_t>(1, round_up(sz0) / kBlock);
+      const uint64_t p = geo.pick_block(rng, lim);
+      const uint64_t w0 = p * kWordsPerBlock + rng() % kWordsPerBlock;
+      const uint64_t cnt = std::min<uint64_t>((p + 1) * kWordsPerBlock - w0, 1 + rng() % 64);
       for (uint64_t i = 0; i < cnt; ++i) {
         const uint64_t w = w0 + i;
         pre[i].ws = md.ws[w].load(std::memory_order_acquire);
@@ -423,13 +525,17 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
           const uint64_t t0 = md.tick();
           if (ns < sz) {
             const uint64_t keep = (ns + kPs - 1) / kPs;
+            // A word past the old EOF page is checked again only after the
+            // extend that brings it back, a later zero event: 2 MiB frames
+            // (4M words) mark only up to there, 4 KiB ones everything.
+            const uint64_t zhi = huge ? std::min(kWords, round_up(sz) / 8) : kWords;
             md.shrinks.fetch_add(1);
             for (uint64_t p = keep; p < kMaxPages; ++p) md.cut_begin[p].fetch_add(1);
             md.size.store(ns);  // lowered first
-            md.zero_begin(ns / 8, kWords, t0);
+            md.zero_begin(ns / 8, zhi, t0);
             f.truncate(ns);
             const uint64_t t1 = md.tick();
-            md.zero_end(ns / 8, kWords, t0, t1);
+            md.zero_end(ns / 8, zhi, t0, t1);
             for (uint64_t p = keep; p < kMaxPages; ++p) md.cut_end[p].fetch_add(1);
             md.shrinks.fetch_add(1);  // even again: no shrink running
           } else {
@@ -459,7 +565,7 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
           n.punches.fetch_add(1, std::memory_order_relaxed);
         } else {
           const uint64_t off = rng() % kMaxSize;
-          const uint64_t len = 1 + rng() % (16 * kPs);
+          const uint64_t len = 1 + rng() % (kMaxPages / 4 * kPs);  // 4K: 16 pages
           auto failed = f.invalidate(off, len);
           if (!failed.empty()) {
             n.launder_failed.fetch_add(failed.size());
@@ -479,7 +585,7 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
   th.emplace_back(view_writer, 2);
   th.emplace_back(file_writer);
   for (int r = 0; r < 3; ++r) th.emplace_back(reader, r);
-  th.emplace_back(priv);
+  if (!huge) th.emplace_back(priv);
   th.emplace_back(chaos);
   std::this_thread::sleep_for(duration);
   stop.store(true);
@@ -531,7 +637,7 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
       ADD_FAILURE() << "final: word " << w << " = " << std::hex << v << " want " << want;
   }
   // Untouched private pages follow the file.
-  for (uint64_t p = 0; p < size / kPs; ++p) {
+  for (uint64_t p = 0; !huge && p < size / kPs; ++p) {
     if (p % 4 == 0) continue;
     auto v = copy_out(P.data() + p * kPs, kPs);
     ASSERT_TRUE(v);
@@ -542,14 +648,27 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
   }
   // No frame outside the index: the memfd's allocated pages lie below the
   // EOF page; after invalidating everything the memfd holds no data at all.
+  // hugetlbfs has no SEEK_DATA: there, the allocated bytes (st_blocks).
   const int mfd = find_memfd(st.backend()->identity());
   ASSERT_GE(mfd, 0) << "memfd not found in /proc/self/fd";
-  for (auto [lo, hi] : data_ranges(mfd)) EXPECT_LE(hi, round_up(size)) << "frame past EOF";
-  const auto resident_before = data_ranges(mfd);
+  size_t resident_before = 0;
+  if (!huge) {
+    for (auto [lo, hi] : data_ranges(mfd)) EXPECT_LE(hi, round_up(size)) << "frame past EOF";
+    resident_before = data_ranges(mfd).size();
+  } else {
+    const uint64_t held = allocated_bytes(mfd);
+    EXPECT_LE(held, round_up(size)) << "frames past EOF";
+    EXPECT_EQ(held % kPs, 0u) << "memfd holds a partial 2 MiB frame";
+    resident_before = held / kPs;
+  }
   EXPECT_TRUE(f.invalidate(0, kMaxSize).empty());
-  const auto left = data_ranges(mfd);
-  for (auto [lo, hi] : left)
-    ADD_FAILURE() << "frame outside the index after invalidate: [" << lo << ", " << hi << ")";
+  if (!huge) {
+    const auto left = data_ranges(mfd);
+    for (auto [lo, hi] : left)
+      ADD_FAILURE() << "frame outside the index after invalidate: [" << lo << ", " << hi << ")";
+  } else {
+    EXPECT_EQ(allocated_bytes(mfd), 0u) << "frames outside the index after invalidate";
+  }
   // And the data comes back from the backend, identical.
   auto a2 = copy_out(A.data(), size);
   ASSERT_TRUE(a2);
@@ -567,19 +686,24 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
       " reads; chaos: %" PRIu64 " truncates, %" PRIu64 " punches, %" PRIu64
       " invalidates; engine: %" PRIu64 " faults (%" PRIu64 " missing, %" PRIu64 " minor, %" PRIu64
       " wp), %" PRIu64 " pages truncated, %" PRIu64 " invalidated, %" PRIu64
-      " written back, %" PRIu64 " fault retries; final size %" PRIu64 ", %zu resident ranges\n",
-      GetParam() == Kind::File ? "File" : "Memory", secs, ops, n.stores.load(),
+      " written back, %" PRIu64 " fault retries; final size %" PRIu64 ", %zu resident %s\n",
+      stress_name({GetParam(), 0}).c_str(), secs, ops, n.stores.load(),
       n.store_sigbus.load(), n.writes.load(), n.view_reads.load(), n.read_calls.load(),
       n.read_sigbus.load(), n.words_checked.load(), n.priv_stores.load(), n.priv_checks.load(),
       n.priv_reads.load(), n.truncates.load(), n.punches.load(), n.invalidates.load(),
       s.missing_faults + s.minor_faults + s.wp_faults, s.missing_faults, s.minor_faults,
       s.wp_faults, s.pages_truncated, s.pages_invalidated, s.pages_written_back,
-      s.fault_retries, size, resident_before.size());
+      s.fault_retries, size, resident_before, huge ? "frames" : "ranges");
   RecordProperty("ops", std::to_string(ops));
   RecordProperty("seconds", std::to_string(secs));
 }
 
-INSTANTIATE_TEST_SUITE_P(Tr, Stress, ::testing::Values(Kind::File, Kind::Memory), kind_name);
+INSTANTIATE_TEST_SUITE_P(Tr, Stress,
+                         ::testing::Values(StressParam{Kind::File, false},
+                                           StressParam{Kind::Memory, false},
+                                           StressParam{Kind::File, true},
+                                           StressParam{Kind::Memory, true}),
+                         stress_name);
 
 }  // namespace
 }  // namespace tr
