@@ -18,10 +18,15 @@
 namespace faultline {
 
 std::size_t ram_percent_pages(unsigned percent) {
+  // Physical memory, capped by the cgroup's memory.max when there is one (a
+  // container's frames are charged to it; there is no reclaim yet).
+  uint64_t bytes = uint64_t{8} << 30;  // unknown: assume 8 GiB
   const long pages = ::sysconf(_SC_PHYS_PAGES);
   const long size = ::sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || size <= 0) return std::size_t{256} << 8;  // unknown: 256 MiB
-  const uint64_t bytes = static_cast<uint64_t>(pages) * static_cast<uint64_t>(size);
+  if (pages > 0 && size > 0) bytes = static_cast<uint64_t>(pages) * static_cast<uint64_t>(size);
+  std::ifstream cg("/sys/fs/cgroup/memory.max");
+  uint64_t cap = 0;
+  if (cg >> cap && cap > 0) bytes = std::min(bytes, cap);  // "max" fails the read: no cap
   return std::max<std::size_t>(256, static_cast<std::size_t>(bytes / 100 * percent) >> kBasePageShift);
 }
 
@@ -146,7 +151,7 @@ void EngineCore::release_deferred_wakes() {
 }
 
 void EngineCore::throttle_writer() {
-  if (!over_dirty_limit()) return;
+  if (!over_dirty_limit() || !throttling_helps()) return;
   kick_flusher();
   std::unique_lock g(flush_mu_);
   throttle_cv_.wait_for(g, std::chrono::seconds(1),
@@ -163,6 +168,7 @@ void EngineCore::flusher_loop() {
     flush_kicked_ = false;
     const bool throttled = !deferred_wakes_.empty();
     g.unlock();
+    const uint64_t written_before = stats.pages_written_back.load(std::memory_order_relaxed);
     if (cfg.flusher || throttled || kicked) {
       std::vector<std::shared_ptr<FileImpl>> files;
       {
@@ -181,6 +187,14 @@ void EngineCore::flusher_loop() {
       }
       files.clear();  // a File may be freed here (its destructor writes back)
     }
+    // A pass that wrote nothing while stores waited at the limit: holding
+    // them cannot help (R6 throttling must not turn into a hang).
+    if (throttled)
+      wb_stalled_.store(stats.pages_written_back.load(std::memory_order_relaxed) == written_before &&
+                            over_dirty_limit(),
+                        std::memory_order_relaxed);
+    else if (stats.pages_written_back.load(std::memory_order_relaxed) != written_before)
+      wb_stalled_.store(false, std::memory_order_relaxed);
     release_deferred_wakes();
     g.lock();
   }

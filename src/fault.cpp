@@ -93,12 +93,14 @@ void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
   }
   const bool minor = flags & UFFD_PAGEFAULT_FLAG_MINOR;
   count(minor ? &Counters::minor_faults : &Counters::missing_faults);
-  if ((flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes() && core->over_dirty_limit()) {
+  if ((flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes() && core->over_dirty_limit() &&
+      core->throttling_helps()) {
     // Past the hard dirty limit a store that needs a page installed is not
     // served now: its thread's wake is deferred to the flusher, which wakes it
     // after write-back; the store then faults again (the kernel's
     // balance_dirty_pages, R6: never under a page lock, never by parking a
-    // handler thread).
+    // handler thread). Not while write-back makes no progress (a failing
+    // backend): the store would fault again forever.
     count(&Counters::stores_throttled);
     core->defer_wake(m.uffd, addr & ~(uintptr_t{page_size()} - 1), page_size());
     return;
@@ -188,12 +190,13 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   ws = std::max(ws, m.pgoff);
   we = std::min(we, m.pgoff + m.npages);
 
-  WriteAround wa;
+  WriteAround wa, ra_wa;
   // page_mkwrite only in page_mkwrite mode: async dirty tracking has no
   // per-page notification (a storing fault still installs its page writable
   // and dirty, R6).
   const bool notify = write && !m.async_wp();
-  if (write) {
+  // No speculative dirtying past the hard dirty limit.
+  if (write && !core->over_dirty_limit()) {
     // Write-around: a sequential store stream gets the following pages
     // writable and dirty in this round trip (page_mkwrite for each first,
     // unlocked, R5). The window covers them. Installing them writable now
@@ -206,6 +209,18 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     if (n > 1) {
       wa = mkwrite_ahead(pg + 1, n - 1, notify);
       we = std::max<uint64_t>(we, pg + 1 + wa.gens.size());
+      // A store stream whose write-around reached the end of the window
+      // continues into the readahead window below: up to as many pages again
+      // are installed writable and dirty there (R12: bounded and counted).
+      // page_mkwrite now, before any lock (R5; and never under the
+      // invalidate_lock: a backend may need it). Unused if the readahead does
+      // not happen: a reservation for a page never dirtied, at most n pages.
+      if (sequential && wa.gens.size() == n - 1 && we < m.pgoff + m.npages) {
+        const uint64_t ra_end = std::min<uint64_t>(we + (we - ws), m.pgoff + m.npages);
+        ra_wa = mkwrite_ahead(we, std::min<uint64_t>(ra_end - we, n), notify);
+        m.wa_start.store(we, std::memory_order_relaxed);
+        m.wa_next.store(we + ra_wa.gens.size(), std::memory_order_relaxed);
+      }
     }
   }
   if (notify) {
@@ -255,15 +270,6 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     // Asynchronous readahead: the faulting thread already runs; fill and map
     // the next window now, so the stream rarely waits for a round trip.
     const uint64_t next_we = std::min<uint64_t>(we + (we - ws), m.pgoff + m.npages);
-    // A store stream whose write-around reached the end of this window
-    // continues into the readahead: those pages are installed writable and
-    // dirty too, as far as the write-around size allows (R12: bounded and
-    // counted). page_mkwrite first, with the pages unlocked (R5).
-    WriteAround ra_wa;
-    if (write && !wa.gens.empty() && wa.first + wa.gens.size() >= we) {
-      const uint64_t n = std::min<uint64_t>(next_we - we, write_around_pages(m, we, true));
-      ra_wa = mkwrite_ahead(we, n, notify);
-    }
     if (!FL_RULE(1) || index_.get(we)->trylock()) {
       // readahead: a failed fill of `we` must not poison a page nobody touched.
       if (install_window(m, we, next_we, we, false, false, /*readahead=*/true,
@@ -388,6 +394,8 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
       const uint64_t k = ws + i;
       if (!wa->covers(k) || !installable(i)) continue;
       if (pages[i]->gen.load(std::memory_order_acquire) != wa->gens[k - wa->first]) continue;
+      // Stable pages: a page under write-back is not made writable (W8).
+      if (stable_pages_ && pages[i]->test(PG_writeback)) continue;
       if (mark_dirty(pages[i])) count(&Counters::pages_write_around);
     }
   }
@@ -523,7 +531,9 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   FL_POINT("wp.before_unprotect");
   // Past the hard dirty limit the storing thread is throttled: its wake is
   // deferred to the flusher (never a sleeping handler, never under the lock).
-  const bool throttle = core->over_dirty_limit();
+  // (Not while write-back makes no progress: its mkclean would protect the
+  // page again before the deferred wake, and the store would fault forever.)
+  const bool throttle = core->over_dirty_limit() && core->throttling_helps();
   if (throttle) count(&Counters::stores_throttled);
   m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
   p->unlock();

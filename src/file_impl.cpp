@@ -120,8 +120,12 @@ FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, st
 FileImpl::~FileImpl() {
   // The last handle and view are gone: write back what is dirty.
   if (int e = writeback(0, PageIndex::kMaxPages)) {
-    core->log("faultline: write-back of " + key + " at close failed: " + std::strerror(e));
+    core->log("faultline: write-back of " + key + " at close failed: " + std::strerror(e) + " (" +
+              std::to_string(nr_dirty()) + " dirty pages lost)");
   }
+  // Pages still dirty (their write-back failed) leave the engine's count with
+  // the File: they must not hold the dirty limit forever.
+  core->nr_dirty.fetch_sub(nr_dirty() << (page_shift_ - kBasePageShift), std::memory_order_relaxed);
   for (auto& b : backends_) b->detach();
   if (alias_) ::munmap(alias_, alias_len_);
   if (memfd_ >= 0) ::close(memfd_);

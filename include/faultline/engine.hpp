@@ -20,8 +20,9 @@
 
 namespace faultline {
 
-/// `percent` of physical memory in 4 KiB pages (the dirty thresholds'
-/// defaults; at least 256 pages).
+/// `percent` of physical memory (capped by the cgroup v2 memory.max of the
+/// process's root cgroup view, when set) in 4 KiB pages: the dirty
+/// thresholds' defaults. At least 256 pages.
 std::size_t ram_percent_pages(unsigned percent);
 
 namespace detail {
@@ -102,7 +103,8 @@ enum class DirtyTracking : uint8_t {
   /// For backends that need no per-page page_mkwrite notification: the views
   /// are registered on a second userfaultfd with UFFD_FEATURE_WP_ASYNC, so the
   /// kernel resolves a store to a write-protected page itself (no event, no
-  /// page_mkwrite, no update_time, no dirty throttling of stores), and
+  /// page_mkwrite, no update_time, no dirty throttling of such stores: only a
+  /// store that faults, the first touch of a page, can be throttled), and
   /// write-back finds the written pages with PAGEMAP_SCAN, re-protecting them
   /// atomically (DESIGN R7). A page is dirty when flagged so (File::write, a
   /// store that filled a hole) or when a view's scan reports it written.
