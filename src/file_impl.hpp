@@ -185,8 +185,9 @@ class FileImpl {
   int launder_locked(uint64_t pg, uint64_t n);
   /// The copy-out half of write-back and launder: copies [pg, pg+n) (len
   /// bytes, never past EOF) out of the frames — or, `in_place` with 2 MiB
-  /// frames, writes straight from the alias view (the caller holds the page
-  /// locks and has write-protected every view) — runs `after_copy`, writes it
+  /// frames, writes straight from the alias view (every view write-protected
+  /// first; pages locked, or under PG_writeback so a racing store redirties
+  /// or, stable pages, waits) — runs `after_copy`, writes it
   /// to the backend. A failure redirties the pages with PG_error and goes to
   /// the File's error sequence (R8): nothing is lost. Returns 0 or errno.
   int write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run, bool in_place,
