@@ -257,8 +257,6 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
       }
     }
     if (options.dirty_tracking == DirtyTracking::Async) {
-      if (options.frame_size == FrameSize::k2M)
-        throw_errno(ENOTSUP, "faultline: DirtyTracking::Async with 2 MiB frames is not supported");
       if (options.stable_pages)
         throw_errno(EINVAL, "faultline: DirtyTracking::Async cannot give stable pages (stores "
                             "to write-protected pages never reach the engine)");

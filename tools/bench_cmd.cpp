@@ -409,6 +409,7 @@ int run_bench(const BenchOptions& o) {
     if (want4k) ms.push_back(Method::Faultline);
     if (want4k && o.write) ms.push_back(Method::FaultlineAsync);
     if (want2m) ms.push_back(Method::Faultline2M);
+    if (want2m && o.write) ms.push_back(Method::Faultline2MAsync);
     ms.push_back(Method::Mmap);
     ms.push_back(kernel_other);
     return ms;

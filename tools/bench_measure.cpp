@@ -131,6 +131,7 @@ const char* to_string(Method m) {
     case Method::Faultline2M: return "faultline-2M";
     case Method::FaultlineAsync: return "faultline-async";
     case Method::Device: return "device";
+    case Method::Faultline2MAsync: return "faultline-2M-async";
   }
   return "?";
 }

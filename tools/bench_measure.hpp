@@ -23,7 +23,9 @@ namespace faultline::cli {
 /// (the device's own limit, no page cache; read bench, cold only). Measured
 /// here: 4 KiB-page buffers cap a request at max_segments (254 x 4 KiB), which
 /// halved the rate (1.0-1.6 GB/s vs 5-7.8 GB/s into huge pages).
-enum class Method { Faultline, Mmap, Pread, Pwrite, RadosRead, Faultline2M, FaultlineAsync, Device };
+enum class Method {
+  Faultline, Mmap, Pread, Pwrite, RadosRead, Faultline2M, FaultlineAsync, Device, Faultline2MAsync
+};
 inline constexpr unsigned kDeviceInFlight = 4;
 inline constexpr uint64_t kDeviceReadBytes = uint64_t{2} << 20;
 enum class Pattern { Seq, Rand };
@@ -33,9 +35,10 @@ enum class Pattern { Seq, Rand };
 /// its baseline is kernel mmap warm.
 enum class CacheState { Cold, Warm, NotApplicable, Resident };
 
-/// faultline or faultline-2M.
+/// faultline, faultline-async, faultline-2M or faultline-2M-async.
 inline bool is_faultline(Method m) {
-  return m == Method::Faultline || m == Method::Faultline2M || m == Method::FaultlineAsync;
+  return m == Method::Faultline || m == Method::Faultline2M || m == Method::FaultlineAsync ||
+         m == Method::Faultline2MAsync;
 }
 
 const char* to_string(Method m);

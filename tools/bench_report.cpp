@@ -172,7 +172,8 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
                  "wp_faults; dirtied = pages_dirtied; wback = pages_written_back (in the File's pages: 2 MiB for faultline-2M); needless = "
                  "4 KiB blocks written back beyond those stored to (clamped at 0); wamp = bytes "
                  "written back / bytes of the 4 KiB blocks stored to (write amplification; "
-                 "faultline-2M = 2 MiB frames, page_mkwrite mode, whole frames written back); store/msync/fsync = milliseconds of the "
+                 "faultline-2M = 2 MiB frames, page_mkwrite mode, whole frames written back; faultline-2M-async = "
+                 "the same with DirtyTracking::Async); store/msync/fsync = milliseconds of the "
                  "median rep spent storing (faults, fills, write notification), in msync (write-back "
                  "to the file) and in fsync (the file to disk); kcache = file fraction in the kernel "
                  "page cache before the timed region (worst rep)\n\n",
@@ -197,7 +198,7 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
   bool all_ok = true;
   if (info.write) {
     fmt::print(out,
-               "{:<15} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>17}\n",
+               "{:<18} {:<7} {:<5} {:>7} {:>8} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>17}\n",
                "method", "pattern", "cache", "kcache", "GiB/s", "ns/page", rk, "wfaults", "wp",
                "dirtied", "wback", "needless", "wamp", "store/msync/fsync");
     for (const auto& r : rows) {
@@ -211,7 +212,7 @@ void print_table(std::FILE* out, const std::vector<Row>& rows, const RunInfo& in
         wa = fmt::format("{:.2f}", write_amplification(*r.stats, r.pages_stored, info.page_size));
       }
       fmt::print(out,
-                 "{:<15} {:<7} {:<5} {:>6.1f}% {:>8.3f} {:>9.0f} {:>13.2f} {:>9} {:>9} {:>9} {:>9} "
+                 "{:<18} {:<7} {:<5} {:>6.1f}% {:>8.3f} {:>9.0f} {:>13.2f} {:>9} {:>9} {:>9} {:>9} "
                  "{:>9} {:>5} {:>17}{}\n",
                  to_string(r.method), to_string(r.pattern), to_string(r.cache),
                  r.resident_before_max * 100, r.gib_per_s, r.ns_per_page, r.ratio_to_mmap, wf, wp,

@@ -243,6 +243,8 @@ Sample measure_write(Method m, const WritePlan& plan, const EngineConfig& config
       return measure_write_faultline(plan, config, DirtyTracking::Async, FrameSize::k4K);
     case Method::Faultline2M:
       return measure_write_faultline(plan, config, DirtyTracking::Mkwrite, FrameSize::k2M);
+    case Method::Faultline2MAsync:
+      return measure_write_faultline(plan, config, DirtyTracking::Async, FrameSize::k2M);
     case Method::Mmap: return measure_write_mmap(plan);
     case Method::Pwrite: return measure_write_pwrite(plan);
     default: break;

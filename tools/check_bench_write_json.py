@@ -18,7 +18,7 @@ import sys
 
 SIZE = 64 << 20
 PAGE = 4096
-FL = ("faultline", "faultline-async", "faultline-2M")
+FL = ("faultline", "faultline-async", "faultline-2M", "faultline-2M-async")
 HUGE = 2 << 20
 REQUIRED = ["op", "method", "pattern", "cache", "gib_per_s", "ns_per_page", "ratio_to_mmap",
             "ratio_baseline", "reps", "size_bytes", "pages", "page_size", "data_ok",
@@ -79,13 +79,13 @@ def main():
         if row["pages_stored"] != pages:
             fail(f"line {n}: pages_stored {row['pages_stored']} != {pages}")
         if row["method"] in FL:
-            if row["method"] == "faultline-async" and row["wp_faults"] != 0:
+            if row["method"].endswith("-async") and row["wp_faults"] != 0:
                 fail(f"line {n}: write-protect faults in async mode: {line!r}")
             if row["write_faults"] != row["wp_faults"] + row["missing_faults"] + row["minor_faults"]:
                 fail(f"line {n}: write_faults is not wp + missing + minor: {line!r}")
             if row["write_faults"] < 1:
                 fail(f"line {n}: no write faults: {line!r}")
-            file_pages = SIZE // (HUGE if row["method"] == "faultline-2M" else PAGE)
+            file_pages = SIZE // (HUGE if row["method"].startswith("faultline-2M") else PAGE)
             if row["pages_dirtied"] < file_pages or row["pages_written_back"] < file_pages:
                 fail(f"line {n}: pages_dirtied/pages_written_back {row['pages_dirtied']}/"
                      f"{row['pages_written_back']}, expected >= {file_pages} each (one store per "
@@ -109,7 +109,7 @@ def main():
         seen.add(key)
     methods = ("faultline", "faultline-async", "mmap", "pwrite")
     if "skipping the faultline-2M rows" not in proc.stderr:
-        methods += ("faultline-2M",)
+        methods += ("faultline-2M", "faultline-2M-async")
     want = {(m, p, c) for m in methods for p in ("seq", "rand") for c in ("cold", "warm")}
     if seen != want:
         fail(f"results missing: {sorted(want - seen)}, unexpected: {sorted(seen - want)}", proc)

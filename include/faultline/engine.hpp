@@ -108,8 +108,9 @@ enum class DirtyTracking : uint8_t {
   /// write-back finds the written pages with PAGEMAP_SCAN, re-protecting them
   /// atomically (DESIGN R7). A page is dirty when flagged so (File::write, a
   /// store that filled a hole) or when a view's scan reports it written.
-  /// Needs Linux >= 6.7 (ENOTSUP otherwise); refused (ENOTSUP) with
-  /// FrameSize::k2M and (EINVAL) with stable_pages.
+  /// Needs Linux >= 6.7 (ENOTSUP otherwise); refused (EINVAL) with
+  /// stable_pages. Works with FrameSize::k2M (a written frame is found and
+  /// written back whole).
   Async,
 };
 
