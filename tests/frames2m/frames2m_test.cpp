@@ -1,5 +1,5 @@
 // Issue 7: Files with 2 MiB frames (hugetlb memfd, alias-view fills).
-// Every test needs a pool of free 2 MiB huge pages; see kPoolHelp.
+// Every test needs a pool of free 2 MiB huge pages (tests/hugepage_pool.hpp).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sys/mman.h>
 
+#include "hugepage_pool.hpp"
 #include "test_util.hpp"
 #include "tr_util.hpp"
 
@@ -18,35 +19,12 @@ using tr::Load;
 constexpr uint64_t kH = fl::kHugePageSize;
 constexpr uint64_t kNeedPages = 48;  // the largest test holds ~16 frames, several Files
 
-const char* kPoolHelp =
-    "no free 2 MiB huge page pool: reserve one as root with "
-    "`scripts/setup.sh --hugepages 64` (or `echo 64 > /proc/sys/vm/nr_hugepages`); "
-    "set FAULTLINE_REQUIRE_HUGEPAGES=1 to make this a failure";
-
-int64_t pool_free() {
-  std::ifstream m("/proc/meminfo");
-  std::string k;
-  int64_t fr = 0, rs = 0, v = 0;
-  while (m >> k) {
-    if (k == "HugePages_Free:" && (m >> v)) fr = v;
-    else if (k == "HugePages_Rsvd:" && (m >> v)) rs = v;
-  }
-  return fr - rs;
-}
-
-bool require_pool() {
-  const char* e = std::getenv("FAULTLINE_REQUIRE_HUGEPAGES");
-  return e && std::string(e) == "1";
-}
-
 class Frames2M : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (pool_free() < static_cast<int64_t>(kNeedPages)) {
-      if (require_pool())
-        FAIL() << "FAULTLINE_REQUIRE_HUGEPAGES=1 but only " << pool_free()
-               << " free 2 MiB huge pages (need " << kNeedPages << ")";
-      GTEST_SKIP() << kPoolHelp;
+    if (const std::string why = ft::hugepage_pool_shortfall(kNeedPages); !why.empty()) {
+      if (ft::hugepages_required()) FAIL() << why;
+      GTEST_SKIP() << why;
     }
     fl::EngineConfig cfg;
     cfg.flusher = false;
@@ -168,7 +146,7 @@ TEST_F(Frames2M, PoolTooSmallIsEnomemNamingTheSysctl) {
     std::ofstream(path).put('x');
   }
   // A sparse file needing more 2 MiB pages than the pool has.
-  const uint64_t size = static_cast<uint64_t>(pool_free() + 100) * kH;
+  const uint64_t size = static_cast<uint64_t>(ft::hugepages_free() + 100) * kH;
   ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size)), 0);
   try {
     fl::File f = open2m(fl::make_file_backend(path, false));

@@ -17,6 +17,7 @@
 
 #include "faultline/faultline.hpp"
 #include "faultline/testing.hpp"
+#include "../hugepage_pool.hpp"
 
 namespace race {
 
@@ -143,32 +144,15 @@ class Bg {
   std::future<void> fut_;
 };
 
-/// Free 2 MiB huge pages (HugePages_Free - HugePages_Rsvd).
-inline int64_t hugepages_free() {
-  std::FILE* f = std::fopen("/proc/meminfo", "re");
-  if (!f) return 0;
-  char line[256];
-  long long fr = 0, rs = 0, v = 0;
-  while (std::fgets(line, sizeof line, f)) {
-    if (std::sscanf(line, "HugePages_Free: %lld", &v) == 1) fr = v;
-    else if (std::sscanf(line, "HugePages_Rsvd: %lld", &v) == 1) rs = v;
-  }
-  std::fclose(f);
-  return fr - rs;
-}
-
 class RACE_FIXTURE : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fl::testing::compiled_in()) GTEST_SKIP() << "built without FAULTLINE_TESTING";
-    if (kFrames2M && hugepages_free() < kRacePoolPages) {
-      const char* req = std::getenv("FAULTLINE_REQUIRE_HUGEPAGES");
-      if (req && std::string(req) == "1")
-        FAIL() << "FAULTLINE_REQUIRE_HUGEPAGES=1 but only " << hugepages_free()
-               << " free 2 MiB huge pages (need " << kRacePoolPages << ")";
-      GTEST_SKIP() << "no free 2 MiB huge page pool (" << hugepages_free() << " free, need "
-                   << kRacePoolPages << "): reserve one as root with `scripts/setup.sh "
-                   << "--hugepages 64`; set FAULTLINE_REQUIRE_HUGEPAGES=1 to make this a failure";
+    if (kFrames2M) {
+      if (const std::string why = ft::hugepage_pool_shortfall(kRacePoolPages); !why.empty()) {
+        if (ft::hugepages_required()) FAIL() << why;
+        GTEST_SKIP() << why;
+      }
     }
     fl::testing::reset();
   }

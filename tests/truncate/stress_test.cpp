@@ -41,6 +41,7 @@
 #include <sys/stat.h>
 #include <thread>
 
+#include "hugepage_pool.hpp"
 #include "tr_util.hpp"
 
 namespace tr {
@@ -216,20 +217,6 @@ struct Counts {
       truncates{0}, punches{0}, invalidates{0}, launder_failed{0};
 };
 
-/// Free 2 MiB huge pages (HugePages_Free - HugePages_Rsvd), as in tests/frames2m.
-int64_t hugepages_free() {
-  std::FILE* f = std::fopen("/proc/meminfo", "re");
-  if (!f) return 0;
-  char line[256];
-  long long fr = 0, rs = 0, v = 0;
-  while (std::fgets(line, sizeof line, f)) {
-    if (std::sscanf(line, "HugePages_Free: %lld", &v) == 1) fr = v;
-    else if (std::sscanf(line, "HugePages_Rsvd: %lld", &v) == 1) rs = v;
-  }
-  std::fclose(f);
-  return fr - rs;
-}
-
 /// Bytes the memfd holds (st_blocks: hugetlbfs counts its pages there but
 /// has no SEEK_DATA/SEEK_HOLE; it reports all of [0, size) as data).
 uint64_t allocated_bytes(int fd) {
@@ -240,14 +227,11 @@ uint64_t allocated_bytes(int fd) {
 
 TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
   const bool huge = GetParam().huge;
-  if (huge && hugepages_free() < kPoolPages2M) {
-    const char* req = std::getenv("FAULTLINE_REQUIRE_HUGEPAGES");
-    if (req && std::string(req) == "1")
-      FAIL() << "FAULTLINE_REQUIRE_HUGEPAGES=1 but only " << hugepages_free()
-             << " free 2 MiB huge pages (need " << kPoolPages2M << ")";
-    GTEST_SKIP() << "no free 2 MiB huge page pool (" << hugepages_free() << " free, need "
-                 << kPoolPages2M << "): reserve one as root with `scripts/setup.sh "
-                 << "--hugepages 64`; set FAULTLINE_REQUIRE_HUGEPAGES=1 to make this a failure";
+  if (huge) {
+    if (const std::string why = ft::hugepage_pool_shortfall(kPoolPages2M); !why.empty()) {
+      if (ft::hugepages_required()) FAIL() << why;
+      GTEST_SKIP() << why;
+    }
   }
   const Geo geo = huge ? Geo{fl::kHugePageSize, kMaxPages2M} : Geo{fl::kBasePageSize, kMaxPages4K};
   const uint64_t kMaxPages = geo.max_pages, kMaxSize = geo.max_size, kWords = geo.words;
