@@ -1,6 +1,7 @@
 // Internal: statistics counters (atomics) behind faultline::Stats snapshots.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #include "faultline/stats.hpp"
@@ -50,5 +51,12 @@ struct Counters {
 };
 
 using Counter = std::atomic<uint64_t> Counters::*;
+
+/// Nanoseconds since t0 (for the *_ns counters).
+inline uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - t0)
+                                   .count());
+}
 
 }  // namespace faultline::detail

@@ -151,7 +151,7 @@ void EngineCore::release_deferred_wakes() {
 }
 
 void EngineCore::throttle_writer() {
-  if (!over_dirty_limit() || !throttling_helps()) return;
+  if (!throttle_stores()) return;
   kick_flusher();
   std::unique_lock g(flush_mu_);
   throttle_cv_.wait_for(g, std::chrono::seconds(1),
@@ -189,11 +189,10 @@ void EngineCore::flusher_loop() {
     }
     // A pass that wrote nothing while stores waited at the limit: holding
     // them cannot help (R6 throttling must not turn into a hang).
+    const bool wrote = stats.pages_written_back.load(std::memory_order_relaxed) != written_before;
     if (throttled)
-      wb_stalled_.store(stats.pages_written_back.load(std::memory_order_relaxed) == written_before &&
-                            over_dirty_limit(),
-                        std::memory_order_relaxed);
-    else if (stats.pages_written_back.load(std::memory_order_relaxed) != written_before)
+      wb_stalled_.store(!wrote && over_dirty_limit(), std::memory_order_relaxed);
+    else if (wrote)
       wb_stalled_.store(false, std::memory_order_relaxed);
     release_deferred_wakes();
     g.lock();

@@ -40,11 +40,14 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// Throttling (R6): a store past the hard dirty limit has its wake deferred
   /// until the flusher has written back.
   bool over_dirty_limit() const { return nr_dirty.load(std::memory_order_relaxed) > cfg.dirty_limit_pages; }
-  /// Whether holding a storing thread can help: false after a write-back pass
-  /// that had throttled stores waiting wrote nothing (the backend fails, the
-  /// dirty pages cannot be written): a store not served would then fault and
-  /// wait forever. Stores go through (over the limit) until a pass writes again.
-  bool throttling_helps() const { return !wb_stalled_.load(std::memory_order_relaxed); }
+  /// Whether a store is to be throttled (R6: its wake deferred): past the hard
+  /// dirty limit, unless a write-back pass that had throttled stores waiting
+  /// wrote nothing (the backend fails, the dirty pages cannot be written): a
+  /// store not served would then fault and wait forever. Stores go through
+  /// (over the limit) until a pass writes again.
+  bool throttle_stores() const {
+    return over_dirty_limit() && !wb_stalled_.load(std::memory_order_relaxed);
+  }
   /// Wakes the thread faulting at [addr, addr+len) on `uffd` after the
   /// flusher's next write-back pass (dirty throttling).
   void defer_wake(Userfaultfd* uffd, uintptr_t addr, size_t len);

@@ -23,12 +23,6 @@
 namespace faultline::detail {
 
 namespace {
-uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now() - t0)
-                                   .count());
-}
-
 // The faulting page as page_mkwrite sees it (Backend::MkwritePage).
 class MkwriteRef final : public Backend::MkwritePage {
  public:
@@ -93,8 +87,7 @@ void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
   }
   const bool minor = flags & UFFD_PAGEFAULT_FLAG_MINOR;
   count(minor ? &Counters::minor_faults : &Counters::missing_faults);
-  if ((flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes() && core->over_dirty_limit() &&
-      core->throttling_helps()) {
+  if ((flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes() && core->throttle_stores()) {
     // Past the hard dirty limit a store that needs a page installed is not
     // served now: its thread's wake is deferred to the flusher, which wakes it
     // after write-back; the store then faults again (the kernel's
@@ -123,11 +116,10 @@ uint64_t FileImpl::write_around_pages(MappingImpl& m, uint64_t pg, bool stream) 
              (pg <= next || stream)) {
     // The store stream continues inside or right after the last window (or,
     // `stream`, the storing fault continues the view's sequential readahead
-    // stream past it): grow.
-    // A storing fault that continues the readahead stream grows it faster
+    // stream past it): grow. Continuing the readahead stream grows it faster
     // (x4): with no write-protect faults in between (async mode, or pages
-    // the stream made writable), it would otherwise take ten faults to reach
-    // a useful size.
+    // the stream made writable), doubling would take ten faults to reach a
+    // useful size.
     n = std::min<uint64_t>(max, (stream ? 4 : 2) *
                                     std::max<uint64_t>(1, m.wa_pages.load(std::memory_order_relaxed)));
   }
@@ -323,7 +315,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     while (j < n && pages[j] && needs_fill(j)) ++j;
     const auto t_fill = std::chrono::steady_clock::now();
     const int fill_err = fill(ws + i, j - i);
-    count(&Counters::fill_ns, elapsed_ns(t_fill));
+    count(&Counters::fill_ns, ns_since(t_fill));
     if (fill_err == 0) {
       count(&Counters::pages_filled, j - i);
       for (uint64_t k = i; k < j; ++k) {
@@ -420,7 +412,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     while (done < len) {
       const auto t_install = std::chrono::steady_clock::now();
       const auto r = m.uffd->continue_range(m.addr_of(ws + i) + done, len - done, mode);
-      count(&Counters::install_ns, elapsed_ns(t_install));
+      count(&Counters::install_ns, ns_since(t_install));
       if (r.err == 0) {
         count(&Counters::pages_installed, (len - done) >> page_shift_);
         done = len;
@@ -533,7 +525,7 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   // deferred to the flusher (never a sleeping handler, never under the lock).
   // (Not while write-back makes no progress: its mkclean would protect the
   // page again before the deferred wake, and the store would fault forever.)
-  const bool throttle = core->over_dirty_limit() && core->throttling_helps();
+  const bool throttle = core->throttle_stores();
   if (throttle) count(&Counters::stores_throttled);
   m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
   p->unlock();

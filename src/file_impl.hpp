@@ -184,13 +184,13 @@ class FileImpl {
   /// Writes back one locked dirty run (mkclean first, R7); 0 or errno.
   int launder_locked(uint64_t pg, uint64_t n);
   /// The copy-out half of write-back and launder: copies [pg, pg+n) (len
-  /// bytes, never past EOF) out of the frames — or, `in_place` with 2 MiB
-  /// frames, writes straight from the alias view (every view write-protected
-  /// first; pages locked, or under PG_writeback so a racing store redirties
-  /// or, stable pages, waits) — runs `after_copy`, writes it
-  /// to the backend. A failure redirties the pages with PG_error and goes to
-  /// the File's error sequence (R8): nothing is lost. Returns 0 or errno.
-  int write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run, bool in_place,
+  /// bytes, never past EOF) out of the frames — 2 MiB frames are written
+  /// straight from the alias view (every view write-protected first; pages
+  /// locked, or under PG_writeback so a racing store redirties or, stable
+  /// pages, waits) — runs `after_copy`, writes it to the backend. A failure
+  /// redirties the pages with PG_error and goes to the File's error sequence
+  /// (R8): nothing is lost. Returns 0 or errno.
+  int write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run,
                 const std::function<void()>& after_copy = {});
   /// Drops pages of [first, last) in runs (R4): lock, wait for write-back,
   /// launder if asked (those that fail are kept and reported), drop, punch.

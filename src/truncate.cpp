@@ -75,8 +75,8 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   const uint64_t len = std::min<uint64_t>(n << page_shift_, size - off);
   std::vector<Page*> run(n);
   for (uint64_t i = 0; i < n; ++i) run[i] = index_.find(pg + i);
-  // Locked and write-protected in every view: 2 MiB frames are written in place.
-  const int err = write_out(pg, n, len, run.data(), /*in_place=*/true);
+  // Locked and write-protected in every view (2 MiB frames are written in place).
+  const int err = write_out(pg, n, len, run.data());
   if (!err) count(&Counters::pages_laundered, n);
   return err;
 }

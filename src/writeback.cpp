@@ -100,10 +100,7 @@ int FileImpl::scan_view(MappingImpl& m, uint64_t first, uint64_t last, uint64_t 
   }
   count(&Counters::pagemap_scans, calls);
   count(&Counters::pagemap_scan_pages, b - a);
-  count(&Counters::pagemap_scan_ns,
-        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                  std::chrono::steady_clock::now() - t0)
-                                  .count()));
+  count(&Counters::pagemap_scan_ns, ns_since(t0));
   if (err) core->log(std::string("faultline: PAGEMAP_SCAN of a view of ") + key + " failed: " +
                      std::strerror(err));
   return err;
@@ -243,12 +240,12 @@ int FileImpl::check_wb_error(std::atomic<uint64_t>& cursor) {
   return errseq_errno(now);
 }
 
-int FileImpl::write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run, bool in_place,
+int FileImpl::write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run,
                         const std::function<void()>& after_copy) {
   const uint64_t off = pg << page_shift_;
   int err = 0;
   const std::byte* src = nullptr;
-  if (in_place && huge()) {
+  if (huge()) {
     src = alias_ + off;  // no copy: a 2 MiB run may be hundreds of MiB
   } else {
     auto& buf = wb_buffer(len);
@@ -349,7 +346,7 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
     // a store racing with the write redirties the page, which is written once
     // more (W8); with stable pages it waits. (The copy cost 4-9x here: msync
     // of 1 GiB of 2 MiB frames 2,050 -> 210 ms.)
-    const int err = write_out(pg, n, len, run.data(), /*in_place=*/true, [&] {
+    const int err = write_out(pg, n, len, run.data(), [&] {
       FL_POINT("writeback.after_copy");
       if (!r7) {
         // Breaker: copy out first, write-protect afterwards.
