@@ -23,6 +23,9 @@ namespace faultline::detail {
 
 namespace {
 constexpr uint64_t kWritebackBatchPages = 256;  // pages per backend write
+// Runs written from the frames themselves (2 MiB Files: no copy) are longer:
+// one O_DIRECT write of 8 MiB took 264 ms per GiB here, of 2 MiB 324 ms.
+constexpr uint64_t kWritebackInPlaceBytes = uint64_t{8} << 20;
 
 std::vector<std::byte>& wb_buffer(size_t n) {
   thread_local std::vector<std::byte> buf;
@@ -255,7 +258,11 @@ int FileImpl::write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run,
   }
   if (after_copy) after_copy();
   if (!err) {
-    const int w = backend().write(off, std::span<const std::byte>(src, len));
+    const std::span<const std::byte> data(src, len);
+    // 2 MiB frames: the backend may write them to the device straight from
+    // the frame (O_DIRECT), as they were read (read_aligned).
+    int w = huge() ? backend().write_aligned(off, data) : -EOPNOTSUPP;
+    if (w == -EOPNOTSUPP) w = backend().write(off, data);
     if (w < 0) err = -w;
   }
   if (err) {
@@ -311,8 +318,10 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
     Page* head = index_.get(pg);
     head->lock();  // R12: the first page sleeps, the rest are try-locked
     std::vector<Page*> run{head};
-    // At most 1 MiB worth of pages per backend write, at least one page.
-    const uint64_t batch = std::max<uint64_t>(1, (kWritebackBatchPages << kBasePageShift) >> page_shift_);
+    // At most 1 MiB worth of pages per backend write (8 MiB written in place
+    // from 2 MiB frames), at least one page.
+    const uint64_t batch = std::max<uint64_t>(
+        1, (huge() ? kWritebackInPlaceBytes : kWritebackBatchPages << kBasePageShift) >> page_shift_);
     while (run.size() < batch && pg + run.size() < last) {
       Page* p = index_.find(pg + run.size());
       if (!p || !p->test(PG_dirty) || !p->trylock()) break;
