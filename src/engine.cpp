@@ -180,10 +180,13 @@ void EngineCore::flusher_loop() {
       // everything back; otherwise only pages dirty for longer than the expiry.
       const bool background = nr_dirty.load() > cfg.dirty_background_pages || throttled || kicked;
       for (auto& f : files) {
-        // Async Files: written pages are found by the scan in writeback().
-        if (f->nr_dirty() == 0 && !f->async()) continue;
-        // Expired pages always; everything while over the background threshold.
-        f->writeback(0, PageIndex::kMaxPages, background ? 0 : std::max<uint32_t>(1, cfg.dirty_expire_ms));
+        // Everything while over the background threshold (async Files: the
+        // scan in writeback() finds the written pages); otherwise what expired.
+        if (background) {
+          if (f->nr_dirty() || f->async()) f->writeback(0, PageIndex::kMaxPages);
+        } else {
+          f->writeback_expired(cfg.dirty_expire_ms);
+        }
       }
       files.clear();  // a File may be freed here (its destructor writes back)
     }

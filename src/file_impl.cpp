@@ -496,4 +496,10 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
   return in.size();
 }
 
+void FileImpl::set_options(const FileOptions& o) {
+  stable_pages_ = o.stable_pages;
+  async_ = o.dirty_tracking == DirtyTracking::Async;
+  harvested_ms_.store(core->now_ms(), std::memory_order_relaxed);  // the first scan: one expiry on
+}
+
 }  // namespace faultline::detail

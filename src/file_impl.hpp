@@ -65,7 +65,15 @@ class FileImpl {
   /// least min_age_ms, when non-zero: the flusher's expiry) and, for a full
   /// write-back, waits for write-backs in flight there. Returns 0 or the first
   /// errno met (also recorded in errseq).
-  int writeback(uint64_t first, uint64_t last, uint32_t min_age_ms = 0);
+  int writeback(uint64_t first, uint64_t last, uint32_t min_age_ms = 0, bool harvest_written = true);
+  /// The flusher's periodic pass (no background or sync pressure). Async
+  /// Files: stores through their views are only found by a scan, which costs
+  /// a page-table walk and re-protection (and a kernel fault for the next
+  /// store to each page), so they are harvested once per expiry period, not
+  /// every pass, and then written whole — the kernel's per-inode expiry
+  /// (dirtied_when): a store reaches the backend within about expire_ms plus
+  /// one flush interval. Pages dirtied by faults keep their own expiry.
+  void writeback_expired(uint32_t expire_ms);
   uint64_t errseq() const { return wb_err_.load(std::memory_order_acquire); }
   /// R8: the errno of a write-back error this cursor has not seen (once), or 0.
   int check_wb_error(std::atomic<uint64_t>& cursor);
@@ -86,10 +94,7 @@ class FileImpl {
   void add_mapping(MappingImpl* m);
   void remove_mapping(MappingImpl* m);
 
-  void set_options(const FileOptions& o) {
-    stable_pages_ = o.stable_pages;
-    async_ = o.dirty_tracking == DirtyTracking::Async;
-  }
+  void set_options(const FileOptions& o);
   /// DirtyTracking::Async: shared writable views live on the async uffd and
   /// written pages are found by PAGEMAP_SCAN (R7).
   bool async() const { return async_; }
@@ -200,6 +205,7 @@ class FileImpl {
   const unsigned page_shift_;
   bool stable_pages_ = false;
   bool async_ = false;
+  std::atomic<uint32_t> harvested_ms_{0};  // async: when harvest() last scanned the whole File
   std::atomic<Backend*> backend_;
   std::vector<std::shared_ptr<Backend>> backends_;  // keeps every backend alive
   std::mutex backend_mu_;

@@ -293,7 +293,22 @@ int FileImpl::writeback_size() {
   return 0;
 }
 
-int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
+void FileImpl::writeback_expired(uint32_t expire_ms) {
+  if (async_) {
+    const uint32_t now = core->now_ms();
+    if (now - harvested_ms_.load(std::memory_order_relaxed) >= expire_ms) {
+      harvested_ms_.store(now, std::memory_order_relaxed);
+      writeback(0, PageIndex::kMaxPages);  // harvest, then everything (the File expired)
+      return;
+    }
+  }
+  if (nr_dirty() == 0) return;
+  // Only pages dirty for longer than the expiry; no harvest (async: above).
+  const uint32_t min_age = std::max<uint32_t>(1, expire_ms);
+  writeback(0, PageIndex::kMaxPages, min_age, /*harvest_written=*/false);
+}
+
+int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool harvest_written) {
   int first_err = 0;
   const uint64_t ps = page_size();
   const uint32_t now = core->now_ms();
@@ -303,7 +318,7 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms) {
   };
   // Async dirty tracking: pages written through a view become dirty first
   // (under their locks, scan + re-protect: R7).
-  if (async_) harvest(first, last);
+  if (async_ && harvest_written) harvest(first, last);
   uint64_t pg = first;
   while (pg < last) {
     // Find the next dirty page (old enough, for the flusher's expiry).

@@ -61,7 +61,11 @@ struct EngineConfig {
   /// been dirty for dirty_expire_ms, or all dirty pages while more than
   /// dirty_background_pages are dirty, in file order, batching contiguous
   /// pages. Off: pages are written back only by sync/msync/fsync/close (what
-  /// `faultline verify` uses to make runs replayable).
+  /// `faultline verify` uses to make runs replayable). Files with
+  /// DirtyTracking::Async have no per-store record: the flusher scans them
+  /// once per dirty_expire_ms (not every pass) and then writes them whole, as
+  /// the kernel expires whole inodes; their stores count toward the dirty
+  /// thresholds only once scanned.
   bool flusher = true;
   uint32_t flush_interval_ms = 1000;
   uint32_t dirty_expire_ms = 30000;

@@ -339,6 +339,34 @@ TEST_F(AsyncTest, FlusherWritesBackWrittenPages) {
   EXPECT_TRUE(ft::eventually([&] { return written().count(2) != 0; }));
 }
 
+// The flusher scans an async File once per expiry period (the kernel's
+// per-inode dirtied_when), not on every pass: a scan walks the page tables and
+// re-protects every written page (the next store to each costs a kernel
+// fault). Stores still reach the backend with no sync, one expiry later.
+TEST_F(AsyncTest, FlusherScansOncePerExpiryNotEveryPass) {
+  const uint64_t pages = 16;
+  auto be = make(pages * kPage);
+  EngineConfig c;
+  c.flush_interval_ms = 5;
+  c.dirty_expire_ms = 1500;
+  Engine eng(c);
+  const auto t0 = std::chrono::steady_clock::now();
+  File f = eng.open(be, async_opts());
+  Mapping m = f.map(0, pages * kPage);
+  ft::touch_read(m.data(), pages * kPage);
+  store(m, 3 * kPage, 0xc3);
+  // Dozens of flusher passes go by well inside the expiry: none scans.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const bool early = std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1400);
+  if (early) {
+    EXPECT_EQ(f.stats().pagemap_scans, 0u) << "a flusher pass inside the expiry scanned";
+    EXPECT_EQ(written().count(3), 0u);
+  }
+  EXPECT_TRUE(ft::eventually([&] { return written().count(3) != 0; }))
+      << "the store never reached the backend without a sync";
+  EXPECT_LE(f.stats().pagemap_scans, 8u);
+}
+
 TEST_F(AsyncTest, OptionsRefused) {
   auto be = make(4 * kPage);
   Engine eng(quiet_cfg());
