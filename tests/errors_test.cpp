@@ -3,6 +3,8 @@
 // the right errno. Label: errors.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <csignal>
 #include <cstring>
 #include <latch>
@@ -170,6 +172,9 @@ TEST(ErrorsDeathTest, AccessPastEofKillsWithSigbus) {
         no_core();
         Engine eng;
         File f = eng.open(path);
+        // The threadsafe style re-runs the test in the child, which made its
+        // own directory and dies: remove it now (the File holds the file open).
+        std::filesystem::remove_all(dir.path());
         Mapping m = f.map(0, 3 * kPage, Access::ReadOnly);
         if (*reinterpret_cast<volatile char*>(m.data()) != static_cast<char>(ft::pat(0))) _exit(3);
         (void)*reinterpret_cast<volatile char*>(m.data() + kPage);  // past EOF
@@ -189,6 +194,7 @@ TEST(ErrorsDeathTest, ReadErrorKillsWithSigbus) {
         auto be = std::make_shared<ft::WrapBackend>(make_file_backend(path));
         be->fail_reads({2});
         File f = eng.open(be);
+        std::filesystem::remove_all(dir.path());  // the child's own directory (as above)
         Mapping m = f.map(0, 10 * kPage, Access::ReadOnly);
         if (*reinterpret_cast<volatile char*>(m.data()) != static_cast<char>(ft::pat(0))) _exit(3);
         (void)*reinterpret_cast<volatile char*>(m.data() + 2 * kPage);
