@@ -176,9 +176,12 @@ void EngineCore::flusher_loop() {
         for (auto& [k, w] : files_)
           if (auto f = w.lock()) files.push_back(std::move(f));
       }
-      // Kicked (MS_ASYNC, throttling) or over the background threshold: write
-      // everything back; otherwise only pages dirty for longer than the expiry.
-      const bool background = nr_dirty.load() > cfg.dirty_background_pages || throttled || kicked;
+      // Kicked (MS_ASYNC, throttling, the memory limit) or over the background
+      // threshold: write everything back; otherwise only pages dirty for
+      // longer than the expiry.
+      const bool over_limit = over_memory_limit();
+      const bool background =
+          nr_dirty.load() > cfg.dirty_background_pages || throttled || kicked || over_limit;
       for (auto& f : files) {
         // Everything while over the background threshold (async Files: the
         // scan in writeback() finds the written pages); otherwise what expired.
@@ -189,6 +192,14 @@ void EngineCore::flusher_loop() {
         }
       }
       files.clear();  // a File may be freed here (its destructor writes back)
+      // The memory limit: evict clean pages (R9) down to 15/16 of it, now
+      // that write-back has cleaned what it could.
+      if (over_limit) {
+        const uint64_t low = cfg.memory_limit_pages - cfg.memory_limit_pages / 16;
+        const uint64_t cached = nr_cached.load(std::memory_order_relaxed);
+        if (cached > low) reclaim(cached - low);
+      }
+      reclaim_kicked_.store(false, std::memory_order_relaxed);
     }
     // A pass that wrote nothing while stores waited at the limit: holding
     // them cannot help (R6 throttling must not turn into a hang).
@@ -386,7 +397,12 @@ File Engine::open(const std::string& path, bool writable, bool create) {
 Stats Engine::stats() const {
   Stats s = core_->stats.snapshot();
   s.dirty_pages = core_->nr_dirty.load();
+  s.cached_pages = core_->nr_cached.load();
   return s;
+}
+uint64_t Engine::reclaim(uint64_t pages) {
+  core_->check_open();
+  return core_->reclaim(pages);
 }
 const KernelFeatures& Engine::features() const { return core_->feats; }
 const EngineConfig& Engine::config() const { return core_->cfg; }

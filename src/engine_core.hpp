@@ -74,6 +74,17 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// /proc/self/pagemap, for PAGEMAP_SCAN (opened with the async uffd).
   int pagemap_fd() const { return pagemap_fd_.load(std::memory_order_acquire); }
   std::atomic<uint64_t> nr_dirty{0};  // dirty pages over all Files
+  std::atomic<uint64_t> nr_cached{0};  // uptodate pages over all Files (4 KiB units)
+  /// Over EngineConfig::memory_limit_pages (never, without a limit).
+  bool over_memory_limit() const {
+    return cfg.memory_limit_pages && nr_cached.load(std::memory_order_relaxed) > cfg.memory_limit_pages;
+  }
+  /// A page became uptodate: past the memory limit, wake the flusher (once
+  /// per pass).
+  void note_cached();
+  /// Evicts up to `pages` (4 KiB units) clean pages over all Files, round
+  /// robin (R9). Returns the 4 KiB pages freed.
+  uint64_t reclaim(uint64_t pages);
   KernelFeatures feats;
   Counters stats;
 
@@ -98,6 +109,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::condition_variable flush_cv_;     // wakes the flusher
   std::condition_variable throttle_cv_;  // wakes throttled writers
   bool flush_kicked_ = false;
+  std::atomic<bool> reclaim_kicked_{false};
+  std::atomic<uint64_t> reclaim_rr_{0};  // the File reclaim starts with next
   bool flush_stop_ = false;
   struct DeferredWake {
     Userfaultfd* uffd;  // the engine's or its async one (both live until close)

@@ -320,7 +320,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
       count(&Counters::pages_filled, j - i);
       for (uint64_t k = i; k < j; ++k) {
         pages[k]->clear(PG_error);
-        pages[k]->set(PG_uptodate);
+        mark_uptodate(pages[k]);
       }
     } else {
       // A run failed. Like the kernel after a failed readahead, retry only the
@@ -338,7 +338,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
         if (j - i > 1 && !unreachable && fill(must, 1) == 0) {
           count(&Counters::pages_filled);
           pages[k]->clear(PG_error);
-          pages[k]->set(PG_uptodate);
+          mark_uptodate(pages[k]);
           continue;
         }
         pages[k]->set(PG_error);
@@ -397,6 +397,9 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     return !pages[i]->test(PG_dirty);  // clean pages: the first store must fault
   };
   FL_POINT("fault.before_install");
+  // Mapped pages are in use: reclaim gives them a second chance (R9).
+  for (uint64_t i = 0; i < n; ++i)
+    if (installable(i)) pages[i]->set(PG_referenced);
   bool must_installed = false;
   uint64_t around = 0;
   for (uint64_t i = 0; i < n;) {

@@ -39,6 +39,7 @@ bool File::writable() const { return impl().backend().writable(); }
 Stats File::stats() const {
   Stats s = impl().stats.snapshot();
   s.dirty_pages = impl().nr_dirty();
+  s.cached_pages = impl().nr_cached();
   return s;
 }
 

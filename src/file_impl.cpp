@@ -126,6 +126,7 @@ FileImpl::~FileImpl() {
   // Pages still dirty (their write-back failed) leave the engine's count with
   // the File: they must not hold the dirty limit forever.
   core->nr_dirty.fetch_sub(nr_dirty() << (page_shift_ - kBasePageShift), std::memory_order_relaxed);
+  core->nr_cached.fetch_sub(nr_cached() << (page_shift_ - kBasePageShift), std::memory_order_relaxed);
   for (auto& b : backends_) b->detach();
   if (alias_) ::munmap(alias_, alias_len_);
   if (memfd_ >= 0) ::close(memfd_);
@@ -329,7 +330,7 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
     for (uint64_t k = i; k < j; ++k) {
       Page* p = index_.find(pg + k);
       p->clear(PG_error);
-      p->set(PG_uptodate);
+      mark_uptodate(p);
     }
     i = j;
   }
@@ -485,7 +486,7 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
     }
     for (uint64_t i = 0; i < n && ((pg + i) << page_shift_) < chunk_end; ++i) {
       Page* p = index_.find(pg + i);
-      p->set(PG_uptodate);
+      mark_uptodate(p);
       mark_dirty(p);
     }
     unlock_run(pg, n);

@@ -85,6 +85,13 @@ class FileImpl {
   /// Dirty accounting; both return whether the flag changed.
   bool mark_dirty(Page* p);
   bool clear_dirty(Page* p);
+  /// The page's data is in its frame (cache accounting; the memory limit).
+  void mark_uptodate(Page* p);
+  uint64_t nr_cached() const { return nr_cached_.load(std::memory_order_relaxed); }
+  /// Reclaim (R9): evicts up to `want` clean pages of this File, going round
+  /// the index from the clock hand; a page used since the last look gets a
+  /// second chance. Returns the pages evicted (this File's pages).
+  uint64_t shrink(uint64_t want);
   static int errseq_errno(uint64_t v) { return static_cast<int>(v & 0xffff); }
 
   // --- fault path (called by handler threads) --------------------------------
@@ -229,6 +236,9 @@ class FileImpl {
   std::vector<MappingImpl*> rmap_;
   std::atomic<uint64_t> wb_err_{0};  // errseq: (sequence << 16) | errno
   std::atomic<uint64_t> nr_dirty_{0};
+  std::atomic<uint64_t> nr_cached_{0};      // uptodate pages (this File's pages)
+  std::atomic<uint64_t> reclaim_hand_{0};   // the clock hand: where reclaim looks next
+  std::mutex reclaim_mu_;                   // one reclaim of this File at a time
 };
 
 }  // namespace faultline::detail

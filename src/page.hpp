@@ -20,6 +20,7 @@ enum PageFlag : uint32_t {
   PG_dirty = 1u << 3,
   PG_writeback = 1u << 4,
   PG_error = 1u << 5,
+  PG_referenced = 1u << 6,  // used (installed, read) since reclaim last looked
 };
 
 struct Page {

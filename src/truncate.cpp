@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine_core.hpp"
+#include "faultline/constants.hpp"
 #include "file_impl.hpp"
 #include "mapping_impl.hpp"
 #include "sched.hpp"
@@ -23,7 +24,11 @@ constexpr uint64_t kDropRunPages = 256;  // pages locked and punched per run
 void FileImpl::drop_page(Page* p) {
   p->gen.fetch_add(1, std::memory_order_acq_rel);
   clear_dirty(p);
-  p->clear(PG_uptodate | PG_error);
+  if (p->test_and_clear(PG_uptodate)) {
+    nr_cached_.fetch_sub(1, std::memory_order_relaxed);
+    core->nr_cached.fetch_sub(uint64_t{1} << (page_shift_ - kBasePageShift), std::memory_order_relaxed);
+  }
+  p->clear(PG_error | PG_referenced);
 }
 
 void FileImpl::clear_poison(uint64_t first, uint64_t last) {

@@ -76,6 +76,14 @@ struct EngineConfig {
   /// (never a sleeping handler thread, never under a page lock: R6).
   /// Default: 20% of physical memory, as the kernel's vm.dirty_ratio.
   std::size_t dirty_limit_pages = ram_percent_pages(20);
+  /// Memory limit of the engine's page cache, in 4 KiB pages over all Files
+  /// (0: none). Past it the flusher reclaims: it writes dirty pages back and
+  /// evicts clean, unlocked pages not under write-back (R9), giving each page
+  /// a second chance when a fault or read used it since the last look (the
+  /// kernel's referenced bit), down to 15/16 of the limit. A fault that pushes
+  /// the cache over the limit wakes the flusher; it is not held (the cache may
+  /// pass the limit for the time of one flusher pass).
+  std::size_t memory_limit_pages = 0;
   /// Where warnings go (THP setting, fallbacks). Default: stderr.
   std::function<void(std::string_view)> log;
 };
@@ -158,6 +166,11 @@ class Engine {
   /// Totals over every File this engine has served.
   Stats stats() const;
   const KernelFeatures& features() const;
+  /// Evicts up to `pages` (4 KiB units) clean pages from the engine's cache
+  /// now, as under memory pressure (R9: clean, unlocked, not under
+  /// write-back; second chance for pages used since the last look). Dirty
+  /// pages are not written here (sync first). Returns the 4 KiB pages freed.
+  uint64_t reclaim(uint64_t pages);
   const EngineConfig& config() const;
 
   /// Writes back every File, unmaps every Mapping, stops the threads and closes

@@ -40,6 +40,12 @@ struct Stats {
   /// pages_installed, the cost per page of each step.
   uint64_t fill_ns = 0;
   uint64_t install_ns = 0;
+  /// Pages evicted by reclaim (EngineConfig::memory_limit_pages,
+  /// Engine::reclaim), in the File's pages.
+  uint64_t pages_reclaimed = 0;
+  /// Pages cached now (uptodate; not a counter), in the File's pages for
+  /// File::stats, in 4 KiB pages for Engine::stats.
+  uint64_t cached_pages = 0;
 };
 
 }  // namespace faultline

@@ -15,7 +15,9 @@
 // fault.after_fill, fault.before_install, wp.before_lock, truncate.after_size,
 // truncate.before_shrink, punch.before_drop, invalidate.before_drop,
 // read.before_copy, mapping.before_munmap, async.after_scan (invalidate / remote
-// change of a DirtyTracking::Async File, after its views' written pages were found).
+// change of a DirtyTracking::Async File, after its views' written pages were found),
+// reclaim.after_pick (candidates chosen, none locked yet), reclaim.before_punch
+// (pages dropped from the index, frames not yet punched).
 #pragma once
 #include <chrono>
 #include <string>

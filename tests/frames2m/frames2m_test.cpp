@@ -284,12 +284,21 @@ TEST_F(Frames2M, WritebackWritesTheWholeFrameClippedToEof) {
   EXPECT_EQ(wrap->mkwrite_calls.load(), 2u);  // one page_mkwrite per 2 MiB frame
   EXPECT_EQ(f.stats().dirty_pages, 2u);
   m.msync(m.data(), up2m(size), MS_SYNC);
-  // One backend write for the two adjacent dirty frames: the whole of frame 1
-  // (write amplification 2 MiB per dirty frame) and frame 2 clipped to EOF.
+  // The whole of frame 1 (write amplification 2 MiB per dirty frame) and
+  // frame 2 clipped to EOF: one backend write for the two adjacent frames, or
+  // two when the second frame's lock was still held by the handler that
+  // installed it (write-back only try-locks the rest of a run, R12).
   auto ws = wrap->writes();
-  ASSERT_EQ(ws.size(), 1u);
+  ASSERT_GE(ws.size(), 1u);
+  ASSERT_LE(ws.size(), 2u);
   EXPECT_EQ(ws[0].off, kH);
-  EXPECT_EQ(ws[0].len, kH + 100);
+  if (ws.size() == 1) {
+    EXPECT_EQ(ws[0].len, kH + 100);
+  } else {
+    EXPECT_EQ(ws[0].len, kH);
+    EXPECT_EQ(ws[1].off, 2 * kH);
+    EXPECT_EQ(ws[1].len, 100u);
+  }
   EXPECT_EQ(ft::file_size(path), size);
   auto got = ft::pread_file(path, 0, size);
   auto want = ft::pattern(0, size, 9);
@@ -409,6 +418,25 @@ TEST_F(Frames2M, WritebackCachesNothingTwice) {
   auto want = ft::pattern(0, size, 6);
   for (uint64_t off = 0; off < size; off += fl::kBasePageSize) want[off] = std::byte{0x5a};
   EXPECT_EQ(tr::diff(ft::pread_file(path, 0, size), want), "");
+}
+
+// Reclaim (R9) evicts whole 2 MiB frames (counted in 4 KiB pages by the
+// engine, in frames by the File); they come back from the backend.
+TEST_F(Frames2M, ReclaimEvictsWholeFrames) {
+  ft::TempDir d;
+  const uint64_t size = 4 * kH;
+  const auto path = d.make_file("rc", size, 12);
+  fl::File f = open2m(fl::make_file_backend(path, false));
+  fl::Mapping m = f.map(0, size, fl::Access::ReadOnly);
+  EXPECT_EQ(tr::diff(view_bytes(m, 0, size), ft::pattern(0, size, 12)), "");
+  std::vector<std::byte> all(size);
+  f.read(0, all);  // every frame's lock taken and released: nothing in flight
+  EXPECT_EQ(f.stats().cached_pages, 4u);
+  EXPECT_EQ(engine_->reclaim(2 * (kH / fl::kBasePageSize)), 2 * (kH / fl::kBasePageSize));
+  EXPECT_EQ(f.stats().cached_pages, 2u);
+  EXPECT_EQ(engine_->stats().cached_pages, 2 * (kH / fl::kBasePageSize));
+  EXPECT_EQ(tr::diff(view_bytes(m, 0, size), ft::pattern(0, size, 12)), "");
+  EXPECT_EQ(f.stats().cached_pages, 4u);
 }
 
 }  // namespace

@@ -1,0 +1,78 @@
+// The race catalogue, reclaim (the memory limit): E1-E2.
+#include "race_util.hpp"
+
+namespace race {
+namespace ft = faultline::testing;
+
+// The handler that installed page 0 unlocks it just after the access goes
+// on (R1): a read takes the page lock, sleeping, so it is free afterwards
+// and reclaim's try-lock meets only the race under test.
+void settle(fl::File& f) {
+  std::vector<std::byte> one(1);
+  f.read(0, one);
+}
+
+// E1: reclaim picks a clean page; a store dirties it (write-protect fault,
+// page_mkwrite, dirty under the lock); reclaim then drops it and punches its
+// frame: the store is lost. Closed by R9 (try-lock, recheck clean under it).
+TEST_F(RACE_FIXTURE, E1_ReclaimVsStore) {
+  auto mem = patterned("E1", 2, 'a');
+  fl::Engine eng(small_windows());
+  auto f = open_file(eng, mem);
+  auto m = f.map(0, 2 * kPs);
+  ASSERT_EQ(load(m.data()).value, 'a');  // cached, clean, write-protected
+  settle(f);
+  ft::arm("reclaim.after_pick");
+  uint64_t freed = 0;
+  Bg rc([&] { freed = eng.reclaim(kPs / fl::kBasePageSize); });
+  ASSERT_TRUE(ft::wait_parked("reclaim.after_pick"));
+  within(10s, "the store", [&] { store(m.data(), 'W'); });
+  // The store is complete once its page is dirty (the handler marks it).
+  for (int i = 0; i < 1000 && f.stats().dirty_pages != 1; ++i) std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(f.stats().dirty_pages, 1u);
+  ft::release("reclaim.after_pick");
+  rc.join("reclaim");
+  EXPECT_EQ(freed, 0u) << "reclaim evicted a dirty page";
+  EXPECT_EQ(load(m.data()).value, 'W') << "the store was lost to reclaim";
+  f.sync();
+  EXPECT_EQ(backend_byte(*mem, 0), 'W') << "the store never reached the backend";
+}
+
+// E2: reclaim drops a page and, before it punches the frame, a fault fills
+// and installs the page again; the punch then leaves the index saying
+// uptodate over a hole: reads see zeros, CONTINUE fails forever. Closed by
+// R1 (the fault holds the page lock from lookup to install) and R9 (reclaim
+// holds it, try-locked, from its recheck to the punch).
+TEST_F(RACE_FIXTURE, E2_ReclaimVsFill) {
+  auto mem = patterned("E2", 2, 'e');
+  fl::Engine eng(small_windows());
+  auto f = open_file(eng, mem);
+  auto v1 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+  auto v2 = f.map(0, 2 * kPs, fl::Access::ReadOnly);  // not touched before the race
+  ASSERT_EQ(load(v1.data()).value, 'e');
+  settle(f);
+  ft::arm("reclaim.before_punch");
+  uint64_t freed = 0;
+  Bg rc([&] { freed = eng.reclaim(kPs / fl::kBasePageSize); });
+  ASSERT_TRUE(ft::wait_parked("reclaim.before_punch"));
+  Load got;
+  Bg ld([&] { got = load(v2.data()); });  // a fault on the page reclaim is dropping
+  (void)ld.done_within(300ms);            // with R1 + R9 it waits for the page lock
+  ft::release("reclaim.before_punch");
+  rc.join("reclaim");
+  ld.join("the load");
+  EXPECT_FALSE(got.bus.has_value());
+  EXPECT_EQ(got.value, 'e');
+  std::vector<std::byte> one(1);
+  within(10s, "read", [&] { f.read(0, one); });
+  EXPECT_EQ(static_cast<char>(one[0]), 'e') << "the cache serves a punched frame (zeros)";
+  Load again;
+  within(10s, "a load through a third view", [&] {
+    auto v3 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+    again = load(v3.data());
+  });
+  EXPECT_FALSE(again.bus.has_value());
+  EXPECT_EQ(again.value, 'e');
+}
+
+}  // namespace race

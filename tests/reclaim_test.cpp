@@ -1,0 +1,174 @@
+// Reclaim and the memory limit (R9): EngineConfig::memory_limit_pages and
+// Engine::reclaim evict clean, unlocked pages not under write-back; every
+// evicted page comes back from the backend on the next access. Label: reclaim.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "test_util.hpp"
+
+using namespace faultline;
+using ft::kPage;
+
+namespace {
+
+EngineConfig no_flusher() {
+  EngineConfig c;
+  c.flusher = false;  // reclaim only when the test asks: deterministic counts
+  return c;
+}
+
+/// The handler that installed a window unlocks its pages just after the
+/// faulting access goes on (R1): a read through the API takes every page lock,
+/// sleeping, so afterwards reclaim's try-locks meet only what a test arranges.
+void settle(File& f) {
+  std::vector<std::byte> buf(f.size());
+  f.read(0, buf);
+}
+
+bool same(const std::byte* p, const std::vector<std::byte>& want) {
+  return ft::first_diff(p, want.data(), want.size()) < 0;
+}
+
+/// Where two byte vectors differ first ("" when equal).
+std::string tr_diff(const std::vector<std::byte>& got, const std::vector<std::byte>& want) {
+  if (got.size() != want.size()) return "sizes differ";
+  const int64_t i = ft::first_diff(got.data(), want.data(), got.size());
+  return i < 0 ? "" : "first difference at byte " + std::to_string(i);
+}
+
+TEST(Reclaim, EvictsCleanPagesThatComeBackFromTheBackend) {
+  ft::TempDir d;
+  const uint64_t pages = 64;
+  const auto path = d.make_file("r", pages * kPage, 7);
+  Engine eng(no_flusher());
+  File f = eng.open(path);
+  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  ft::touch_read(m.data(), pages * kPage);
+  settle(f);
+  EXPECT_EQ(f.stats().cached_pages, pages);
+  EXPECT_EQ(eng.stats().cached_pages, pages);
+  // Every page is mapped (referenced): the first lap of the clock gives each a
+  // second chance, the second evicts.
+  EXPECT_EQ(eng.reclaim(16), 16u);
+  EXPECT_EQ(f.stats().cached_pages, pages - 16);
+  EXPECT_EQ(eng.stats().cached_pages, pages - 16);
+  EXPECT_EQ(f.stats().pages_reclaimed, 16u);
+  const uint64_t filled = f.stats().pages_filled;
+  EXPECT_TRUE(same(m.data(), ft::pattern(0, pages * kPage, 7)));
+  EXPECT_GE(f.stats().pages_filled, filled + 16) << "evicted pages were not read again";
+  settle(f);
+  // The clock goes on where it stopped: the next pages go next.
+  EXPECT_EQ(eng.reclaim(pages * 2), pages);
+  EXPECT_EQ(f.stats().cached_pages, 0u);
+  std::vector<std::byte> buf(pages * kPage);
+  EXPECT_EQ(f.read(0, buf), buf.size());
+  EXPECT_EQ(tr_diff(buf, ft::pattern(0, pages * kPage, 7)), "");
+}
+
+TEST(Reclaim, DirtyPagesStay) {
+  ft::TempDir d;
+  const uint64_t pages = 16;
+  const auto path = d.make_file("r", pages * kPage, 3);
+  Engine eng(no_flusher());
+  File f = eng.open(path);
+  Mapping m = f.map(0, pages * kPage);
+  ft::touch_read(m.data(), pages * kPage);
+  for (uint64_t i = 0; i < pages; i += 2) m.data()[i * kPage + 1] = std::byte{0x77};
+  EXPECT_EQ(f.stats().dirty_pages, pages / 2);
+  settle(f);
+  EXPECT_EQ(eng.reclaim(pages), pages / 2) << "only the clean pages can go";
+  EXPECT_EQ(f.stats().cached_pages, pages / 2);
+  auto want = ft::pattern(0, pages * kPage, 3);
+  for (uint64_t i = 0; i < pages; i += 2) want[i * kPage + 1] = std::byte{0x77};
+  EXPECT_TRUE(same(m.data(), want));
+  f.sync();
+  EXPECT_EQ(tr_diff(ft::pread_file(path, 0, pages * kPage), want), "");
+  // Written back, they are clean: now every page can go (the check above
+  // brought the evicted ones back).
+  settle(f);
+  EXPECT_EQ(f.stats().cached_pages, pages);
+  EXPECT_EQ(eng.reclaim(pages), pages);
+  EXPECT_TRUE(same(m.data(), want));
+}
+
+TEST(Reclaim, PrivateCopiesSurvive) {
+  ft::TempDir d;
+  const uint64_t pages = 8;
+  const auto path = d.make_file("r", pages * kPage, 4);
+  Engine eng(no_flusher());
+  File f = eng.open(path);
+  Mapping p = f.map(0, pages * kPage, Access::ReadWrite, Sharing::Private);
+  ft::touch_read(p.data(), pages * kPage);
+  p.data()[5] = std::byte{0x42};  // the process's own copy of page 0
+  settle(f);
+  EXPECT_EQ(eng.reclaim(pages), pages);
+  EXPECT_EQ(p.data()[5], std::byte{0x42}) << "reclaim dropped a private copy";
+  auto want = ft::pattern(0, pages * kPage, 4);
+  want[5] = std::byte{0x42};
+  EXPECT_TRUE(same(p.data(), want));
+  EXPECT_EQ(tr_diff(ft::pread_file(path, 0, pages * kPage), ft::pattern(0, pages * kPage, 4)), "");
+}
+
+TEST(Reclaim, AsyncWrittenPagesAreKeptAndWritten) {
+  Engine probe(no_flusher());
+  if (!probe.features().wp_async) GTEST_SKIP() << "kernel lacks UFFD_FEATURE_WP_ASYNC";
+  ft::TempDir d;
+  const uint64_t pages = 16;
+  const auto path = d.make_file("r", pages * kPage, 5);
+  Engine eng(no_flusher());
+  FileOptions o;
+  o.dirty_tracking = DirtyTracking::Async;
+  File f = eng.open(make_file_backend(path), o);
+  Mapping m = f.map(0, pages * kPage);
+  ft::touch_read(m.data(), pages * kPage);
+  m.data()[3 * kPage] = std::byte{0x33};  // no event: only the PTE knows
+  EXPECT_EQ(f.stats().dirty_pages, 0u);
+  settle(f);
+  EXPECT_EQ(eng.reclaim(pages), pages - 1) << "a written page was evicted";
+  EXPECT_EQ(f.stats().dirty_pages, 1u);
+  auto want = ft::pattern(0, pages * kPage, 5);
+  want[3 * kPage] = std::byte{0x33};
+  EXPECT_TRUE(same(m.data(), want));
+  f.sync();
+  EXPECT_EQ(tr_diff(ft::pread_file(path, 0, pages * kPage), want), "");
+}
+
+TEST(Reclaim, MemoryLimitKeepsTheCacheNearIt) {
+  ft::TempDir d;
+  const uint64_t pages = 2048, limit = 256;
+  const auto path = d.make_file("r", pages * kPage, 8);
+  EngineConfig c;
+  c.memory_limit_pages = limit;
+  c.flush_interval_ms = 10;
+  Engine eng(c);
+  File f = eng.open(path);
+  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  EXPECT_TRUE(same(m.data(), ft::pattern(0, pages * kPage, 8)));
+  EXPECT_TRUE(ft::eventually([&] { return eng.stats().cached_pages <= limit; }))
+      << eng.stats().cached_pages << " pages cached";
+  EXPECT_GT(eng.stats().pages_reclaimed, 0u);
+  EXPECT_TRUE(same(m.data(), ft::pattern(0, pages * kPage, 8)));
+}
+
+TEST(Reclaim, MemoryLimitWritesDirtyPagesBackToFreeThem) {
+  ft::TempDir d;
+  const uint64_t pages = 2048, limit = 256;
+  const auto path = d.make_file("r", pages * kPage, 9);
+  EngineConfig c;
+  c.memory_limit_pages = limit;
+  c.flush_interval_ms = 10;
+  Engine eng(c);
+  File f = eng.open(path);
+  Mapping m = f.map(0, pages * kPage);
+  for (uint64_t i = 0; i < pages; ++i) m.data()[i * kPage + 9] = static_cast<std::byte>(i);
+  EXPECT_TRUE(ft::eventually([&] { return eng.stats().cached_pages <= limit; }))
+      << eng.stats().cached_pages << " pages cached, " << eng.stats().dirty_pages << " dirty";
+  auto want = ft::pattern(0, pages * kPage, 9);
+  for (uint64_t i = 0; i < pages; ++i) want[i * kPage + 9] = static_cast<std::byte>(i);
+  EXPECT_TRUE(same(m.data(), want));
+  f.sync();
+  EXPECT_EQ(tr_diff(ft::pread_file(path, 0, pages * kPage), want), "");
+}
+
+}  // namespace
