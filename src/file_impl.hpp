@@ -187,8 +187,9 @@ class FileImpl {
   /// a path that looked it up before locking sees it is not the same page (R2).
   void drop_page(Page* p);
   /// Punches the frames of [pg, pg+n) (zaps the PTEs in every view, keeps
-  /// private copies) and clears poison there in every view.
-  void punch_frames(uint64_t pg, uint64_t n);
+  /// private copies) and clears poison there in every view (keep_poison:
+  /// not, for reclaim).
+  void punch_frames(uint64_t pg, uint64_t n, bool keep_poison = false);
   /// MADV_DONTNEED exactly the poisoned pages of [pg, pg+n) in every view.
   void clear_poison(uint64_t first, uint64_t last);
   /// Zeroes bytes [from, to) of one locked, uptodate page's frame.

@@ -115,7 +115,7 @@ uint64_t FileImpl::shrink(uint64_t want) {
       while (b < held.size() && held_pg[b] == held_pg[b - 1] + 1 && !keep(b)) ++b;
       for (size_t k = a; k < b; ++k) drop_page(held[k]);
       FL_POINT("reclaim.before_punch");
-      punch_frames(held_pg[a], b - a);
+      punch_frames(held_pg[a], b - a, /*keep_poison=*/true);
       freed += b - a;
       a = b;
     }

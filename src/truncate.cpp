@@ -45,12 +45,13 @@ void FileImpl::clear_poison(uint64_t first, uint64_t last) {
   }
 }
 
-void FileImpl::punch_frames(uint64_t pg, uint64_t n) {
+void FileImpl::punch_frames(uint64_t pg, uint64_t n, bool keep_poison) {
   // PUNCH_HOLE zaps the PTEs in every view and keeps private copy-on-write
-  // copies (R4; DESIGN section 2). It does not clear poison: do that exactly.
+  // copies (R4; DESIGN section 2). It does not clear poison: do that exactly
+  // (not for reclaim: evicting a page does not end a view's SIGBUS).
   ::fallocate(memfd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
               static_cast<off_t>(pg << page_shift_), static_cast<off_t>(n << page_shift_));
-  clear_poison(pg, pg + n);
+  if (!keep_poison) clear_poison(pg, pg + n);
 }
 
 int FileImpl::zero_frame_range(uint64_t from, uint64_t to) {

@@ -197,6 +197,7 @@ void Harness::run_one(ThreadCtx& t, uint64_t n, std::string& d) {
     case VerifyOp::Reopen: return op_reopen(t, d);
     case VerifyOp::Remap: return op_remap(t, d);
     case VerifyOp::EofJunk: return op_eofjunk(t, d);
+    case VerifyOp::Reclaim: return op_reclaim(t, d);
     case VerifyOp::Count: break;
   }
 }
@@ -673,6 +674,16 @@ void Harness::op_remap(ThreadCtx& t, std::string& d) {
   map_view(v);
   d = fmt::format("remap    {} view 0x{:x} -> 0x{:x} len 0x{:x}", view_kind_name(v.model.kind), old,
                   v.model.off, v.model.len);
+}
+
+void Harness::op_reclaim(ThreadCtx& t, std::string& d) {
+  // Runs beside other ops (shared): reclaim is what memory pressure does at
+  // any moment. It must not change a byte: the model stays as it is (junk
+  // stored past EOF may go back to zeros with its page: don't care already).
+  std::shared_lock lk(big_);
+  const uint64_t want = 1 + t.rng.below(64);  // in 4 KiB pages
+  const uint64_t freed = engine_->reclaim(want);
+  d = fmt::format("reclaim  {} pages -> {} freed", want, freed);
 }
 
 void Harness::op_eofjunk(ThreadCtx& t, std::string& d) {

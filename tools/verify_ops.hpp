@@ -97,6 +97,7 @@ class Harness {
   void op_reopen(ThreadCtx& t, std::string& d);
   void op_remap(ThreadCtx& t, std::string& d);
   void op_eofjunk(ThreadCtx& t, std::string& d);
+  void op_reclaim(ThreadCtx& t, std::string& d);
 
   // Helpers.
   std::shared_ptr<Backend> open_backend();

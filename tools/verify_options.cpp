@@ -32,6 +32,7 @@ constexpr OpInfo kOps[kVerifyOps] = {
     {"reopen", 1, "sync, unmap every view, close, Engine::open again, remap; data must survive"},
     {"remap", 2, "unmap one Mapping and map it at a new address and offset"},
     {"eofjunk", 2, "store junk past EOF in the EOF page, probe SIGBUS beyond it"},
+    {"reclaim", 2, "Engine::reclaim: evict clean pages (as under the memory limit); data unchanged"},
 };
 }  // namespace
 
@@ -43,11 +44,11 @@ CLI::App* add_verify_command(CLI::App& app, VerifyOptions& o) {
       "fsx-style model checker: random operations on a faultline File, each result checked "
       "against an in-memory model; exit 1 on a mismatch with a replay command.\n"
       "Operations (weight flags --w-NAME): read write mapread mapwrite truncate punch invalidate "
-      "sync dropcache reopen remap eofjunk.\n"
+      "sync dropcache reopen remap eofjunk reclaim.\n"
       "Write-back: single thread runs with the flusher off (write-back only at sync ops, so a "
       "seed replays exactly); --threads > 1 runs a busy flusher (20 ms interval, 50 ms expiry).\n"
       "Not supported by the engine yet (left out): short writes in the Backend API (write:short "
-      "injects a torn write: a prefix lands, then EIO), memory-limit reclaim (no eviction op), "
+      "injects a torn write: a prefix lands, then EIO), "
       "a second handle onto the same File (R8 per handle is checked for "
       "one handle plus per-view msync).\n"
       "--frames 2M: the File caches in 2 MiB hugetlb frames (needs a pool of free 2 MiB huge "

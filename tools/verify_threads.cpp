@@ -47,10 +47,10 @@ void print_summary(const VerifyOptions& o, Harness& h, uint64_t ops, double secs
   }
   const Stats st = h.stats();
   s += fmt::format(
-      "  engine: faults missing {} minor {} wp {}, pages filled {} written back {}, read errors "
-      "{}, write errors {}, mkwrite errors {}, sigbus {}\n",
+      "  engine: faults missing {} minor {} wp {}, pages filled {} written back {} reclaimed {}, "
+      "read errors {}, write errors {}, mkwrite errors {}, sigbus {}\n",
       st.missing_faults, st.minor_faults, st.wp_faults, st.pages_filled, st.pages_written_back,
-      st.read_errors, st.write_errors, st.mkwrite_errors, st.sigbus_sent);
+      st.pages_reclaimed, st.read_errors, st.write_errors, st.mkwrite_errors, st.sigbus_sent);
   std::fputs(s.c_str(), stdout);
 }
 
