@@ -315,7 +315,8 @@ void FileImpl::unlock_run(uint64_t pg, uint64_t n) {
 int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
   uint64_t i = 0;
   while (i < n) {
-    if (index_.find(pg + i)->test(PG_uptodate)) {
+    if (Page* p = index_.find(pg + i); p->test(PG_uptodate)) {
+      p->set(PG_referenced);  // read or written through the API: in use (reclaim, R9)
       ++i;
       continue;
     }

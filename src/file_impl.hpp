@@ -239,7 +239,7 @@ class FileImpl {
   std::atomic<uint64_t> nr_dirty_{0};
   std::atomic<uint64_t> nr_cached_{0};      // uptodate pages (this File's pages)
   std::atomic<uint64_t> reclaim_hand_{0};   // the clock hand: where reclaim looks next
-  std::mutex reclaim_mu_;                   // one reclaim of this File at a time
+  std::mutex reclaim_mu_;                   // one reclaim of this File at a time; harvest_view
 };
 
 }  // namespace faultline::detail

@@ -16,10 +16,11 @@ namespace faultline::detail {
 
 namespace {
 constexpr uint64_t kReclaimBatchPages = 256;  // candidates picked per look at the index
-constexpr uint32_t kBusy = PG_locked | PG_dirty | PG_writeback | PG_error;
+constexpr uint32_t kBusy = PG_locked | PG_dirty | PG_writeback;
 
-// Whether reclaim may take the page: uptodate, and not locked, dirty, under
-// write-back or in error (R9).
+// Whether reclaim may take the page: uptodate, and not locked, dirty or under
+// write-back (R9). (PG_error on an uptodate clean page: an earlier write-back
+// failed and a later one succeeded — the backend has the data.)
 bool evictable(uint32_t flags) { return (flags & PG_uptodate) && !(flags & kBusy); }
 }  // namespace
 

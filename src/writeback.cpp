@@ -205,6 +205,11 @@ std::vector<uint64_t> FileImpl::zap_written(MappingImpl& m, uint64_t first, uint
 }
 
 void FileImpl::harvest_view(MappingImpl& m) {
+  // The zap below runs without the page locks, and its record of the written
+  // pages lives only here until they are marked dirty: reclaim must not evict
+  // one of them meanwhile (it would find no PTE left to tell it was written).
+  // Reclaim only try-locks reclaim_mu_ (it skips this File meanwhile).
+  std::lock_guard no_reclaim(reclaim_mu_);
   const std::vector<uint64_t> written = zap_written(m, m.pgoff, m.pgoff + m.npages);
   for (uint64_t pg : written) {
     Page* p = index_.find(pg);

@@ -82,7 +82,9 @@ struct EngineConfig {
   /// a second chance when a fault or read used it since the last look (the
   /// kernel's referenced bit), down to 15/16 of the limit. A fault that pushes
   /// the cache over the limit wakes the flusher; it is not held (the cache may
-  /// pass the limit for the time of one flusher pass).
+  /// pass the limit for the time of one flusher pass). This write-back happens
+  /// with `flusher` off too: the limit needs it. While over the limit each
+  /// pass writes back everything (async Files: a full scan per pass).
   std::size_t memory_limit_pages = 0;
   /// Where warnings go (THP setting, fallbacks). Default: stderr.
   std::function<void(std::string_view)> log;
