@@ -21,7 +21,8 @@ std::vector<std::byte> pattern(uint64_t off, std::size_t len, uint32_t seed) {
 }
 
 int64_t first_diff(const std::byte* a, const std::byte* b, std::size_t len) {
-  if (std::memcmp(a, b, len) == 0) return -1;
+  // (Empty vectors have null data(): memcmp must not see them, even for 0 bytes.)
+  if (len == 0 || std::memcmp(a, b, len) == 0) return -1;
   for (std::size_t i = 0; i < len; ++i)
     if (a[i] != b[i]) return static_cast<int64_t>(i);
   return -1;
