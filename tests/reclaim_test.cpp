@@ -6,6 +6,7 @@
 #include <string>
 
 #include "test_util.hpp"
+#include "tr_util.hpp"
 
 using namespace faultline;
 using ft::kPage;
@@ -30,11 +31,12 @@ bool same(const std::byte* p, const std::vector<std::byte>& want) {
   return ft::first_diff(p, want.data(), want.size()) < 0;
 }
 
-/// Where two byte vectors differ first ("" when equal).
-std::string tr_diff(const std::vector<std::byte>& got, const std::vector<std::byte>& want) {
-  if (got.size() != want.size()) return "sizes differ";
-  const int64_t i = ft::first_diff(got.data(), want.data(), got.size());
-  return i < 0 ? "" : "first difference at byte " + std::to_string(i);
+/// A flusher every 10 ms and a memory limit of `limit` 4 KiB pages.
+EngineConfig limited(uint64_t limit) {
+  EngineConfig c;
+  c.memory_limit_pages = limit;
+  c.flush_interval_ms = 10;
+  return c;
 }
 
 TEST(Reclaim, EvictsCleanPagesThatComeBackFromTheBackend) {
@@ -63,7 +65,7 @@ TEST(Reclaim, EvictsCleanPagesThatComeBackFromTheBackend) {
   EXPECT_EQ(f.stats().cached_pages, 0u);
   std::vector<std::byte> buf(pages * kPage);
   EXPECT_EQ(f.read(0, buf), buf.size());
-  EXPECT_EQ(tr_diff(buf, ft::pattern(0, pages * kPage, 7)), "");
+  EXPECT_EQ(tr::diff(buf, ft::pattern(0, pages * kPage, 7)), "");
 }
 
 TEST(Reclaim, DirtyPagesStay) {
@@ -83,7 +85,7 @@ TEST(Reclaim, DirtyPagesStay) {
   for (uint64_t i = 0; i < pages; i += 2) want[i * kPage + 1] = std::byte{0x77};
   EXPECT_TRUE(same(m.data(), want));
   f.sync();
-  EXPECT_EQ(tr_diff(ft::pread_file(path, 0, pages * kPage), want), "");
+  EXPECT_EQ(tr::diff(ft::pread_file(path, 0, pages * kPage), want), "");
   // Written back, they are clean: now every page can go (the check above
   // brought the evicted ones back).
   settle(f);
@@ -107,7 +109,7 @@ TEST(Reclaim, PrivateCopiesSurvive) {
   auto want = ft::pattern(0, pages * kPage, 4);
   want[5] = std::byte{0x42};
   EXPECT_TRUE(same(p.data(), want));
-  EXPECT_EQ(tr_diff(ft::pread_file(path, 0, pages * kPage), ft::pattern(0, pages * kPage, 4)), "");
+  EXPECT_EQ(tr::diff(ft::pread_file(path, 0, pages * kPage), ft::pattern(0, pages * kPage, 4)), "");
 }
 
 TEST(Reclaim, AsyncWrittenPagesAreKeptAndWritten) {
@@ -131,17 +133,14 @@ TEST(Reclaim, AsyncWrittenPagesAreKeptAndWritten) {
   want[3 * kPage] = std::byte{0x33};
   EXPECT_TRUE(same(m.data(), want));
   f.sync();
-  EXPECT_EQ(tr_diff(ft::pread_file(path, 0, pages * kPage), want), "");
+  EXPECT_EQ(tr::diff(ft::pread_file(path, 0, pages * kPage), want), "");
 }
 
 TEST(Reclaim, MemoryLimitKeepsTheCacheNearIt) {
   ft::TempDir d;
   const uint64_t pages = 2048, limit = 256;
   const auto path = d.make_file("r", pages * kPage, 8);
-  EngineConfig c;
-  c.memory_limit_pages = limit;
-  c.flush_interval_ms = 10;
-  Engine eng(c);
+  Engine eng(limited(limit));
   File f = eng.open(path);
   Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
   EXPECT_TRUE(same(m.data(), ft::pattern(0, pages * kPage, 8)));
@@ -155,10 +154,7 @@ TEST(Reclaim, MemoryLimitWritesDirtyPagesBackToFreeThem) {
   ft::TempDir d;
   const uint64_t pages = 2048, limit = 256;
   const auto path = d.make_file("r", pages * kPage, 9);
-  EngineConfig c;
-  c.memory_limit_pages = limit;
-  c.flush_interval_ms = 10;
-  Engine eng(c);
+  Engine eng(limited(limit));
   File f = eng.open(path);
   Mapping m = f.map(0, pages * kPage);
   for (uint64_t i = 0; i < pages; ++i) m.data()[i * kPage + 9] = static_cast<std::byte>(i);
@@ -168,7 +164,7 @@ TEST(Reclaim, MemoryLimitWritesDirtyPagesBackToFreeThem) {
   for (uint64_t i = 0; i < pages; ++i) want[i * kPage + 9] = static_cast<std::byte>(i);
   EXPECT_TRUE(same(m.data(), want));
   f.sync();
-  EXPECT_EQ(tr_diff(ft::pread_file(path, 0, pages * kPage), want), "");
+  EXPECT_EQ(tr::diff(ft::pread_file(path, 0, pages * kPage), want), "");
 }
 
 }  // namespace
