@@ -1,0 +1,16 @@
+# The C API (include/faultline/faultline.h, src/capi/): part of libfaultline,
+# tested by a C program (tests/capi/capi_test.c, compiled as C99; label capi).
+enable_language(C)
+target_sources(faultline PRIVATE ${PROJECT_SOURCE_DIR}/src/capi/capi.cpp)
+set_source_files_properties(${PROJECT_SOURCE_DIR}/src/capi/capi.cpp PROPERTIES
+  COMPILE_DEFINITIONS FAULTLINE_VERSION_STRING="${PROJECT_VERSION}")
+
+if(FAULTLINE_BUILD_TESTS)
+  add_executable(faultline_capi_test ${PROJECT_SOURCE_DIR}/tests/capi/capi_test.c)
+  set_target_properties(faultline_capi_test PROPERTIES C_STANDARD 99 C_STANDARD_REQUIRED ON
+                                                       C_EXTENSIONS OFF LINKER_LANGUAGE CXX)
+  target_compile_options(faultline_capi_test PRIVATE -Wall -Wextra -Werror=implicit-function-declaration)
+  target_link_libraries(faultline_capi_test PRIVATE faultline)
+  add_test(NAME capi.c_program COMMAND faultline_capi_test)
+  set_tests_properties(capi.c_program PROPERTIES LABELS capi TIMEOUT 60)
+endif()
