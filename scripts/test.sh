@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds faultline and runs the whole test suite (the README's test command;
 # .ci/run calls it): installs the Debian packages, then
-#   1. the normal build: every test, the rule-breaker check, and the race
-#      catalogue repeated 20 times (ctest -L race --repeat until-fail:20);
+#   0. a default build's library (FAULTLINE_TESTING OFF, as users build it):
+#      checks it holds no schedule point or rule breaker;
+#   1. the normal build, with the race harness (-DFAULTLINE_TESTING=ON): every
+#      test, the rule-breaker check, and the race catalogue repeated 20 times
+#      (ctest -L race --repeat until-fail:20);
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build: every test;
 #   3. a ThreadSanitizer build: every test.
 # The RADOS tests start their own throwaway Ceph cluster on 127.0.0.1.
@@ -43,12 +46,16 @@ start=$(date +%s)
 run() {  # run <build-dir> <sanitizer> [extra ctest args]
   local dir=$1 san=$2; shift 2
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFAULTLINE_SANITIZE="$san" \
-        -DFAULTLINE_REQUIRE_RADOS=ON \
+        -DFAULTLINE_REQUIRE_RADOS=ON -DFAULTLINE_TESTING=ON \
         -DFAULTLINE_BUILD_BENCH=$([ -z "$san" ] && echo ON || echo OFF) >/dev/null
   cmake --build "$dir" -j"$jobs"
   (cd "$dir" && ctest --output-on-failure --timeout 600 -j"$jobs" "$@")
 }
-echo "== normal build: every test, and each rule breaker against the race catalogue"
+echo "== default build (FAULTLINE_TESTING OFF, what a user installs): the library holds no race harness"
+cmake -S . -B build-default -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFAULTLINE_BUILD_BENCH=OFF >/dev/null
+cmake --build build-default -j"$jobs" --target faultline
+(cd build-default && ctest --output-on-failure -R '^ProductionSafety[.]')
+echo "== normal build (FAULTLINE_TESTING ON): every test, and each rule breaker against the race catalogue"
 run build ""
 echo "== the race catalogue, repeated: ctest -L race --repeat until-fail:20"
 (cd build && ctest -L '^race$' --repeat until-fail:20 --output-on-failure -j"$jobs")

@@ -2,7 +2,9 @@
 //
 // FL_POINT("name")  parks the calling thread if a test armed "name".
 // FL_RULE(n)        true when rule n's guard is active (always, unless the
-//                   harness is compiled in and FAULTLINE_BREAK names Rn).
+//                   harness is compiled in and a test called
+//                   testing::break_rules with Rn).
+// Both compile to nothing without FAULTLINE_TESTING (the default).
 #pragma once
 #include <atomic>
 
@@ -10,7 +12,6 @@ namespace faultline::detail {
 extern std::atomic<int> g_points_live;     // > 0 while hits are counted / points armed
 extern std::atomic<unsigned> g_broken_rules;  // bit n = rule n broken
 void sched_point(const char* name);
-void load_broken_rules();
 }  // namespace faultline::detail
 
 #if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING

@@ -1,4 +1,6 @@
 // The race harness: schedule points and rule breakers (faultline/testing.hpp).
+// Compiled only with FAULTLINE_TESTING (OFF by default). Nothing here reads the
+// environment: only test code can break a rule (break_rules) or arm a point.
 #include "faultline/testing.hpp"
 
 #include <condition_variable>
@@ -38,15 +40,7 @@ unsigned parse_rules(const std::string& list) {
   return bits;
 }
 
-struct EnvLoader {
-  EnvLoader() { load_broken_rules(); }
-} g_env_loader;
 }  // namespace
-
-void load_broken_rules() {
-  const char* env = std::getenv("FAULTLINE_BREAK");
-  g_broken_rules.store(env ? parse_rules(env) : 0);
-}
 
 void sched_point(const char* name) {
   std::unique_lock g(g_mu);
@@ -66,14 +60,6 @@ void sched_point(const char* name) {
 namespace faultline::testing {
 
 using namespace faultline::detail;
-
-bool compiled_in() {
-#if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING
-  return true;
-#else
-  return false;
-#endif
-}
 
 void arm(const std::string& point, int count) {
   std::lock_guard g(g_mu);

@@ -1,15 +1,18 @@
-// faultline — the deterministic race harness (compiled in when the CMake
-// option FAULTLINE_TESTING is ON, the default; packagers turn it off).
+// faultline — the deterministic race harness, for the project's own race
+// tests. It exists only in a library built with the CMake option
+// FAULTLINE_TESTING=ON (OFF by default; scripts/test.sh turns it on): the
+// library a user builds and installs contains no schedule point and no rule
+// breaker, and calling these functions there fails to link.
 //
 // The engine's fault, fill, truncate, punch, invalidate, write-back and
 // teardown paths carry named schedule points. A test arms a point; the next
 // thread that reaches it parks there; the test runs another operation, then
 // releases the parked thread. Unarmed, a point costs one predictable branch.
-// Users can drive it against their own backends too.
 //
-// Rule breakers: FAULTLINE_BREAK=R<n>[,R<m>...] in the environment (read at
-// first use, or set with break_rules()) switches off the guard of protocol
-// rule n (DESIGN.md section 3), so the race tests can show they catch it.
+// Rule breakers: break_rules("R<n>[,R<m>...]") switches off the guard of
+// protocol rule n (DESIGN.md section 3), so the race tests can show they catch
+// it. The library never reads the environment for this: the race test
+// executables read FAULTLINE_BREAK themselves and call break_rules().
 //
 // Points (see DESIGN.md section 4): fault.before_lock, fault.before_fill,
 // fault.after_fill, fault.before_install, wp.before_lock, truncate.after_size,
@@ -25,7 +28,13 @@
 namespace faultline::testing {
 
 /// Whether the harness is compiled in (FAULTLINE_TESTING).
-bool compiled_in();
+constexpr bool compiled_in() {
+#if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING
+  return true;
+#else
+  return false;
+#endif
+}
 
 /// The next `count` threads that reach `point` park there until release().
 void arm(const std::string& point, int count = 1);

@@ -155,8 +155,15 @@ class RACE_FIXTURE : public ::testing::Test {
       }
     }
     fl::testing::reset();
+    // The rule breakers are armed by this test executable, never by the
+    // library: FAULTLINE_BREAK=R<n>[,R<m>] (check_breakers.py sets it).
+    const char* broken = std::getenv("FAULTLINE_BREAK");
+    fl::testing::break_rules(broken ? broken : "");
   }
-  void TearDown() override { fl::testing::reset(); }
+  void TearDown() override {
+    fl::testing::reset();
+    fl::testing::break_rules("");
+  }
 };
 
 /// Entries that do not apply to 2 MiB frames skip in the Race2M build.
