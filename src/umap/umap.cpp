@@ -1,0 +1,416 @@
+// UMap's API (include/umap/umap.h) on the faultline engine: one Engine per
+// process, made at the first umap() from UMap's environment settings; each
+// region is a shared writable (or read-only) Mapping of a File, so UMap's
+// UMAP_PRIVATE regions write their stores back, as UMap's do.
+#include "umap/umap.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "faultline/faultline.hpp"
+
+namespace {
+
+using faultline::kBasePageSize;
+using faultline::kHugePageSize;
+
+/// UMap's settings as this process's environment gives them, and what the
+/// engine made of them (what umapcfg_get_* report).
+struct Settings {
+  uint64_t page_size = kBasePageSize;  // UMAP_PAGESIZE
+  uint64_t buf_pages = 0;              // UMAP_BUFSIZE, in UMap pages
+  uint64_t fillers = 1;                // UMAP_PAGE_FILLERS
+  int high_water = 90;                 // UMAP_EVICT_HIGH_WATER_THRESHOLD
+  uint64_t read_ahead = 0;             // UMAP_READ_AHEAD (UMap pages), 0 = engine default
+  faultline::EngineConfig engine;      // what the engine is made with
+};
+
+/// A non-negative integer environment value; nullopt when unset; a message
+/// and nullopt when it is not a number.
+std::optional<uint64_t> env_u64(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long x = std::strtoull(v, &end, 0);
+  if (errno || *end || v[0] == '-') {
+    std::fprintf(stderr, "umap (faultline): ignoring %s=%s: not a non-negative integer\n", name, v);
+    return std::nullopt;
+  }
+  return x;
+}
+
+Settings read_settings() {
+  Settings s;
+  if (auto v = env_u64("UMAP_PAGESIZE")) {
+    if (*v == 0 || *v % kBasePageSize)
+      std::fprintf(stderr, "umap (faultline): ignoring UMAP_PAGESIZE=%llu: not a multiple of %zu\n",
+                   static_cast<unsigned long long>(*v), kBasePageSize);
+    else
+      s.page_size = *v;
+  }
+  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  s.fillers = cpus;
+  if (auto v = env_u64("UMAP_PAGE_FILLERS")) {
+    if (*v == 0 || *v > 256)
+      std::fprintf(stderr, "umap (faultline): ignoring UMAP_PAGE_FILLERS=%llu (1..256)\n",
+                   static_cast<unsigned long long>(*v));
+    else
+      s.fillers = *v;
+  }
+  (void)env_u64("UMAP_PAGE_EVICTORS");  // accepted: the engine has one flusher (umap.h)
+  if (auto v = env_u64("UMAP_EVICT_HIGH_WATER_THRESHOLD")) {
+    if (*v == 0 || *v > 100)
+      std::fprintf(stderr, "umap (faultline): ignoring UMAP_EVICT_HIGH_WATER_THRESHOLD=%llu (1..100)\n",
+                   static_cast<unsigned long long>(*v));
+    else
+      s.high_water = static_cast<int>(*v);
+  }
+  if (auto v = env_u64("UMAP_EVICT_LOW_WATER_THRESHOLD"); v && *v > static_cast<uint64_t>(s.high_water))
+    std::fprintf(stderr, "umap (faultline): UMAP_EVICT_LOW_WATER_THRESHOLD=%llu is above the high "
+                 "water mark; the engine evicts to 15/16 of its limit\n", static_cast<unsigned long long>(*v));
+  // UMap's default buffer: 90% of free memory.
+  const long avail = ::sysconf(_SC_AVPHYS_PAGES);
+  const long psz = ::sysconf(_SC_PAGESIZE);
+  const uint64_t free_bytes = avail > 0 && psz > 0 ? static_cast<uint64_t>(avail) * psz : uint64_t{1} << 30;
+  s.buf_pages = std::max<uint64_t>(1, free_bytes / 10 * 9 / s.page_size);
+  if (auto v = env_u64("UMAP_BUFSIZE")) {
+    if (*v == 0)
+      std::fprintf(stderr, "umap (faultline): ignoring UMAP_BUFSIZE=0\n");
+    else
+      s.buf_pages = *v;
+  }
+  if (auto v = env_u64("UMAP_READ_AHEAD")) s.read_ahead = *v;
+
+  faultline::EngineConfig& e = s.engine;
+  e.fault_threads = static_cast<unsigned>(s.fillers);
+  const uint64_t unit = s.page_size / kBasePageSize;  // one UMap page in 4 KiB pages
+  e.fault_around_pages = std::max<uint64_t>(e.fault_around_pages, unit);
+  if (s.read_ahead) e.readahead_max_pages = std::max<uint64_t>(1, s.read_ahead * unit);
+  // The buffer bounds the engine's cache; eviction starts at the high water
+  // mark, as UMap's evictors do.
+  const uint64_t limit = s.buf_pages * unit / 100 * static_cast<uint64_t>(s.high_water);
+  e.memory_limit_pages = std::max<uint64_t>(limit, unit);
+  return s;
+}
+
+const Settings& settings() {
+  static const Settings s = read_settings();
+  return s;
+}
+
+struct Region {
+  faultline::File file;
+  faultline::Mapping map;
+  uint64_t off = 0;      // file offset of the region's start
+  std::size_t len = 0;
+};
+
+std::mutex g_mu;
+faultline::Engine* g_engine = nullptr;  // made at the first umap(), closed at exit
+std::map<uintptr_t, std::unique_ptr<Region>> g_regions;
+bool g_warned_2m = false;
+
+void close_at_exit() {
+  std::lock_guard lk(g_mu);
+  g_regions.clear();  // each region's view writes back as its last user goes
+  if (g_engine) g_engine->close();
+}
+
+/// The engine; made under g_mu.
+faultline::Engine& engine() {
+  if (!g_engine) {
+    g_engine = new faultline::Engine(settings().engine);  // lives until exit
+    std::atexit(close_at_exit);
+  }
+  return *g_engine;
+}
+
+void* failed(int err) {
+  errno = err;
+  return UMAP_FAILED;
+}
+
+/// A UMap Store as a faultline Backend.
+class StoreBackend final : public faultline::Backend {
+ public:
+  StoreBackend(Umap::Store* store, uint64_t size) : store_(store), size_(size) {}
+  std::string identity() const override {
+    char b[48];
+    std::snprintf(b, sizeof b, "umap-store:%p", static_cast<void*>(store_));
+    return b;
+  }
+  bool writable() const override { return true; }
+  int64_t size() override { return static_cast<int64_t>(size_); }
+  ssize_t read(uint64_t off, std::span<std::byte> buf) override {
+    std::size_t n = buf.size();
+    if (off >= size_) return 0;
+    n = std::min<uint64_t>(n, size_ - off);
+    const ssize_t r = store_->read_from_store(reinterpret_cast<char*>(buf.data()), n, static_cast<off_t>(off));
+    if (r < 0) return errno > 0 ? -errno : -EIO;
+    return std::min<ssize_t>(r, static_cast<ssize_t>(n));
+  }
+  int write(uint64_t off, std::span<const std::byte> buf) override {
+    if (off >= size_) return 0;  // the tail of the last page past the store's end
+    const std::size_t n = std::min<uint64_t>(buf.size(), size_ - off);
+    // UMap's interface takes a non-const buffer; the store must not change it.
+    auto* p = const_cast<char*>(reinterpret_cast<const char*>(buf.data()));
+    const ssize_t r = store_->write_to_store(p, n, static_cast<off_t>(off));
+    if (r < 0) return errno > 0 ? -errno : -EIO;
+    return static_cast<std::size_t>(r) == n ? 0 : -EIO;
+  }
+  int truncate(uint64_t) override { return -EOPNOTSUPP; }
+  int punch_hole(uint64_t, uint64_t) override { return -EOPNOTSUPP; }
+  bool can_punch_hole() const override { return false; }
+  int sync() override { return 0; }
+
+ private:
+  Umap::Store* store_;
+  uint64_t size_;
+};
+
+/// A Store over a file descriptor (Store::make_store).
+class FdStore final : public Umap::Store {
+ public:
+  explicit FdStore(int fd) : fd_(fd) {}
+  ssize_t read_from_store(char* buf, std::size_t nb, off_t off) override {
+    std::size_t done = 0;
+    while (done < nb) {
+      const ssize_t r = ::pread(fd_, buf + done, nb - done, off + static_cast<off_t>(done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return -1;
+      if (r == 0) break;
+      done += static_cast<std::size_t>(r);
+    }
+    return static_cast<ssize_t>(done);
+  }
+  ssize_t write_to_store(char* buf, std::size_t nb, off_t off) override {
+    std::size_t done = 0;
+    while (done < nb) {
+      const ssize_t r = ::pwrite(fd_, buf + done, nb - done, off + static_cast<off_t>(done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return -1;
+      done += static_cast<std::size_t>(r);
+    }
+    return static_cast<ssize_t>(done);
+  }
+
+ private:
+  int fd_;
+};
+
+void* map_region(std::size_t length, int prot, int flags, int fd, off_t offset, Umap::Store* store) {
+  if (length == 0) return failed(EINVAL);
+  if ((prot & ~(PROT_READ | PROT_WRITE)) || prot == PROT_NONE) return failed(EINVAL);
+  if (flags & MAP_FIXED) return failed(EINVAL);  // the engine chooses the address (umap.h)
+  if ((flags & ~(MAP_PRIVATE | MAP_SHARED)) || !(flags & (MAP_PRIVATE | MAP_SHARED))) return failed(EINVAL);
+  if (offset < 0) return failed(EINVAL);
+  const bool write = prot & PROT_WRITE;
+  bool fd_writable = false;
+  std::shared_ptr<faultline::Backend> backend;
+  if (!store) {
+    struct stat st{};
+    if (fd < 0 || ::fstat(fd, &st) != 0) return failed(EBADF);
+    if (!S_ISREG(st.st_mode)) return failed(EACCES);  // mmap(2): a non-regular file
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0) return failed(EBADF);
+    const int acc = fl & O_ACCMODE;
+    if (acc == O_WRONLY || (write && acc != O_RDWR)) return failed(EACCES);  // as mmap(2)
+    fd_writable = acc == O_RDWR;
+  }
+  const Settings& s = settings();
+  try {
+    std::lock_guard lk(g_mu);
+    faultline::Engine& eng = engine();
+    if (store) {
+      backend = std::make_shared<StoreBackend>(store, static_cast<uint64_t>(offset) + length);
+    } else {
+      // The engine opens the file again by its /proc/self/fd name (its own
+      // descriptor, same inode: every region of one file shares one cache),
+      // writable whenever the fd is, so that a later writable region of the
+      // same file finds a writable File (the first open's backend stays).
+      backend = faultline::make_file_backend("/proc/self/fd/" + std::to_string(fd), fd_writable);
+    }
+    faultline::FileOptions fo;
+    fo.frame_size = s.page_size == kHugePageSize ? faultline::FrameSize::k2M : faultline::FrameSize::k4K;
+    auto r = std::make_unique<Region>();
+    try {
+      r->file = eng.open(backend, fo);
+    } catch (const std::system_error& e) {
+      if (fo.frame_size != faultline::FrameSize::k2M || e.code().value() != ENOMEM) throw;
+      if (!g_warned_2m) {
+        std::fprintf(stderr, "umap (faultline): UMAP_PAGESIZE=2 MiB but %s; using 4 KiB frames\n", e.what());
+        g_warned_2m = true;
+      }
+      fo.frame_size = faultline::FrameSize::k4K;
+      r->file = eng.open(backend, fo);
+    }
+    r->map = r->file.map(static_cast<uint64_t>(offset), length,
+                         write ? faultline::Access::ReadWrite : faultline::Access::ReadOnly,
+                         faultline::Sharing::Shared);
+    r->off = static_cast<uint64_t>(offset);
+    r->len = length;
+    void* addr = r->map.data();
+    g_regions.emplace(reinterpret_cast<uintptr_t>(addr), std::move(r));
+    return addr;
+  } catch (const std::system_error& e) {
+    const int v = e.code().value();
+    return failed(v == EROFS ? EACCES : v > 0 ? v : EIO);
+  } catch (const std::bad_alloc&) {
+    return failed(ENOMEM);
+  } catch (const std::exception&) {
+    return failed(EIO);
+  }
+}
+
+/// Reads the pages of [a, a+len) of whichever region holds them into the
+/// cache (File::read fills the cache; the view's next access is a minor
+/// fault). Caller holds g_mu.
+void fetch_locked(uintptr_t a, uint64_t len) {
+  auto it = g_regions.upper_bound(a);
+  if (it == g_regions.begin()) return;
+  --it;
+  Region& r = *it->second;
+  if (a >= it->first + r.len) return;
+  const uint64_t rel = a - it->first;
+  len = std::min<uint64_t>(len, r.len - rel);
+  thread_local std::vector<std::byte> scratch;
+  scratch.resize(std::min<uint64_t>(len, 4u << 20));
+  for (uint64_t done = 0; done < len;) {
+    const uint64_t n = std::min<uint64_t>(scratch.size(), len - done);
+    const std::size_t got = r.file.read(r.off + rel + done, {scratch.data(), n});
+    if (got == 0) break;  // EOF
+    done += got;
+  }
+}
+
+}  // namespace
+
+namespace Umap {
+
+Store* Store::make_store(void* region, std::size_t rsize, std::size_t alignsize, int fd) {
+  (void)region; (void)rsize; (void)alignsize;
+  struct stat st{};
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    errno = EBADF;
+    return nullptr;
+  }
+  return new (std::nothrow) FdStore(fd);
+}
+
+void* umap_ex(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset, Store* store) {
+  (void)addr;  // a hint, as mmap without MAP_FIXED
+  return map_region(length, prot, flags, fd, offset, store);
+}
+
+}  // namespace Umap
+
+extern "C" {
+
+void* umap(void* addr, size_t length, int prot, int flags, int fd, off_t offset) {
+  return Umap::umap_ex(addr, length, prot, flags, fd, offset, nullptr);
+}
+
+int uunmap(void* addr, size_t length) {
+  (void)length;  // the whole region goes (umap.h)
+  std::unique_ptr<Region> r;
+  {
+    std::lock_guard lk(g_mu);
+    auto it = g_regions.find(reinterpret_cast<uintptr_t>(addr));
+    if (it == g_regions.end()) {
+      errno = EINVAL;
+      return -1;
+    }
+    r = std::move(it->second);
+    g_regions.erase(it);
+  }
+  int err = 0;
+  try {
+    r->map.msync(r->map.data(), r->len, MS_SYNC);  // write back, see this view's errors (R8)
+  } catch (const std::system_error& e) {
+    err = e.code().value() > 0 ? e.code().value() : EIO;
+  } catch (...) {
+    err = EIO;
+  }
+  r.reset();  // unmaps (waits for faults in flight) and closes the handle
+  if (err) {
+    errno = err;
+    return -1;
+  }
+  return 0;
+}
+
+int umap_flush(void) {
+  std::lock_guard lk(g_mu);
+  int err = 0;
+  for (auto& [a, r] : g_regions) {
+    try {
+      r->map.msync(r->map.data(), r->len, MS_SYNC);
+    } catch (const std::system_error& e) {
+      if (!err) err = e.code().value() > 0 ? e.code().value() : EIO;
+    } catch (...) {
+      if (!err) err = EIO;
+    }
+  }
+  if (err) {
+    errno = err;
+    return -1;
+  }
+  return 0;
+}
+
+void umap_prefetch(int npages, struct umap_prefetch_item* page_array) {
+  if (npages <= 0 || !page_array) return;
+  const uint64_t ps = settings().page_size;
+  std::lock_guard lk(g_mu);
+  for (int i = 0; i < npages; i++) {
+    try {
+      fetch_locked(reinterpret_cast<uintptr_t>(page_array[i].page_base_addr), ps);
+    } catch (...) {
+      // A prefetch is a hint: a failed read shows again (SIGBUS) at the access.
+    }
+  }
+}
+
+void umap_fetch_and_pin(char* paddr, uint64_t size) {
+  if (!paddr || size == 0) return;
+  std::lock_guard lk(g_mu);
+  try {
+    fetch_locked(reinterpret_cast<uintptr_t>(paddr), size);
+  } catch (...) {
+    // As umap_prefetch: a hint.
+  }
+}
+
+int umap_has_write_support(void) { return 1; }
+
+long umapcfg_get_system_page_size(void) { return ::sysconf(_SC_PAGESIZE); }
+uint64_t umapcfg_get_umap_page_size(void) { return settings().page_size; }
+uint64_t umapcfg_get_max_pages_in_buffer(void) { return settings().buf_pages; }
+uint64_t umapcfg_get_num_fillers(void) { return settings().engine.fault_threads; }
+uint64_t umapcfg_get_num_evictors(void) { return 1; }  // the engine's flusher
+uint64_t umapcfg_get_max_fault_events(void) { return settings().engine.fault_threads; }
+uint64_t umapcfg_get_read_ahead(void) {
+  return settings().engine.readahead_max_pages * kBasePageSize / settings().page_size;
+}
+int umapcfg_get_evict_high_water_threshold(void) { return settings().high_water; }
+int umapcfg_get_evict_low_water_threshold(void) {
+  return settings().high_water * 15 / 16;  // the engine evicts to 15/16 of its limit
+}
+
+}  // extern "C"
