@@ -13,6 +13,7 @@
 #include "faultline/constants.hpp"
 #include "file_impl.hpp"
 #include "mapping_impl.hpp"
+#include "sched.hpp"
 #include "sys_error.hpp"
 
 namespace faultline {
@@ -333,7 +334,8 @@ void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags) {
   auto m = lookup(addr);
   if (!m) {
     // No live view: let the thread retry (it meets the munmap, or the view
-    // that now owns the address).
+    // that now owns the address). A race test (F9) waits for this point.
+    FL_POINT("fault.no_view");
     u.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
     return;
   }

@@ -231,7 +231,7 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   }
   // R1: fills exclude truncate / punch / invalidate (invalidate_lock shared)
   // and the faulting page stays locked from lookup until its PTE is in.
-  std::shared_lock<std::shared_mutex> inval(invalidate_lock_, std::defer_lock);
+  std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::defer_lock);
   Page* p = index_.get(pg);
   for (;;) {
     const uint32_t gen = p->gen.load(std::memory_order_acquire);

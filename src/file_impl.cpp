@@ -434,8 +434,8 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
     // (Not the thread's bounce buffer: the fill below uses that.)
     std::vector<std::byte> own(in.begin() + static_cast<ptrdiff_t>(pos - off),
                                in.begin() + static_cast<ptrdiff_t>(chunk_end_max - off));
-    std::unique_lock<std::shared_mutex> excl(i_rwsem_, std::defer_lock);
-    std::shared_lock<std::shared_mutex> shared(i_rwsem_, std::defer_lock);
+    std::unique_lock<SleepingRwLock> excl(i_rwsem_, std::defer_lock);
+    std::shared_lock<SleepingRwLock> shared(i_rwsem_, std::defer_lock);
     if (chunk_end_max > i_size()) {
       excl.lock();
       extend(chunk_end_max);

@@ -8,6 +8,8 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+
+#include "sleeping_lock.hpp"
 #include <span>
 #include <string>
 #include <vector>
@@ -227,12 +229,14 @@ class FileImpl {
   std::byte* alias_ = nullptr;
   size_t alias_len_ = 0;
   PageIndex index_;
-  std::shared_mutex i_rwsem_;  // size changes exclusive; read/write shared
+  // size changes exclusive; read/write shared
+  SleepingRwLock i_rwsem_{"wait.size_lock.exclusive", "wait.size_lock.shared"};
   // The kernel's mapping->invalidate_lock: fills (fault path, read/write API)
   // take it shared, truncate / punch / invalidate exclusive, so no fill can
   // bring back old data between dropping a page and changing the backend.
   // Order: i_rwsem_ -> invalidate_lock_ -> page locks.
-  std::shared_mutex invalidate_lock_;
+  SleepingRwLock invalidate_lock_{"wait.invalidate_lock.exclusive",
+                                  "wait.invalidate_lock.shared"};
   std::mutex rmap_mu_;
   std::vector<MappingImpl*> rmap_;
   std::atomic<uint64_t> wb_err_{0};  // errseq: (sequence << 16) | errno

@@ -1,5 +1,7 @@
 #include "page.hpp"
 
+#include "sched.hpp"
+
 #include <climits>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -19,6 +21,7 @@ void Page::sleep_on(uint32_t seen) { futex(&flags, FUTEX_WAIT, seen); }
 void Page::wake_all() { futex(&flags, FUTEX_WAKE, INT_MAX); }
 
 void Page::lock() {
+  bool announced = false;
   for (;;) {
     uint32_t f = flags.load(std::memory_order_relaxed);
     if (!(f & PG_locked)) {
@@ -32,6 +35,10 @@ void Page::lock() {
         !flags.compare_exchange_weak(f, f | PG_waiters, std::memory_order_relaxed,
                                      std::memory_order_relaxed))
       continue;
+    // The race harness's wait point: the lock was seen held, this thread is
+    // about to sleep (a race test waits for it to prove where a thread is).
+    if (!announced) FL_POINT("wait.page_lock");
+    announced = true;
     sleep_on(f | PG_waiters);
   }
 }
@@ -42,6 +49,7 @@ void Page::unlock() {
 }
 
 void Page::wait_clear(uint32_t f) {
+  bool announced = false;
   for (;;) {
     uint32_t v = flags.load(std::memory_order_acquire);
     if (!(v & f)) return;
@@ -49,6 +57,8 @@ void Page::wait_clear(uint32_t f) {
         !flags.compare_exchange_weak(v, v | PG_waiters, std::memory_order_relaxed,
                                      std::memory_order_relaxed))
       continue;
+    if (!announced) FL_POINT(f == PG_writeback ? "wait.writeback" : "wait.page_flag");
+    announced = true;
     sleep_on(v | PG_waiters);
   }
 }

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -46,6 +47,7 @@ void sched_point(const char* name) {
   std::unique_lock g(g_mu);
   Point& p = g_points[name];
   ++p.hits;
+  g_cv.notify_all();  // wait_reached() callers count hits
   if (p.armed <= 0) return;
   --p.armed;
   ++p.parked;
@@ -82,6 +84,7 @@ void release(const std::string& point) {
 
 void reset() {
   std::lock_guard g(g_mu);
+  g_points_live.store(1);  // count hits from now on (reached(), wait_reached())
   for (auto& [name, p] : g_points) {
     p.armed = 0;
     p.hits = 0;
@@ -93,6 +96,44 @@ void reset() {
 int hits(const std::string& point) {
   std::lock_guard g(g_mu);
   return g_points[point].hits;
+}
+
+namespace {
+int reached_locked(const std::string& prefix) {
+  int n = 0;
+  for (auto it = g_points.lower_bound(prefix);
+       it != g_points.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+    n += it->second.hits;
+  return n;
+}
+}  // namespace
+
+int reached(const std::string& prefix) {
+  std::lock_guard g(g_mu);
+  return reached_locked(prefix);
+}
+
+Reach wait_reached(const std::string& prefix, int n, const std::function<bool()>& stop,
+                   std::chrono::milliseconds timeout) {
+  std::unique_lock g(g_mu);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (reached_locked(prefix) >= n) return Reach::reached;
+    if (stop && stop()) {
+      // stop() may have turned true because the thread passed the point and
+      // finished: the count decides first.
+      return reached_locked(prefix) >= n ? Reach::reached : Reach::stopped;
+    }
+    if (g_cv.wait_until(g, deadline) == std::cv_status::timeout) {
+      if (reached_locked(prefix) >= n) return Reach::reached;
+      return stop && stop() ? Reach::stopped : Reach::timed_out;
+    }
+  }
+}
+
+void notify() {
+  std::lock_guard g(g_mu);
+  g_cv.notify_all();
 }
 
 bool rule_broken(int n) { return n > 0 && n < 32 && (g_broken_rules.load() & (1u << n)); }

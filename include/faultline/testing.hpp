@@ -15,14 +15,19 @@
 // executables read FAULTLINE_BREAK themselves and call break_rules().
 //
 // Points (see DESIGN.md section 4): fault.before_lock, fault.before_fill,
-// fault.after_fill, fault.before_install, wp.before_lock, truncate.after_size,
-// truncate.before_shrink, punch.before_drop, invalidate.before_drop,
-// read.before_copy, mapping.before_munmap, async.after_scan (invalidate / remote
-// change of a DirtyTracking::Async File, after its views' written pages were found),
-// reclaim.after_pick (candidates chosen, none locked yet), reclaim.before_punch
-// (pages dropped from the index, frames not yet punched).
+// fill.after_read, fault.after_fill, fault.before_install, fault.no_view (a
+// fault on a view being torn down: the thread is told to retry),
+// wp.before_mkwrite, wp.before_lock, wp.before_unprotect, wp.before_time_update,
+// truncate.after_size, truncate.before_shrink, punch.before_drop,
+// invalidate.before_drop, invalidate.after_launder, read.before_copy,
+// writeback.after_copy, writeback.before_write, mapping.before_munmap,
+// async.after_scan (invalidate / remote change of a DirtyTracking::Async File,
+// after its views' written pages were found), reclaim.after_pick (candidates
+// chosen, none locked yet), reclaim.before_punch (pages dropped from the index,
+// frames not yet punched), and the sleeping waits wait.* below.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <string>
 
 namespace faultline::testing {
@@ -43,10 +48,36 @@ bool wait_parked(const std::string& point, std::chrono::milliseconds timeout =
                                                std::chrono::seconds(10), int n = 1);
 /// Lets the threads parked at `point` go on, and disarms it.
 void release(const std::string& point);
-/// Disarms every point and releases every parked thread.
+/// Disarms every point, releases every parked thread, and starts counting
+/// hits afresh (points are counted from the first reset() or arm() on).
 void reset();
 /// Times `point` was reached since reset() (armed or not).
 int hits(const std::string& point);
+
+/// Sleeping waits. Each place where the engine may sleep on a lock or a page
+/// state passes a schedule point just before it sleeps, once it has seen the
+/// lock held (so the thread cannot get past it before the holder lets go):
+///   wait.page_lock                       a page lock (Page::lock)
+///   wait.writeback                       PG_writeback to end (Page::wait_clear)
+///   wait.invalidate_lock.exclusive|shared   the File's invalidate_lock
+///   wait.size_lock.exclusive|shared      the File's i_rwsem (size lock)
+/// A race test proves where its second thread is by waiting for one of them
+/// (wait_reached), never by a timeout. They can be armed like any point.
+
+/// Times the points whose name starts with `prefix` were reached since
+/// reset() (counting starts at reset()).
+int reached(const std::string& prefix);
+
+enum class Reach { reached, stopped, timed_out };
+/// Waits until reached(prefix) >= n (Reach::reached) or `stop()` returns true
+/// (Reach::stopped; evaluated whenever a point is reached and at notify()).
+/// `timeout` only guards against a deadlock (Reach::timed_out): it never
+/// decides an interleaving.
+Reach wait_reached(const std::string& prefix, int n, const std::function<bool()>& stop,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(20));
+/// Makes wait_reached() callers evaluate their stop() now (call it when the
+/// state stop() looks at changes, e.g. a thread finished).
+void notify();
 
 /// Whether rule n's guard is switched off.
 bool rule_broken(int n);

@@ -4,6 +4,7 @@
 // Label: writeback.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -244,8 +245,20 @@ TEST_F(AsyncTest, StoreBetweenScanAndDropIsNotLost) {
   faultline::testing::arm("async.after_scan");
   std::thread inv([&] { EXPECT_TRUE(f.invalidate(0, pages * kPage).empty()); });
   ASSERT_TRUE(faultline::testing::wait_parked("async.after_scan"));
-  std::thread st([&] { store(m, 7 * kPage + 3, 0x5a); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // The store must fault and sleep behind invalidate's locks (the
+  // invalidate_lock, then the page lock): proven by a thread reaching one of
+  // the harness's sleeping waits (wait.*), not by elapsed time. If the store
+  // instead finished first, it slipped past the zap: the checks below see it.
+  const int waits = faultline::testing::reached("wait.");
+  std::atomic<bool> stored{false};
+  std::thread st([&] {
+    store(m, 7 * kPage + 3, 0x5a);
+    stored = true;
+    faultline::testing::notify();
+  });
+  const auto where = faultline::testing::wait_reached("wait.", waits + 1, [&] { return stored.load(); });
+  ASSERT_NE(where, faultline::testing::Reach::timed_out) << "the store neither waited nor finished";
+  EXPECT_EQ(where, faultline::testing::Reach::reached) << "a store went through during invalidate";
   faultline::testing::release("async.after_scan");
   inv.join();
   st.join();

@@ -27,8 +27,8 @@ TEST_F(RACE_FIXTURE, E1_ReclaimVsStore) {
   Bg rc([&] { freed = eng.reclaim(kPs / fl::kBasePageSize); });
   ASSERT_TRUE(ft::wait_parked("reclaim.after_pick"));
   within(10s, "the store", [&] { store(m.data(), 'W'); });
-  // The store is complete once its page is dirty (the handler marks it).
-  for (int i = 0; i < 1000 && f.stats().dirty_pages != 1; ++i) std::this_thread::sleep_for(5ms);
+  // The store has returned: its page was marked dirty before the PTE was made
+  // writable (R6), which is what woke the storing thread.
   ASSERT_EQ(f.stats().dirty_pages, 1u);
   ft::release("reclaim.after_pick");
   rc.join("reclaim");
@@ -56,8 +56,10 @@ TEST_F(RACE_FIXTURE, E2_ReclaimVsFill) {
   Bg rc([&] { freed = eng.reclaim(kPs / fl::kBasePageSize); });
   ASSERT_TRUE(ft::wait_parked("reclaim.before_punch"));
   Load got;
-  Bg ld([&] { got = load(v2.data()); });  // a fault on the page reclaim is dropping
-  (void)ld.done_within(300ms);            // with R1 + R9 it waits for the page lock
+  // A fault on the page reclaim is dropping: with R1 + R9 it waits for the
+  // page lock reclaim holds (proven); without either it goes on at once.
+  Bg ld("wait.page_lock", [&] { got = load(v2.data()); });
+  (void)ld.blocked();
   ft::release("reclaim.before_punch");
   rc.join("reclaim");
   ld.join("the load");

@@ -27,8 +27,10 @@ TEST_F(RACE_FIXTURE, F1_FillVsInvalidate) {
   ASSERT_TRUE(ft::wait_parked("fill.after_read"));
   std::vector<std::byte> z(kPs, std::byte{'Z'});
   mem->write(0, z);  // the object changes underneath
-  Bg inv([&] { f.invalidate(0, kPs); });
-  (void)inv.done_within(300ms);  // with R1/R4 it waits for the fill
+  // With R1/R4 invalidate waits for the fill on the invalidate_lock (proven:
+  // it reaches that wait); without them it finishes first.
+  Bg inv("wait.invalidate_lock.exclusive", [&] { f.invalidate(0, kPs); });
+  (void)inv.blocked();
   ft::release("fill.after_read");
   a.join("the faulting load");
   inv.join("invalidate");
@@ -71,8 +73,8 @@ TEST_F(RACE_FIXTURE, F3_InstallAfterTruncateUnmap) {
   Load res;
   Bg a([&] { res = load(v2.data() + 6 * kPs); });  // MINOR in v2, parked before CONTINUE
   ASSERT_TRUE(ft::wait_parked("fault.before_install"));
-  Bg t([&] { f.truncate(4 * kPs); });
-  (void)t.done_within(300ms);
+  Bg t("wait.invalidate_lock.exclusive", [&] { f.truncate(4 * kPs); });
+  (void)t.blocked();
   ft::release("fault.before_install");
   a.join("the faulting load");
   t.join("truncate");
@@ -170,8 +172,10 @@ TEST_F(RACE_FIXTURE, F6_HalfFilledFrame) {
     std::unique_lock g(mu);
     ASSERT_TRUE(cv.wait_for(g, 10s, [&] { return stage == 1; }));
   }
-  Bg b([&] { r2 = load(v2.data() + kPs - 1); });
-  (void)b.done_within(300ms);
+  // With R1 the second fault waits for the page lock the filling one holds
+  // (proven: it reaches that wait); without R1 it goes on at once.
+  Bg b("wait.page_lock", [&] { r2 = load(v2.data() + kPs - 1); });
+  (void)b.blocked();
   {
     std::lock_guard g(mu);
     stage = 2;
@@ -195,8 +199,10 @@ TEST_F(RACE_FIXTURE, F7_InvalidateVsStore) {
   ft::arm("invalidate.after_launder");
   Bg inv([&] { f.invalidate(0, kPs); });
   ASSERT_TRUE(ft::wait_parked("invalidate.after_launder"));
-  Bg st([&] { reinterpret_cast<volatile char*>(m.data())[1] = 'T'; });
-  (void)st.done_within(300ms);  // with R4 it waits for the drop
+  // With R4 the store's fault waits for the page lock invalidate holds
+  // (proven); without it the store lands before the drop.
+  Bg st("wait.page_lock", [&] { reinterpret_cast<volatile char*>(m.data())[1] = 'T'; });
+  (void)st.blocked();
   ft::release("invalidate.after_launder");
   inv.join("invalidate");
   st.join("the store");
@@ -254,11 +260,14 @@ TEST_F(RACE_FIXTURE, F9_TeardownVsAccess) {
   ssize_t w = 0;
   int err = 0;
   // A kernel-mode access (write(2) from the view) while the view is dying.
-  Bg acc([&] {
+  // With R13 the view is still registered: the access faults to the engine,
+  // which no longer serves the dying view and tells it to retry (proven: it
+  // reaches fault.no_view). Without R13 it bypasses the engine and finishes.
+  Bg acc("fault.no_view", [&] {
     w = ::write(pfd[1], page, std::min<size_t>(kPs, 4096));  // within the pipe's capacity
     err = errno;
   });
-  (void)acc.done_within(300ms);
+  (void)acc.blocked();
   ft::release("mapping.before_munmap");
   td.join("unmap");
   acc.join("the access");
@@ -304,8 +313,9 @@ TEST_F(RACE_FIXTURE, F11_WritebackVsTruncate) {
   ft::arm("writeback.before_write");
   Bg s([&] { f.sync(); });
   ASSERT_TRUE(ft::wait_parked("writeback.before_write"));
-  Bg t([&] { f.truncate(4 * kPs); });
-  (void)t.done_within(300ms);  // with R3 it waits for the write-back
+  // With R3 truncate waits for the write-back under the page lock (proven).
+  Bg t("wait.writeback", [&] { f.truncate(4 * kPs); });
+  (void)t.blocked();
   ft::release("writeback.before_write");
   s.join("sync");
   t.join("truncate");

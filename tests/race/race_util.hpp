@@ -13,6 +13,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "faultline/faultline.hpp"
@@ -94,6 +95,8 @@ inline fl::EngineConfig small_windows() {
   c.fault_around_pages = 1;  // one page per fault: the tests control every page
   c.readahead_max_pages = 1;
   c.read_around_pages = 0;  // 2 MiB Files fill their read-around window: none
+  c.flusher = false;  // no background write-back: the only threads that can reach a
+                      // wait point are the ones the test starts (Bg::blocked)
   return c;
 }
 
@@ -124,14 +127,53 @@ auto within(std::chrono::milliseconds timeout, const char* what, F&& fn) {
   return fut.get();
 }
 
-/// Starts fn on a thread now; the caller joins it later with `within`-like wait.
+/// Starts fn on a thread now; the caller joins it later (join: a deadlock
+/// guard, never a decision).
+///
+/// Bg(wait, fn) also proves where that thread gets to. `wait` names a point of
+/// the harness, normally a sleeping wait ("wait.page_lock", "wait.writeback",
+/// "wait.invalidate_lock.exclusive", ... or the prefix "wait." for any of
+/// them: testing.hpp); its hits are counted from just before fn starts.
+/// blocked() then waits until that point is reached once more (true: a thread
+/// saw the lock held and is about to sleep there, so it cannot get past it
+/// before the test lets the holder go) or fn returns (false: it never had to
+/// wait). Either answer is a fact, never a guess from elapsed time. Under a
+/// rule breaker the guard is gone and fn typically returns: the test's checks
+/// then see the symptom.
 class Bg {
  public:
   template <class F>
-  explicit Bg(F&& fn) : fut_(std::async(std::launch::async, std::forward<F>(fn))) {}
-  bool done_within(std::chrono::milliseconds t) { return fut_.wait_for(t) == std::future_status::ready; }
+  explicit Bg(F&& fn) : Bg(std::string(), std::forward<F>(fn)) {}
+  template <class F>
+  Bg(std::string wait, F&& fn)
+      : wait_(std::move(wait)),
+        base_(wait_.empty() ? 0 : faultline::testing::reached(wait_)),
+        done_(std::make_shared<std::atomic<bool>>(false)) {
+    fut_ = std::async(std::launch::async, [d = done_, f = std::forward<F>(fn)]() mutable {
+      struct Finish {
+        std::shared_ptr<std::atomic<bool>> d;
+        ~Finish() {
+          d->store(true);
+          faultline::testing::notify();
+        }
+      } finish{d};
+      f();
+    });
+  }
+  /// See the class comment: true when the thread is about to sleep at the
+  /// wait point given at construction, false when fn returned first.
+  bool blocked() {
+    namespace ft = faultline::testing;
+    const auto r = ft::wait_reached(wait_, base_ + 1, [d = done_] { return d->load(); });
+    if (r == ft::Reach::timed_out) {
+      std::fprintf(stderr, "DEADLOCK: a thread neither reached %s nor finished\n", wait_.c_str());
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
+    return r == ft::Reach::reached;
+  }
   void join(const char* what, std::chrono::milliseconds t = 20s) {
-    if (!done_within(t)) {
+    if (fut_.wait_for(t) != std::future_status::ready) {
       std::fprintf(stderr, "DEADLOCK: %s did not finish within %lld ms\n", what,
                    static_cast<long long>(t.count()));
       std::fflush(stderr);
@@ -141,6 +183,9 @@ class Bg {
   }
 
  private:
+  std::string wait_;
+  int base_;
+  std::shared_ptr<std::atomic<bool>> done_;
   std::future<void> fut_;
 };
 

@@ -46,8 +46,9 @@ TEST_F(RACE_FIXTURE, W2_CleanBetweenMkwriteAndDirty) {
   ft::arm("wp.before_unprotect");
   Bg st([&] { store(m.data(), 'A'); });
   ASSERT_TRUE(ft::wait_parked("wp.before_unprotect"));
-  Bg sy([&] { f.sync(); });
-  (void)sy.done_within(300ms);  // with R6 it waits for the page lock
+  // With R6 write-back waits for the page lock the fault holds (proven).
+  Bg sy("wait.page_lock", [&] { f.sync(); });
+  (void)sy.blocked();
   ft::release("wp.before_unprotect");
   st.join("the store");
   sy.join("sync");
@@ -68,8 +69,11 @@ TEST_F(RACE_FIXTURE, W3_StoreBetweenCopyAndProtect) {
   ft::arm("writeback.after_copy");
   Bg sy([&] { f.sync(); });
   ASSERT_TRUE(ft::wait_parked("writeback.after_copy"));
-  Bg st([&] { store(m.data() + 1, 'B'); });
-  (void)st.done_within(300ms);
+  // With R7 the page is write-protected: the store faults and redirties it;
+  // without, it goes straight into the frame. Neither waits (no stable
+  // pages): proven by the store finishing before the release.
+  Bg st("wait.", [&] { store(m.data() + 1, 'B'); });
+  EXPECT_FALSE(st.blocked()) << "the store waited for write-back without stable pages";
   ft::release("writeback.after_copy");
   sy.join("sync");
   st.join("the store");
@@ -112,8 +116,11 @@ TEST_F(RACE_FIXTURE, W5_TimeUpdateUnderPageLock) {
   Bg st([&] { store(m.data(), 'T'); });
   ASSERT_TRUE(ft::wait_parked("wp.before_time_update"));
   std::unique_lock held(inode_lock);  // a path holding the hook's lock ...
-  Bg rd([&] { (void)read_all(f, 0, 1); });  // ... that needs the page lock
-  const bool progressed = rd.done_within(2s);
+  // ... that needs the page lock: it finishes (R6: the lock was dropped
+  // before the time update), or it sleeps on the page lock while its holder
+  // is about to take the lock this thread holds: a deadlock, proven.
+  Bg rd("wait.page_lock", [&] { (void)read_all(f, 0, 1); });
+  const bool progressed = !rd.blocked();
   held.unlock();
   ft::release("wp.before_time_update");
   rd.join("read");
@@ -177,8 +184,10 @@ TEST_F(RACE_FIXTURE, W8_StoreDuringWriteback) {
     ft::arm("writeback.after_copy");
     Bg sy([&] { f.sync(); });
     ASSERT_TRUE(ft::wait_parked("writeback.after_copy"));
-    Bg st([&] { store(m.data() + 1, 'B'); });
-    const bool stored_during = st.done_within(300ms);
+    // Stable pages: the store's fault waits for write-back to end (proven:
+    // it reaches that wait). Without: it redirties the page and finishes.
+    Bg st("wait.writeback", [&] { store(m.data() + 1, 'B'); });
+    const bool stored_during = !st.blocked();
     ft::release("writeback.after_copy");
     sy.join("sync");
     st.join("the store");
