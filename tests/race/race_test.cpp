@@ -60,8 +60,15 @@ TEST_F(RACE_FIXTURE, F2_FillAfterTruncate) {
 }
 
 // F3 (kernel): a frame already present is installed after truncate's unmap.
-// CONTINUE rechecks the memfd size: every view gets SIGBUS past EOF, never
-// the old data, including views that had the page mapped.
+// In faultline this interleaving cannot happen while R1 holds: the handler
+// installs under the invalidate_lock (shared) and truncate drops and shrinks
+// under it (exclusive). The test parks a handler before its install of a
+// present frame and proves truncate then waits for it (it reaches
+// wait.invalidate_lock.exclusive); the kernel's own guard (CONTINUE rechecks
+// the memfd's size) is what keeps the views right when the interleaving does
+// run (the R1 breakers: truncate finishes first and the CONTINUE fails). Either
+// way every view gets SIGBUS past EOF, never the old data, including the view
+// that had the page mapped.
 TEST_F(RACE_FIXTURE, F3_InstallAfterTruncateUnmap) {
   auto be = patterned("F3", 8, 'a');
   fl::Engine eng(small_windows());
@@ -74,17 +81,27 @@ TEST_F(RACE_FIXTURE, F3_InstallAfterTruncateUnmap) {
   Bg a([&] { res = load(v2.data() + 6 * kPs); });  // MINOR in v2, parked before CONTINUE
   ASSERT_TRUE(ft::wait_parked("fault.before_install"));
   Bg t("wait.invalidate_lock.exclusive", [&] { f.truncate(4 * kPs); });
-  (void)t.blocked();
+  const bool truncate_waited = t.blocked();
   ft::release("fault.before_install");
   a.join("the faulting load");
   t.join("truncate");
+  // The load raced with truncate: it may see the old page (installed before
+  // truncate ran) or SIGBUS, never anything else; if truncate went first (the
+  // guard is off), the kernel must have refused the install.
+  if (!truncate_waited)
+    EXPECT_TRUE(res.bus.has_value()) << "a view showed a page past EOF after truncate";
+  if (!res.bus) EXPECT_EQ(res.value, 'a' + 6);
   EXPECT_TRUE(load(v1.data() + 6 * kPs).bus.has_value());
   EXPECT_TRUE(load(v2.data() + 6 * kPs).bus.has_value());
   EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs);
 }
 
-// F4 (kernel): a private view's copy-on-write copy past the new EOF does not
-// survive truncate.
+// F4 (kernel): a private view's write fault copies a page while truncate
+// runs: truncate has dropped the pages past the new EOF and parks before it
+// shrinks the memfd; stores through the private view now copy pages privately
+// (the kernel's copy-on-write: no event, no engine lock, so they finish while
+// truncate is parked: proven by their return). The shrink must take the copy
+// past the new EOF with it and keep the one inside.
 TEST_F(RACE_FIXTURE, F4_PrivateCopyVsTruncate) {
   RACE_SKIP_FOR_2M("private views of 2 MiB Files are refused (EINVAL: hugetlb hole punch and "
                    "truncate drop private copy-on-write copies, DESIGN F5); no private copy to race");
@@ -92,18 +109,26 @@ TEST_F(RACE_FIXTURE, F4_PrivateCopyVsTruncate) {
   fl::Engine eng(small_windows());
   auto f = open_file(eng, be);
   auto p = f.map(0, 8 * kPs, fl::Access::ReadWrite, fl::Sharing::Private);
-  p.data()[6 * kPs] = std::byte{'P'};  // private copy past the coming EOF
-  p.data()[2 * kPs] = std::byte{'Q'};  // private copy inside it
+  ASSERT_EQ(load(p.data() + 6 * kPs).value, 'a' + 6);  // mapped read-only: the store copies
+  ASSERT_EQ(load(p.data() + 2 * kPs).value, 'a' + 2);
   ft::arm("truncate.before_shrink");
   Bg t([&] { f.truncate(4 * kPs); });
   ASSERT_TRUE(ft::wait_parked("truncate.before_shrink"));
+  Bg cow("wait.", [&] {
+    store(p.data() + 6 * kPs, 'P');  // private copy past the coming EOF
+    store(p.data() + 2 * kPs, 'Q');  // private copy inside it
+  });
+  EXPECT_FALSE(cow.blocked()) << "a copy-on-write store waited for the engine";
+  cow.join("the private stores");
   ft::release("truncate.before_shrink");
   t.join("truncate");
   EXPECT_TRUE(load(p.data() + 6 * kPs).bus.has_value()) << "a private copy survived past EOF";
   EXPECT_EQ(load(p.data() + 2 * kPs).value, 'Q') << "a private copy inside EOF was lost";
 }
 
-// F5 (kernel): punch and invalidate keep a private view's own copies.
+// F5 (kernel): punch and invalidate keep a private view's own copies, also a
+// copy made while they run (between their lock of the page and its drop and
+// punch: proven by the store's return while they are parked there).
 TEST_F(RACE_FIXTURE, F5_PunchKeepsPrivateCopies) {
   RACE_SKIP_FOR_2M("private views of 2 MiB Files are refused (EINVAL): F5 does not hold for "
                    "hugetlb (its hole punch drops private copy-on-write copies)");
@@ -113,16 +138,28 @@ TEST_F(RACE_FIXTURE, F5_PunchKeepsPrivateCopies) {
   auto s = f.map(0, 4 * kPs, fl::Access::ReadOnly);
   auto p = f.map(0, 4 * kPs, fl::Access::ReadWrite, fl::Sharing::Private);
   ASSERT_EQ(load(s.data() + 2 * kPs).value, 'a' + 2);
-  p.data()[2 * kPs] = std::byte{'Q'};
+  ASSERT_EQ(load(p.data() + 2 * kPs).value, 'a' + 2);  // mapped read-only: the store copies
+  ASSERT_EQ(load(p.data() + 3 * kPs).value, 'a' + 3);
   ft::arm("punch.before_drop");
   Bg t([&] { f.punch_hole(2 * kPs, kPs); });
   ASSERT_TRUE(ft::wait_parked("punch.before_drop"));
+  Bg cow("wait.", [&] { store(p.data() + 2 * kPs, 'Q'); });
+  EXPECT_FALSE(cow.blocked()) << "a copy-on-write store waited for the engine";
+  cow.join("the private store");
   ft::release("punch.before_drop");
   t.join("punch_hole");
   EXPECT_EQ(load(s.data() + 2 * kPs).value, 0) << "the punched range does not read zeros";
   EXPECT_EQ(load(p.data() + 2 * kPs).value, 'Q') << "punch dropped a private copy";
-  f.invalidate(0, 4 * kPs);
+  ft::arm("invalidate.before_drop");
+  Bg inv([&] { f.invalidate(0, 4 * kPs); });
+  ASSERT_TRUE(ft::wait_parked("invalidate.before_drop"));
+  Bg cow2("wait.", [&] { store(p.data() + 3 * kPs, 'R'); });
+  EXPECT_FALSE(cow2.blocked()) << "a copy-on-write store waited for the engine";
+  cow2.join("the private store");
+  ft::release("invalidate.before_drop");
+  inv.join("invalidate");
   EXPECT_EQ(load(p.data() + 2 * kPs).value, 'Q') << "invalidate dropped a private copy";
+  EXPECT_EQ(load(p.data() + 3 * kPs).value, 'R') << "invalidate dropped a private copy";
 }
 
 // F6: two threads fault the same page in two views; one is half way through
