@@ -57,9 +57,17 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
     std::lock_guard g(m.poison_mu);
     m.poisoned.insert(pg);
   }
-  // POISON refuses any PTE marker, WP markers included: clear it first
-  // (DESIGN section 2), without waking the thread.
+  // R5 (W10): after a refused page_mkwrite no store may go through, so a
+  // present PTE (a store to an installed page) goes first: MADV_DONTNEED (the
+  // frame stays in the memfd; it leaves a WP marker), then the marker is
+  // cleared (POISON refuses any PTE marker, DESIGN section 2) without waking
+  // the thread, then POISON. Un-protecting first would open the present page
+  // to every other thread's stores, with no event, until the DONTNEED.
+  // (No PTE: the DONTNEED is a no-op. A failed madvise leaves the PTE: the
+  // POISON below then gets EEXIST and the page is zapped again there.)
+  if (FL_RULE(5) && m.shared) ::madvise(reinterpret_cast<void*>(a), page_size(), MADV_DONTNEED);
   if (m.tracks_writes()) m.uffd->writeprotect(a, page_size(), false, true);
+  FL_POINT("sigbus.before_poison");
   int e = m.uffd->poison(a, page_size());
   if (e == EEXIST && m.shared) {
     // A present PTE (a store to an installed page was refused): drop this
@@ -138,13 +146,18 @@ FileImpl::WriteAround FileImpl::mkwrite_ahead(uint64_t first, uint64_t n, bool n
   for (uint64_t k = first; k < first + n; ++k) {
     Page* q = index_.get(k);
     const uint32_t gen = q->gen.load(std::memory_order_acquire);
-    if (notify && !q->test(PG_dirty)) {
+    // A page dirty now needs no page_mkwrite, but that is an unlocked look
+    // that write-back can falsify before the page is locked: it is then only
+    // kept writable if it is still dirty under its lock (R5).
+    const bool dirty = notify && q->test(PG_dirty);
+    if (notify && !dirty) {
       MkwriteRef ref(q, k << page_shift_, page_size());
       const int e = backend().page_mkwrite(ref);  // R5: with the page unlocked
       if (ref.locked()) q->unlock();
       if (e < 0) break;  // no SIGBUS: no store has happened there yet
     }
     wa.gens.push_back(gen);
+    wa.no_mkwrite.push_back(dirty);
   }
   return wa;
 }
@@ -215,11 +228,14 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
       }
     }
   }
+  uint32_t mkwrite_gen = 0;
   if (notify) {
     // R5: page_mkwrite is called with the page unlocked. A backend that
     // returns it locked gets it unlocked again here: the fault path must take
     // the invalidate_lock before any page lock, and rechecks under its own.
     Page* wp = index_.get(pg);
+    // R5: the page page_mkwrite is told about, checked again under the lock.
+    mkwrite_gen = wp->gen.load(std::memory_order_acquire);
     MkwriteRef ref(wp, pg << page_shift_, page_size());
     const int e = backend().page_mkwrite(ref);
     if (ref.locked()) wp->unlock();
@@ -229,6 +245,7 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
       return;
     }
   }
+  FL_POINT("fault.after_mkwrite");
   // R1: fills exclude truncate / punch / invalidate (invalidate_lock shared)
   // and the faulting page stays locked from lookup until its PTE is in.
   std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::defer_lock);
@@ -253,9 +270,33 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     wake(m, addr);
     return;
   }
+  if (notify && FL_RULE(5) && p->gen.load(std::memory_order_acquire) != mkwrite_gen) {
+    // R5: the page page_mkwrite accepted was dropped since (punch,
+    // invalidate, reclaim): the store retries the whole fault, and the new
+    // page gets its own page_mkwrite (the kernel's VM_FAULT_NOPAGE).
+    if (FL_RULE(1)) p->unlock();
+    count(&Counters::fault_retries);
+    wake(m, addr);
+    return;
+  }
+  // Write-around into the readahead window happens after the storing thread
+  // is woken: counted from before the wake, so a sync waits for it.
+  struct Late {
+    FileImpl* f;
+    unsigned slot;
+    ~Late() { if (f) f->end_late_dirtying(slot); }
+  } const late{ra_wa.gens.empty() ? nullptr : this,
+               ra_wa.gens.empty() ? 0u : begin_late_dirtying()};
   const bool installed =
       install_window(m, ws, we, pg, write, minor, false, wa.gens.empty() ? nullptr : &wa);
   if (!installed) return;
+  if (write) {
+    // R6: the time update (mtime) for a store that arrived as a MISSING /
+    // MINOR fault (and its write-around): after the unlock, never under a
+    // page lock (W5), as on the write-protect path.
+    backend().update_time();
+    FL_POINT("fault.after_time_update");
+  }
   m.ra_start.store(ws, std::memory_order_relaxed);
   m.ra_next.store(we, std::memory_order_relaxed);
   if (sequential && we < m.pgoff + m.npages && we < eof_pages()) {
@@ -376,6 +417,9 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
   // Install runs of uptodate pages with one CONTINUE each; the mode is passed
   // explicitly every time (WP markers stick).
   if (write && installable(must - ws)) {
+    // R7 (W11): stable pages — a store arriving as a MISSING/MINOR fault
+    // waits for write-back of its page to end, as on the WP path.
+    wait_stable(pages[must - ws]);
     // R6: the page is marked dirty and made writable under its lock.
     mark_dirty(pages[must - ws]);
   }
@@ -386,6 +430,10 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
       const uint64_t k = ws + i;
       if (!wa->covers(k) || !installable(i)) continue;
       if (pages[i]->gen.load(std::memory_order_acquire) != wa->gens[k - wa->first]) continue;
+      // R5: no page_mkwrite was called because it was dirty: only if it
+      // still is (write-back may have cleaned it meanwhile); else it is
+      // installed write-protected and its first store faults.
+      if (wa->no_mkwrite[k - wa->first] && !pages[i]->test(PG_dirty)) continue;
       // Stable pages: a page under write-back is not made writable (W8).
       if (stable_pages_ && pages[i]->test(PG_writeback)) continue;
       if (mark_dirty(pages[i])) count(&Counters::pages_write_around);
@@ -394,6 +442,9 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
   auto wp_mode = [&](uint64_t i) {
     if (!m.tracks_writes()) return false;
     if (ws + i == must && write) return false;
+    // R7 (W11): a page under write-back (redirtied meanwhile) is installed
+    // write-protected with stable pages: its first store faults and waits.
+    if (stable_pages_ && FL_RULE(7) && pages[i]->test(PG_writeback)) return true;
     return !pages[i]->test(PG_dirty);  // clean pages: the first store must fault
   };
   FL_POINT("fault.before_install");
@@ -447,6 +498,13 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
 }
 
 
+void FileImpl::wait_stable(Page* p) {
+  // R7: with stable pages a store to a page under write-back waits until it
+  // ends (the kernel's folio_wait_stable), holding the page lock (ending
+  // write-back never takes it).
+  if (stable_pages_ && FL_RULE(7)) p->wait_clear(PG_writeback);
+}
+
 void FileImpl::write_around_after_wp(MappingImpl& m, uint64_t pg) {
   // Write-around for stores to pages installed write-protected: page_mkwrite
   // for the following pages (unlocked, R5), then under each page's lock
@@ -466,7 +524,8 @@ void FileImpl::write_around_after_wp(MappingImpl& m, uint64_t pg) {
     if (!q->trylock()) break;
     locked.push_back(q);
     if (q->gen.load(std::memory_order_acquire) != wa.gens[i] || !q->test(PG_uptodate) ||
-        k >= eof_pages() || (stable_pages_ && q->test(PG_writeback)))
+        k >= eof_pages() || (stable_pages_ && q->test(PG_writeback)) ||
+        (wa.no_mkwrite[i] && !q->test(PG_dirty)))  // R5: cleaned since, no page_mkwrite
       break;
     if (mark_dirty(q)) count(&Counters::pages_write_around);
     if (!run_len) run_start = k;
@@ -510,7 +569,7 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   // Stable pages: a store to a page under write-back waits until it ends
   // (the kernel's wait_for_stable_page); otherwise the page is redirtied and
   // written once more (W8).
-  if (stable_pages_) p->wait_clear(PG_writeback);
+  wait_stable(p);
   // R6: mark dirty and make the PTE writable under the lock, then unlock.
   mark_dirty(p);
   if (!FL_RULE(6)) {
@@ -530,10 +589,13 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   // page again before the deferred wake, and the store would fault forever.)
   const bool throttle = core->throttle_stores();
   if (throttle) count(&Counters::stores_throttled);
+  const unsigned late = begin_late_dirtying();  // before the wake: sync waits for it
   m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
   p->unlock();
   if (throttle) core->defer_wake(m.uffd, a, page_size());
+  FL_POINT("wp.after_wake");
   write_around_after_wp(m, pg);
+  end_late_dirtying(late);
   // R6: time update after the unlock, never under the page lock (W5).
   FL_POINT("wp.before_time_update");
   backend().update_time();

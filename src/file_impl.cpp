@@ -436,14 +436,25 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
                                in.begin() + static_cast<ptrdiff_t>(chunk_end_max - off));
     std::unique_lock<SleepingRwLock> excl(i_rwsem_, std::defer_lock);
     std::shared_lock<SleepingRwLock> shared(i_rwsem_, std::defer_lock);
-    if (chunk_end_max > i_size()) {
-      excl.lock();
-      extend(chunk_end_max);
-    } else {
+    for (;;) {
+      const bool grow = chunk_end_max > i_size();
+      FL_POINT("write.before_size_lock");
+      if (grow) {
+        excl.lock();
+        extend(chunk_end_max);  // a no-op if it grew meanwhile
+        break;
+      }
       shared.lock();
+      // R3 (F12): "no extend" holds only if decided under the size lock: a
+      // truncate in between would leave the pwrite below past the memfd's
+      // end, which extends it behind i_size (dirty pages past EOF).
+      if (!FL_RULE(3) || chunk_end_max <= i_size()) break;
+      shared.unlock();
     }
     std::shared_lock inval(invalidate_lock_);  // fills exclude invalidation (R1)
     const uint64_t n = lock_run(pg, want);
+    // R7 (W11): stable pages — no page under write-back changes.
+    for (uint64_t i = 0; i < n; ++i) wait_stable(index_.find(pg + i));
     const uint64_t chunk_end = std::min<uint64_t>(chunk_end_max, (pg + n) * ps);
     // Pages written only in part must hold the file's data first.
     int e = 0;

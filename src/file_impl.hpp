@@ -61,6 +61,9 @@ class FileImpl {
   /// range, keep dirty ones as conflicts.
   void remote_changed(uint64_t off, uint64_t len);
   void remote_resized(uint64_t new_size);
+  /// The cache side of a shrink (R3): i_size, pages past it, the partial
+  /// page's tail, the memfd, poison records. Throws on a failed syscall.
+  void shrink_cache(uint64_t new_size);
 
   // --- writeback ------------------------------------------------------------
   /// Writes back every dirty page in [first, last) (only those dirty for at
@@ -125,6 +128,7 @@ class FileImpl {
   struct WriteAround {
     uint64_t first = 0;
     std::vector<uint32_t> gens;
+    std::vector<bool> no_mkwrite;  // skipped page_mkwrite: the page was dirty then
     bool covers(uint64_t pg) const { return pg >= first && pg < first + gens.size(); }
   };
   bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
@@ -137,6 +141,8 @@ class FileImpl {
   /// Async dirty tracking (notify = false) calls no page_mkwrite.
   WriteAround mkwrite_ahead(uint64_t first, uint64_t n, bool notify = true);
   void write_around_after_wp(MappingImpl& m, uint64_t pg);
+  /// Stable pages: waits (page locked) until p's write-back ends (R7, W11).
+  void wait_stable(Page* p);
   /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
   /// below EOF (R3: never writes past the memfd's size). 0 or -errno.
   int fill(uint64_t pg, uint64_t n);
@@ -234,7 +240,8 @@ class FileImpl {
   // The kernel's mapping->invalidate_lock: fills (fault path, read/write API)
   // take it shared, truncate / punch / invalidate exclusive, so no fill can
   // bring back old data between dropping a page and changing the backend.
-  // Order: i_rwsem_ -> invalidate_lock_ -> page locks.
+  // A view's teardown (harvest_view) and a sync's async scan take it too (W9).
+  // Order: i_rwsem_ -> invalidate_lock_ -> reclaim_mu_ -> page locks.
   SleepingRwLock invalidate_lock_{"wait.invalidate_lock.exclusive",
                                   "wait.invalidate_lock.shared"};
   std::mutex rmap_mu_;
@@ -243,6 +250,17 @@ class FileImpl {
   std::atomic<uint64_t> nr_dirty_{0};
   std::atomic<uint64_t> nr_cached_{0};      // uptodate pages (this File's pages)
   std::atomic<uint64_t> reclaim_hand_{0};   // the clock hand: where reclaim looks next
+  // Dirtying done for a store after its thread was woken (write-around after
+  // a WP fault, and into the asynchronous readahead window): a sync waits for
+  // what is in flight when it starts (issue 14 defect 12), counted in two
+  // slots by epoch so that faults starting later cannot hold it off.
+  std::atomic<uint64_t> late_epoch_{0};
+  std::atomic<uint32_t> late_dirtying_[2]{};
+ public:
+  unsigned begin_late_dirtying();
+  void end_late_dirtying(unsigned slot);
+ private:
+  void wait_late_dirtying();
   std::mutex reclaim_mu_;                   // one reclaim of this File at a time; harvest_view
 };
 

@@ -172,19 +172,9 @@ void FileImpl::drop_range(uint64_t first, uint64_t last, bool launder, bool keep
   }
 }
 
-void FileImpl::truncate(uint64_t new_size) {
-  if (!backend().writable()) throw_errno(EROFS, "faultline: truncate of read-only " + key);
-  if ((new_size >> page_shift_) >= PageIndex::kMaxPages)
-    throw_errno(EFBIG, "faultline: truncate beyond the largest file size");
-  std::unique_lock size_guard(i_rwsem_);
-  std::unique_lock inval(invalidate_lock_);
-  const uint64_t old = i_size();
-  if (new_size >= old) {
-    if (int e = backend().truncate(new_size); e < 0)
-      throw_errno(-e, "faultline: backend truncate of " + key);
-    extend(new_size);  // zeroes the old EOF page's tail; the new range reads zeros
-    return;
-  }
+void FileImpl::shrink_cache(uint64_t new_size) {
+  // R3, for truncate and a remote resize alike; i_rwsem_ and the
+  // invalidate_lock are held exclusively by the caller.
   const uint64_t ps = page_size();
   const uint64_t keep_pages = (new_size + ps - 1) >> page_shift_;
   const uint64_t old_pages = eof_pages();
@@ -240,6 +230,22 @@ void FileImpl::truncate(uint64_t new_size) {
   clear_poison(keep_pages ? keep_pages - 1 : 0, keep_pages);
   if (ftr_err) throw_errno(ftr_err, "faultline: ftruncate(memfd)");
   if (zero_err) throw_errno(zero_err, "faultline: zeroing the new EOF page");
+}
+
+void FileImpl::truncate(uint64_t new_size) {
+  if (!backend().writable()) throw_errno(EROFS, "faultline: truncate of read-only " + key);
+  if ((new_size >> page_shift_) >= PageIndex::kMaxPages)
+    throw_errno(EFBIG, "faultline: truncate beyond the largest file size");
+  std::unique_lock size_guard(i_rwsem_);
+  std::unique_lock inval(invalidate_lock_);
+  const uint64_t old = i_size();
+  if (new_size >= old) {
+    if (int e = backend().truncate(new_size); e < 0)
+      throw_errno(-e, "faultline: backend truncate of " + key);
+    extend(new_size);  // zeroes the old EOF page's tail; the new range reads zeros
+    return;
+  }
+  shrink_cache(new_size);
   if (int e = backend().truncate(new_size); e < 0)
     throw_errno(-e, "faultline: backend truncate of " + key);
 }
@@ -315,25 +321,16 @@ void FileImpl::remote_resized(uint64_t new_size) {
   std::unique_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_);
   const uint64_t old = i_size();
-  if (new_size > old) {
-    extend(new_size);
-    return;
+  try {
+    if (new_size > old) extend(new_size);  // zeroes the old EOF page's tail
+    // R3: the same sequence as truncate (size first, pages dropped under
+    // their locks, the partial page's tail zeroed, the memfd shrunk, poison
+    // records past the end forgotten), so a later regrowth faults normally.
+    else if (new_size < old) shrink_cache(new_size);
+  } catch (const std::system_error& e) {
+    core->log(std::string("faultline: following a remote resize of ") + key + " failed: " +
+              e.what());
   }
-  if (new_size == old) return;
-  const uint64_t keep_pages = (new_size + page_size() - 1) >> page_shift_;
-  i_size_.store(new_size, std::memory_order_release);  // R3: size first
-  std::vector<Page*> locked;
-  index_.for_each(keep_pages, PageIndex::kMaxPages, [&](uint64_t, Page& p) {
-    p.lock();
-    p.wait_clear(PG_writeback);
-    drop_page(&p);
-    locked.push_back(&p);
-    return true;
-  });
-  if (::ftruncate(memfd_, static_cast<off_t>(keep_pages << page_shift_)) != 0) {
-    core->log("faultline: ftruncate(memfd) for a remote resize failed");
-  }
-  for (Page* p : locked) p->unlock();
 }
 
 }  // namespace faultline::detail

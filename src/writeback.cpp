@@ -206,11 +206,18 @@ std::vector<uint64_t> FileImpl::zap_written(MappingImpl& m, uint64_t first, uint
 
 void FileImpl::harvest_view(MappingImpl& m) {
   // The zap below runs without the page locks, and its record of the written
-  // pages lives only here until they are marked dirty: reclaim must not evict
-  // one of them meanwhile (it would find no PTE left to tell it was written).
-  // Reclaim only try-locks reclaim_mu_ (it skips this File meanwhile).
+  // pages lives only here until they are marked dirty. R7 (async, W9): the
+  // invalidate_lock is held exclusively across the zap and the dirtying, so
+  // invalidate / a remote change (which would find no written PTE and drop
+  // the clean page) and a sync's scan (which would find nothing to write)
+  // wait until those pages are dirty. Reclaim must not evict one of them
+  // meanwhile either: it only try-locks reclaim_mu_ (it skips this File).
+  // Order: invalidate_lock -> reclaim_mu_ -> page locks.
+  std::unique_lock inval(invalidate_lock_, std::defer_lock);
+  if (FL_RULE(7)) inval.lock();
   std::lock_guard no_reclaim(reclaim_mu_);
   const std::vector<uint64_t> written = zap_written(m, m.pgoff, m.pgoff + m.npages);
+  FL_POINT("teardown.after_zap");
   for (uint64_t pg : written) {
     Page* p = index_.find(pg);
     if (!p) continue;
@@ -313,6 +320,32 @@ void FileImpl::writeback_expired(uint32_t expire_ms) {
   writeback(0, PageIndex::kMaxPages, min_age, /*harvest_written=*/false);
 }
 
+unsigned FileImpl::begin_late_dirtying() {
+  for (;;) {
+    const uint64_t e = late_epoch_.load(std::memory_order_acquire);
+    const unsigned slot = e & 1;
+    late_dirtying_[slot].fetch_add(1, std::memory_order_acq_rel);
+    if (late_epoch_.load(std::memory_order_acquire) == e) return slot;
+    end_late_dirtying(slot);  // a sync flipped the epoch meanwhile: the other slot
+  }
+}
+
+void FileImpl::end_late_dirtying(unsigned slot) {
+  if (late_dirtying_[slot].fetch_sub(1, std::memory_order_acq_rel) == 1)
+    late_dirtying_[slot].notify_all();
+}
+
+void FileImpl::wait_late_dirtying() {
+  // Faults that began before this flip count in the old slot; later ones in
+  // the new one (a store after sync began is not sync's to write).
+  const unsigned slot = late_epoch_.fetch_add(1, std::memory_order_acq_rel) & 1;
+  uint32_t v = late_dirtying_[slot].load(std::memory_order_acquire);
+  if (v == 0) return;
+  FL_POINT("wait.late_dirtying");
+  for (; v != 0; v = late_dirtying_[slot].load(std::memory_order_acquire))
+    late_dirtying_[slot].wait(v, std::memory_order_acquire);
+}
+
 int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool harvest_written) {
   int first_err = 0;
   const uint64_t ps = page_size();
@@ -321,9 +354,17 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool
     return min_age_ms == 0 ||
            static_cast<uint32_t>(now - p.dirtied_at.load(std::memory_order_relaxed)) >= min_age_ms;
   };
+  // A sync (not the flusher's expiry) writes what a fault dirties for a store
+  // whose thread it already woke: nothing stays dirty with no store since.
+  if (min_age_ms == 0) wait_late_dirtying();
   // Async dirty tracking: pages written through a view become dirty first
   // (under their locks, scan + re-protect: R7).
-  if (async_ && harvest_written) harvest(first, last);
+  if (async_ && harvest_written) {
+    // R7 (async, W9): not while a view's teardown has zapped written PTEs
+    // whose pages are not dirty yet (it holds the invalidate_lock exclusive).
+    std::shared_lock inval(invalidate_lock_);
+    harvest(first, last);
+  }
   uint64_t pg = first;
   while (pg < last) {
     // Find the next dirty page (old enough, for the flusher's expiry).

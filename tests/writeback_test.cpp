@@ -5,6 +5,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <thread>
+
+#include "faultline/testing.hpp"
 
 #include "test_util.hpp"
 
@@ -231,6 +235,168 @@ TEST_F(WbTest, RefusedMkwriteGivesSigbusAndDirtiesNothing) {
   std::vector<std::byte> got(kPage);
   f.read(4 * kPage, got);
   EXPECT_EQ(-1, ft::first_diff(got.data(), ft::pattern(4 * kPage, kPage).data(), kPage));
+}
+
+// Issue 14 defect 10 (R5): page_mkwrite is checked against the page it was
+// called for. (a) A storing fault whose page is invalidated after its
+// page_mkwrite and before its lock must not dirty the refilled page with no
+// page_mkwrite: a backend that now refuses (ENOSPC) would be bypassed.
+TEST_F(WbTest, MkwriteIsRedoneForAPageDroppedAfterIt) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  auto be = make(2 * kPage);
+  faultline::EngineConfig cfg;
+  cfg.fault_around_pages = 1;
+  cfg.write_around_max_pages = 1;
+  cfg.read_around_pages = 0;
+  cfg.flusher = false;  // no background write-back: only this test's threads
+  Engine eng(cfg);
+  File f = eng.open(be);
+  std::vector<std::byte> one(1);
+  f.read(0, one);  // cached, not mapped: the store arrives as a MINOR fault
+  Mapping m = f.map(0, 2 * kPage);
+  faultline::testing::reset();
+  faultline::testing::arm("fault.after_mkwrite");
+  std::optional<BusError> bus;
+  std::thread st([&] { bus = guarded([&] { *reinterpret_cast<volatile char*>(m.data() + 5) = 1; }); });
+  ASSERT_TRUE(faultline::testing::wait_parked("fault.after_mkwrite"));
+  be->fail_mkwrite({0});  // the backend is full from now on
+  EXPECT_TRUE(f.invalidate(0, kPage).empty());  // drops the clean page
+  faultline::testing::release("fault.after_mkwrite");
+  st.join();
+  faultline::testing::reset();
+  EXPECT_TRUE(bus.has_value()) << "a store went through with no page_mkwrite for its page";
+  EXPECT_EQ(f.stats().dirty_pages, 0u);
+  be->reset_counts();
+  f.sync();
+  EXPECT_TRUE(written().empty());
+#endif
+}
+
+// (b) Write-around skips page_mkwrite for a page that is dirty at an unlocked
+// look; if write-back cleans it before the fault locks it, it must not be
+// made writable and dirty with no page_mkwrite.
+TEST_F(WbTest, WriteAroundOfAPageCleanedMeanwhileCallsMkwrite) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  auto be = make(4 * kPage);
+  faultline::EngineConfig cfg;
+  cfg.fault_around_pages = 1;
+  cfg.write_around_max_pages = 2;
+  cfg.read_around_pages = 0;
+  cfg.flusher = false;  // no background write-back: only this test's threads
+  Engine eng(cfg);
+  File f = eng.open(be);
+  const std::vector<std::byte> d(1, std::byte{7});
+  f.write(kPage, d);  // page 1 dirty
+  Mapping m = f.map(0, 4 * kPage);
+  m.advise(Advice::Sequential);  // a store to page 0 writes around into page 1
+  faultline::testing::reset();
+  faultline::testing::arm("fault.after_mkwrite");
+  std::thread st([&] { *reinterpret_cast<volatile char*>(m.data()) = 1; });
+  ASSERT_TRUE(faultline::testing::wait_parked("fault.after_mkwrite"));
+  f.sync();  // page 1 is clean again
+  be->fail_mkwrite({1});
+  faultline::testing::release("fault.after_mkwrite");
+  st.join();
+  faultline::testing::reset();
+  EXPECT_EQ(f.stats().dirty_pages, 1u) << "a page cleaned by write-back was dirtied with no page_mkwrite";
+  const auto bus = guarded([&] { *reinterpret_cast<volatile char*>(m.data() + kPage) = 2; });
+  EXPECT_TRUE(bus.has_value()) << "a store went through although page_mkwrite refuses the page";
+#endif
+}
+
+// Issue 14 defect 12: a WP fault makes the storing thread's page writable
+// (which wakes it) and then writes around into the following pages. A sync
+// right after the store returned must include them: nothing may turn dirty
+// after sync() returns with no store since.
+TEST_F(WbTest, NothingTurnsDirtyAfterSyncFromAStoreBeforeIt) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = faultline::testing;
+  auto be = make(8 * kPage);
+  faultline::EngineConfig cfg;
+  cfg.fault_around_pages = 1;
+  cfg.write_around_max_pages = 4;
+  cfg.read_around_pages = 0;
+  cfg.flusher = false;  // no background write-back: only this test's threads
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, 8 * kPage);
+  ft::touch_read(m.data(), 8 * kPage);  // installed clean, write-protected
+  m.advise(Advice::Sequential);
+  fts::reset();
+  fts::arm("wp.after_wake");
+  std::thread st([&] { *reinterpret_cast<volatile char*>(m.data()) = 1; });
+  ASSERT_TRUE(fts::wait_parked("wp.after_wake"));
+  st.join();  // the store is done: its thread was woken
+  std::atomic<bool> synced{false};
+  uint64_t dirty_after_sync = ~uint64_t{0};
+  const int base = fts::reached("wait.late_dirtying");
+  std::thread sy([&] {
+    f.sync();
+    dirty_after_sync = f.stats().dirty_pages;
+    synced = true;
+    fts::notify();
+  });
+  // sync either waits for the fault's write-around (it reaches the wait) or
+  // returns: both are facts, no timeout decides.
+  const auto r = fts::wait_reached("wait.late_dirtying", base + 1, [&] { return synced.load(); });
+  ASSERT_NE(r, fts::Reach::timed_out);
+  const bool waited = r == fts::Reach::reached;
+  fts::arm("wp.before_time_update");
+  fts::release("wp.after_wake");
+  ASSERT_TRUE(fts::wait_parked("wp.before_time_update"));  // the fault's dirtying is done
+  fts::release("wp.before_time_update");
+  sy.join();
+  fts::reset();
+  EXPECT_TRUE(waited) << "sync did not wait for the dirtying of a store that came before it";
+  EXPECT_EQ(dirty_after_sync, 0u);
+  EXPECT_EQ(f.stats().dirty_pages, 0u) << "pages turned dirty after sync with no store since";
+#endif
+}
+
+// R6: a store that arrives as a MISSING or MINOR fault (not only one to a
+// page installed write-protected) updates the file's time, after the unlock.
+TEST_F(WbTest, StoresArrivingAsMissingOrMinorFaultsUpdateTheTime) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = faultline::testing;
+  struct TimeBackend : ft::WrapBackend {
+    using ft::WrapBackend::WrapBackend;
+    void update_time() override { ++times; }
+    std::atomic<int> times{0};
+  };
+  path = dir.make_file("mtime", 4 * kPage);
+  auto be = std::make_shared<TimeBackend>(make_file_backend(path));
+  faultline::EngineConfig cfg;
+  cfg.fault_around_pages = 1;
+  cfg.write_around_max_pages = 1;
+  cfg.read_around_pages = 0;
+  cfg.flusher = false;  // no background write-back: only this test's threads
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, 4 * kPage);
+  std::vector<std::byte> one(1);
+  f.read(kPage, one);  // page 1 cached, not mapped: a store there is a MINOR fault
+  fts::reset();
+  for (const uint64_t pg : {0, 1}) {
+    SCOPED_TRACE(pg == 0 ? "MISSING" : "MINOR");
+    const int before = be->times.load();
+    fts::arm("fault.after_time_update");
+    *reinterpret_cast<volatile char*>(m.data() + pg * kPage) = 1;
+    // The handler passes the point once the time update is done.
+    const bool passed = fts::wait_parked("fault.after_time_update", std::chrono::seconds(5));
+    fts::release("fault.after_time_update");
+    EXPECT_TRUE(passed);
+    EXPECT_GT(be->times.load(), before) << "a store did not update the file's time";
+  }
+  fts::reset();
+#endif
 }
 
 }  // namespace

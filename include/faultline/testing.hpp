@@ -24,7 +24,12 @@
 // async.after_scan (invalidate / remote change of a DirtyTracking::Async File,
 // after its views' written pages were found), reclaim.after_pick (candidates
 // chosen, none locked yet), reclaim.before_punch (pages dropped from the index,
-// frames not yet punched), and the sleeping waits wait.* below.
+// frames not yet punched), teardown.after_zap (an async view's teardown:
+// written PTEs zapped, pages not yet dirty), write.before_size_lock (File::write
+// decided whether it extends), sigbus.before_poison, fault.after_mkwrite
+// (page_mkwrite done, no lock taken), wp.after_wake (the storing thread woken,
+// write-around not done), fault.after_time_update, and the sleeping waits
+// wait.* below.
 #pragma once
 #include <chrono>
 #include <functional>
@@ -61,6 +66,8 @@ int hits(const std::string& point);
 ///   wait.writeback                       PG_writeback to end (Page::wait_clear)
 ///   wait.invalidate_lock.exclusive|shared   the File's invalidate_lock
 ///   wait.size_lock.exclusive|shared      the File's i_rwsem (size lock)
+///   wait.late_dirtying                   a sync waiting for a fault's dirtying
+///                                        done after its thread's wake
 /// A race test proves where its second thread is by waiting for one of them
 /// (wait_reached), never by a timeout. They can be armed like any point.
 

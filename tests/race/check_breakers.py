@@ -13,17 +13,19 @@ BINARY = sys.argv[1]
 ENTRIES = ["F1_FillVsInvalidate", "F2_FillAfterTruncate", "F3_InstallAfterTruncateUnmap",
            "F4_PrivateCopyVsTruncate", "F5_PunchKeepsPrivateCopies", "F6_HalfFilledFrame",
            "F7_InvalidateVsStore", "F8_NotUptodateFrame", "F9_TeardownVsAccess",
-           "F10_ReadIntoOwnMapping", "F11_WritebackVsTruncate",
+           "F10_ReadIntoOwnMapping", "F11_WritebackVsTruncate", "F12_WriteExtendVsTruncate",
            "W1_MkwriteVsTruncate", "W2_CleanBetweenMkwriteAndDirty",
            "W3_StoreBetweenCopyAndProtect", "W4_MkwriteReturnsLocked",
            "W5_TimeUpdateUnderPageLock", "W6_MkwriteFails", "W7_ErrorSeenOncePerHandle",
-           "W8_StoreDuringWriteback", "E1_ReclaimVsStore", "E2_ReclaimVsFill"]
+           "W8_StoreDuringWriteback", "W9_TeardownZapVsInvalidate",
+           "W10_RefusedMkwriteOpensPage", "W11_StablePagesOnEveryStorePath",
+           "E1_ReclaimVsStore", "E2_ReclaimVsFill"]
 # breaker set -> entries that must fail (DESIGN.md section 4, "closed by").
 EXPECTED = {
     "R1": {"F1_FillVsInvalidate", "E2_ReclaimVsFill"},
     "R2": {"F2_FillAfterTruncate"},
-    "R3": {"F11_WritebackVsTruncate"},
-    "R4": {"F1_FillVsInvalidate", "F7_InvalidateVsStore"},
+    "R3": {"F11_WritebackVsTruncate", "F12_WriteExtendVsTruncate"},
+    "R4": {"F1_FillVsInvalidate", "F7_InvalidateVsStore", "W9_TeardownZapVsInvalidate"},
     "R10": {"F8_NotUptodateFrame"},
     "R11": {"F10_ReadIntoOwnMapping"},
     "R13": {"F9_TeardownVsAccess"},
@@ -31,9 +33,11 @@ EXPECTED = {
     # maps the frame reclaim is about to punch without filling it (no page
     # marked uptodate over a hole; the punch zaps the PTE): nothing to catch.
     "R1,R10": {"F1_FillVsInvalidate", "F6_HalfFilledFrame", "F8_NotUptodateFrame"},
-    "R5": {"W1_MkwriteVsTruncate", "W4_MkwriteReturnsLocked", "W6_MkwriteFails"},
+    "R5": {"W1_MkwriteVsTruncate", "W4_MkwriteReturnsLocked", "W6_MkwriteFails",
+           "W10_RefusedMkwriteOpensPage"},
     "R6": {"W2_CleanBetweenMkwriteAndDirty", "W5_TimeUpdateUnderPageLock"},
-    "R7": {"W3_StoreBetweenCopyAndProtect", "W8_StoreDuringWriteback"},
+    "R7": {"W3_StoreBetweenCopyAndProtect", "W8_StoreDuringWriteback", "W9_TeardownZapVsInvalidate",
+           "W11_StablePagesOnEveryStorePath"},
     "R8": {"W7_ErrorSeenOncePerHandle"},
     "R9": {"E1_ReclaimVsStore", "E2_ReclaimVsFill"},
 }

@@ -360,4 +360,45 @@ TEST_F(RACE_FIXTURE, F11_WritebackVsTruncate) {
   EXPECT_EQ(mem->size(), static_cast<int64_t>(4 * kPs)) << "write-back extended the backend past EOF";
 }
 
+// F12: File::write decides "extend or not" from i_size before it takes the
+// size lock; a truncate (or a remote resize) completes in between; the write's
+// pwrite then regrows the memfd behind i_size: write returns its length, the
+// size stays 0, the pages past EOF are dirty and never written. Closed by R3
+// (the decision is made again under the size lock).
+TEST_F(RACE_FIXTURE, F12_WriteExtendVsTruncate) {
+  for (const std::string op : {"truncate", "remote resize"}) {
+    SCOPED_TRACE(op);
+    auto mem = patterned("F12 " + op, 2, 'a');
+    auto be = std::make_shared<HookedBackend>(mem);
+    fl::Engine eng(small_windows());
+    auto f = open_file(eng, be);
+    const std::vector<std::byte> data(2 * kPs, std::byte{'w'});
+    ft::arm("write.before_size_lock");
+    size_t wrote = 0;
+    Bg w([&] { wrote = f.write(0, data); });
+    ASSERT_TRUE(ft::wait_parked("write.before_size_lock"));
+    within(10s, op.c_str(), [&] {
+      if (op == "truncate") {
+        f.truncate(0);
+      } else {
+        mem->truncate(0);  // another machine shrank the object
+        be->sink.resized(0);
+      }
+    });
+    ft::release("write.before_size_lock");
+    w.join("the write");
+    EXPECT_EQ(wrote, 2 * kPs);
+    EXPECT_EQ(f.size(), 2 * kPs) << "a write that returned its length did not extend the file";
+    EXPECT_EQ(f.frame_bytes_for_testing(), 2 * kPs) << "the memfd and i_size disagree";
+    auto m = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+    const Load l = within(10s, "a load of the written page", [&] { return load(m.data() + kPs); });
+    EXPECT_FALSE(l.bus.has_value());
+    EXPECT_EQ(l.value, 'w');
+    f.sync();
+    EXPECT_EQ(mem->size(), static_cast<int64_t>(2 * kPs)) << "the written pages never reached the backend";
+    EXPECT_EQ(backend_byte(*mem, kPs), 'w');
+    EXPECT_EQ(f.stats().dirty_pages, 0u) << "dirty pages past EOF";
+  }
+}
+
 }  // namespace race

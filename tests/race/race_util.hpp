@@ -245,6 +245,9 @@ class HookedBackend : public SteeredBackend {
     }
     return SteeredBackend::write(off, buf);
   }
+  /// The engine's ChangeSink (a test plays the other machine with it).
+  void attach(ChangeSink s) override { sink = std::move(s); }
+  ChangeSink sink;
   std::function<int(fl::Backend::MkwritePage&)> mkwrite_hook;
   std::function<void()> update_time_hook;
   std::atomic<int> write_fail{0};

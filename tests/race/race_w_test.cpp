@@ -200,4 +200,120 @@ TEST_F(RACE_FIXTURE, W8_StoreDuringWriteback) {
   }
 }
 
+// W9: a view of a DirtyTracking::Async File is torn down: its zap leaves the
+// only record of a store (the written PTE) in a local list until the page is
+// dirty. Invalidate or a remote change in between finds no written PTE and
+// drops the clean page (the store is lost); a sync finds nothing to write and
+// returns before the store is in the backend. Closed by R7 (the teardown
+// holds the invalidate_lock exclusive from the zap to the dirtying; the
+// others wait for it).
+TEST_F(RACE_FIXTURE, W9_TeardownZapVsInvalidate) {
+  for (const std::string op : {"invalidate", "remote change", "sync"}) {
+    SCOPED_TRACE(op);
+    auto mem = patterned("W9 " + op, 2, 'a');
+    auto be = std::make_shared<HookedBackend>(mem);
+    fl::Engine eng(small_windows());
+    fl::FileOptions o;
+    o.dirty_tracking = fl::DirtyTracking::Async;
+    auto f = open_file(eng, be, o);
+    auto m = f.map(0, 2 * kPs);
+    ASSERT_EQ(load(m.data()).value, 'a');  // installed write-protected, clean
+    store(m.data(), 'S');  // WP_ASYNC: no event, the written PTE is the only record
+    ASSERT_EQ(f.stats().dirty_pages, 0u);
+    ft::arm("teardown.after_zap");
+    Bg td([&] { m.unmap(); });
+    ASSERT_TRUE(ft::wait_parked("teardown.after_zap"));
+    // Each must wait for the invalidate_lock the teardown holds.
+    const char* wait = op == "sync" ? "wait.invalidate_lock.shared" : "wait.invalidate_lock.exclusive";
+    char synced = 0;
+    Bg other(wait, [&] {
+      if (op == "invalidate") {
+        EXPECT_TRUE(f.invalidate(0, kPs).empty());
+      } else if (op == "remote change") {
+        be->sink.changed(0, kPs);
+      } else {
+        f.sync();
+        synced = backend_byte(*mem, 0);
+      }
+    });
+    const bool waited = other.blocked();
+    ft::release("teardown.after_zap");
+    td.join("the view's teardown");
+    other.join(op.c_str());
+    EXPECT_TRUE(waited) << op << " did not wait for the teardown's zap";
+    if (op == "sync") EXPECT_EQ(synced, 'S') << "sync returned before the store was in the backend";
+    f.sync();
+    EXPECT_EQ(backend_byte(*mem, 0), 'S') << "a store through the torn-down view was lost";
+    EXPECT_EQ(read_all(f, 0, 1), "S");
+  }
+}
+
+// W10: a store to an installed clean page; page_mkwrite refuses (ENOSPC). The
+// SIGBUS path must remove the PTE before it clears the write-protection: else
+// another thread's store in between goes through with no event, into a clean
+// page that is never written back, although the backend refused it. Closed
+// by R5 (no window where the page can be written after a refused mkwrite).
+TEST_F(RACE_FIXTURE, W10_RefusedMkwriteOpensPage) {
+  auto mem = patterned("W10", 2, 'a');
+  auto be = std::make_shared<HookedBackend>(mem);
+  be->mkwrite_hook = [&](fl::Backend::MkwritePage&) { return -ENOSPC; };
+  auto cfg = small_windows();
+  cfg.fault_threads = 2;  // the second store is served while the first handler is parked
+  fl::Engine eng(cfg);
+  auto f = open_file(eng, be);
+  auto m = f.map(0, 2 * kPs);
+  ASSERT_EQ(load(m.data()).value, 'a');  // installed, clean, write-protected
+  ft::arm("sigbus.before_poison");
+  std::optional<fl::BusError> bus1, bus2;
+  Bg st([&] { bus1 = guarded_store(m.data(), 'X'); });
+  ASSERT_TRUE(ft::wait_parked("sigbus.before_poison"));
+  // Another thread stores to the page now: it must fault, and be refused too.
+  within(10s, "a second store", [&] { bus2 = guarded_store(m.data() + 1, 'Y'); });
+  ft::release("sigbus.before_poison");
+  st.join("the refused store");
+  EXPECT_TRUE(bus1.has_value()) << "a refused page_mkwrite did not give SIGBUS";
+  EXPECT_TRUE(bus2.has_value()) << "a store went through after page_mkwrite refused the page";
+  EXPECT_EQ(f.stats().dirty_pages, 0u);
+  EXPECT_EQ(read_all(f, 0, 2), "aa") << "a store the backend refused reached the page";
+}
+
+// W11: stable pages on every store path, not only the write-protect fault: a
+// store arriving as a MISSING/MINOR fault (here through a second view that
+// never mapped the page) or a File::write while the page is under write-back
+// must wait for it to end; else the frame changes under the write (2 MiB
+// frames are written straight from the alias view: torn in the backend).
+// Closed by R7.
+TEST_F(RACE_FIXTURE, W11_StablePagesOnEveryStorePath) {
+  for (const std::string path : {"second view", "File::write"}) {
+    SCOPED_TRACE(path);
+    auto mem = patterned("W11 " + path, 2, 'a');
+    fl::Engine eng(small_windows());
+    fl::FileOptions opt;
+    opt.stable_pages = true;
+    auto f = open_file(eng, mem, opt);
+    auto v1 = f.map(0, 2 * kPs);
+    store(v1.data(), 'A');  // dirty
+    auto v2 = f.map(0, 2 * kPs);  // page 0 not mapped here: a store is a MINOR fault
+    ft::arm("writeback.after_copy");
+    Bg sy([&] { f.sync(); });
+    ASSERT_TRUE(ft::wait_parked("writeback.after_copy"));  // page 0 under write-back
+    Bg st("wait.writeback", [&] {
+      if (path == "second view") {
+        store(v2.data() + 1, 'B');
+      } else {
+        const char b = 'B';
+        f.write(1, std::as_bytes(std::span(&b, 1)));
+      }
+    });
+    const bool waited = st.blocked();  // the store waits for the write-back to end
+    ft::release("writeback.after_copy");
+    sy.join("sync");
+    st.join("the store");
+    EXPECT_TRUE(waited) << "a store changed a stable page under write-back";
+    f.sync();
+    EXPECT_EQ(backend_byte(*mem, 0), 'A');
+    EXPECT_EQ(backend_byte(*mem, 1), 'B') << "the store was lost";
+  }
+}
+
 }  // namespace race

@@ -1,5 +1,7 @@
 // File::truncate: shrink and extend, coherent with every Mapping (shared RO,
 // shared RW, private), read/write and the backend (DESIGN R3).
+#include <future>
+
 #include "tr_util.hpp"
 
 namespace tr {
@@ -300,6 +302,47 @@ TEST_P(Truncate, ShrinkExtendCyclesMatchModel) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tr, Truncate, ::testing::Values(Kind::File, Kind::Memory), kind_name);
+
+// A remote resize (Backend::ChangeSink::resized: another machine shrank the
+// object) follows truncate's sequence (R3): the partial last page reads zeros
+// past the new EOF, and the engine forgets poison past the new end, so after
+// the object grows again the page faults normally (it used to be skipped by
+// every fault: a load that never finished).
+TEST(RemoteResize, ShrinkZeroesTheTailAndForgetsPoisonPastTheEnd) {
+  struct SinkBackend : ft::WrapBackend {
+    using ft::WrapBackend::WrapBackend;
+    void attach(ChangeSink s) override { sink = std::move(s); }
+    ChangeSink sink;
+  };
+  ft::TempDir dir;
+  const std::string path = dir.make_file("rr", 4 * kPs);
+  auto be = std::make_shared<SinkBackend>(fl::make_file_backend(path));
+  be->fail_reads({3});
+  fl::EngineConfig cfg;
+  cfg.fault_around_pages = 1;
+  cfg.readahead_max_pages = 1;
+  cfg.read_around_pages = 0;
+  fl::Engine eng(cfg);
+  auto f = eng.open(be);
+  auto m = f.map(0, 4 * kPs);
+  ASSERT_TRUE(load(m.data() + 3 * kPs).bus.has_value());  // poisoned in this view
+  ASSERT_FALSE(store(m.data() + 2 * kPs + 100, std::byte{'x'}));
+  be->sink.resized(2 * kPs + 50);
+  EXPECT_EQ(f.size(), 2 * kPs + 50);
+  const Load tail = load(m.data() + 2 * kPs + 100);
+  EXPECT_TRUE(tail.ok());
+  EXPECT_EQ(tail.value, std::byte{0}) << "a byte past the new EOF in its page is not zero";
+  be->fail_reads({});
+  be->sink.resized(4 * kPs);
+  auto fut = std::async(std::launch::async, [&] { return load(m.data() + 3 * kPs); });
+  if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    std::fprintf(stderr, "DEADLOCK: the page poisoned before the shrink faults forever\n");
+    std::_Exit(3);
+  }
+  const Load again = fut.get();
+  EXPECT_TRUE(again.ok());
+  EXPECT_EQ(again.value, ft::pattern(3 * kPs, 1)[0]);
+}
 
 }  // namespace
 }  // namespace tr
