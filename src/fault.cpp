@@ -246,26 +246,26 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     }
   }
   FL_POINT("fault.after_mkwrite");
-  // R1: fills exclude truncate / punch / invalidate (invalidate_lock shared)
-  // and the faulting page stays locked from lookup until its PTE is in.
+  // R1b: fills exclude truncate / punch / invalidate (invalidate_lock shared)
+  // and (R1a) the faulting page stays locked from lookup until its PTE is in.
   std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::defer_lock);
   Page* p = index_.get(pg);
   for (;;) {
     const uint32_t gen = p->gen.load(std::memory_order_acquire);
     FL_POINT("fault.before_lock");
-    if (!FL_RULE(1)) break;
-    inval.lock();
-    p->lock();  // R1
+    if (FL_GUARD(1, 'b')) inval.lock();  // R1b
+    if (!FL_GUARD(1, 'a')) break;
+    p->lock();  // R1a
     if (FL_RULE(2) && p->gen.load(std::memory_order_acquire) != gen) {  // R2: not the same page
       p->unlock();
-      inval.unlock();
+      if (inval.owns_lock()) inval.unlock();
       count(&Counters::fault_retries);
       continue;
     }
     break;
   }
   if (FL_RULE(2) && pg >= eof_pages()) {  // R2: past EOF — the refault meets the memfd's end
-    if (FL_RULE(1)) p->unlock();
+    if (FL_GUARD(1, 'a')) p->unlock();
     count(&Counters::fault_retries);
     wake(m, addr);
     return;
@@ -274,7 +274,7 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     // R5: the page page_mkwrite accepted was dropped since (punch,
     // invalidate, reclaim): the store retries the whole fault, and the new
     // page gets its own page_mkwrite (the kernel's VM_FAULT_NOPAGE).
-    if (FL_RULE(1)) p->unlock();
+    if (FL_GUARD(1, 'a')) p->unlock();
     count(&Counters::fault_retries);
     wake(m, addr);
     return;
@@ -303,7 +303,7 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     // Asynchronous readahead: the faulting thread already runs; fill and map
     // the next window now, so the stream rarely waits for a round trip.
     const uint64_t next_we = std::min<uint64_t>(we + (we - ws), m.pgoff + m.npages);
-    if (!FL_RULE(1) || index_.get(we)->trylock()) {
+    if (!FL_GUARD(1, 'c') || index_.get(we)->trylock()) {  // R1c (R12: try-lock)
       // readahead: a failed fill of `we` must not poison a page nobody touched.
       if (install_window(m, we, next_we, we, false, false, /*readahead=*/true,
                          ra_wa.gens.empty() ? nullptr : &ra_wa))
@@ -314,21 +314,28 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
 
 bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
                               bool minor, bool readahead, const WriteAround* wa) {
-  // `must` is locked by the caller. R12: the others only try-locked, ascending.
-  const bool hold = FL_RULE(1);
+  // `must` is locked by the caller (R1a; readahead's first page R1c). R12 and
+  // R1c: the others only try-locked, ascending, and held until installed.
   const uint64_t n = we - ws;
   std::vector<Page*> pages(n, nullptr);
   std::vector<uint32_t> gens(n, 0);
+  std::vector<char> held(n, 0);
   pages[must - ws] = index_.get(must);
+  held[must - ws] = readahead ? FL_GUARD(1, 'c') : FL_GUARD(1, 'a');
   for (uint64_t i = 0; i < n; ++i) {
     if (ws + i == must) continue;
     Page* q = index_.get(ws + i);
-    if (!hold || q->trylock()) pages[i] = q;
+    if (!FL_GUARD(1, 'c')) {
+      pages[i] = q;  // breaker R1c: a neighbour filled and installed unlocked
+    } else if (q->trylock()) {
+      pages[i] = q;
+      held[i] = 1;
+    }
   }
   for (uint64_t i = 0; i < n; ++i)
     if (pages[i]) gens[i] = pages[i]->gen.load(std::memory_order_acquire);
   auto drop = [&](uint64_t i) {
-    if (hold) pages[i]->unlock();
+    if (held[i]) pages[i]->unlock();
     pages[i] = nullptr;
   };
   // R2: EOF again, now that the window is locked (truncate sets i_size before
@@ -444,7 +451,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     if (ws + i == must && write) return false;
     // R7 (W11): a page under write-back (redirtied meanwhile) is installed
     // write-protected with stable pages: its first store faults and waits.
-    if (stable_pages_ && FL_RULE(7) && pages[i]->test(PG_writeback)) return true;
+    if (stable_pages_ && FL_GUARD(7, 'c') && pages[i]->test(PG_writeback)) return true;
     return !pages[i]->test(PG_dirty);  // clean pages: the first store must fault
   };
   FL_POINT("fault.before_install");
@@ -502,7 +509,7 @@ void FileImpl::wait_stable(Page* p) {
   // R7: with stable pages a store to a page under write-back waits until it
   // ends (the kernel's folio_wait_stable), holding the page lock (ending
   // write-back never takes it).
-  if (stable_pages_ && FL_RULE(7)) p->wait_clear(PG_writeback);
+  if (stable_pages_ && FL_GUARD(7, 'c')) p->wait_clear(PG_writeback);  // R7c
 }
 
 void FileImpl::write_around_after_wp(MappingImpl& m, uint64_t pg) {

@@ -222,10 +222,12 @@ ssize_t read_fully(Backend& be, uint64_t off, uint64_t len, ReadMore&& more) {
 
 int FileImpl::fill(uint64_t pg, uint64_t n) {
   const uint64_t off = pg << page_shift_;
-  // R2/R3: never write a frame past EOF — a pwrite past the memfd's size would
-  // extend it. Callers hold the page locks and checked EOF under them.
+  // R3: never write a frame past EOF — a pwrite past the memfd's size would
+  // extend it. Callers hold the page locks and checked EOF under them (R2),
+  // so this clamp is a second line that R2 makes unreachable; it has no
+  // breaker (R2's breaker removes the recheck alone: F2).
   uint64_t len = n << page_shift_;
-  if (FL_RULE(2)) {
+  {
     const uint64_t frames_end = eof_pages() << page_shift_;
     if (off >= frames_end) return -EINVAL;
     len = std::min<uint64_t>(len, frames_end - off);

@@ -4,13 +4,18 @@
 // FL_RULE(n)        true when rule n's guard is active (always, unless the
 //                   harness is compiled in and a test called
 //                   testing::break_rules with Rn).
+// FL_GUARD(n, 'a')  the same for one of the separately breakable guards of a
+//                   rule (DESIGN.md section 3: R1a, R1b, ...): off with "R1a"
+//                   or with the whole rule ("R1").
 // Both compile to nothing without FAULTLINE_TESTING (the default).
 #pragma once
 #include <atomic>
+#include <cstdint>
 
 namespace faultline::detail {
 extern std::atomic<int> g_points_live;     // > 0 while hits are counted / points armed
-extern std::atomic<unsigned> g_broken_rules;  // bit n = rule n broken
+// Per rule n: bit 0 = the whole rule broken, bit k = its guard 'a' + k - 1.
+extern std::atomic<uint32_t> g_broken_rules[32];
 void sched_point(const char* name);
 }  // namespace faultline::detail
 
@@ -21,10 +26,16 @@ void sched_point(const char* name);
       ::faultline::detail::sched_point(name);                                            \
   } while (0)
 #define FL_RULE(n)                                                                       \
-  (__builtin_expect(!(::faultline::detail::g_broken_rules.load(std::memory_order_relaxed) & (1u << (n))), 1))
+  (__builtin_expect(                                                                     \
+      !(::faultline::detail::g_broken_rules[n].load(std::memory_order_relaxed) & 1u), 1))
+#define FL_GUARD(n, sub)                                                                 \
+  (__builtin_expect(!(::faultline::detail::g_broken_rules[n].load(std::memory_order_relaxed) & \
+                      (1u | (1u << ((sub) - 'a' + 1)))),                                 \
+                    1))
 #else
 #define FL_POINT(name) \
   do {                 \
   } while (0)
 #define FL_RULE(n) true
+#define FL_GUARD(n, sub) true
 #endif

@@ -3,6 +3,7 @@
 // environment: only test code can break a rule (break_rules) or arm a point.
 #include "faultline/testing.hpp"
 
+#include <array>
 #include <condition_variable>
 #include <cstdlib>
 #include <functional>
@@ -15,7 +16,7 @@
 namespace faultline::detail {
 
 std::atomic<int> g_points_live{0};
-std::atomic<unsigned> g_broken_rules{0};
+std::atomic<uint32_t> g_broken_rules[32] = {};
 
 namespace {
 struct Point {
@@ -28,19 +29,22 @@ std::mutex g_mu;
 std::condition_variable g_cv;
 std::map<std::string, Point> g_points;
 
-unsigned parse_rules(const std::string& list) {
-  unsigned bits = 0;
+// "R1a,R7" -> per rule the bits of sched.hpp (bit 0 whole rule, bit k guard
+// 'a' + k - 1). Unknown tokens are ignored.
+std::array<uint32_t, 32> parse_rules(const std::string& list) {
+  std::array<uint32_t, 32> bits{};
   std::stringstream ss(list);
   std::string tok;
   while (std::getline(ss, tok, ',')) {
-    if (tok.size() >= 2 && (tok[0] == 'R' || tok[0] == 'r')) {
-      const int n = std::atoi(tok.c_str() + 1);
-      if (n > 0 && n < 32) bits |= 1u << n;
-    }
+    if (tok.size() < 2 || (tok[0] != 'R' && tok[0] != 'r')) continue;
+    char* end = nullptr;
+    const long n = std::strtol(tok.c_str() + 1, &end, 10);
+    if (n <= 0 || n >= 32) continue;
+    if (*end == '\0') bits[n] |= 1u;
+    else if (*end >= 'a' && *end <= 'z' && end[1] == '\0') bits[n] |= 1u << (*end - 'a' + 1);
   }
   return bits;
 }
-
 }  // namespace
 
 void sched_point(const char* name) {
@@ -136,8 +140,11 @@ void notify() {
   g_cv.notify_all();
 }
 
-bool rule_broken(int n) { return n > 0 && n < 32 && (g_broken_rules.load() & (1u << n)); }
+bool rule_broken(int n) { return n > 0 && n < 32 && (g_broken_rules[n].load() & 1u); }
 
-void break_rules(const std::string& list) { g_broken_rules.store(parse_rules(list)); }
+void break_rules(const std::string& list) {
+  const auto bits = parse_rules(list);
+  for (size_t n = 0; n < bits.size(); ++n) g_broken_rules[n].store(bits[n]);
+}
 
 }  // namespace faultline::testing

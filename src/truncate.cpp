@@ -73,7 +73,8 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   // R7 order under the page locks: write-protect in every view, then clear
   // dirty, then copy out. A failure redirties (nothing is lost) and is
   // recorded for sync (R8).
-  mkclean(pg, n);
+  if (FL_GUARD(7, 'b')) mkclean(pg, n);  // R7b (breaker: a store after the copy
+                                          // lands in a frame about to be dropped)
   for (uint64_t i = 0; i < n; ++i) clear_dirty(index_.find(pg + i));
   const uint64_t off = pg << page_shift_;
   const uint64_t size = i_size();
@@ -286,6 +287,10 @@ void FileImpl::punch_hole(uint64_t off, uint64_t len) {
   // Poison on pages drop_range skipped (never cached: a refused page_mkwrite
   // on a hole) and on the partial end pages goes too, as file.hpp promises.
   clear_poison(off >> page_shift_, (end + ps - 1) >> page_shift_);
+  // The pages are unlocked, the backend not yet punched: only the
+  // invalidate_lock (R4 here, R1b in the fault path) keeps a fill from
+  // reading the old data back in now (race F1).
+  FL_POINT("punch.before_backend");
   if (int e = backend().punch_hole(off, end - off); e < 0)
     throw_errno(-e, "faultline: backend punch_hole of " + key);
 }

@@ -214,7 +214,7 @@ void FileImpl::harvest_view(MappingImpl& m) {
   // meanwhile either: it only try-locks reclaim_mu_ (it skips this File).
   // Order: invalidate_lock -> reclaim_mu_ -> page locks.
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
-  if (FL_RULE(7)) inval.lock();
+  if (FL_GUARD(7, 'd')) inval.lock();  // R7d
   std::lock_guard no_reclaim(reclaim_mu_);
   const std::vector<uint64_t> written = zap_written(m, m.pgoff, m.pgoff + m.npages);
   FL_POINT("teardown.after_zap");
@@ -400,7 +400,7 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool
       ++pg;
       continue;
     }
-    const bool r7 = FL_RULE(7);
+    const bool r7 = FL_GUARD(7, 'a');
     if (r7) mkclean(pg, n);  // R7: write-protect in every view, then clear dirty
     for (uint64_t i = 0; i < n; ++i) {
       clear_dirty(run[i]);
@@ -418,13 +418,16 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool
     // of 1 GiB of 2 MiB frames 2,050 -> 210 ms.)
     const int err = write_out(pg, n, len, run.data(), [&] {
       FL_POINT("writeback.after_copy");
-      if (!r7) {
-        // Breaker: copy out first, write-protect afterwards.
-        mkclean(pg, n);
-        for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
-      }
       FL_POINT("writeback.before_write");
     });
+    // The data is out (2 MiB frames: written from the frame itself, so only
+    // now is a store too late for this write-back).
+    FL_POINT("writeback.after_write");
+    if (!r7) {
+      // Breaker R7a: copy out and write first, write-protect afterwards.
+      mkclean(pg, n);
+      for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
+    }
     if (err && !first_err) first_err = err;  // the pages stay dirty: retried next time
     for (uint64_t i = 0; i < n; ++i) run[i]->clear_and_wake(PG_writeback);
     pg += n;

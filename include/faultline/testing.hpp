@@ -10,7 +10,7 @@
 // releases the parked thread. Unarmed, a point costs one predictable branch.
 //
 // Rule breakers: break_rules("R<n>[,R<m>...]") switches off the guard of
-// protocol rule n (DESIGN.md section 3), so the race tests can show they catch
+// protocol rule n (or "R1a": one of its separately breakable guards) (DESIGN.md section 3), so the race tests can show they catch
 // it. The library never reads the environment for this: the race test
 // executables read FAULTLINE_BREAK themselves and call break_rules().
 //
@@ -19,8 +19,10 @@
 // fault on a view being torn down: the thread is told to retry),
 // wp.before_mkwrite, wp.before_lock, wp.before_unprotect, wp.before_time_update,
 // truncate.after_size, truncate.before_shrink, punch.before_drop,
+// punch.before_backend (pages dropped and unlocked, backend not yet punched),
 // invalidate.before_drop, invalidate.after_launder, read.before_copy,
-// writeback.after_copy, writeback.before_write, mapping.before_munmap,
+// writeback.after_copy, writeback.before_write, writeback.after_write (the
+// backend write done, write-back not yet ended), mapping.before_munmap,
 // async.after_scan (invalidate / remote change of a DirtyTracking::Async File,
 // after its views' written pages were found), reclaim.after_pick (candidates
 // chosen, none locked yet), reclaim.before_punch (pages dropped from the index,
@@ -86,9 +88,11 @@ Reach wait_reached(const std::string& prefix, int n, const std::function<bool()>
 /// state stop() looks at changes, e.g. a thread finished).
 void notify();
 
-/// Whether rule n's guard is switched off.
+/// Whether rule n's guard is switched off as a whole.
 bool rule_broken(int n);
-/// Sets the broken rules from a FAULTLINE_BREAK-style list ("R2,R10"); "" = none.
+/// Sets the broken rules from a FAULTLINE_BREAK-style list ("R2,R10"); "" =
+/// none. A rule with separately breakable guards (DESIGN.md section 3) also
+/// takes one guard: "R1a" breaks guard a of R1 only, "R1" all of them.
 void break_rules(const std::string& list);
 
 }  // namespace faultline::testing

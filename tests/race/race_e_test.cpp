@@ -1,4 +1,4 @@
-// The race catalogue, reclaim (the memory limit): E1-E2.
+// The race catalogue, reclaim (the memory limit): E1-E3.
 #include "race_util.hpp"
 
 namespace race {
@@ -75,6 +75,43 @@ TEST_F(RACE_FIXTURE, E2_ReclaimVsFill) {
   });
   EXPECT_FALSE(again.bus.has_value());
   EXPECT_EQ(again.value, 'e');
+}
+
+// E3: reclaim has dropped page 1 and parks before its punch, page 1 locked; a
+// fault on page 0 with a two-page window must only try-lock page 1 and skip
+// it (R1c; R12). Filling and installing it unlocked leaves the index saying
+// uptodate over the frame reclaim then punches (zeros).
+TEST_F(RACE_FIXTURE, E3_ReclaimVsFaultAround) {
+  auto mem = patterned("E2a", 2, 'e');
+  fl::EngineConfig cfg = small_windows();
+  cfg.fault_around_pages = static_cast<uint32_t>(2 * kPs / fl::kBasePageSize);
+  fl::Engine eng(cfg);
+  auto f = open_file(eng, mem);
+  {
+    auto v1 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+    ASSERT_EQ(load(v1.data() + kPs).value, 'e' + 1);  // pages 0 and 1 cached, clean
+  }
+  std::vector<std::byte> w(1, std::byte{'W'});
+  f.write(0, w);  // page 0 dirty: reclaim can only pick page 1
+  settle(f);
+  ft::arm("reclaim.before_punch");
+  uint64_t freed = 0;
+  Bg rc([&] { freed = eng.reclaim(kPs / fl::kBasePageSize); });
+  ASSERT_TRUE(ft::wait_parked("reclaim.before_punch"));
+  auto v2 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+  Load got;
+  // Page 0 is free to lock, page 1 only try-locked: the fault never waits
+  // (proven: it returns while reclaim is parked).
+  Bg ld("wait.", [&] { got = load(v2.data()); });
+  EXPECT_FALSE(ld.blocked()) << "the fault slept on a neighbour's lock (R12)";
+  ft::release("reclaim.before_punch");
+  rc.join("reclaim");
+  ld.join("the load");
+  EXPECT_EQ(got.value, 'W');
+  EXPECT_GT(freed, 0u);
+  EXPECT_EQ(read_all(f, kPs, 1), std::string(1, static_cast<char>('e' + 1)))
+      << "the cache serves a punched frame (zeros)";
+  EXPECT_EQ(load(v2.data() + kPs).value, 'e' + 1) << "the view shows a punched frame";
 }
 
 }  // namespace race

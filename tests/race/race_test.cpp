@@ -15,7 +15,11 @@ namespace ft = faultline::testing;
 // F1: a fill reads old data from the backend; meanwhile invalidate (the
 // object changed underneath) drops the page; the fill then writes the old
 // data into the memfd and installs it. Closed by R1 (the fill holds the page
-// lock and the invalidate lock) and R4 (invalidate takes them).
+// lock, R1a, and the invalidate lock, R1b: either keeps invalidate out) and R4
+// (invalidate takes them). Then the punch: it drops the page and its frame
+// under the page lock, unlocks, and only then punches the backend; a fill in
+// between would read the old data back in. Only the invalidate_lock closes
+// that window (R1b in the fault path, R4 in punch).
 TEST_F(RACE_FIXTURE, F1_FillVsInvalidate) {
   auto mem = patterned("F1", 4, 'A');
   auto be = std::make_shared<SteeredBackend>(mem);
@@ -37,6 +41,21 @@ TEST_F(RACE_FIXTURE, F1_FillVsInvalidate) {
   // invalidate has returned: the mapping and read() show the new data.
   EXPECT_EQ(load(m.data()).value, 'Z') << "the mapping shows data the file no longer has";
   EXPECT_EQ(read_all(f, 0, 1), "Z") << "File::read shows data the file no longer has";
+
+  ft::arm("punch.before_backend");
+  Bg pu([&] { f.punch_hole(2 * kPs, kPs); });
+  ASSERT_TRUE(ft::wait_parked("punch.before_backend"));
+  // With R1b + R4 the fault waits for the invalidate_lock the punch holds
+  // (proven); without either it fills the old data now.
+  Load got;
+  Bg ld("wait.invalidate_lock.shared", [&] { got = load(m.data() + 2 * kPs); });
+  (void)ld.blocked();
+  ft::release("punch.before_backend");
+  pu.join("punch_hole");
+  ld.join("the load");
+  EXPECT_EQ(load(m.data() + 2 * kPs).value, 0) << "the mapping shows data the punch removed";
+  EXPECT_EQ(read_all(f, 2 * kPs, 1), std::string(1, '\0'))
+      << "File::read shows data the punch removed";
 }
 
 // F2: a fault passes its lookup; truncate shrinks the file and drops the page;
@@ -55,8 +74,20 @@ TEST_F(RACE_FIXTURE, F2_FillAfterTruncate) {
   ft::release("fault.before_lock");
   a.join("the faulting load");
   EXPECT_TRUE(res.bus.has_value()) << "a load past the new EOF did not get SIGBUS";
+  // Past EOF is not an I/O error: without R2's recheck the fault goes on to
+  // fill the page, the fill clamp (R3) refuses, and the access is answered
+  // as a failed read (poison).
+  EXPECT_EQ(f.stats().read_errors, 0u) << "an access past EOF was reported as a read error";
+  EXPECT_EQ(f.stats().sigbus_sent, 0u) << "an access past EOF was answered as an I/O error";
   EXPECT_EQ(f.size(), 4 * kPs);
   EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs) << "the memfd grew back past EOF";
+  // The file grows again: page 7 reads zeros. (A fault that went on past EOF
+  // without R2's recheck fails its fill, the fill clamp of R3, and leaves the
+  // view's page 7 poisoned: SIGBUS forever.)
+  f.truncate(8 * kPs);
+  const Load again = load(m.data() + 7 * kPs);
+  EXPECT_FALSE(again.bus.has_value()) << "page 7 still gets SIGBUS after the file grew again";
+  EXPECT_EQ(again.value, 0);
 }
 
 // F3 (kernel): a frame already present is installed after truncate's unmap.
@@ -233,6 +264,10 @@ TEST_F(RACE_FIXTURE, F7_InvalidateVsStore) {
   auto f = open_file(eng, mem);
   auto m = f.map(0, 2 * kPs);
   m.data()[0] = std::byte{'S'};  // dirty
+  // The handler that installed page 0 unlocks it just after the store goes on
+  // (R1): File::read takes that lock, sleeping, so it is free afterwards and
+  // the store below can only wait on invalidate.
+  ASSERT_EQ(read_all(f, 0, 1), "S");
   ft::arm("invalidate.after_launder");
   Bg inv([&] { f.invalidate(0, kPs); });
   ASSERT_TRUE(ft::wait_parked("invalidate.after_launder"));

@@ -134,7 +134,9 @@ auto within(std::chrono::milliseconds timeout, const char* what, F&& fn) {
 /// the harness, normally a sleeping wait ("wait.page_lock", "wait.writeback",
 /// "wait.invalidate_lock.exclusive", ... or the prefix "wait." for any of
 /// them: testing.hpp); its hits are counted from just before fn starts.
-/// blocked() then waits until that point is reached once more (true: a thread
+/// blocked() then waits until that point is reached once more (for a named
+/// sleeping wait: any sleeping wait, since a rule's breaker may move the
+/// thread to another lock the first thread holds) (true: a thread
 /// saw the lock held and is about to sleep there, so it cannot get past it
 /// before the test lets the holder go) or fn returns (false: it never had to
 /// wait). Either answer is a fact, never a guess from elapsed time. Under a
@@ -146,7 +148,7 @@ class Bg {
   explicit Bg(F&& fn) : Bg(std::string(), std::forward<F>(fn)) {}
   template <class F>
   Bg(std::string wait, F&& fn)
-      : wait_(std::move(wait)),
+      : wait_(wait.rfind("wait.", 0) == 0 ? std::string("wait.") : std::move(wait)),
         base_(wait_.empty() ? 0 : faultline::testing::reached(wait_)),
         done_(std::make_shared<std::atomic<bool>>(false)) {
     fut_ = std::async(std::launch::async, [d = done_, f = std::forward<F>(fn)]() mutable {

@@ -66,15 +66,17 @@ TEST_F(RACE_FIXTURE, W3_StoreBetweenCopyAndProtect) {
   auto f = open_file(eng, mem);
   auto m = f.map(0, 2 * kPs);
   store(m.data(), 'A');  // dirty and writable
-  ft::arm("writeback.after_copy");
+  // Parked once the data is out: after the copy and the backend write (2 MiB
+  // frames are written from the frame itself: only then is a store missed).
+  ft::arm("writeback.after_write");
   Bg sy([&] { f.sync(); });
-  ASSERT_TRUE(ft::wait_parked("writeback.after_copy"));
+  ASSERT_TRUE(ft::wait_parked("writeback.after_write"));
   // With R7 the page is write-protected: the store faults and redirties it;
   // without, it goes straight into the frame. Neither waits (no stable
   // pages): proven by the store finishing before the release.
   Bg st("wait.", [&] { store(m.data() + 1, 'B'); });
   EXPECT_FALSE(st.blocked()) << "the store waited for write-back without stable pages";
-  ft::release("writeback.after_copy");
+  ft::release("writeback.after_write");
   sy.join("sync");
   st.join("the store");
   f.sync();
