@@ -127,6 +127,22 @@ TEST_F(RACE_FIXTURE, F3_InstallAfterTruncateUnmap) {
   EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs);
 }
 
+// Runs `op` on a thread until it parks at `point`, then `stores` (copy-on-write
+// stores through a private view: the kernel copies, no event, no engine lock,
+// so they must finish while `op` is parked: proven by their return), then
+// lets `op` finish.
+template <class Op, class Stores>
+void private_stores_while_parked(const char* point, Op&& op, Stores&& stores) {
+  ft::arm(point);
+  Bg t(std::forward<Op>(op));
+  ASSERT_TRUE(ft::wait_parked(point));
+  Bg cow("wait.", std::forward<Stores>(stores));
+  EXPECT_FALSE(cow.blocked()) << "a copy-on-write store waited for the engine";
+  cow.join("the private stores");
+  ft::release(point);
+  t.join(point);
+}
+
 // F4 (kernel): a private view's write fault copies a page while truncate
 // runs: truncate has dropped the pages past the new EOF and parks before it
 // shrinks the memfd; stores through the private view now copy pages privately
@@ -142,17 +158,10 @@ TEST_F(RACE_FIXTURE, F4_PrivateCopyVsTruncate) {
   auto p = f.map(0, 8 * kPs, fl::Access::ReadWrite, fl::Sharing::Private);
   ASSERT_EQ(load(p.data() + 6 * kPs).value, 'a' + 6);  // mapped read-only: the store copies
   ASSERT_EQ(load(p.data() + 2 * kPs).value, 'a' + 2);
-  ft::arm("truncate.before_shrink");
-  Bg t([&] { f.truncate(4 * kPs); });
-  ASSERT_TRUE(ft::wait_parked("truncate.before_shrink"));
-  Bg cow("wait.", [&] {
+  private_stores_while_parked("truncate.before_shrink", [&] { f.truncate(4 * kPs); }, [&] {
     store(p.data() + 6 * kPs, 'P');  // private copy past the coming EOF
     store(p.data() + 2 * kPs, 'Q');  // private copy inside it
   });
-  EXPECT_FALSE(cow.blocked()) << "a copy-on-write store waited for the engine";
-  cow.join("the private stores");
-  ft::release("truncate.before_shrink");
-  t.join("truncate");
   EXPECT_TRUE(load(p.data() + 6 * kPs).bus.has_value()) << "a private copy survived past EOF";
   EXPECT_EQ(load(p.data() + 2 * kPs).value, 'Q') << "a private copy inside EOF was lost";
 }
@@ -171,24 +180,12 @@ TEST_F(RACE_FIXTURE, F5_PunchKeepsPrivateCopies) {
   ASSERT_EQ(load(s.data() + 2 * kPs).value, 'a' + 2);
   ASSERT_EQ(load(p.data() + 2 * kPs).value, 'a' + 2);  // mapped read-only: the store copies
   ASSERT_EQ(load(p.data() + 3 * kPs).value, 'a' + 3);
-  ft::arm("punch.before_drop");
-  Bg t([&] { f.punch_hole(2 * kPs, kPs); });
-  ASSERT_TRUE(ft::wait_parked("punch.before_drop"));
-  Bg cow("wait.", [&] { store(p.data() + 2 * kPs, 'Q'); });
-  EXPECT_FALSE(cow.blocked()) << "a copy-on-write store waited for the engine";
-  cow.join("the private store");
-  ft::release("punch.before_drop");
-  t.join("punch_hole");
+  private_stores_while_parked("punch.before_drop", [&] { f.punch_hole(2 * kPs, kPs); },
+                              [&] { store(p.data() + 2 * kPs, 'Q'); });
   EXPECT_EQ(load(s.data() + 2 * kPs).value, 0) << "the punched range does not read zeros";
   EXPECT_EQ(load(p.data() + 2 * kPs).value, 'Q') << "punch dropped a private copy";
-  ft::arm("invalidate.before_drop");
-  Bg inv([&] { f.invalidate(0, 4 * kPs); });
-  ASSERT_TRUE(ft::wait_parked("invalidate.before_drop"));
-  Bg cow2("wait.", [&] { store(p.data() + 3 * kPs, 'R'); });
-  EXPECT_FALSE(cow2.blocked()) << "a copy-on-write store waited for the engine";
-  cow2.join("the private store");
-  ft::release("invalidate.before_drop");
-  inv.join("invalidate");
+  private_stores_while_parked("invalidate.before_drop", [&] { f.invalidate(0, 4 * kPs); },
+                              [&] { store(p.data() + 3 * kPs, 'R'); });
   EXPECT_EQ(load(p.data() + 2 * kPs).value, 'Q') << "invalidate dropped a private copy";
   EXPECT_EQ(load(p.data() + 3 * kPs).value, 'R') << "invalidate dropped a private copy";
 }
