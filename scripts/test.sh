@@ -53,7 +53,7 @@ run() {  # run <build-dir> <sanitizer> [extra ctest args]
 }
 echo "== default build (FAULTLINE_TESTING OFF, what a user installs): the library holds no race harness"
 cmake -S . -B build-default -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFAULTLINE_BUILD_BENCH=OFF >/dev/null
-cmake --build build-default -j"$jobs" --target faultline
+cmake --build build-default -j"$jobs" --target faultline faultline_shared
 (cd build-default && ctest --output-on-failure -R '^ProductionSafety[.]')
 echo "== normal build (FAULTLINE_TESTING ON): every test, and each rule breaker against the race catalogue"
 run build ""
