@@ -18,8 +18,8 @@ struct FileCursor {
 };
 
 File::File(std::shared_ptr<FileImpl> impl)
-    : impl_(std::move(impl)), cursor_(std::make_unique<FileCursor>()) {
-  cursor_->errseq.store(impl_->errseq());
+    : impl_(std::move(impl)), cursor_(std::make_shared<FileCursor>()) {
+  cursor_->errseq.store(impl_->errseq_sample());  // R8: an unseen error is reported here too
 }
 
 File::File() = default;
@@ -138,7 +138,9 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   }
   auto m = std::make_shared<detail::MappingImpl>(f.core, impl_, reinterpret_cast<uintptr_t>(a),
                                                  rlen, off >> f.page_shift(), writable, shared, u);
-  m->errseq.store(cursor_->errseq.load());  // the view reports errors from here on (R8)
+  // R8: msync reports through this handle's cursor, as the kernel's msync
+  // checks the vma's struct file (shared: the view may outlive the handle).
+  m->errseq = std::shared_ptr<std::atomic<uint64_t>>(cursor_, &cursor_->errseq);
   f.add_mapping(m.get());
   f.core->add_mapping(m);
   return Mapping(std::move(m));

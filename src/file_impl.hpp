@@ -80,6 +80,9 @@ class FileImpl {
   /// one flush interval. Pages dirtied by faults keep their own expiry.
   void writeback_expired(uint32_t expire_ms);
   uint64_t errseq() const { return wb_err_.load(std::memory_order_acquire); }
+  /// R8: where a new handle's cursor starts: before an error nobody has seen
+  /// yet (the kernel's errseq_sample), so that handle reports it.
+  uint64_t errseq_sample() const;
   /// R8: the errno of a write-back error this cursor has not seen (once), or 0.
   int check_wb_error(std::atomic<uint64_t>& cursor);
   /// Extends the backend to i_size when it is shorter (an extend by write()
@@ -97,7 +100,9 @@ class FileImpl {
   /// the index from the clock hand; a page used since the last look gets a
   /// second chance. Returns the pages evicted (this File's pages).
   uint64_t shrink(uint64_t want);
-  static int errseq_errno(uint64_t v) { return static_cast<int>(v & 0xffff); }
+  // errseq: (sequence << 16) | SEEN | errno (the kernel's errseq_t layout).
+  static constexpr uint64_t kErrseqSeen = 1u << 15;
+  static int errseq_errno(uint64_t v) { return static_cast<int>(v & (kErrseqSeen - 1)); }
 
   // --- fault path (called by handler threads) --------------------------------
   void handle_fault(MappingImpl& m, uintptr_t addr, uint64_t uffd_flags);

@@ -111,7 +111,7 @@ void Mapping::msync(void* addr, std::size_t len, int flags) {
     return;
   }
   m.file->writeback(first, last);
-  if (int e = m.file->check_wb_error(m.errseq))
+  if (int e = m.file->check_wb_error(*m.errseq))
     detail::throw_errno(e, "faultline: msync write-back of " + m.file->key);
 }
 

@@ -44,8 +44,9 @@ class MappingImpl {
   /// Stores are tracked by WP_ASYNC + PAGEMAP_SCAN (no WP events).
   bool async_wp() const;
 
-  // msync's write-back error cursor (R8), from the handle that made the view.
-  std::atomic<uint64_t> errseq{0};
+  // msync's write-back error cursor (R8): the one of the handle that made the
+  // view (its struct file), shared with that handle's sync.
+  std::shared_ptr<std::atomic<uint64_t>> errseq;
 
   // In-flight handler references (teardown waits for 0) and liveness.
   std::atomic<uint32_t> inflight{0};

@@ -235,9 +235,19 @@ void FileImpl::record_wb_error(int err) {
     return;
   }
   // R8: errseq — bump the sequence so every handle's cursor sees a change.
+  // A new error is not seen by anyone yet (SEEN clear).
   uint64_t v = wb_err_.load();
-  while (!wb_err_.compare_exchange_weak(v, (((v >> 16) + 1) << 16) | (err & 0xffff))) {
+  while (!wb_err_.compare_exchange_weak(v, (((v >> 16) + 1) << 16) | (err & (kErrseqSeen - 1)))) {
   }
+}
+
+uint64_t FileImpl::errseq_sample() const {
+  const uint64_t v = wb_err_.load(std::memory_order_acquire);
+  if (!FL_RULE(8)) return v;
+  // R8: an error no handle has reported yet is reported to a handle opened
+  // after it (the kernel's errseq_sample returns 0 then).
+  if (v != 0 && !(v & kErrseqSeen)) return 0;
+  return v & ~kErrseqSeen;
 }
 
 int FileImpl::check_wb_error(std::atomic<uint64_t>& cursor) {
@@ -249,9 +259,14 @@ int FileImpl::check_wb_error(std::atomic<uint64_t>& cursor) {
   // sync through one handle at once, and only the one that advances the
   // cursor reports it (the kernel's errseq_check_and_advance under f_lock).
   const uint64_t now = wb_err_.load(std::memory_order_acquire);
+  const uint64_t cur = now & ~kErrseqSeen;
   uint64_t seen = cursor.load(std::memory_order_acquire);
-  if (now == seen) return 0;
-  if (!cursor.compare_exchange_strong(seen, now, std::memory_order_acq_rel)) return 0;
+  if (cur == seen) return 0;
+  if (!cursor.compare_exchange_strong(seen, cur, std::memory_order_acq_rel)) return 0;
+  // R8: now seen: a handle opened later starts after it (a newer error, if
+  // one came meanwhile, stays unseen).
+  uint64_t v = now;
+  if (!(v & kErrseqSeen)) wb_err_.compare_exchange_strong(v, now | kErrseqSeen);
   return errseq_errno(now);
 }
 

@@ -8,6 +8,8 @@
 #include <optional>
 #include <thread>
 
+#include <sys/mman.h>
+
 #include "faultline/testing.hpp"
 
 #include "test_util.hpp"
@@ -211,6 +213,62 @@ TEST_F(WbTest, WriteErrorIsReportedOnceToEachHandle) {
   be->reset_counts();
   a.sync();
   EXPECT_EQ(be->write_calls.load(), 0u);
+}
+
+// R8: an error no handle has reported yet is reported to a handle opened
+// after it (the kernel's errseq_sample), not skipped: here invalidate's
+// launder fails and nobody syncs before the second open.
+TEST_F(WbTest, AHandleOpenedAfterAnUnseenErrorReportsIt) {
+  auto be = make(4 * kPage);
+  faultline::EngineConfig cfg;
+  cfg.flusher = false;
+  Engine eng(cfg);
+  File a = eng.open(be);
+  Mapping m = a.map(0, 4 * kPage);
+  m.data()[kPage] = std::byte{0x11};
+  be->fail_writes({1});
+  EXPECT_EQ(a.invalidate(kPage, kPage), std::vector<uint64_t>{kPage});  // recorded, not reported
+  be->fail_writes({});
+  File b = eng.open(be);
+  EXPECT_ERRNO(EIO, b.sync());  // opened after the error, which nobody had seen
+  EXPECT_ERRNO(EIO, a.sync());
+  File c = eng.open(be);  // opened after the error was seen: not told
+  EXPECT_NO_THROW(c.sync());
+  EXPECT_NO_THROW(b.sync());
+  EXPECT_EQ(ft::pread_file(path, kPage, 1)[0], std::byte{0x11});
+}
+
+// R8: msync reports through the cursor of the handle that made the view (the
+// kernel's msync checks the vma's struct file): what msync reported, that
+// handle's sync does not report again, and the other way round; another
+// handle still sees each error once.
+TEST_F(WbTest, MsyncAndSyncOfOneHandleReportAnErrorOnce) {
+  auto be = make(4 * kPage);
+  faultline::EngineConfig cfg;
+  cfg.flusher = false;
+  Engine eng(cfg);
+  File a = eng.open(be);
+  File b = eng.open(be);
+  Mapping m = a.map(0, 4 * kPage);
+  be->fail_writes({1});
+  m.data()[kPage] = std::byte{0x22};
+  EXPECT_ERRNO(EIO, m.msync(m.data(), 4 * kPage, MS_SYNC));
+  be->fail_writes({});
+  EXPECT_NO_THROW(a.sync());  // its view already reported it
+  EXPECT_ERRNO(EIO, b.sync());
+  be->fail_writes({2});
+  m.data()[2 * kPage] = std::byte{0x33};
+  EXPECT_ERRNO(EIO, a.sync());
+  be->fail_writes({});
+  EXPECT_NO_THROW(m.msync(m.data(), 4 * kPage, MS_SYNC));  // its handle already reported it
+  EXPECT_ERRNO(EIO, b.sync());
+  a.close();  // the view keeps its handle's cursor
+  be->fail_writes({3});
+  m.data()[3 * kPage] = std::byte{0x44};
+  EXPECT_ERRNO(EIO, m.msync(m.data(), 4 * kPage, MS_SYNC));
+  be->fail_writes({});
+  EXPECT_ERRNO(EIO, b.sync());
+  EXPECT_EQ(ft::pread_file(path, 3 * kPage, 1)[0], std::byte{0x44});
 }
 
 TEST_F(WbTest, RefusedMkwriteGivesSigbusAndDirtiesNothing) {

@@ -558,18 +558,23 @@ void Harness::op_sync(ThreadCtx& t, std::string& d) {
     View& v = views_[t.rng.below(views_.size())];
     d = fmt::format("msync    {} view@0x{:x}", view_kind_name(v.model.kind), v.model.off);
     const uint64_t wb = write_faults();
+    bool reported = false;
     struct SetPending {
       Harness& h;
       uint64_t wb;
+      const bool& reported;
       ~SetPending() {
-        if (h.write_faults() != wb && !h.multi()) h.wb_error_pending_ = true;
+        if (!reported && h.write_faults() != wb && !h.multi()) h.wb_error_pending_ = true;
       }
-    } set_pending{*this, wb};
+    } set_pending{*this, wb, reported};
     try {
       v.map.msync(v.map.data(), v.map.size(), MS_SYNC);
     } catch (const std::system_error& e) {
-      // Each view has its own errseq cursor (R8): any injected write error
-      // not yet seen through this view may surface here.
+      // A view reports through its handle's errseq cursor (R8, as msync
+      // checks the vma's struct file): what it reports, file_'s next sync
+      // does not report again.
+      reported = true;
+      if (!multi()) wb_error_pending_ = false;
       const int c = e.code().value();
       d += fmt::format(" -> {}", std::strerror(c));
       if (write_faults() == 0 || (c != EIO && c != ENOSPC))

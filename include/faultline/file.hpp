@@ -102,7 +102,7 @@ class File {
   File(std::shared_ptr<FileImpl> impl);
   FileImpl& impl() const;
   std::shared_ptr<FileImpl> impl_;
-  std::unique_ptr<FileCursor> cursor_;
+  std::shared_ptr<FileCursor> cursor_;  // shared with this handle's Mappings (msync, R8)
 };
 
 }  // namespace faultline
