@@ -168,7 +168,9 @@ class FileImpl {
   /// never a SIGBUS in the engine's own memcpy. 0 or an errno.
   int alloc_frames(uint64_t off, uint64_t len);
   void record_wb_error(int err);
-  void mkclean(uint64_t pg, uint64_t n);  // write-protect in every view (R7)
+  /// Write-protects [pg, pg+n) in every view (R7); 0 or the errno of a view
+  /// that could not be protected (its pages must stay dirty).
+  int mkclean(uint64_t pg, uint64_t n);
   // --- async dirty tracking (writeback.cpp; PAGEMAP_SCAN) --------------------
   /// One PAGEMAP_SCAN of [first, last) (file pages, clipped to the view) in
   /// view m: calls fn(pg, n) for each run reported with `want` categories

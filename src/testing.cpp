@@ -47,6 +47,18 @@ std::array<uint32_t, 32> parse_rules(const std::string& list) {
 }
 }  // namespace
 
+namespace {
+std::map<std::string, std::pair<int, int>> g_faults;  // site -> {errno, times left}
+}  // namespace
+
+int injected_error(const char* site) {
+  std::lock_guard g(g_mu);
+  auto it = g_faults.find(site);
+  if (it == g_faults.end() || it->second.second <= 0) return 0;
+  --it->second.second;
+  return it->second.first;
+}
+
 void sched_point(const char* name) {
   std::unique_lock g(g_mu);
   Point& p = g_points[name];
@@ -86,8 +98,15 @@ void release(const std::string& point) {
   g_cv.notify_all();
 }
 
+void fail_next(const std::string& site, int err, int count) {
+  std::lock_guard g(g_mu);
+  g_faults[site] = {err, count};
+  g_points_live.store(1);
+}
+
 void reset() {
   std::lock_guard g(g_mu);
+  g_faults.clear();
   g_points_live.store(1);  // count hits from now on (reached(), wait_reached())
   for (auto& [name, p] : g_points) {
     p.armed = 0;

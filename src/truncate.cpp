@@ -73,8 +73,15 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   // R7 order under the page locks: write-protect in every view, then clear
   // dirty, then copy out. A failure redirties (nothing is lost) and is
   // recorded for sync (R8).
-  if (FL_GUARD(7, 'b')) mkclean(pg, n);  // R7b (breaker: a store after the copy
-                                          // lands in a frame about to be dropped)
+  // R7b (breaker: a store after the copy lands in a frame about to be
+  // dropped). A view still writable: the page cannot be made clean, so it is
+  // kept (reported as not laundered, R4) and the error goes to errseq (R8).
+  if (FL_GUARD(7, 'b')) {
+    if (int e = mkclean(pg, n)) {
+      record_wb_error(e);
+      return e;
+    }
+  }
   for (uint64_t i = 0; i < n; ++i) clear_dirty(index_.find(pg + i));
   const uint64_t off = pg << page_shift_;
   const uint64_t size = i_size();

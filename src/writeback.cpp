@@ -19,6 +19,20 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+// FL_FAIL("site"): the errno a test injected for the syscall at "site"
+// (testing::fail_next), or 0; always 0 without the race harness.
+#if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING
+namespace faultline::detail {
+int injected_error(const char* site);
+}
+#define FL_FAIL(site)                                                                    \
+  (::faultline::detail::g_points_live.load(std::memory_order_relaxed) > 0               \
+       ? ::faultline::detail::injected_error(site)                                       \
+       : 0)
+#else
+#define FL_FAIL(site) 0
+#endif
+
 namespace faultline::detail {
 
 namespace {
@@ -51,9 +65,14 @@ bool FileImpl::clear_dirty(Page* p) {
   return true;
 }
 
-void FileImpl::mkclean(uint64_t pg, uint64_t n) {
+int FileImpl::mkclean(uint64_t pg, uint64_t n) {
   // R7: write-protect the pages in every view that can store to them before
-  // dirty is cleared, so a later store faults and redirties.
+  // dirty is cleared, so a later store faults and redirties. A view that
+  // cannot be protected (ENOMEM for page tables ...) leaves the pages
+  // writable there: the caller must not clear dirty (the error is returned).
+  // ENOENT: no registered view there any more (munmapped, about to leave the
+  // reverse map): nothing can store through it.
+  int err = 0;
   std::lock_guard g(rmap_mu_);
   for (MappingImpl* m : rmap_) {
     if (!m->tracks_writes()) continue;
@@ -61,8 +80,13 @@ void FileImpl::mkclean(uint64_t pg, uint64_t n) {
     if (a >= b) continue;
     // Async views: the pages are dirty and locked, so a plain protect is the
     // scan's re-protection (stores after it are found by the next scan).
-    m->uffd->writeprotect(m->addr_of(a), (b - a) << page_shift_, true, true);
+    int e = FL_FAIL("mkclean.writeprotect");
+    if (!e) e = m->uffd->writeprotect(m->addr_of(a), (b - a) << page_shift_, true, true);
+    if (e && e != ENOENT && !err) err = e;
   }
+  if (err) core->log(std::string("faultline: write-protecting a view of ") + key + " failed (" +
+                     std::strerror(err) + "): its pages stay dirty");
+  return err;
 }
 
 template <class Fn>
@@ -416,9 +440,12 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool
       continue;
     }
     const bool r7 = FL_GUARD(7, 'a');
-    if (r7) mkclean(pg, n);  // R7: write-protect in every view, then clear dirty
+    // R7: write-protect in every view, then clear dirty — only if every view
+    // is protected: else a later store through a still-writable PTE would
+    // never be written (the pages go out now and stay dirty; sync reports).
+    const int wp_err = r7 ? mkclean(pg, n) : 0;
     for (uint64_t i = 0; i < n; ++i) {
-      clear_dirty(run[i]);
+      if (!wp_err) clear_dirty(run[i]);
       run[i]->set(PG_writeback);
     }
     const uint64_t off = pg << page_shift_;
@@ -440,10 +467,14 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool
     FL_POINT("writeback.after_write");
     if (!r7) {
       // Breaker R7a: copy out and write first, write-protect afterwards.
-      mkclean(pg, n);
+      (void)mkclean(pg, n);  // breaker R7a: its result does not matter
       for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
     }
     if (err && !first_err) first_err = err;  // the pages stay dirty: retried next time
+    if (wp_err) {
+      record_wb_error(wp_err);  // R8: reported by sync, never silently dropped
+      if (!first_err) first_err = wp_err;
+    }
     for (uint64_t i = 0; i < n; ++i) run[i]->clear_and_wake(PG_writeback);
     pg += n;
   }

@@ -271,6 +271,34 @@ TEST_F(WbTest, MsyncAndSyncOfOneHandleReportAnErrorOnce) {
   EXPECT_EQ(ft::pread_file(path, 3 * kPage, 1)[0], std::byte{0x44});
 }
 
+// R7: write-back clears dirty only once every view is write-protected. A
+// failed UFFDIO_WRITEPROTECT (injected: ENOMEM) leaves the PTE writable, so
+// the page must stay dirty (a later store there is written by the next sync)
+// and sync must report the error (R8), not silently succeed.
+TEST_F(WbTest, AFailedWriteProtectKeepsThePageDirty) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = faultline::testing;
+  auto be = make(2 * kPage);
+  faultline::EngineConfig cfg;
+  cfg.flusher = false;
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, 2 * kPage);
+  m.data()[0] = std::byte{1};  // dirty and writable
+  fts::reset();
+  fts::fail_next("mkclean.writeprotect", ENOMEM);
+  EXPECT_ERRNO(ENOMEM, f.sync());
+  fts::reset();
+  EXPECT_EQ(f.stats().dirty_pages, 1u) << "a page still writable in a view was marked clean";
+  m.data()[1] = std::byte{2};  // through the PTE that was never protected: no fault
+  EXPECT_NO_THROW(f.sync());
+  EXPECT_EQ(ft::pread_file(path, 0, 2)[1], std::byte{2}) << "a store after the failed protect was lost";
+  EXPECT_EQ(f.stats().dirty_pages, 0u);
+#endif
+}
+
 TEST_F(WbTest, RefusedMkwriteGivesSigbusAndDirtiesNothing) {
   const uint64_t size = 8 * kPage;
   auto be = make(size);

@@ -88,6 +88,11 @@ Reach wait_reached(const std::string& prefix, int n, const std::function<bool()>
 /// state stop() looks at changes, e.g. a thread finished).
 void notify();
 
+/// Fault injection: the next `count` times the engine reaches site `site`
+/// (e.g. "mkclean.writeprotect"), the syscall there fails with `err` instead
+/// of being made. reset() clears it.
+void fail_next(const std::string& site, int err, int count = 1);
+
 /// Whether rule n's guard is switched off as a whole.
 bool rule_broken(int n);
 /// Sets the broken rules from a FAULTLINE_BREAK-style list ("R2,R10"); "" =
