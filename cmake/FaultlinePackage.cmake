@@ -46,7 +46,7 @@ install(TARGETS ${faultline_export_targets} EXPORT faultlineTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 set(faultline_public_headers
   backend.hpp constants.hpp engine.hpp faultline.h faultline.hpp file.hpp guarded.hpp
-  mapping.hpp stats.hpp)
+  hugepages.hpp mapping.hpp stats.hpp)
 if(FAULTLINE_HAVE_RADOS)
   list(APPEND faultline_public_headers rados_backend.hpp)
 endif()

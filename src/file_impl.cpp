@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "faultline/constants.hpp"
+#include "faultline/hugepages.hpp"
 
 #include "engine_core.hpp"
 #include "mapping_impl.hpp"
@@ -27,43 +28,23 @@ constexpr size_t kAliasReserveBytes = size_t{1} << 40;
 // Readahead of 2 MiB frames grows to at least this many frames.
 constexpr uint64_t kHugeReadaheadPages = 4;
 
-/// The 2 MiB hugetlb pool: {free, reserved} pages, from sysfs (the 2 MiB pool
-/// even when the default huge page size differs), else /proc/meminfo.
-std::pair<int64_t, int64_t> hugepage_pool() {
-  auto read_num = [](const char* path) -> int64_t {
-    std::ifstream f(path);
-    int64_t v = -1;
-    if (!(f >> v)) return -1;
-    return v;
-  };
-  int64_t fr = read_num("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
-  int64_t rs = read_num("/sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages");
-  if (fr >= 0 && rs >= 0) return {fr, rs};
-  std::ifstream m("/proc/meminfo");
-  std::string k;
-  fr = rs = 0;
-  while (m >> k) {
-    int64_t v = 0;
-    if (k == "HugePages_Free:" && (m >> v)) fr = v;
-    else if (k == "HugePages_Rsvd:" && (m >> v)) rs = v;
-  }
-  return {fr, rs};
-}
-
-/// Fails with ENOMEM, naming vm.nr_hugepages, when the pool cannot hold
-/// `need` more 2 MiB pages. Never changes any system setting.
+/// Fails with ENOMEM, naming the sysctls, when the 2 MiB pool cannot give
+/// `need` more pages: its free unreserved pages plus the overcommit headroom
+/// (vm.nr_overcommit_hugepages - surplus pages: allocated on demand), read in
+/// one place (faultline/hugepages.hpp). Never changes any system setting.
 void check_hugepage_pool(uint64_t need, uint64_t size, const std::string& key) {
-  const auto [fr, rs] = hugepage_pool();
-  const int64_t avail = fr - rs;
-  if (avail >= static_cast<int64_t>(need)) return;
+  const HugePagePool pool = hugepage_pool();
+  if (pool.available() >= static_cast<int64_t>(need)) return;
   throw_errno(ENOMEM, "faultline: a 2 MiB-frame File of " + std::to_string(size) + " bytes (" +
                           key + ") needs " + std::to_string(need) +
-                          " free 2 MiB huge pages, but the pool has " + std::to_string(fr) +
-                          " free of which " + std::to_string(rs) +
-                          " are reserved (HugePages_Free / HugePages_Rsvd in /proc/meminfo). "
-                          "Reserve a larger pool with the sysctl vm.nr_hugepages (as root: "
-                          "scripts/setup.sh --hugepages N, or echo N > "
-                          "/proc/sys/vm/nr_hugepages); faultline never changes it itself");
+                          " free 2 MiB huge pages, but the pool can give " +
+                          std::to_string(pool.available()) + " (" + std::to_string(pool.free) +
+                          " free, " + std::to_string(pool.reserved) + " reserved, overcommit " +
+                          std::to_string(pool.overcommit) + " with " + std::to_string(pool.surplus) +
+                          " surplus in use). Allow more as root with the sysctl "
+                          "vm.nr_overcommit_hugepages (allocated on demand; scripts/demo.sh sets "
+                          "it) or reserve a pool with vm.nr_hugepages (scripts/setup.sh "
+                          "--hugepages N); faultline never changes either itself");
 }
 
 std::vector<std::byte>& bounce(size_t n) {

@@ -7,21 +7,13 @@
 #include <cstdlib>
 #include <string>
 
+#include "faultline/hugepages.hpp"
+
 namespace ft {
 
-/// Free 2 MiB huge pages (HugePages_Free - HugePages_Rsvd in /proc/meminfo).
-inline int64_t hugepages_free() {
-  std::FILE* f = std::fopen("/proc/meminfo", "re");
-  if (!f) return 0;
-  char line[256];
-  long long fr = 0, rs = 0, v = 0;
-  while (std::fgets(line, sizeof line, f)) {
-    if (std::sscanf(line, "HugePages_Free: %lld", &v) == 1) fr = v;
-    else if (std::sscanf(line, "HugePages_Rsvd: %lld", &v) == 1) rs = v;
-  }
-  std::fclose(f);
-  return fr - rs;
-}
+/// 2 MiB huge pages a File can take: the pool's free unreserved pages plus
+/// the overcommit headroom (the library's one reading of the pool).
+inline int64_t hugepages_free() { return faultline::hugepage_pool().available(); }
 
 /// FAULTLINE_REQUIRE_HUGEPAGES=1: a missing pool fails the 2 MiB tests
 /// instead of skipping them (CI sets it).

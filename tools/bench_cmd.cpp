@@ -22,6 +22,7 @@
 
 #include "bench_measure.hpp"
 #include "bench_report.hpp"
+#include "bench_summary.hpp"
 #include "bench_write.hpp"
 #ifdef FAULTLINE_HAVE_RADOS
 #include "bench_rados.hpp"
@@ -93,6 +94,9 @@ int report(const std::vector<ResultSet>& sets, const RunInfo& info, bool json,
   const auto rows = summarize(sets, info, reference_sum);
   if (json) print_json_lines(stdout, rows, info);
   else print_table(stdout, rows, info);
+  if (!json) {
+    if (const std::string line = one_line_summary(rows, info); !line.empty()) fmt::print("{}\n", line);
+  }
   const bool ok = std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.data_ok; });
   if (!ok)
     fmt::print(stderr, "faultline bench: error: {} (rows marked data_ok=false / DATA MISMATCH)\n",
@@ -372,9 +376,10 @@ int run_bench(const BenchOptions& o) {
     if (free < static_cast<int64_t>(need)) {
       want2m = false;
       info.frames2m_skipped = fmt::format(
-          "{} of 2 MiB frames need {} free 2 MiB huge pages, the pool has {} (HugePages_Free - "
-          "HugePages_Rsvd in /proc/meminfo; vm.nr_hugepages = {}): reserve one as root with "
-          "`scripts/setup.sh --hugepages {}`",
+          "{} of 2 MiB frames need {} free 2 MiB huge pages, the pool can give {} (free - reserved "
+          "+ vm.nr_overcommit_hugepages headroom; vm.nr_hugepages = {}): as root, "
+          "scripts/demo.sh raises vm.nr_overcommit_hugepages (pages allocated on demand), or "
+          "reserve a pool with `scripts/setup.sh --hugepages {}`",
           format_size(info.size_bytes), need, free < 0 ? std::string("none") : fmt::format("{}", free),
           [] {
             std::FILE* f = std::fopen("/proc/sys/vm/nr_hugepages", "re");

@@ -1,5 +1,7 @@
 #include "bench_measure.hpp"
 
+#include "faultline/hugepages.hpp"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -110,15 +112,8 @@ uint64_t frames_held(const Stats& s, std::size_t frame_size) {
 }  // namespace
 
 int64_t hugepages_free() {
-  std::ifstream m("/proc/meminfo");
-  if (!m) return -1;
-  std::string k;
-  int64_t fr = -1, rs = 0, v = 0;
-  while (m >> k) {
-    if (k == "HugePages_Free:" && (m >> v)) fr = v;
-    else if (k == "HugePages_Rsvd:" && (m >> v)) rs = v;
-  }
-  return fr < 0 ? -1 : fr - rs;
+  const HugePagePool pool = hugepage_pool();  // free unreserved + overcommit headroom
+  return pool.readable ? pool.available() : -1;
 }
 
 const char* to_string(Method m) {

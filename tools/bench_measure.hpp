@@ -81,8 +81,8 @@ struct Sample {
   std::size_t frame_size = 0;  ///< faultline: the File's page_size()
 };
 
-/// Free 2 MiB huge pages: HugePages_Free - HugePages_Rsvd of /proc/meminfo (-1
-/// when it cannot be read).
+/// 2 MiB huge pages a File can take: free - reserved + overcommit headroom
+/// (faultline/hugepages.hpp; -1 when it cannot be read).
 int64_t hugepages_free();
 
 /// A fresh Engine + File are made untimed; map + touch is timed; the Mapping,

@@ -9,6 +9,7 @@
 
 #include "faultline/constants.hpp"
 #include "faultline/faulty_backend.hpp"
+#include "faultline/hugepages.hpp"
 #include "size_arg.hpp"
 
 namespace faultline::cli {
@@ -108,18 +109,12 @@ std::string validate_verify_options(VerifyOptions& o) {
   if (o.frame == kHugePageSize) {
     // The File needs one 2 MiB huge page per frame of its largest size.
     const uint64_t need = o.size / o.frame;
-    std::ifstream m("/proc/meminfo");
-    std::string k;
-    int64_t fr = -1, rs = 0, v = 0;
-    while (m >> k) {
-      if (k == "HugePages_Free:" && (m >> v)) fr = v;
-      else if (k == "HugePages_Rsvd:" && (m >> v)) rs = v;
-    }
-    if (fr - rs < static_cast<int64_t>(need))
+    const int64_t avail = hugepage_pool().available();  // incl. overcommit headroom
+    if (avail < static_cast<int64_t>(need))
       return fmt::format("--frames 2M --size {} needs {} free 2 MiB huge pages; the pool has {} "
-                         "(vm.nr_hugepages): reserve one as root with `scripts/setup.sh "
+                         "(vm.nr_hugepages + vm.nr_overcommit_hugepages headroom): reserve one as root with `scripts/setup.sh "
                          "--hugepages {}`",
-                         o.size, need, fr < 0 ? 0 : fr - rs, need);
+                         o.size, need, avail, need);
   }
   if (o.views == 0 || o.views > 16) return "--views must be 1..16";
   unsigned total = 0;

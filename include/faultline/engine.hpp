@@ -140,8 +140,9 @@ struct FileOptions {
   /// whole 2 MiB frame, clipped to EOF), frames come from the hugetlb pool and
   /// are installed with one PMD each:
   ///  - Engine::open fails with std::system_error(ENOMEM) when the pool
-  ///    (/proc/meminfo HugePages_Free - HugePages_Rsvd) holds fewer 2 MiB pages
-  ///    than the file needs; the message names vm.nr_hugepages. The engine
+  ///    can give fewer 2 MiB pages than the file needs (free - reserved +
+  ///    overcommit headroom, faultline/hugepages.hpp); the message names
+  ///    vm.nr_hugepages and vm.nr_overcommit_hugepages. The engine
   ///    never changes system settings (scripts/setup.sh --hugepages N does, as
   ///    root). Pages are taken from the pool when frames are filled; a fill
   ///    that finds the pool empty is a read error (SIGBUS for that access).

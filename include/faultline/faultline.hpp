@@ -5,5 +5,6 @@
 #include "faultline/engine.hpp"
 #include "faultline/file.hpp"
 #include "faultline/guarded.hpp"
+#include "faultline/hugepages.hpp"
 #include "faultline/mapping.hpp"
 #include "faultline/stats.hpp"
