@@ -234,6 +234,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
                    ->type_name("PATH|URI")
                    ->check(file_check)
                    ->excludes(size);
+  cmd->add_flag("--umap-api", o.umap_api,
+                "Add umap-api rows: the same loop through UMap's API (umap() / uunmap(), "
+                "umap/umap.h) on faultline, with the settings a UMap program gets from the UMAP_* "
+                "environment (UMAP_PAGESIZE=2097152: 2 MiB frames); read bench only");
   cmd->add_flag("--write", o.write,
                 "Store bench instead of reads: one 8-byte store per page (sequential/random) to a "
                 "scratch file, made durable (msync MS_SYNC + fsync), through a faultline mapping "
@@ -366,6 +370,8 @@ int run_bench(const BenchOptions& o) {
   const bool cold = all || o.cache == "both" || o.cache == "cold";
   const bool warm = all || o.cache == "both" || o.cache == "warm";
   bool resident = !o.write && (all || o.cache == "resident");
+  if (o.write && o.umap_api)
+    throw std::runtime_error("--umap-api applies to the read bench only (not --write)");
   if (o.write && o.cache == "resident")
     throw std::runtime_error("--cache resident applies to the read bench only (not --write)");
   const bool want4k = o.frames != "2M";
@@ -415,6 +421,7 @@ int run_bench(const BenchOptions& o) {
     if (want4k && o.write) ms.push_back(Method::FaultlineAsync);
     if (want2m) ms.push_back(Method::Faultline2M);
     if (want2m && o.write) ms.push_back(Method::Faultline2MAsync);
+    if (o.umap_api && !o.write) ms.push_back(Method::UmapApi);
     ms.push_back(Method::Mmap);
     ms.push_back(kernel_other);
     return ms;

@@ -23,6 +23,7 @@ struct BenchOptions {
   std::size_t write_around_max = 0;
   unsigned threads = 0;
   bool write = false;  ///< --write: the store bench instead of the read bench
+  bool umap_api = false;  ///< --umap-api: add the umap-api rows (read bench)
 };
 
 /// Adds the `bench` subcommand (options bound to `opts`) to `app`.

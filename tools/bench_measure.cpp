@@ -27,6 +27,7 @@
 #include "faultline/guarded.hpp"
 #include "faultline/mapping.hpp"
 #include "kernel_cache.hpp"
+#include "umap/umap.h"
 #include "sys_error.hpp"
 #include "unique_fd.hpp"
 
@@ -127,6 +128,7 @@ const char* to_string(Method m) {
     case Method::FaultlineAsync: return "faultline-async";
     case Method::Device: return "device";
     case Method::Faultline2MAsync: return "faultline-2M-async";
+    case Method::UmapApi: return "umap-api";
   }
   return "?";
 }
@@ -193,6 +195,31 @@ Sample measure_faultline(const ReadPlan& plan, const EngineConfig& config, Frame
   m.unmap();
   file.close();
   engine.close();
+  return s;
+}
+
+Sample measure_umap_api(const ReadPlan& plan) {
+  Sample s;
+  UniqueFd fd = open_read_only(plan.path);
+  const auto t0 = Clock::now();
+  void* p = umap(nullptr, plan.size, PROT_READ, UMAP_PRIVATE, fd.get(), 0);
+  if (p == UMAP_FAILED) throw_errno("umap '" + plan.path + "'");
+  const auto* base = static_cast<const std::byte*>(p);
+  uint64_t sum = 0;
+  const auto bus = guarded([&] { sum = touch_pages(base, plan); });
+  const auto t1 = Clock::now();
+  // Frames held: the region's pages resident in the engine's memfd.
+  std::vector<unsigned char> vec((plan.size + kBasePageSize - 1) / kBasePageSize);
+  if (::mincore(p, plan.size, vec.data()) == 0)
+    for (unsigned char v : vec) s.mem_frames_bytes += (v & 1) ? kBasePageSize : 0;
+  s.have_memory = true;
+  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
+  if (uunmap(p, plan.size) != 0) throw_errno("uunmap '" + plan.path + "'");
+  if (bus)
+    throw std::runtime_error(fmt::format("SIGBUS (si_code {}) reading the umap region at offset {}",
+                                         bus->code, static_cast<const std::byte*>(bus->addr) - base));
+  s.ns = elapsed_ns(t0, t1);
+  s.word_sum = sum;
   return s;
 }
 
@@ -317,6 +344,7 @@ Sample measure(Method m, const ReadPlan& plan, const EngineConfig& config, Cache
     case Method::Mmap: return measure_mmap(plan);
     case Method::Pread: return measure_pread(plan);
     case Method::Device: return measure_device(plan);
+    case Method::UmapApi: return measure_umap_api(plan);
     default: break;
   }
   throw std::logic_error(std::string("measure: not a read method of a local file: ") + to_string(m));

@@ -24,7 +24,8 @@ namespace faultline::cli {
 /// here: 4 KiB-page buffers cap a request at max_segments (254 x 4 KiB), which
 /// halved the rate (1.0-1.6 GB/s vs 5-7.8 GB/s into huge pages).
 enum class Method {
-  Faultline, Mmap, Pread, Pwrite, RadosRead, Faultline2M, FaultlineAsync, Device, Faultline2MAsync
+  Faultline, Mmap, Pread, Pwrite, RadosRead, Faultline2M, FaultlineAsync, Device, Faultline2MAsync,
+  UmapApi,  ///< umap-api: the same loop through UMap's API (umap/umap.h) on faultline (--umap-api)
 };
 inline constexpr unsigned kDeviceInFlight = 4;
 inline constexpr uint64_t kDeviceReadBytes = uint64_t{2} << 20;
@@ -94,6 +95,10 @@ int64_t hugepages_free();
 /// + touch timed; stats are those of the timed part only.
 Sample measure_faultline(const ReadPlan& plan, const EngineConfig& config,
                          FrameSize frame_size = FrameSize::k4K, bool resident = false);
+/// umap(UMAP_PRIVATE, PROT_READ) + touch timed, as a UMap program does (its
+/// settings from the UMAP_* environment); uunmap untimed. Frames held: the
+/// region's resident pages (mincore) before uunmap.
+Sample measure_umap_api(const ReadPlan& plan);
 /// mmap(MAP_SHARED, PROT_READ) + touch timed (no MAP_POPULATE, no madvise);
 /// open and munmap untimed.
 Sample measure_mmap(const ReadPlan& plan);

@@ -11,7 +11,7 @@ std::string one_line_summary(const std::vector<Row>& rows, const RunInfo& info) 
     for (Pattern p : {Pattern::Seq, Pattern::Rand}) {
       const Row* best = nullptr;
       for (const Row& r : rows)
-        if (is_faultline(r.method) && r.cache == c && r.pattern == p && r.ratio_to_mmap > 0 &&
+        if ((is_faultline(r.method) || r.method == Method::UmapApi) && r.cache == c && r.pattern == p && r.ratio_to_mmap > 0 &&
             (!best || r.ratio_to_mmap > best->ratio_to_mmap))
           best = &r;
       if (!best) continue;
