@@ -35,6 +35,18 @@ struct WbTest : ::testing::Test {
   }
 };
 
+/// One page per fault, write-around up to `write_around` pages, no
+/// read-around, no flusher (no background write-back: only the test's threads
+/// act on the File).
+faultline::EngineConfig step_cfg(std::size_t write_around) {
+  faultline::EngineConfig cfg;
+  cfg.fault_around_pages = 1;
+  cfg.write_around_max_pages = write_around;
+  cfg.read_around_pages = 0;
+  cfg.flusher = false;
+  return cfg;
+}
+
 TEST_F(WbTest, StoresReachTheFileAfterSync) {
   const uint64_t size = 100 * kPage;
   path = dir.make_file("plain", size);
@@ -332,12 +344,7 @@ TEST_F(WbTest, MkwriteIsRedoneForAPageDroppedAfterIt) {
   GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
 #else
   auto be = make(2 * kPage);
-  faultline::EngineConfig cfg;
-  cfg.fault_around_pages = 1;
-  cfg.write_around_max_pages = 1;
-  cfg.read_around_pages = 0;
-  cfg.flusher = false;  // no background write-back: only this test's threads
-  Engine eng(cfg);
+  Engine eng(step_cfg(1));
   File f = eng.open(be);
   std::vector<std::byte> one(1);
   f.read(0, one);  // cached, not mapped: the store arrives as a MINOR fault
@@ -368,12 +375,7 @@ TEST_F(WbTest, WriteAroundOfAPageCleanedMeanwhileCallsMkwrite) {
   GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
 #else
   auto be = make(4 * kPage);
-  faultline::EngineConfig cfg;
-  cfg.fault_around_pages = 1;
-  cfg.write_around_max_pages = 2;
-  cfg.read_around_pages = 0;
-  cfg.flusher = false;  // no background write-back: only this test's threads
-  Engine eng(cfg);
+  Engine eng(step_cfg(2));
   File f = eng.open(be);
   const std::vector<std::byte> d(1, std::byte{7});
   f.write(kPage, d);  // page 1 dirty
@@ -404,12 +406,7 @@ TEST_F(WbTest, NothingTurnsDirtyAfterSyncFromAStoreBeforeIt) {
 #else
   namespace fts = faultline::testing;
   auto be = make(8 * kPage);
-  faultline::EngineConfig cfg;
-  cfg.fault_around_pages = 1;
-  cfg.write_around_max_pages = 4;
-  cfg.read_around_pages = 0;
-  cfg.flusher = false;  // no background write-back: only this test's threads
-  Engine eng(cfg);
+  Engine eng(step_cfg(4));
   File f = eng.open(be);
   Mapping m = f.map(0, 8 * kPage);
   ft::touch_read(m.data(), 8 * kPage);  // installed clean, write-protected
@@ -459,12 +456,7 @@ TEST_F(WbTest, StoresArrivingAsMissingOrMinorFaultsUpdateTheTime) {
   };
   path = dir.make_file("mtime", 4 * kPage);
   auto be = std::make_shared<TimeBackend>(make_file_backend(path));
-  faultline::EngineConfig cfg;
-  cfg.fault_around_pages = 1;
-  cfg.write_around_max_pages = 1;
-  cfg.read_around_pages = 0;
-  cfg.flusher = false;  // no background write-back: only this test's threads
-  Engine eng(cfg);
+  Engine eng(step_cfg(1));
   File f = eng.open(be);
   Mapping m = f.map(0, 4 * kPage);
   std::vector<std::byte> one(1);
