@@ -225,7 +225,7 @@ void EngineCore::close() {
       if (auto f = w.lock()) files.push_back(std::move(f));
   }
   for (auto& f : files)
-    if (int e = f->writeback(0, PageIndex::kMaxPages))
+    if (int e = f->writeback_all())  // data and size, as sync and the last close
       log("faultline: write-back of " + f->key + " at engine close failed: " + std::strerror(e));
   // Tear every view down (R13: munmap, then wake), then stop the handlers,
   // then close the userfaultfd last.

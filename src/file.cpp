@@ -51,8 +51,7 @@ std::size_t File::write(uint64_t off, std::span<const std::byte> buf) {
 
 void File::sync() {
   FileImpl& f = impl();
-  f.writeback(0, detail::PageIndex::kMaxPages);
-  f.writeback_size();  // the backend must reach i_size even if its tail pages are clean
+  f.writeback_all();  // the backend must reach i_size even if its tail pages are clean
   // R8: report an error this handle has not seen, once.
   if (int e = f.check_wb_error(cursor_->errseq))
     detail::throw_errno(e, "faultline: write-back of " + f.key);

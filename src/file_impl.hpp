@@ -89,6 +89,10 @@ class FileImpl {
   /// whose tail pages never went out: a failed write, a punched or
   /// invalidated tail). Called by sync; 0 or an errno (also recorded, R8).
   int writeback_size();
+  /// Everything to the backend, data and size (sync, the last close, Engine
+  /// close): writeback of every dirty page, then writeback_size. 0 or the
+  /// first errno (also recorded, R8).
+  int writeback_all();
   uint64_t nr_dirty() const { return nr_dirty_.load(std::memory_order_relaxed); }
   /// Dirty accounting; both return whether the flag changed.
   bool mark_dirty(Page* p);

@@ -344,6 +344,14 @@ int FileImpl::writeback_size() {
   return 0;
 }
 
+int FileImpl::writeback_all() {
+  // Data, then the size: an extend whose tail pages never went out (punched,
+  // invalidated, failed) reaches the backend only through writeback_size.
+  const int e = writeback(0, PageIndex::kMaxPages);
+  const int s = writeback_size();
+  return e ? e : s;
+}
+
 void FileImpl::writeback_expired(uint32_t expire_ms) {
   if (async_) {
     const uint32_t now = core->now_ms();
