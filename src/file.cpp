@@ -60,9 +60,7 @@ void File::sync() {
 void File::sync(uint64_t off, uint64_t len) {
   FileImpl& f = impl();
   if (len == 0 || off + len < off) detail::throw_errno(EINVAL, "faultline: sync of a bad range");
-  const uint64_t first = off >> f.page_shift();
-  const uint64_t last = std::min<uint64_t>((off + len + f.page_size() - 1) >> f.page_shift(),
-                                           detail::PageIndex::kMaxPages);
+  const auto [first, last] = f.pages_of(off, len);  // never a wrapped, empty range (defect 5)
   f.writeback(first, last);
   if (int e = f.check_wb_error(cursor_->errseq))
     detail::throw_errno(e, "faultline: write-back of " + f.key);

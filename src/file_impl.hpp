@@ -1,6 +1,7 @@
 // Internal: File = inode + address_space. Page index, i_size, reverse map of
 // views, write-back error sequence, and the memfd that holds the frames.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "sleeping_lock.hpp"
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "counters.hpp"
@@ -36,6 +38,18 @@ class FileImpl {
   uint64_t i_size() const { return i_size_.load(std::memory_order_acquire); }
   /// Pages that hold data below EOF (the page holding EOF included).
   uint64_t eof_pages() const { return (i_size() + page_size() - 1) >> page_shift_; }
+  /// Pages [first, last) overlapping the bytes [off, off+len), clamped to
+  /// the page index: an end past the largest file size (or past 2^64) means
+  /// "to the end", as the kernel's fadvise clamps it, never a wrapped, empty
+  /// range (issue 14 defect 5). Callers reject len 0 and off+len wrapping
+  /// 2^64 where the API promises EINVAL (as sync_file_range does).
+  std::pair<uint64_t, uint64_t> pages_of(uint64_t off, uint64_t len) const {
+    const uint64_t first = std::min<uint64_t>(off >> page_shift_, PageIndex::kMaxPages);
+    if (len > ~uint64_t{0} - off) return {first, PageIndex::kMaxPages};
+    const uint64_t end = off + len;
+    const uint64_t last = (end >> page_shift_) + ((end & (page_size() - 1)) != 0);
+    return {first, std::min<uint64_t>(last, PageIndex::kMaxPages)};
+  }
   int memfd() const { return memfd_; }
   /// 2 MiB hugetlb frames (FrameSize::k2M): no write(2) into the memfd; fills
   /// and in-place zeroing go through the alias view (DESIGN section 2).

@@ -309,9 +309,7 @@ std::vector<uint64_t> FileImpl::invalidate(uint64_t off, uint64_t len) {
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
   if (FL_RULE(4)) inval.lock();
   std::vector<uint64_t> failed;
-  const uint64_t first = off >> page_shift_;
-  const uint64_t last = std::min<uint64_t>((off + len + page_size() - 1) >> page_shift_,
-                                           PageIndex::kMaxPages);
+  const auto [first, last] = pages_of(off, len);  // invalidate(0, UINT64_MAX): all (defect 5)
   drop_range(first, last, /*launder=*/true, /*keep_dirty=*/false, &failed,
              "invalidate.before_drop");
   clear_poison(first, last);  // also pages drop_range skipped (never cached)
@@ -322,9 +320,7 @@ void FileImpl::remote_changed(uint64_t off, uint64_t len) {
   if (len == 0) return;
   std::shared_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_);
-  const uint64_t first = off >> page_shift_;
-  const uint64_t last = std::min<uint64_t>((off + len + page_size() - 1) >> page_shift_,
-                                           PageIndex::kMaxPages);
+  const auto [first, last] = pages_of(off, len);  // a sink's "everything": clamped (defect 5)
   drop_range(first, last, /*launder=*/false, /*keep_dirty=*/true, nullptr, nullptr);
 }
 

@@ -2,7 +2,10 @@
 // kernel features. Label: engine.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <limits>
 #include <dirent.h>
 #include <malloc.h>
 #include <fstream>
@@ -118,6 +121,103 @@ TEST(Engine, LastCloseWritesTheSizeBack) {
     EXPECT_EQ(b[0], std::byte{7});
     EXPECT_EQ(b[1], std::byte{0});
   }
+}
+
+/// A backend that tells the engine of changes underneath from a thread of its
+/// own, as the RADOS backend's coherence dispatcher does: detach() stops and
+/// joins that thread (joining it from itself throws, and in ~FileImpl that
+/// is std::terminate).
+class DispatchBackend : public ft::WrapBackend {
+ public:
+  using ft::WrapBackend::WrapBackend;
+  void attach(ChangeSink s) override {
+    std::lock_guard g(mu_);
+    sink_ = std::move(s);
+    stop_ = false;
+    thread_ = std::thread([this] { loop(); });
+    thread_id_ = thread_.get_id();
+  }
+  void detach() override {
+    {
+      std::lock_guard g(mu_);
+      if (!thread_.joinable()) return;
+      stop_ = true;
+      detach_thread_ = std::this_thread::get_id();
+      cv_.notify_all();
+    }
+    thread_.join();
+    std::lock_guard g(mu_);
+    detached_ = true;
+    cv_.notify_all();
+  }
+  /// The backend's thread calls the sink's changed(off, len).
+  void post_change(uint64_t off, uint64_t len) {
+    std::lock_guard g(mu_);
+    q_.push_back({off, len});
+    cv_.notify_all();
+  }
+  /// Waits until the backend's thread ran every posted change.
+  bool wait_idle(std::chrono::seconds t = std::chrono::seconds(10)) {
+    std::unique_lock g(mu_);
+    return cv_.wait_for(g, t, [&] { return q_.empty() && !busy_; });
+  }
+  bool wait_detached(std::chrono::seconds t = std::chrono::seconds(10)) {
+    std::unique_lock g(mu_);
+    return cv_.wait_for(g, t, [&] { return detached_; });
+  }
+  std::thread::id thread_id() {
+    std::lock_guard g(mu_);
+    return thread_id_;
+  }
+  std::thread::id detach_thread() {
+    std::lock_guard g(mu_);
+    return detach_thread_;
+  }
+
+ private:
+  void loop() {
+    std::unique_lock g(mu_);
+    for (;;) {
+      cv_.wait(g, [&] { return stop_ || !q_.empty(); });
+      if (stop_) return;
+      auto [off, len] = q_.front();
+      q_.pop_front();
+      busy_ = true;
+      auto changed = sink_.changed;
+      g.unlock();
+      changed(off, len);
+      g.lock();
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  ChangeSink sink_;
+  std::deque<std::pair<uint64_t, uint64_t>> q_;
+  std::thread thread_;
+  std::thread::id thread_id_, detach_thread_;
+  bool stop_ = false, busy_ = false, detached_ = false;
+};
+
+// Issue 14 defect 5, the sink's side: a change "to the end" (len up to 2^64 -
+// off) drops every clean page; it is never rounded into an empty range.
+TEST(Engine, ChangeUnderneathToTheTopDropsEverything) {
+  auto inner = make_memory_backend("dispatch_top", 4 * kPage);
+  auto be = std::make_shared<DispatchBackend>(inner);
+  Engine eng;
+  File f = eng.open(be);
+  Mapping m = f.map(0, 4 * kPage, Access::ReadOnly);
+  ASSERT_EQ(m.data()[2 * kPage], std::byte{0});
+  const std::byte z{'Z'};
+  ASSERT_EQ(0, inner->write(2 * kPage, std::span(&z, 1)));  // changed underneath
+  be->post_change(0, std::numeric_limits<uint64_t>::max());
+  ASSERT_TRUE(be->wait_idle());
+  EXPECT_EQ(m.data()[2 * kPage], z) << "changed(0, UINT64_MAX) dropped nothing";
+  ASSERT_EQ(0, inner->write(3 * kPage, std::span(&z, 1)));
+  be->post_change(kPage + 1, std::numeric_limits<uint64_t>::max() - kPage - 1);
+  ASSERT_TRUE(be->wait_idle());
+  EXPECT_EQ(m.data()[3 * kPage], z) << "a change to 2^64 - 1 dropped nothing";
 }
 
 TEST(Engine, DifferentObjectsAreDifferentCaches) {

@@ -1,6 +1,7 @@
 // Bad input to truncate / punch_hole / invalidate: a std::system_error with
 // the right errno and no change in state (size, memfd, views, read(), backend).
 #include <limits>
+#include <sys/mman.h>
 
 #include "tr_util.hpp"
 
@@ -76,6 +77,53 @@ TEST_P(BadInput, OverflowingRangeIsEinval) {
   // A size no File can have.
   EXPECT_THROW(f.truncate(kMax), std::system_error);
   EXPECT_TRUE(snap(f, m, st) == before);
+}
+
+// Issue 14 defect 5: a range that ends past the largest file size (up to
+// 2^64 - 1) is clamped to the end, as the kernel's fadvise clamps it; it is
+// never rounded into a wrapped, empty range that makes sync or invalidate a
+// silent no-op. A range whose off + len wraps 2^64 is refused (EINVAL, as
+// sync_file_range; msync: ENOMEM), len 0 too.
+TEST_P(BadInput, RangesToTheTopAreClampedNeverEmpty) {
+  Store st(GetParam(), "top", 4 * kPs);
+  fl::EngineConfig cfg;
+  cfg.flusher = false;  // only the calls below write back
+  fl::Engine eng(cfg);
+  auto f = eng.open(st.backend());
+  auto m = f.map(0, 4 * kPs);
+  ASSERT_TRUE(fill_view(m.data() + kPs, 10, std::byte{'D'}));
+  f.sync(0, kMax);
+  EXPECT_EQ(st.bytes(kPs, 1).at(0), std::byte{'D'}) << "sync(0, UINT64_MAX) wrote nothing";
+  ASSERT_TRUE(fill_view(m.data() + 2 * kPs, 10, std::byte{'E'}));
+  f.sync(2 * kPs, kMax - 2 * kPs);  // ends at 2^64 - 1: no wrap
+  EXPECT_EQ(st.bytes(2 * kPs, 1).at(0), std::byte{'E'}) << "sync to 2^64 - 1 wrote nothing";
+  ASSERT_TRUE(fill_view(m.data() + 3 * kPs, 10, std::byte{'F'}));
+  f.sync(3 * kPs + 1, kMax - 3 * kPs - 1);  // an unaligned start, the same end
+  EXPECT_EQ(st.bytes(3 * kPs, 1).at(0), std::byte{'F'});
+  f.sync(kMax - 1, 1);  // past every page: nothing to do, no error
+  EXPECT_ERRNO(EINVAL, f.sync(kPs, kMax));  // off + len wraps
+  EXPECT_ERRNO(EINVAL, f.sync(kMax, 1));
+  EXPECT_ERRNO(EINVAL, f.sync(0, 0));
+  EXPECT_EQ(f.stats().dirty_pages, 0u);
+  // invalidate(0, UINT64_MAX) drops every page: a change made underneath shows.
+  ASSERT_EQ(load(m.data() + 3 * kPs).value, std::byte{'F'});
+  const std::vector<std::byte> u(10, std::byte{'U'});
+  st.write_under(3 * kPs, u);
+  EXPECT_TRUE(f.invalidate(0, kMax).empty());
+  EXPECT_EQ(load(m.data() + 3 * kPs).value, std::byte{'U'}) << "invalidate(0, UINT64_MAX) dropped nothing";
+  const std::vector<std::byte> v(10, std::byte{'V'});
+  st.write_under(2 * kPs, v);
+  EXPECT_TRUE(f.invalidate(kPs + 5, kMax - kPs - 5).empty());
+  EXPECT_EQ(load(m.data() + 2 * kPs).value, std::byte{'V'}) << "invalidate to 2^64 - 1 dropped nothing";
+  EXPECT_TRUE(f.invalidate(kMax - 1, 1).empty());  // past every page
+  // punch_hole to 2^64 - 1: everything from the offset to EOF reads zeros.
+  f.punch_hole(3 * kPs, kMax - 3 * kPs);
+  EXPECT_EQ(load(m.data() + 3 * kPs).value, std::byte{0});
+  EXPECT_EQ(f.size(), 4 * kPs);
+  EXPECT_EQ(load(m.data() + 2 * kPs).value, std::byte{'V'});
+  // msync: a length past the view is ENOMEM, as the kernel's.
+  EXPECT_ERRNO(ENOMEM, m.msync(m.data(), ~std::size_t{0}, MS_SYNC));
+  EXPECT_ERRNO(ENOMEM, m.msync(m.data() + kPs, ~std::size_t{0} - kPs + 1, MS_SYNC));
 }
 
 TEST_P(BadInput, ReadOnlyBackendIsErofs) {
