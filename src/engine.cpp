@@ -262,13 +262,25 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
   const std::string key = backend->identity();
   std::shared_ptr<FileImpl> f;
   {
-    std::lock_guard g(files_mu_);
-    auto it = files_.find(key);
-    if (it != files_.end()) {
+    std::unique_lock g(files_mu_);
+    for (auto it = files_.find(key); it != files_.end(); it = files_.find(key)) {
       if (auto existing = it->second.lock()) {
         existing->upgrade_backend(std::move(backend));
         return existing;
       }
+      // R14: the File of this key is being torn down (its last handle is
+      // gone; its destructor is writing back): wait until it is gone, never
+      // build a second cache beside it (it would read the backend before the
+      // old write-back lands, and that write-back could then overwrite it).
+      if (!FL_RULE(14)) break;  // breaker: open at once
+      g.unlock();
+      FL_POINT("wait.open_closing");  // R14: about to sleep (race C1)
+      g.lock();
+      files_cv_.wait(g, [&] {
+        auto i = files_.find(key);
+        return i == files_.end() || !i->second.expired();
+      });
+      check_open();
     }
     if (options.dirty_tracking == DirtyTracking::Async) {
       if (options.stable_pages)
@@ -303,6 +315,7 @@ void EngineCore::forget_file(const std::string& key, const FileImpl* f) {
   if (it == files_.end()) return;
   auto cur = it->second.lock();
   if (!cur || cur.get() == f) files_.erase(it);
+  files_cv_.notify_all();  // R14: an open() of this key may go on
 }
 
 void EngineCore::add_mapping(const std::shared_ptr<MappingImpl>& m) {

@@ -102,7 +102,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::shared_mutex maps_mu_;
   std::map<uintptr_t, std::shared_ptr<MappingImpl>> maps_;  // by start address
   std::mutex files_mu_;
+  // Open Files by key. An expired entry is a File being torn down (R14:
+  // open() waits on files_cv_ until forget_file erases it).
   std::map<std::string, std::weak_ptr<FileImpl>> files_;
+  std::condition_variable files_cv_;
   std::vector<std::thread> threads_;
   std::thread flusher_;
   std::mutex flush_mu_;

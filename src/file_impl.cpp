@@ -138,6 +138,31 @@ void FileImpl::remove_mapping(MappingImpl* m) {
   rmap_.erase(std::remove(rmap_.begin(), rmap_.end(), m), rmap_.end());
 }
 
+std::unique_lock<std::mutex> FileImpl::lock_rmap() {
+  std::unique_lock g(rmap_mu_, std::try_to_lock);
+  if (!g.owns_lock()) {
+    FL_POINT("wait.rmap_lock");
+    g.lock();
+  }
+  return g;
+}
+
+void FileImpl::unmap_view(MappingImpl* m, const std::function<void()>& unmap) {
+  if (!FL_RULE(15)) {  // breaker: munmap first, leave the reverse map afterwards
+    unmap();
+    FL_POINT("mapping.after_munmap");
+    remove_mapping(m);
+    return;
+  }
+  // R15: munmap and leave the reverse map in one step. A walk that holds the
+  // rmap lock sees the view still mapped or not at all; munmap (mmap_lock)
+  // nests inside the rmap lock, as the walks' madvise / ioctls do.
+  std::lock_guard g(rmap_mu_);
+  unmap();
+  FL_POINT("mapping.after_munmap");
+  rmap_.erase(std::remove(rmap_.begin(), rmap_.end(), m), rmap_.end());
+}
+
 uint64_t FileImpl::fault_around_pages() const {
   uint64_t b = static_cast<uint64_t>(core->cfg.fault_around_pages) << kBasePageShift;
   // 2 MiB frames read the read-around window into frames themselves (one

@@ -128,6 +128,11 @@ class FileImpl {
   // --- views -------------------------------------------------------------
   void add_mapping(MappingImpl* m);
   void remove_mapping(MappingImpl* m);
+  /// Teardown of view m (R13, R15): runs `unmap` (its munmap) and removes m
+  /// from the reverse map in one step under the rmap lock, so no rmap walk
+  /// (clear_poison, mkclean, scans) reaches the range after its munmap,
+  /// when another mmap may own it.
+  void unmap_view(MappingImpl* m, const std::function<void()>& unmap);
 
   void set_options(const FileOptions& o);
   /// DirtyTracking::Async: shared writable views live on the async uffd and
@@ -270,6 +275,9 @@ class FileImpl {
   SleepingRwLock invalidate_lock_{"wait.invalidate_lock.exclusive",
                                   "wait.invalidate_lock.shared"};
   std::mutex rmap_mu_;
+  /// rmap_mu_ for a walk of the views; a caller that must sleep on it passes
+  /// the wait point wait.rmap_lock first (R15: F13 proves a walk waits there).
+  std::unique_lock<std::mutex> lock_rmap();
   std::vector<MappingImpl*> rmap_;
   std::atomic<uint64_t> wb_err_{0};  // errseq: (sequence << 16) | errno
   std::atomic<uint64_t> nr_dirty_{0};

@@ -54,11 +54,12 @@ void MappingImpl::teardown() {
     }
     FL_POINT("mapping.before_munmap");
     // R13: munmap, which also unregisters; never UNREGISTER while mapped.
-    ::munmap(reinterpret_cast<void*>(start), len);
+    // R15: in the same step the view leaves the reverse map (under its lock):
+    // no rmap walk reaches the range once another mmap may own it.
+    file->unmap_view(this, [this] { ::munmap(reinterpret_cast<void*>(start), len); });
     // R13: then wake any thread still waiting on the range: its retry finds no
     // mapping (SIGSEGV, as for any access to an unmapped range).
     if (!core->closed()) uffd->wake(start, len);
-    file->remove_mapping(this);
   });
 }
 

@@ -33,8 +33,8 @@ void FileImpl::drop_page(Page* p) {
 
 void FileImpl::clear_poison(uint64_t first, uint64_t last) {
   // Exactly the poisoned pages: a wider MADV_DONTNEED in a private view would
-  // drop the process's own copies (F5).
-  std::lock_guard g(rmap_mu_);
+  // drop the process's own copies (F5). R15: no view here is unmapped yet.
+  auto g = lock_rmap();
   for (MappingImpl* m : rmap_) {
     std::lock_guard pg(m->poison_mu);
     for (auto it = m->poisoned.lower_bound(first); it != m->poisoned.end() && *it < last;) {

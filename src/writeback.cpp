@@ -70,10 +70,10 @@ int FileImpl::mkclean(uint64_t pg, uint64_t n) {
   // dirty is cleared, so a later store faults and redirties. A view that
   // cannot be protected (ENOMEM for page tables ...) leaves the pages
   // writable there: the caller must not clear dirty (the error is returned).
-  // ENOENT: no registered view there any more (munmapped, about to leave the
-  // reverse map): nothing can store through it.
+  // ENOENT: no registered view there (R15 keeps munmapped views out of the
+  // reverse map, so a reused range is never write-protected; kept defensive).
   int err = 0;
-  std::lock_guard g(rmap_mu_);
+  auto g = lock_rmap();
   for (MappingImpl* m : rmap_) {
     if (!m->tracks_writes()) continue;
     const uint64_t a = std::max(pg, m->pgoff), b = std::min(pg + n, m->pgoff + m->npages);

@@ -30,8 +30,12 @@
 // written PTEs zapped, pages not yet dirty), write.before_size_lock (File::write
 // decided whether it extends), sigbus.before_poison, fault.after_mkwrite
 // (page_mkwrite done, no lock taken), wp.after_wake (the storing thread woken,
-// write-around not done), fault.after_time_update, and the sleeping waits
-// wait.* below.
+// write-around not done), fault.after_time_update, mapping.after_munmap (a
+// view's teardown between its munmap and leaving the reverse map: R15's
+// breaker), remote.changed (a backend's change notification, on the backend's
+// thread, holding a reference to the File), read.before_user_copy (File::read
+// between a batch and its copy into the caller's buffer, no lock of the File
+// held: R11), and the sleeping waits wait.* below.
 #pragma once
 #include <chrono>
 #include <functional>
@@ -70,6 +74,9 @@ int hits(const std::string& point);
 ///   wait.size_lock.exclusive|shared      the File's i_rwsem (size lock)
 ///   wait.late_dirtying                   a sync waiting for a fault's dirtying
 ///                                        done after its thread's wake
+///   wait.open_closing                    open() of a key whose File is being
+///                                        torn down (R14)
+///   wait.rmap_lock                       a walk of a File's reverse map (R15)
 /// A race test proves where its second thread is by waiting for one of them
 /// (wait_reached), never by a timeout. They can be armed like any point.
 

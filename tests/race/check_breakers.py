@@ -52,6 +52,8 @@ CLOSED_BY = {
     # punch zaps the PTE): nothing to catch, so E2 does not list that set.
     "E2_ReclaimVsFill": {"R1a", "R9"},
     "E3_ReclaimVsFaultAround": {"R1c", "R9"},
+    "C1_CloseVsReopen": {"R14"},
+    "F13_TeardownVsClearPoison": {"R15"},
 }
 # Where the 2 MiB catalogue differs (entry -> breaker sets), with the reason.
 CLOSED_BY_2M = {}
