@@ -21,7 +21,11 @@ struct sigaction g_previous;
 std::once_flag g_installed;
 
 void on_sigbus(int sig, siginfo_t* info, void* uctx) {
-  if (Guard* g = t_guard) {
+  // Only a SIGBUS the kernel raised for this thread's access (si_code > 0) is
+  // the guarded scope's fault. kill / tgkill / sigqueue (si_code <= 0) are
+  // asynchronous: they go where they would go without the guard.
+  const bool fault = info->si_code > 0;
+  if (Guard* g = t_guard; g && fault) {
     g->err.addr = info->si_addr;
     g->err.code = info->si_code;
     siglongjmp(g->env, 1);
@@ -32,12 +36,20 @@ void on_sigbus(int sig, siginfo_t* info, void* uctx) {
       g_previous.sa_sigaction(sig, info, uctx);
       return;
     }
-  } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
+  } else if (g_previous.sa_handler == SIG_IGN) {
+    // Ignored: an asynchronous one is dropped and the guard stays installed.
+    // (The kernel never lets an access fault be ignored: it kills.)
+    if (!fault) return;
+  } else if (g_previous.sa_handler != SIG_DFL) {
     g_previous.sa_handler(sig);
     return;
   }
-  // Default action: restore it and let the fault happen again on return.
+  // The default action (terminate with a core), as without the guard: an
+  // access faults again on return; an asynchronous signal is raised again,
+  // which now kills the process. Either way the process ends here, so the
+  // guard is never silently lost.
   signal(SIGBUS, SIG_DFL);
+  if (!fault) raise(SIGBUS);
 }
 
 void install() {
@@ -60,7 +72,14 @@ std::optional<BusError> guarded(const std::function<void()>& fn) {
     return g.err;
   }
   t_guard = &g;
-  fn();
+  try {
+    fn();
+  } catch (...) {
+    // Restored however fn leaves: a jump target in a dead frame would catch
+    // this thread's next unguarded SIGBUS (issue 14 defect 6).
+    t_guard = g.outer;
+    throw;
+  }
   t_guard = g.outer;
   return std::nullopt;
 }

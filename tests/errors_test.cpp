@@ -8,8 +8,10 @@
 #include <csignal>
 #include <cstring>
 #include <latch>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <stdexcept>
 #include <thread>
 #include <unistd.h>
 
@@ -219,6 +221,79 @@ TEST(Guarded, NestsAndLeavesOtherSignalsAlone) {
   ASSERT_TRUE(outer);
   EXPECT_EQ(outer->addr, static_cast<void*>(m.data() + kPage + 1));
   EXPECT_FALSE(guarded([&] { (void)*reinterpret_cast<volatile char*>(m.data() + 5); }));
+}
+
+// Issue 14 defect 6: guarded() and the rest of the process's SIGBUS handling.
+// The children below need no Engine: an access past the end of a 10-byte
+// memfd's second page is a kernel SIGBUS (BUS_ADRERR).
+
+/// A 2-page shared view of a 10-byte memfd: page 1 lies past EOF.
+std::byte* past_eof_view() {
+  const int fd = ::memfd_create("guarded_test", MFD_CLOEXEC);
+  if (fd < 0 || ::ftruncate(fd, 10) != 0) _exit(5);
+  void* a = ::mmap(nullptr, 2 * kPage, PROT_READ, MAP_SHARED, fd, 0);
+  if (a == MAP_FAILED) _exit(5);
+  return static_cast<std::byte*>(a);
+}
+
+// A throwing fn leaves no jump target behind: the thread's next SIGBUS outside
+// any scope goes to the handler installed before guarded() (it exits 42),
+// not into guarded()'s dead frame (which "returned" a second time: exit 3).
+TEST(GuardedDeathTest, ThrowingFnLeavesNoJumpTarget) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        no_core();
+        struct sigaction sa {};
+        sa.sa_handler = [](int) { _exit(42); };
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGBUS, &sa, nullptr);
+        std::byte* v = past_eof_view();
+        try {
+          (void)guarded([] { throw std::runtime_error("fn failed"); });
+          _exit(3);  // did not throw, or a dead frame "returned" again
+        } catch (const std::runtime_error&) {
+        }
+        (void)*reinterpret_cast<volatile char*>(v + kPage);  // unguarded SIGBUS
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(42), "");
+}
+
+// An asynchronous kill -BUS is not a fault of the guarded scope and does not
+// uninstall the guard: with SIGBUS ignored it is ignored (inside a scope and
+// outside), and a real fault afterwards is still caught.
+TEST(GuardedDeathTest, AsyncKillBusKeepsTheGuard) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        no_core();
+        ::signal(SIGBUS, SIG_IGN);
+        std::byte* v = past_eof_view();
+        if (guarded([] {})) _exit(3);  // installs the handler (SIG_IGN is the previous one)
+        ::kill(::getpid(), SIGBUS);    // SI_USER
+        ::raise(SIGBUS);               // SI_TKILL
+        if (guarded([] { ::raise(SIGBUS); })) _exit(4);  // not the scope's fault
+        auto err = guarded([&] { (void)*reinterpret_cast<volatile char*>(v + kPage); });
+        if (!err || err->addr != static_cast<void*>(v + kPage)) _exit(5);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// With the default disposition an asynchronous kill -BUS ends the process, as
+// it would without guarded() (it was swallowed once, and SIG_DFL left behind).
+TEST(GuardedDeathTest, AsyncKillBusWithDefaultActionKills) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        no_core();
+        ::signal(SIGBUS, SIG_DFL);
+        if (guarded([] {})) _exit(3);
+        ::kill(::getpid(), SIGBUS);
+        _exit(0);
+      },
+      died_of_sigbus, "");
 }
 
 // --------------------------------------------------------------------------

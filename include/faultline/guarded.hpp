@@ -5,7 +5,11 @@
 // page_mkwrite, BUS_MCEERR_AR), returns a BusError instead of dying. It is
 // thread-safe (the jump buffer is per thread), nests, and chains any SIGBUS
 // handler that was installed before: a SIGBUS outside a guarded scope goes to
-// that handler (or the default action).
+// that handler (or the default action). Only a SIGBUS the kernel raises for an
+// access of the guarded thread is caught; an asynchronous one (kill -BUS,
+// tgkill, sigqueue) gets what it would get without the guard: the previous
+// handler, ignored if SIGBUS was ignored, else the default action (the
+// process ends). If fn throws, the exception propagates and the scope ends.
 //
 // Caveat (as with any siglongjmp): objects with destructors created inside fn
 // after the faulting access began are not destroyed; keep fn's body to plain
