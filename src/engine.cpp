@@ -169,6 +169,7 @@ void EngineCore::flusher_loop() {
     flush_kicked_ = false;
     const bool throttled = !deferred_wakes_.empty();
     g.unlock();
+    reap_files();  // references a backend's thread handed over (defect 8)
     const uint64_t written_before = stats.pages_written_back.load(std::memory_order_relaxed);
     if (cfg.flusher || throttled || kicked) {
       std::vector<std::shared_ptr<FileImpl>> files;
@@ -249,6 +250,14 @@ void EngineCore::close() {
   throttle_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
   release_deferred_wakes();
+  {
+    // No backend thread runs a change into a File any more (from here on
+    // they return at once); the references they handed over go here.
+    std::unique_lock rg(reap_mu_);
+    reap_closed_ = true;
+    reap_cv_.wait(rg, [&] { return sinks_running_ == 0; });
+  }
+  reap_files();
   files.clear();
   {
     std::lock_guard ag(async_mu_);
@@ -299,14 +308,58 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
   // reference: the backend may outlive it. Attached outside files_mu_: a
   // remote backend's attach may take network round trips.
   std::weak_ptr<FileImpl> w = f;
+  std::weak_ptr<EngineCore> c = weak_from_this();
   backend->attach(Backend::ChangeSink{
-      [w](uint64_t off, uint64_t len) {
-        if (auto file = w.lock()) file->remote_changed(off, len);
+      [w, c](uint64_t off, uint64_t len) {
+        if (auto core = c.lock())
+          core->from_backend_thread(w, [&](FileImpl& file) { file.remote_changed(off, len); });
       },
-      [w](uint64_t size) {
-        if (auto file = w.lock()) file->remote_resized(size);
+      [w, c](uint64_t size) {
+        if (auto core = c.lock())
+          core->from_backend_thread(w, [&](FileImpl& file) { file.remote_resized(size); });
       }});
   return f;
+}
+
+void EngineCore::from_backend_thread(const std::weak_ptr<FileImpl>& w,
+                                     const std::function<void(FileImpl&)>& fn) {
+  // Issue 14 defect 8: the reference taken here may become the File's last
+  // (the user closed it meanwhile). ~FileImpl detaches the backend, which
+  // joins the backend's thread (the RADOS dispatcher): it must never run on
+  // that thread. So the reference goes to the flusher, which drops it.
+  std::shared_ptr<FileImpl> f;
+  {
+    std::lock_guard g(reap_mu_);
+    if (reap_closed_) return;  // the engine is closed: no handle can use the File
+    f = w.lock();
+    if (!f) return;
+    ++sinks_running_;
+  }
+  auto hand_off = [&] {
+    {
+      std::lock_guard g(reap_mu_);
+      reap_.push_back(std::move(f));
+      --sinks_running_;
+    }
+    reap_cv_.notify_all();
+    kick_flusher();
+  };
+  try {
+    fn(*f);
+  } catch (...) {
+    hand_off();
+    throw;
+  }
+  hand_off();
+}
+
+void EngineCore::reap_files() {
+  std::vector<std::shared_ptr<FileImpl>> r;
+  {
+    std::lock_guard g(reap_mu_);
+    r.swap(reap_);
+  }
+  r.clear();  // a File may be destroyed here (never on a backend's thread)
 }
 
 void EngineCore::forget_file(const std::string& key, const FileImpl* f) {

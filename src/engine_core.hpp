@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,6 +36,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void log(std::string_view msg) const;
 
   std::shared_ptr<FileImpl> open(std::shared_ptr<Backend> backend, FileOptions options);
+  /// Runs fn on the File of `w` for a backend's change notification (its own
+  /// thread: Backend::ChangeSink). The File is never destroyed on that thread:
+  /// its reference is handed to the flusher (or to close()).
+  void from_backend_thread(const std::weak_ptr<FileImpl>& w,
+                           const std::function<void(FileImpl&)>& fn);
   void forget_file(const std::string& key, const FileImpl* f);
 
   /// Throttling (R6): a store past the hard dirty limit has its wake deferred
@@ -121,6 +127,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     size_t len;
   };
   std::vector<DeferredWake> deferred_wakes_;
+  void reap_files();  // drops the references from_backend_thread handed over
+  std::mutex reap_mu_;
+  std::condition_variable reap_cv_;
+  std::vector<std::shared_ptr<FileImpl>> reap_;
+  int sinks_running_ = 0;
+  bool reap_closed_ = false;
   std::atomic<bool> wb_stalled_{false};
   int stop_fd_ = -1;  // eventfd that stops the handler threads
   int epoll_fd_ = -1;  // the handler threads wait here: uffd, async uffd, stop_fd_

@@ -317,6 +317,7 @@ std::vector<uint64_t> FileImpl::invalidate(uint64_t off, uint64_t len) {
 }
 
 void FileImpl::remote_changed(uint64_t off, uint64_t len) {
+  FL_POINT("remote.changed");  // on the backend's thread (defect 8's test parks it here)
   if (len == 0) return;
   std::shared_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_);

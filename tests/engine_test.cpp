@@ -13,6 +13,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "faultline/testing.hpp"
 #include "test_util.hpp"
 
 using namespace faultline;
@@ -199,6 +200,33 @@ class DispatchBackend : public ft::WrapBackend {
   std::thread::id thread_id_, detach_thread_;
   bool stop_ = false, busy_ = false, detached_ = false;
 };
+
+// Issue 14 defect 8: the backend's thread takes a reference to the File to
+// run a change; the user closes the last handle meanwhile. Dropping that
+// reference on the backend's thread would destroy the File there and join
+// the thread from itself (std::terminate). The File must be destroyed on
+// another thread.
+TEST(Engine, FileIsNeverDestroyedOnTheBackendsThread) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = faultline::testing;
+  fts::reset();
+  auto be = std::make_shared<DispatchBackend>(make_memory_backend("dispatch_last_ref", 4 * kPage));
+  EngineConfig cfg;
+  cfg.flusher = false;
+  Engine eng(cfg);
+  File f = eng.open(be);
+  fts::arm("remote.changed");
+  be->post_change(0, kPage);
+  ASSERT_TRUE(fts::wait_parked("remote.changed"));  // the backend's thread holds the File
+  f.close();                                        // the user's last handle
+  fts::release("remote.changed");
+  ASSERT_TRUE(be->wait_detached()) << "the File was never destroyed";
+  EXPECT_NE(be->detach_thread(), be->thread_id()) << "the File was destroyed on the backend's thread";
+  fts::reset();
+#endif
+}
 
 // Issue 14 defect 5, the sink's side: a change "to the end" (len up to 2^64 -
 // off) drops every clean page; it is never rounded into an empty range.
