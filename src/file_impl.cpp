@@ -59,6 +59,12 @@ FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, st
     : key(std::move(k)), core(std::move(c)), page_shift_(page_shift) {
   const int64_t sz = b->size();
   if (sz < 0) throw_errno(static_cast<int>(-sz), "faultline: backend size of " + key);
+  // The page index holds kMaxPages pages: a larger object's pages past it
+  // would alias lower slots (a read past 256 TiB would show other data).
+  if (!fits_index(static_cast<uint64_t>(sz), page_shift))
+    throw_errno(EFBIG, "faultline: " + key + " is " + std::to_string(sz) +
+                           " bytes, more than the largest file size (" +
+                           std::to_string(PageIndex::kMaxPages << page_shift) + " bytes)");
   std::string name = "faultline:" + key.substr(0, 200);
   const bool huge = page_shift_ == kHugePageShift;
   if (!huge && page_shift_ != kBasePageShift)
@@ -352,44 +358,53 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
 // read / write
 
 size_t FileImpl::read(uint64_t off, std::span<std::byte> out) {
-  std::shared_lock size_guard(i_rwsem_);
-  std::shared_lock inval(invalidate_lock_);  // fills exclude invalidation (R1)
-  const uint64_t size = i_size();
-  if (off >= size || out.empty()) return 0;
-  const uint64_t end = std::min<uint64_t>(size, off + out.size());
+  if (out.empty()) return 0;
+  const uint64_t want_end = out.size() > ~uint64_t{0} - off ? ~uint64_t{0} : off + out.size();
   const uint64_t ps = page_size();
   uint64_t pos = off;
-  while (pos < end) {
-    const uint64_t pg = pos >> page_shift_;
-    const uint64_t last_pg = (end - 1) >> page_shift_;
-    const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, io_batch_pages());
-    const uint64_t n = lock_run(pg, want);
-    if (int e = make_uptodate(pg, n)) {
+  while (pos < want_end) {
+    // Per batch: the size lock and the invalidate_lock shared (fills exclude
+    // invalidation, R1), the pages locked, their frames copied into engine
+    // memory; then every lock is dropped before the caller's buffer is
+    // touched (R11: it may be a faultline view, of this File too, whose
+    // fault takes the invalidate_lock shared: behind a waiting truncate or
+    // invalidate that would deadlock with a writer-preferring lock).
+    const uint64_t len = [&]() -> uint64_t {
+      std::shared_lock size_guard(i_rwsem_);
+      std::shared_lock inval(invalidate_lock_);
+      const uint64_t size = i_size();
+      if (pos >= size) return 0;
+      const uint64_t end = std::min<uint64_t>(size, want_end);
+      const uint64_t pg = pos >> page_shift_;
+      const uint64_t last_pg = (end - 1) >> page_shift_;
+      const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, io_batch_pages());
+      const uint64_t n = lock_run(pg, want);
+      if (int e = make_uptodate(pg, n)) {
+        unlock_run(pg, n);
+        throw_errno(e, "faultline: read of " + key);
+      }
+      const uint64_t chunk = std::min<uint64_t>(end, (pg + n) * ps) - pos;
+      FL_POINT("read.before_copy");
+      if (!FL_RULE(11)) {  // breaker: copy straight into the caller's buffer, locks held
+        const ssize_t r = ::pread(memfd_, out.data() + (pos - off), chunk, static_cast<off_t>(pos));
+        unlock_run(pg, n);
+        return r < 0 ? 0 : static_cast<uint64_t>(r);
+      }
+      auto& buf = bounce(chunk);
+      const ssize_t r = ::pread(memfd_, buf.data(), chunk, static_cast<off_t>(pos));
+      const int err = errno;
       unlock_run(pg, n);
-      throw_errno(e, "faultline: read of " + key);
+      if (r < 0) throw_errno(err, "faultline: pread(memfd)");
+      return static_cast<uint64_t>(r);
+    }();
+    if (len == 0) break;
+    if (FL_RULE(11)) {
+      FL_POINT("read.before_user_copy");  // no lock of this File held here
+      std::memcpy(out.data() + (pos - off), bounce(len).data(), len);
     }
-    // R11: copy the frames into engine memory under the locks; the caller's
-    // buffer (possibly a faultline view) is touched only after unlock.
-    const uint64_t chunk_end = std::min<uint64_t>(end, (pg + n) * ps);
-    const uint64_t len = chunk_end - pos;
-    FL_POINT("read.before_copy");
-    if (!FL_RULE(11)) {  // breaker: copy straight into the caller's buffer, locks held
-      const ssize_t r = ::pread(memfd_, out.data() + (pos - off), len, static_cast<off_t>(pos));
-      unlock_run(pg, n);
-      if (r < static_cast<ssize_t>(len)) return pos - off + static_cast<uint64_t>(std::max<ssize_t>(r, 0));
-      pos = chunk_end;
-      continue;
-    }
-    auto& buf = bounce(len);
-    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(pos));
-    const int err = errno;
-    unlock_run(pg, n);
-    if (r < 0) throw_errno(err, "faultline: pread(memfd)");
-    std::memcpy(out.data() + (pos - off), buf.data(), static_cast<size_t>(r));
-    if (static_cast<uint64_t>(r) < len) return pos - off + static_cast<uint64_t>(r);
-    pos = chunk_end;
+    pos += len;
   }
-  return end - off;
+  return pos - off;
 }
 
 void FileImpl::extend(uint64_t new_size) {

@@ -26,6 +26,13 @@ namespace faultline::detail {
 class EngineCore;
 class MappingImpl;
 
+/// Whether a File of `size` bytes fits the page index with pages of
+/// 1 << page_shift bytes (the page holding EOF included).
+inline bool fits_index(uint64_t size, unsigned page_shift) {
+  return (size >> page_shift) + ((size & ((uint64_t{1} << page_shift) - 1)) != 0) <=
+         PageIndex::kMaxPages;
+}
+
 class FileImpl {
  public:
   FileImpl(std::shared_ptr<EngineCore> core, std::shared_ptr<Backend> backend, std::string key,

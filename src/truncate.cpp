@@ -327,6 +327,11 @@ void FileImpl::remote_changed(uint64_t off, uint64_t len) {
 
 void FileImpl::remote_resized(uint64_t new_size) {
   // Another engine changed the size: follow it without touching the backend.
+  if (!fits_index(new_size, page_shift_)) {
+    core->log("faultline: " + key + " was resized underneath to " + std::to_string(new_size) +
+              " bytes, more than the largest file size: ignored");
+    return;
+  }
   std::unique_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_);
   const uint64_t old = i_size();

@@ -2,6 +2,7 @@
 // kernel features. Label: engine.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -246,6 +247,41 @@ TEST(Engine, ChangeUnderneathToTheTopDropsEverything) {
   be->post_change(kPage + 1, std::numeric_limits<uint64_t>::max() - kPage - 1);
   ASSERT_TRUE(be->wait_idle());
   EXPECT_EQ(m.data()[3 * kPage], z) << "a change to 2^64 - 1 dropped nothing";
+}
+
+/// An object that claims `size` bytes and reads as zeros (nothing stored).
+class HugeSizeBackend : public ft::WrapBackend {
+ public:
+  HugeSizeBackend(uint64_t size, std::string name)
+      : ft::WrapBackend(make_memory_backend(std::move(name))), size_(size) {}
+  int64_t size() override { return static_cast<int64_t>(size_); }
+  ssize_t read(uint64_t off, std::span<std::byte> buf) override {
+    if (off >= size_) return 0;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size_ - off));
+    std::memset(buf.data(), 0, n);
+    return static_cast<ssize_t>(n);
+  }
+  ssize_t read_into_fd(uint64_t, size_t, int, uint64_t) override { return -EOPNOTSUPP; }
+
+ private:
+  uint64_t size_;
+};
+
+// Issue 14: nothing checked that a backend's size fits the page index (2^36
+// pages: 256 TiB of 4 KiB pages); a read past it aliased a lower slot. An
+// object larger than that is refused with EFBIG; one of exactly that size
+// works to its last byte.
+TEST(Engine, BackendLargerThanThePageIndexIsRefused) {
+  const uint64_t max = uint64_t{1} << 48;
+  Engine eng;
+  EXPECT_ERRNO(EFBIG, (void)eng.open(std::make_shared<HugeSizeBackend>(max + 1, "huge_plus_one")));
+  EXPECT_ERRNO(EFBIG, (void)eng.open(std::make_shared<HugeSizeBackend>(max + 2 * kPage, "huge_plus_page")));
+  File f = eng.open(std::make_shared<HugeSizeBackend>(max, "huge_exact"));
+  EXPECT_EQ(f.size(), max);
+  std::byte b[2] = {std::byte{1}, std::byte{1}};
+  EXPECT_EQ(f.read(max - 1, b), 1u);
+  EXPECT_EQ(b[0], std::byte{0});
+  EXPECT_EQ(f.read(max, b), 0u);
 }
 
 TEST(Engine, DifferentObjectsAreDifferentCaches) {

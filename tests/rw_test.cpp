@@ -2,10 +2,12 @@
 // a faultline mapping of the same file (DESIGN R11). Label: rw.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstring>
 #include <thread>
 
+#include "faultline/testing.hpp"
 #include "test_util.hpp"
 
 using namespace faultline;
@@ -171,6 +173,46 @@ TEST_F(RwTest, ReadIntoAMappingOfOtherPagesOfTheSameFile) {
   std::vector<std::byte> got(size);
   ASSERT_EQ(f.read(0, got), size);
   EXPECT_EQ(0, std::memcmp(got.data(), m.data(), size));
+}
+
+// Issue 14, R11: File::read copied into the caller's buffer holding the size
+// lock and the invalidate_lock shared. With that buffer inside a view of the
+// File, the copy's fault takes the invalidate_lock shared while an
+// invalidate waits for it exclusive: only glibc's reader preference kept
+// that from deadlocking. Now no lock of the File is held during that copy:
+// an invalidate started while the read is parked there (read.before_user_copy)
+// runs to its end without waiting for the invalidate_lock.
+TEST_F(RwTest, ReadCopiesToTheCallerHoldingNoLockOfTheFile) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = faultline::testing;
+  fts::reset();
+  const uint64_t size = 8 * kPage;
+  File f = open(size);
+  const auto want = ft::pattern(0, size);
+  Mapping m = f.map(0, size);
+  fts::arm("read.before_user_copy");
+  std::thread reader([&] { EXPECT_EQ(f.read(0, std::span(m.data() + 4 * kPage, kPage)), kPage); });
+  ASSERT_TRUE(fts::wait_parked("read.before_user_copy"));
+  std::atomic<bool> done{false};
+  std::thread inv([&] {
+    EXPECT_TRUE(f.invalidate(4 * kPage, kPage).empty());
+    done = true;
+    fts::notify();
+  });
+  // Either invalidate finishes, or it is about to sleep on the invalidate_lock
+  // the parked read holds (the wait point), the deadlock's first half.
+  const auto r = fts::wait_reached("wait.invalidate_lock.exclusive", 1, [&] { return done.load(); });
+  EXPECT_EQ(r, fts::Reach::stopped)
+      << "invalidate waits for the invalidate_lock held by a read that is copying into the "
+         "caller's buffer (R11)";
+  fts::release("read.before_user_copy");
+  reader.join();
+  inv.join();
+  fts::reset();
+  EXPECT_EQ(-1, ft::first_diff(m.data() + 4 * kPage, want.data(), kPage));
+#endif
 }
 
 TEST_F(RwTest, WriteFromAMappingOfTheSameFile) {
