@@ -25,6 +25,8 @@ if(FAULTLINE_BUILD_TESTS)
     "inject_short_read|--ops 20000 --seed 12 --backend file --inject read:short:0.02"
     "strict_poison|--ops 20000 --seed 1 --backend memory --inject mkwrite:eio:0.02 --strict-poison"
     "inject_all_threads2|--ops 20000 --seed 7 --threads 2 --backend memory --inject read:eio:0.01,write:eio:0.02,mkwrite:enospc:0.01"
+    "close_reopen_file|--ops 5000 --seed 13 --backend file --w-reopen 15 --w-punch 6 --w-sync 6"
+    "teardown_threads4_file|--ops 20000 --seed 14 --threads 4 --backend file --w-teardown 10 --w-invalidate 6 --w-sync 6"
   )
   foreach(run IN LISTS verify_runs)
     string(REPLACE "|" ";" parts "${run}")

@@ -71,7 +71,9 @@ void Model::punch(uint64_t off, uint64_t len, std::vector<ViewModel*>& views) {
 void Model::invalidate(uint64_t off, uint64_t len, const std::vector<uint64_t>& failed,
                        std::vector<ViewModel*>& views) {
   const uint64_t first = off / page_;
-  const uint64_t last = std::min<uint64_t>((off + len + page_ - 1) / page_, max_pages_ + 1);
+  // A range to 2^64 - 1 (or past it) means "to the end", as the engine clamps it.
+  const uint64_t end = len > ~uint64_t{0} - off ? ~uint64_t{0} : off + len;
+  const uint64_t last = std::min<uint64_t>(end / page_ + (end % page_ != 0), max_pages_ + 1);
   for (ViewModel* v : views) {
     for (uint64_t pg = first; pg < last && pg < v->poisoned.size(); ++pg) {
       (void)failed;  // kept-dirty pages lose their poison too (file.hpp: "cleared")

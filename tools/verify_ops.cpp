@@ -78,7 +78,7 @@ Harness::Harness(VerifyOptions& o)
   } else {
     scratch_ = std::make_unique<ScratchFile>(o.dir, o.size * 2);
   }
-  EngineConfig cfg;
+  EngineConfig& cfg = ecfg_;
   cfg.log = [](std::string_view) {};  // write-back failures at close are expected with injection
   // Single thread: write-back only at sync operations, so a seed replays
   // exactly. Several threads: a busy flusher, to race with everything else.
@@ -198,6 +198,7 @@ void Harness::run_one(ThreadCtx& t, uint64_t n, std::string& d) {
     case VerifyOp::Remap: return op_remap(t, d);
     case VerifyOp::EofJunk: return op_eofjunk(t, d);
     case VerifyOp::Reclaim: return op_reclaim(t, d);
+    case VerifyOp::Teardown: return op_teardown(t, d);
     case VerifyOp::Count: break;
   }
 }
@@ -497,13 +498,26 @@ void Harness::op_punch(ThreadCtx& t, std::string& d) {
 }
 
 void Harness::op_invalidate(ThreadCtx& t, std::string& d) {
-  std::unique_lock lk(big_);
+  // --threads: half of them invalidate this thread's slice only, beside the
+  // other threads' ops (a view being torn down, sync, stores elsewhere).
+  const bool local = multi() && t.rng.one_in(2);
+  std::unique_lock<std::shared_mutex> ul(big_, std::defer_lock);
+  std::shared_lock<std::shared_mutex> sl(big_, std::defer_lock);
+  if (local) sl.lock();
+  else ul.lock();
   uint64_t off = 0, len = kWhole;
-  if (!t.rng.one_in(4)) {
+  if (local) {
+    off = t.lo + t.rng.below(t.hi - t.lo);
+    len = 1 + t.rng.below(std::min<uint64_t>(4 * opts_.max_len, t.hi - off));
+  } else if (!t.rng.one_in(4)) {
     off = t.rng.below(model_.max_size());
     len = 1 + t.rng.below(4 * opts_.max_len);
+  } else if (t.rng.one_in(2)) {
+    // The 2^64 edge: from off to 2^64 - 1 (issue 14 defect 5: it was a no-op).
+    off = t.rng.one_in(2) ? 0 : t.rng.below(model_.max_size());
+    len = ~uint64_t{0} - off;
   }
-  d = fmt::format("invalidate 0x{:x} len 0x{:x}", off, len);
+  d = fmt::format("invalidate{} 0x{:x} len 0x{:x}", local ? " (slice)" : "", off, len);
   const uint64_t wb = write_faults();
   std::vector<uint64_t> failed;
   try {
@@ -511,7 +525,7 @@ void Harness::op_invalidate(ThreadCtx& t, std::string& d) {
   } catch (const std::system_error& e) {
     throw Mismatch{fmt::format("File::invalidate threw: {}", e.what())};
   }
-  if (write_faults() != wb) wb_error_pending_ = true;
+  if (write_faults() != wb && !local) wb_error_pending_ = true;  // (local: --threads only)
   if (!failed.empty()) {
     d += fmt::format(" -> {} pages not laundered", failed.size());
     if (write_faults() == wb && !multi())
@@ -544,6 +558,7 @@ void Harness::do_sync(bool fsync, uint64_t inj_before, std::string& d) {
     throw Mismatch{"R8: a write-back error was injected since the last sync, but sync() "
                    "reported nothing (the error was silently dropped)"};
   if (!multi()) wb_error_pending_ = false;
+  if (!threw) check_clean_after_sync(fsync ? "File::fsync" : "File::sync");
 }
 
 void Harness::op_sync(ThreadCtx& t, std::string& d) {
@@ -554,6 +569,19 @@ void Harness::op_sync(ThreadCtx& t, std::string& d) {
   if (multi()) sl.lock();
   else ul.lock();
   const uint64_t inj = injected_total();
+  if (kind == 1 && t.rng.one_in(3) && !injector_) {
+    // A range sync to the 2^64 edge (issue 14 defect 5: it wrote nothing).
+    const uint64_t off = t.rng.one_in(2) ? 0 : t.rng.below(model_.max_size());
+    const uint64_t len = ~uint64_t{0} - off;
+    d = fmt::format("sync     0x{:x} len 0x{:x}", off, len);
+    try {
+      file_.sync(off, len);
+    } catch (const std::system_error& e) {
+      throw Mismatch{fmt::format("File::sync(0x{:x}, 0x{:x}) threw: {}", off, len, e.what())};
+    }
+    if (off == 0) check_clean_after_sync("File::sync(0, UINT64_MAX)");
+    return;
+  }
   if (kind == 0) {
     View& v = views_[t.rng.below(views_.size())];
     d = fmt::format("msync    {} view@0x{:x}", view_kind_name(v.model.kind), v.model.off);
@@ -584,6 +612,17 @@ void Harness::op_sync(ThreadCtx& t, std::string& d) {
   }
   d = kind == 1 ? "sync" : "fsync";
   do_sync(kind == 2, inj, d);
+}
+
+void Harness::check_clean_after_sync(const char* what) {
+  // Single thread: nothing stores between the sync and here, so no page may
+  // be dirty (sync's promise; a page dirtied after it returned with no store
+  // since would be rewritten needlessly, issue 14 defect 12). With injection
+  // a failed write-back keeps its pages dirty.
+  if (multi() || injector_) return;
+  const uint64_t dirty = file_.stats().dirty_pages;
+  if (dirty != 0)
+    throw Mismatch{fmt::format("{} returned but {} pages are still (or again) dirty", what, dirty)};
 }
 
 void Harness::op_dropcache(ThreadCtx&, std::string& d) {
@@ -634,11 +673,16 @@ void Harness::check_all(const char* why) {
   }
 }
 
-void Harness::op_reopen(ThreadCtx&, std::string& d) {
+void Harness::op_reopen(ThreadCtx& t, std::string& d) {
   std::unique_lock lk(big_);
-  d = "reopen";
-  // Sync until it succeeds (an injected error is reported once per handle).
-  bool ok = false;
+  // Without injection the close itself must write everything back, data and
+  // size (issue 14 defect 11: the size was lost): no sync first, and half
+  // the time the whole Engine is closed. With injection a failed write-back
+  // at close would lose pages by design: sync first until it succeeds.
+  const bool sync_first = injector_ || t.rng.one_in(3);
+  const bool engine_close = !injector_ && t.rng.one_in(2);
+  d = fmt::format("reopen{}{}", sync_first ? "" : " (no sync)", engine_close ? " (engine close)" : "");
+  bool ok = !sync_first;
   for (int i = 0; i < 20 && !ok; ++i) {
     try {
       file_.sync();
@@ -651,8 +695,16 @@ void Harness::op_reopen(ThreadCtx&, std::string& d) {
     d += " (skipped: sync kept failing)";
     return;
   }
-  for (auto& v : views_) v.map.unmap();
-  file_.close();
+  if (engine_close) {
+    // Engine::close writes every File back and tears the views down itself.
+    engine_->close();
+    for (auto& v : views_) v.map.unmap();
+    file_.close();
+    engine_ = std::make_unique<Engine>(ecfg_);
+  } else {
+    for (auto& v : views_) v.map.unmap();
+    file_.close();  // the last handle and view: the File writes back as it goes
+  }
   file_ = engine_->open(open_backend(), fopts_);
   ++reopens;
   for (auto& v : views_) map_view(v);
@@ -689,6 +741,42 @@ void Harness::op_reclaim(ThreadCtx& t, std::string& d) {
   const uint64_t want = 1 + t.rng.below(64);  // in 4 KiB pages
   const uint64_t freed = engine_->reclaim(want);
   d = fmt::format("reclaim  {} pages -> {} freed", want, freed);
+}
+
+void Harness::op_teardown(ThreadCtx& t, std::string& d) {
+  // A second, short-lived shared RW view of a few whole pages of this
+  // thread's slice inside EOF: stores through it, then its teardown, which
+  // with --threads races with the other threads' sync, slice invalidates,
+  // the flusher and reclaim (issue 14 defects 1 and 7).
+  std::shared_lock lk(big_);
+  const uint64_t size = model_.size();
+  const uint64_t a = t.lo / page_, b = std::min(t.hi, size) / page_;  // whole pages
+  if (a >= b) {
+    d = "teardown (no whole page of this slice inside EOF: skipped)";
+    return;
+  }
+  const uint64_t first = a + t.rng.below(b - a);
+  const uint64_t n = 1 + t.rng.below(std::min<uint64_t>(b - first, 16));
+  const uint64_t off = first * page_ + t.rng.below(n * page_);
+  const uint64_t len = 1 + t.rng.below(std::min<uint64_t>(opts_.max_len, (first + n) * page_ - off));
+  d = fmt::format("teardown view@0x{:x} len 0x{:x}: store 0x{:x} len 0x{:x} (size 0x{:x})",
+                  first * page_, n * page_, off, len, size);
+  t.data.resize(len);
+  t.rng.fill(t.data.data(), len);
+  const uint64_t inj = injected_total();
+  Mapping m = file_.map(first * page_, n * page_, Access::ReadWrite, Sharing::Shared);
+  const auto r = access(m.data() + (off - first * page_), len, t.data.data(), true, page_);
+  model_.shared_store(off, t.data.data(), r.done);
+  m.unmap();
+  if (r.err) {
+    d += fmt::format(" -> SIGBUS {} at 0x{:x}", bus_name(r.err->code), off + r.done);
+    // A fresh view holds no poison: only an injected error explains it (and
+    // its poison goes with the view).
+    if (!injected_since(inj))
+      throw Mismatch{fmt::format("teardown: a store through a fresh view got SIGBUS at 0x{:x} with "
+                                 "no injected error",
+                                 off + r.done)};
+  }
 }
 
 void Harness::op_eofjunk(ThreadCtx& t, std::string& d) {

@@ -98,6 +98,7 @@ class Harness {
   void op_remap(ThreadCtx& t, std::string& d);
   void op_eofjunk(ThreadCtx& t, std::string& d);
   void op_reclaim(ThreadCtx& t, std::string& d);
+  void op_teardown(ThreadCtx& t, std::string& d);
 
   // Helpers.
   std::shared_ptr<Backend> open_backend();
@@ -113,6 +114,8 @@ class Harness {
   /// After a SIGBUS at file offset `fo` in view v: is it allowed? Records poison.
   void check_bus(View& v, uint64_t fo, const BusError& e, bool may_inject, const char* what);
   void do_sync(bool fsync, uint64_t inj_before, std::string& d);
+  /// Single thread, no injection: throws Mismatch if a page is dirty.
+  void check_clean_after_sync(const char* what);
   void resolve_failed_write(uint64_t off, uint64_t len, const uint8_t* old, const uint8_t* neu);
   void extend_for_store(uint64_t end, std::string& d);
   bool multi() const { return opts_.threads > 1; }
@@ -123,6 +126,7 @@ class Harness {
   std::unique_ptr<ScratchFile> scratch_;
   std::shared_ptr<Backend> memory_inner_;  // the memory backend (survives reopen)
   std::shared_ptr<FaultInjector> injector_;
+  EngineConfig ecfg_;  ///< for the Engine made again by reopen (engine close)
   std::unique_ptr<Engine> engine_;
   File file_;
   Model model_;

@@ -30,10 +30,14 @@ constexpr OpInfo kOps[kVerifyOps] = {
     {"invalidate", 2, "File::invalidate of a range"},
     {"sync", 3, "msync(2) of a view, File::sync or File::fsync"},
     {"dropcache", 1, "sync, then invalidate the whole file"},
-    {"reopen", 1, "sync, unmap every view, close, Engine::open again, remap; data must survive"},
+    {"reopen", 1, "unmap every view and close the handle (the last close writes back data and "
+                  "size), or close the whole Engine, with or without a sync first; open again, "
+                  "remap; data and size must survive"},
     {"remap", 2, "unmap one Mapping and map it at a new address and offset"},
     {"eofjunk", 2, "store junk past EOF in the EOF page, probe SIGBUS beyond it"},
     {"reclaim", 2, "Engine::reclaim: evict clean pages (as under the memory limit); data unchanged"},
+    {"teardown", 2, "map a second shared RW view of a few pages, store through it, unmap it (with "
+                    "--threads: racing with other threads' sync, invalidate, flusher, reclaim)"},
 };
 }  // namespace
 
@@ -45,7 +49,7 @@ CLI::App* add_verify_command(CLI::App& app, VerifyOptions& o) {
       "fsx-style model checker: random operations on a faultline File, each result checked "
       "against an in-memory model; exit 1 on a mismatch with a replay command.\n"
       "Operations (weight flags --w-NAME): read write mapread mapwrite truncate punch invalidate "
-      "sync dropcache reopen remap eofjunk reclaim.\n"
+      "sync dropcache reopen remap eofjunk reclaim teardown.\n"
       "Write-back: single thread runs with the flusher off (write-back only at sync ops, so a "
       "seed replays exactly); --threads > 1 runs a busy flusher (20 ms interval, 50 ms expiry).\n"
       "Not supported by the engine yet (left out): short writes in the Backend API (write:short "

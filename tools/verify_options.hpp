@@ -11,7 +11,7 @@ namespace faultline::cli {
 /// The operations of `faultline verify` (the order of the weight flags).
 enum class VerifyOp : int {
   Read, Write, MapRead, MapWrite, Truncate, Punch, Invalidate, Sync, DropCache, Reopen, Remap,
-  EofJunk, Reclaim, Count
+  EofJunk, Reclaim, Teardown, Count
 };
 inline constexpr int kVerifyOps = static_cast<int>(VerifyOp::Count);
 const char* verify_op_name(VerifyOp op);
