@@ -46,7 +46,9 @@ struct ThreadPipe {
 class FileBackend final : public Backend {
  public:
   FileBackend(const std::string& path, bool writable, bool create) : path_(path), writable_(writable) {
-    int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+    // O_NONBLOCK for the open only: a FIFO with no writer would block it;
+    // it is refused below (not a regular file), then the flag is cleared.
+    int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK;
     if (create) flags |= O_CREAT;
     fd_ = ::open(path.c_str(), flags, 0644);
     if (fd_ < 0) detail::throw_errno("faultline: open " + path);
@@ -59,6 +61,11 @@ class FileBackend final : public Backend {
     if (!S_ISREG(st.st_mode)) {
       ::close(fd_);
       detail::throw_errno(EINVAL, "faultline: not a regular file: " + path);
+    }
+    if (const int fl = ::fcntl(fd_, F_GETFL); fl < 0 || ::fcntl(fd_, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+      const int e = errno;
+      ::close(fd_);
+      detail::throw_errno(e, "faultline: fcntl " + path);
     }
     id_ = "file:" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
   }

@@ -1,4 +1,5 @@
 #include "bench_cmd.hpp"
+#include "path_arg.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -324,11 +325,9 @@ int run_bench(const BenchOptions& o) {
   std::optional<ScratchFile> scratch;
   UniqueFd control;  // for setting the kernel cache state
   if (!o.file.empty()) {
-    control.reset(::open(o.file.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!control) throw_errno("open '" + o.file + "'");
+    control = open_regular_file(o.file, O_RDONLY);  // no FIFO, device or /proc file
     struct stat st {};
     if (::fstat(control.get(), &st) != 0) throw_errno("stat '" + o.file + "'");
-    if (!S_ISREG(st.st_mode)) throw std::runtime_error("'" + o.file + "' is not a regular file");
     if (st.st_size == 0) throw std::runtime_error("'" + o.file + "' is empty: nothing to read");
     info.file = o.file;
     info.size_bytes = static_cast<uint64_t>(st.st_size);

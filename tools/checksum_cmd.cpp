@@ -1,4 +1,5 @@
 #include "checksum_cmd.hpp"
+#include "path_arg.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -177,12 +178,11 @@ int run_checksum(const ChecksumOptions& o) {
 #endif
   }
 
-  UniqueFd fd(::open(o.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throw_errno(o.path);
+  // A regular file whose size is its length: anything else (a FIFO would
+  // block the open, a /proc file's size is 0) is refused, saying what it is.
+  UniqueFd fd = open_regular_file(o.path, O_RDONLY);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) throw_errno(o.path);
-  if (S_ISDIR(st.st_mode)) throw_errno(EISDIR, o.path);
-  if (!S_ISREG(st.st_mode)) throw std::runtime_error(o.path + ": not a regular file");
   const auto size = static_cast<uint64_t>(st.st_size);
 
   const ReadResult by_read = checksum_read(fd.get(), o.path);

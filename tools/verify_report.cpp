@@ -3,14 +3,20 @@
 
 #include <fmt/format.h>
 
+#include <stdexcept>
+
+#include "path_arg.hpp"
 #include "sys_error.hpp"
 
 namespace faultline::cli {
 
 OpLog::OpLog(const std::string& keep_path) {
   if (!keep_path.empty()) {
-    keep_ = std::fopen(keep_path.c_str(), "w");
-    if (!keep_) throw_errno("--keep-log " + keep_path);
+    try {
+      keep_ = open_log_file(keep_path);  // never blocks on a FIFO, never writes into /proc
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("--keep-log ") + e.what());
+    }
   }
 }
 
