@@ -45,7 +45,7 @@ struct membe {
 static int64_t mem_size(void *ctx) { return (int64_t)((struct membe *)ctx)->size; }
 static ssize_t mem_read(void *ctx, uint64_t off, void *buf, size_t len) {
   struct membe *m = ctx;
-  m->reads++;
+  __atomic_fetch_add(&m->reads, 1, __ATOMIC_SEQ_CST); /* engine threads */
   if (off >= m->size) return 0;
   if (len > m->size - off) len = m->size - off;
   memcpy(buf, m->data + off, len);
@@ -63,7 +63,7 @@ static int mem_grow(struct membe *m, uint64_t end) {
 }
 static int mem_write(void *ctx, uint64_t off, const void *buf, size_t len) {
   struct membe *m = ctx;
-  m->writes++;
+  __atomic_fetch_add(&m->writes, 1, __ATOMIC_SEQ_CST); /* engine threads */
   if (mem_grow(m, off + len)) return -ENOMEM;
   memcpy(m->data + off, buf, len);
   if (off + len > m->size) m->size = off + len;
@@ -72,12 +72,12 @@ static int mem_write(void *ctx, uint64_t off, const void *buf, size_t len) {
 static int mem_mkwrite(void *ctx, uint64_t off, size_t len) {
   struct membe *m = ctx;
   (void)len;
-  m->mkwrites++;
+  __atomic_fetch_add(&m->mkwrites, 1, __ATOMIC_SEQ_CST); /* engine threads */
   return off == m->refuse_mkwrite_at ? -ENOSPC : 0;
 }
 static int mem_truncate(void *ctx, uint64_t n) {
   struct membe *m = ctx;
-  m->truncates++;
+  __atomic_fetch_add(&m->truncates, 1, __ATOMIC_SEQ_CST); /* engine threads */
   if (mem_grow(m, n)) return -ENOMEM;
   if (n < m->size) memset(m->data + n, 0, m->size - n);
   m->size = n;
@@ -85,12 +85,12 @@ static int mem_truncate(void *ctx, uint64_t n) {
 }
 static int mem_punch(void *ctx, uint64_t off, uint64_t len) {
   struct membe *m = ctx;
-  m->punches++;
+  __atomic_fetch_add(&m->punches, 1, __ATOMIC_SEQ_CST); /* engine threads */
   if (off < m->size) memset(m->data + off, 0, (off + len > m->size ? m->size : off + len) - off);
   return 0;
 }
-static int mem_sync(void *ctx) { ((struct membe *)ctx)->syncs++; return 0; }
-static void mem_release(void *ctx) { ((struct membe *)ctx)->releases++; }
+static int mem_sync(void *ctx) { __atomic_fetch_add(&((struct membe *)ctx)->syncs, 1, __ATOMIC_SEQ_CST); return 0; }
+static void mem_release(void *ctx) { __atomic_fetch_add(&((struct membe *)ctx)->releases, 1, __ATOMIC_SEQ_CST); }
 
 /* ---- helpers ------------------------------------------------------------- */
 struct touch { volatile unsigned char *p; unsigned char v; int store; };
@@ -321,16 +321,16 @@ static void test_backend(fl_engine *e) {
   CHECK_EQ(fl_mmap(f, 4 * PAGE, FL_PROT_READ | FL_PROT_WRITE, FL_MAP_SHARED, 0, &a), 0);
   unsigned char *p = a;
   CHECK_EQ(p[PAGE + 1], pattern(PAGE + 1));
-  CHECK(m.reads > 0);
+  CHECK(__atomic_load_n(&m.reads, __ATOMIC_SEQ_CST) > 0);
   p[PAGE] = 0x11; /* page_mkwrite, dirty */
-  CHECK(m.mkwrites >= 1);
+  CHECK(__atomic_load_n(&m.mkwrites, __ATOMIC_SEQ_CST) >= 1);
   /* a refused page_mkwrite: the store gets SIGBUS, turned into -EFAULT */
   struct touch t = {p + 3 * PAGE, 0x22, 1};
   CHECK_EQ(fl_guard(do_touch, &t, NULL), -EFAULT);
   CHECK_EQ(fl_fsync(f), 0);
   CHECK_EQ(m.data[PAGE], 0x11);
   CHECK_EQ(m.data[3 * PAGE], pattern(3 * PAGE));
-  CHECK(m.writes >= 1 && m.syncs == 1);
+  CHECK(__atomic_load_n(&m.writes, __ATOMIC_SEQ_CST) >= 1 && __atomic_load_n(&m.syncs, __ATOMIC_SEQ_CST) == 1);
 
   CHECK_EQ(fl_fallocate(f, FL_FALLOC_FL_PUNCH_HOLE | FL_FALLOC_FL_KEEP_SIZE, 0, PAGE), 0);
   CHECK_EQ(m.punches, 1);
