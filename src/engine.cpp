@@ -466,6 +466,7 @@ Stats Engine::stats() const {
   Stats s = core_->stats.snapshot();
   s.dirty_pages = core_->nr_dirty.load();
   s.cached_pages = core_->nr_cached.load();
+  s.peak_cached_pages = core_->peak_cached.load();
   return s;
 }
 uint64_t Engine::reclaim(uint64_t pages) {

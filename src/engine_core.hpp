@@ -81,13 +81,33 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   int pagemap_fd() const { return pagemap_fd_.load(std::memory_order_acquire); }
   std::atomic<uint64_t> nr_dirty{0};  // dirty pages over all Files
   std::atomic<uint64_t> nr_cached{0};  // uptodate pages over all Files (4 KiB units)
-  /// Over EngineConfig::memory_limit_pages (never, without a limit).
+  std::atomic<uint64_t> peak_cached{0};  // the most nr_cached has been
+  /// Frames reserved by fills in progress (4 KiB units): charge() keeps
+  /// nr_cached + nr_charged within EngineConfig::memory_limit_pages.
+  std::atomic<uint64_t> nr_charged{0};
+  /// The cache with the fills in progress is past the background reclaim mark
+  /// (the limit less 1/32; never, without a limit): the flusher evicts down to
+  /// 15/16 of the limit, so faults rarely have to reclaim themselves.
   bool over_memory_limit() const {
-    return cfg.memory_limit_pages && nr_cached.load(std::memory_order_relaxed) > cfg.memory_limit_pages;
+    const uint64_t l = cfg.memory_limit_pages;
+    return l && nr_cached.load(std::memory_order_relaxed) +
+                        nr_charged.load(std::memory_order_relaxed) > l - l / 32;
   }
-  /// A page became uptodate: past the memory limit, wake the flusher (once
-  /// per pass).
+  /// A page became uptodate: past the background mark, wake the flusher
+  /// (once per pass).
   void note_cached();
+  /// The memory limit for a fill of `pages` frames (4 KiB units, issue 16):
+  /// reserves them before anything is filled, so the cache never passes the
+  /// limit. When cache + reservations would pass it, reclaims first (direct
+  /// reclaim, R9: try-locks only, so callers may hold page locks); when
+  /// nothing could be freed and `may_wait` (the caller holds no page lock nor
+  /// the invalidate_lock), kicks the flusher (write-back) and waits for
+  /// reclaim to make room, bounded (~1 s, then it goes over rather than hang:
+  /// every page locked, dirty or failing write-back). Returns the pages
+  /// reserved: `pages`, or as few as `min` (the caller fills less) when no
+  /// more fits; `pages` unchanged without a limit. Release with uncharge().
+  uint64_t charge(uint64_t pages, uint64_t min, bool may_wait);
+  void uncharge(uint64_t pages);
   /// Evicts up to `pages` (4 KiB units) clean pages over all Files, round
   /// robin (R9). Returns the 4 KiB pages freed.
   uint64_t reclaim(uint64_t pages);
@@ -119,6 +139,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::condition_variable throttle_cv_;  // wakes throttled writers
   bool flush_kicked_ = false;
   std::atomic<bool> reclaim_kicked_{false};
+  std::mutex reclaim_wait_mu_;
+  std::condition_variable reclaim_cv_;  // a reclaim or flusher pass ended (charge waits)
   std::atomic<uint64_t> reclaim_rr_{0};  // the File reclaim starts with next
   bool flush_stop_ = false;
   struct DeferredWake {

@@ -246,6 +246,17 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     }
   }
   FL_POINT("fault.after_mkwrite");
+  // The memory limit (issue 16): the frames this fill needs are charged
+  // before any lock is taken; a fault that would pass the limit reclaims (or
+  // waits for reclaim) first and never pushes the cache over it. With less
+  // room the window shrinks (the faulting page is always charged).
+  const uint64_t budget = charge(std::max<uint64_t>(1, count_missing(ws, std::max(we, pg + 1))), 1,
+                                 /*may_wait=*/true);
+  struct Uncharge {
+    FileImpl* f;
+    uint64_t n;
+    ~Uncharge() { f->uncharge(n); }
+  } uncharge_at_end{this, budget};
   // R1b: fills exclude truncate / punch / invalidate (invalidate_lock shared)
   // and (R1a) the faulting page stays locked from lookup until its PTE is in.
   std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::defer_lock);
@@ -287,8 +298,8 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     ~Late() { if (f) f->end_late_dirtying(slot); }
   } const late{ra_wa.gens.empty() ? nullptr : this,
                ra_wa.gens.empty() ? 0u : begin_late_dirtying()};
-  const bool installed =
-      install_window(m, ws, we, pg, write, minor, false, wa.gens.empty() ? nullptr : &wa);
+  const bool installed = install_window(m, ws, we, pg, write, minor, false,
+                                        wa.gens.empty() ? nullptr : &wa, budget);
   if (!installed) return;
   if (write) {
     // R6: the time update (mtime) for a store that arrived as a MISSING /
@@ -303,17 +314,40 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     // Asynchronous readahead: the faulting thread already runs; fill and map
     // the next window now, so the stream rarely waits for a round trip.
     const uint64_t next_we = std::min<uint64_t>(we + (we - ws), m.pgoff + m.npages);
-    if (!FL_GUARD(1, 'c') || index_.get(we)->trylock()) {  // R1c (R12: try-lock)
+    // Within the memory limit without waiting (the invalidate_lock is held):
+    // no room, no readahead.
+    const uint64_t need = count_missing(we, next_we);
+    const uint64_t ra_budget = charge(need, 0, /*may_wait=*/false);
+    const Uncharge ra_uncharge{this, ra_budget};
+    if ((need == 0 || ra_budget > 0) && (!FL_GUARD(1, 'c') || index_.get(we)->trylock())) {  // R1c (R12: try-lock)
       // readahead: a failed fill of `we` must not poison a page nobody touched.
       if (install_window(m, we, next_we, we, false, false, /*readahead=*/true,
-                         ra_wa.gens.empty() ? nullptr : &ra_wa))
+                         ra_wa.gens.empty() ? nullptr : &ra_wa, ra_budget))
         m.ra_next.store(next_we, std::memory_order_relaxed);
     }
   }
 }
 
+uint64_t FileImpl::count_missing(uint64_t ws, uint64_t we) {
+  we = std::min(we, eof_pages());
+  uint64_t n = 0;
+  for (uint64_t k = ws; k < we; ++k) {
+    const Page* p = index_.find(k);
+    if (!p || !p->test(PG_uptodate)) ++n;
+  }
+  return n;
+}
+
+uint64_t FileImpl::charge(uint64_t pages, uint64_t min, bool may_wait) {
+  const unsigned s = page_shift_ - kBasePageShift;
+  return core->charge(pages << s, min << s, may_wait) >> s;
+}
+
+void FileImpl::uncharge(uint64_t pages) { core->uncharge(pages << (page_shift_ - kBasePageShift)); }
+
 bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
-                              bool minor, bool readahead, const WriteAround* wa) {
+                              bool minor, bool readahead, const WriteAround* wa,
+                              uint64_t fill_budget) {
   // `must` is locked by the caller (R1a; readahead's first page R1c). R12 and
   // R1c: the others only try-locked, ascending, and held until installed.
   const uint64_t n = we - ws;
@@ -354,6 +388,21 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     if (!FL_RULE(10) && minor && ws + i == must) return false;  // breaker: "MINOR = filled"
     return true;
   };
+  // The memory limit: fill no more pages than were charged, the faulting page
+  // first (a fault always gets its page; readahead may get nothing).
+  if (fill_budget != ~uint64_t{0}) {
+    uint64_t left = fill_budget;
+    const uint64_t mi = must - ws;
+    if (pages[mi] && needs_fill(mi)) {
+      if (left) --left;
+      else if (readahead) drop(mi);
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+      if (i == mi || !pages[i] || !needs_fill(i)) continue;
+      if (left) --left;
+      else drop(i);
+    }
+  }
   for (uint64_t i = 0; i < n;) {
     if (!pages[i] || !needs_fill(i)) {
       ++i;

@@ -1,8 +1,10 @@
 // The local-file backend: pread/pwrite on a descriptor; fills the engine's
 // memfd with splice (the fastest fill measured, see README "Fill paths").
 #include <cerrno>
+#include <cstdlib>
 #include <fcntl.h>
 #include <string>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +24,28 @@ namespace {
 
 constexpr int kPipeBytes = 1 << 20;
 constexpr size_t kWillneedBytes = size_t{128} << 10;
+// O_DIRECT fills of 4 KiB frames go through a per-thread buffer of this size,
+// 2 MiB aligned and THP-backed where the kernel allows it (a 2 MiB huge page
+// is one DMA segment: requests into 4 KiB pages are cut at ~1 MiB here).
+constexpr size_t kDirectBufBytes = size_t{4} << 20;
+constexpr size_t kDirectBufAlign = size_t{2} << 20;
+
+/// The calling thread's O_DIRECT bounce buffer (nullptr when it cannot be had).
+std::byte* direct_buffer() {
+  struct Buf {
+    std::byte* p = nullptr;
+    Buf() {
+      void* q = std::aligned_alloc(kDirectBufAlign, kDirectBufBytes);
+      if (!q) return;
+      // A hint only: without THP the reads are merely cut in smaller requests.
+      (void)::madvise(q, kDirectBufBytes, MADV_HUGEPAGE);
+      p = static_cast<std::byte*>(q);
+    }
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf buf;
+  return buf.p;
+}
 
 /// A pipe per thread for splice(backing -> pipe -> memfd), which takes
 /// explicit offsets on both files (sendfile would need the memfd's position).
@@ -99,6 +123,15 @@ class FileBackend final : public Backend {
   }
 
   ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) override {
+    // A range the kernel does not cache whole is read with O_DIRECT and copied
+    // into the engine's frames: the file is not cached twice (the memory
+    // limit bounds frames plus the kernel's cache of the file, issue 16), and
+    // it is the fastest cold fill measured here (DESIGN section 2). A range
+    // the kernel caches whole is spliced out of its cache.
+    if (!cached_whole(off, len)) {
+      const ssize_t r = read_direct_into_fd(off, len, fd, fd_off);
+      if (r != -EOPNOTSUPP) return r;
+    }
     thread_local ThreadPipe pipe;
     if (!pipe.ok()) return -EOPNOTSUPP;
     // Submit the whole range to the device at once (the kernel splits it into
@@ -160,8 +193,12 @@ class FileBackend final : public Backend {
   }
 
   void will_need(uint64_t off, uint64_t len) override {
-    // The kernel submits the reads and returns: the pages arrive in its page
-    // cache while the engine serves the fault that asked for part of them.
+    // POSIX_FADV_WILLNEED would read the range into the kernel's page cache,
+    // from where the engine copies it into frames: the file twice in memory,
+    // outside the memory limit. Where O_DIRECT works the engine's fills read
+    // the device directly, so the hint does nothing (the engine's read-around
+    // fills frames instead); only a file system without O_DIRECT gets it.
+    if (direct_fd() >= 0) return;
     ::posix_fadvise(fd_, static_cast<off_t>(off), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
   }
 
@@ -245,6 +282,39 @@ class FileBackend final : public Backend {
     d = ::open(p.c_str(), (writable_ ? O_RDWR : O_RDONLY) | O_DIRECT | O_CLOEXEC);
     dfd_.store(d < 0 ? -1 : d, std::memory_order_release);
     return d < 0 ? -1 : d;
+  }
+  /// O_DIRECT reads of [off, off+len) through the thread's aligned buffer,
+  /// written into `fd` at fd_off. Bytes copied (short only at the object's
+  /// end), a negative errno, or -EOPNOTSUPP when O_DIRECT cannot serve it
+  /// (no O_DIRECT, no buffer, alignment refused) and nothing was copied.
+  ssize_t read_direct_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) {
+    const int dfd = direct_fd();
+    std::byte* buf = dfd >= 0 ? direct_buffer() : nullptr;
+    if (!buf || (off & (kBasePageSize - 1)) || (len & (kBasePageSize - 1))) return -EOPNOTSUPP;
+    size_t done = 0;
+    while (done < len) {
+      const size_t want = std::min(len - done, kDirectBufBytes);
+      const ssize_t r = ::pread(dfd, buf, want, static_cast<off_t>(off + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EINVAL && done == 0) return -EOPNOTSUPP;  // no O_DIRECT alignment here
+        return -errno;
+      }
+      if (r == 0) break;  // the object's end
+      size_t w = 0;
+      while (w < static_cast<size_t>(r)) {
+        const ssize_t k = ::pwrite(fd, buf + w, static_cast<size_t>(r) - w,
+                                   static_cast<off_t>(fd_off + done + w));
+        if (k < 0) {
+          if (errno == EINTR) continue;
+          return -errno;
+        }
+        w += static_cast<size_t>(k);
+      }
+      done += static_cast<size_t>(r);
+      if (static_cast<size_t>(r) < want) break;  // short: the object ends here
+    }
+    return static_cast<ssize_t>(done);
   }
   /// cachestat(2) (Linux 6.5; no I/O): how many pages of [off, off+len) the
   /// kernel caches. False when the call is not there.

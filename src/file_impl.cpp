@@ -338,17 +338,23 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
     }
     uint64_t j = i + 1;
     while (j < n && !index_.find(pg + j)->test(PG_uptodate)) ++j;
-    if (int e = fill(pg + i, j - i)) {
+    // The memory limit (issue 16): reclaim first if the fill would pass it
+    // (try-locks only: these pages are held; no wait under them).
+    const uint64_t charged = charge(j - i, j - i, /*may_wait=*/false);
+    const int fill_err = fill(pg + i, j - i);
+    if (fill_err == 0)
+      for (uint64_t k = i; k < j; ++k) {
+        Page* p = index_.find(pg + k);
+        p->clear(PG_error);
+        mark_uptodate(p);
+      }
+    uncharge(charged);
+    if (int e = fill_err) {
       count(&Counters::read_errors);
       for (uint64_t k = i; k < j; ++k) index_.find(pg + k)->set(PG_error);
       return -e > 0 ? -e : e;
     }
     count(&Counters::pages_filled, j - i);
-    for (uint64_t k = i; k < j; ++k) {
-      Page* p = index_.find(pg + k);
-      p->clear(PG_error);
-      mark_uptodate(p);
-    }
     i = j;
   }
   return 0;

@@ -166,8 +166,20 @@ class FileImpl {
     std::vector<bool> no_mkwrite;  // skipped page_mkwrite: the page was dirty then
     bool covers(uint64_t pg) const { return pg >= first && pg < first + gens.size(); }
   };
+  /// `fill_budget`: at most this many pages are filled (the frames charged
+  /// under the memory limit); the faulting page first, the rest in order,
+  /// pages past the budget are left out of the window.
   bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
-                      bool minor, bool readahead = false, const WriteAround* wa = nullptr);
+                      bool minor, bool readahead = false, const WriteAround* wa = nullptr,
+                      uint64_t fill_budget = ~uint64_t{0});
+  /// Pages of [ws, we) below EOF that are not uptodate: an unlocked look, what
+  /// a fill of that window charges under the memory limit.
+  uint64_t count_missing(uint64_t ws, uint64_t we);
+ public:
+  /// EngineCore::charge / uncharge in this File's pages.
+  uint64_t charge(uint64_t pages, uint64_t min, bool may_wait);
+  void uncharge(uint64_t pages);
+ private:
   /// The write-around window for a store at pg in view m (1 = this page only).
   /// `stream`: the fault continues the view's sequential (readahead) stream.
   uint64_t write_around_pages(MappingImpl& m, uint64_t pg, bool stream = false);

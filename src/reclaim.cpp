@@ -131,6 +131,10 @@ uint64_t FileImpl::shrink(uint64_t want) {
 }
 
 void EngineCore::note_cached() {
+  const uint64_t c = nr_cached.load(std::memory_order_relaxed);
+  for (uint64_t peak = peak_cached.load(std::memory_order_relaxed);
+       c > peak && !peak_cached.compare_exchange_weak(peak, c, std::memory_order_relaxed);) {
+  }
   if (over_memory_limit() && !reclaim_kicked_.exchange(true, std::memory_order_relaxed))
     kick_flusher();
 }
@@ -155,6 +159,7 @@ uint64_t EngineCore::reclaim(uint64_t pages) {
   }
   files.clear();  // a File may be freed here
   reclaim_kicked_.store(false, std::memory_order_relaxed);
+  reclaim_cv_.notify_all();  // fills waiting for room (charge)
   return freed;
 }
 

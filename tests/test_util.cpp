@@ -1,5 +1,7 @@
 #include "test_util.hpp"
 
+#include <gtest/gtest.h>
+
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -8,6 +10,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <future>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -61,6 +64,30 @@ std::string TempDir::make_file(const std::string& name, uint64_t size, uint32_t 
   }
   ::close(fd);
   return p;
+}
+
+void drop_cache(const std::string& path, uint64_t size, uint64_t from) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ::fsync(fd);
+  ::posix_fadvise(fd, static_cast<off_t>(from & ~uint64_t{kPage - 1}), static_cast<off_t>(size),
+                  POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+
+uint64_t kernel_cached_pages(const std::string& path, uint64_t off, uint64_t len) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(fd, 0);
+  void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(off));
+  ::close(fd);
+  EXPECT_NE(p, MAP_FAILED);
+  if (p == MAP_FAILED) return ~uint64_t{0};
+  std::vector<unsigned char> vec((len + kPage - 1) / kPage);
+  EXPECT_EQ(::mincore(p, len, vec.data()), 0);
+  ::munmap(p, len);
+  uint64_t n = 0;
+  for (unsigned char c : vec) n += c & 1;
+  return n;
 }
 
 std::vector<std::byte> pread_file(const std::string& path, uint64_t off, std::size_t len) {

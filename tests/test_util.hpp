@@ -55,6 +55,12 @@ class TempDir {
   std::string path_;
 };
 
+/// Drops [from, size) of the file from the kernel's page cache (written back
+/// first): a cold file, for the file backend's O_DIRECT paths.
+void drop_cache(const std::string& path, uint64_t size, uint64_t from = 0);
+/// Pages of [off, off+len) of the file in the kernel's page cache (mincore).
+uint64_t kernel_cached_pages(const std::string& path, uint64_t off, uint64_t len);
+
 /// Plain POSIX access to a file (never through faultline).
 std::vector<std::byte> pread_file(const std::string& path, uint64_t off, std::size_t len);
 void pwrite_file(const std::string& path, uint64_t off, std::span<const std::byte> data);

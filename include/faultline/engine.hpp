@@ -80,11 +80,17 @@ struct EngineConfig {
   /// (0: none). Past it the flusher reclaims: it writes dirty pages back and
   /// evicts clean, unlocked pages not under write-back (R9), giving each page
   /// a second chance when a fault or read used it since the last look (the
-  /// kernel's referenced bit), down to 15/16 of the limit. A fault that pushes
-  /// the cache over the limit wakes the flusher; it is not held (the cache may
-  /// pass the limit for the time of one flusher pass). This write-back happens
-  /// with `flusher` off too: the limit needs it. While over the limit each
-  /// pass writes back everything (async Files: a full scan per pass).
+  /// kernel's referenced bit), down to 15/16 of the limit, once the cache
+  /// passes 31/32 of it. A fill (fault, File::read/write) reserves its frames
+  /// first: one that would pass the limit reclaims itself (direct reclaim),
+  /// or shrinks its window, or (holding no lock) waits for write-back to make
+  /// pages evictable, up to ~1 s, before it goes over by its one page rather
+  /// than hang; Stats::peak_cached_pages shows the most ever cached. The file
+  /// backend fills 4 KiB frames of ranges the kernel does not cache with
+  /// O_DIRECT, so the limit bounds frames plus the kernel's cache of the file
+  /// (DESIGN section 2). This write-back happens with `flusher` off too: the
+  /// limit needs it. While over the mark each pass writes back everything
+  /// (async Files: a full scan per pass).
   std::size_t memory_limit_pages = 0;
   /// Where warnings go (THP setting, fallbacks). Default: stderr.
   std::function<void(std::string_view)> log;

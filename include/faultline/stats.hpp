@@ -46,6 +46,9 @@ struct Stats {
   /// Pages cached now (uptodate; not a counter), in the File's pages for
   /// File::stats, in 4 KiB pages for Engine::stats.
   uint64_t cached_pages = 0;
+  /// The most pages cached at once since the Engine started (Engine::stats
+  /// only, 4 KiB pages): with a memory limit, at most the limit (issue 16).
+  uint64_t peak_cached_pages = 0;
 };
 
 }  // namespace faultline

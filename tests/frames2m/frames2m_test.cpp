@@ -44,16 +44,8 @@ class Frames2M : public ::testing::Test {
 
 uint64_t up2m(uint64_t v) { return (v + kH - 1) / kH * kH; }
 
-/// Drops [from, size) of the file from the kernel's cache (the file
-/// backend's aligned reads then take the O_DIRECT path there).
-void drop_cache(const std::string& path, uint64_t size, uint64_t from) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  ::fsync(fd);
-  ::posix_fadvise(fd, static_cast<off_t>(from & ~uint64_t{4095}), static_cast<off_t>(size),
-                  POSIX_FADV_DONTNEED);
-  ::close(fd);
-}
+using ft::drop_cache;
+using ft::kernel_cached_pages;
 
 std::vector<std::byte> view_bytes(const fl::Mapping& m, uint64_t off, size_t len) {
   auto v = tr::copy_out(m.data() + off, len);
@@ -349,22 +341,6 @@ TEST_F(Frames2M, FourKFilesUnchangedBesideTwoMFiles) {
   fl::Mapping ms = small.map(4096, 3 * kH - 4096, fl::Access::ReadOnly);
   EXPECT_EQ(tr::diff(view_bytes(mb, 0, 3 * kH), ft::pattern(0, 3 * kH, 11)), "");
   EXPECT_EQ(tr::diff(view_bytes(ms, 0, 3 * kH - 4096), ft::pattern(4096, 3 * kH - 4096, 12)), "");
-}
-
-/// Pages of [off, off+len) of the file in the kernel's page cache (mincore).
-uint64_t kernel_cached_pages(const std::string& path, uint64_t off, uint64_t len) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0);
-  void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(off));
-  ::close(fd);
-  EXPECT_NE(p, MAP_FAILED);
-  if (p == MAP_FAILED) return ~uint64_t{0};
-  std::vector<unsigned char> vec((len + fl::kBasePageSize - 1) / fl::kBasePageSize);
-  EXPECT_EQ(::mincore(p, len, vec.data()), 0);
-  ::munmap(p, len);
-  uint64_t n = 0;
-  for (unsigned char c : vec) n += c & 1;
-  return n;
 }
 
 // The file backend's write_aligned: O_DIRECT for a range the kernel does not
