@@ -300,6 +300,7 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
   while (i < n) {
     if (Page* p = index_.find(pg + i); p->test(PG_uptodate)) {
       p->set(PG_referenced);  // read or written through the API: in use (reclaim, R9)
+      count(&Counters::cache_hits);
       ++i;
       continue;
     }
@@ -311,6 +312,7 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
       return -e > 0 ? -e : e;
     }
     count(&Counters::pages_filled, j - i);
+    count(&Counters::cache_misses, j - i);
     for (uint64_t k = i; k < j; ++k) {
       Page* p = index_.find(pg + k);
       p->clear(PG_error);
