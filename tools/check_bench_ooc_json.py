@@ -15,6 +15,8 @@ import re
 import subprocess
 import sys
 
+from bench_json_check import scratch_removed
+
 REQUIRED = ["method", "workload", "threads", "touches_per_s", "read_amplification",
             "peak_mem_bytes", "limit_bytes", "hit_ratio", "file_bytes", "p50_ns", "p99_ns",
             "touches", "device_read_bytes", "peak_frames_bytes", "peak_kernel_cache_bytes",
@@ -134,12 +136,7 @@ def main():
     rest = {k for k in seen if k[0] != "direct"}
     if rest != want:
         fail(f"results missing {sorted(want - rest)}, unexpected {sorted(rest - want)}", proc)
-    m = re.search(r"data to (\S+) \(", proc.stderr)
-    if not m:
-        fail("stderr does not name the temporary file", proc)
-    path = m.group(1)
-    if os.path.exists(path) or os.path.exists(os.path.dirname(path)):
-        fail(f"the temporary file {path} (or its directory) was not removed")
+    path = scratch_removed(proc, fail)
     print(f"ok: {len(lines)} JSON result lines{' (kernel rows skipped: no cgroup)' if kernel_skipped else ''}"
           f"{' (2M rows skipped: no pool)' if pool_skipped else ''}; temporary file {path} removed")
 

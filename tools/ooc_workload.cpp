@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_words.hpp"
 #include "faultline/backend.hpp"
 #include "faultline/constants.hpp"
 #include "faultline/file.hpp"
@@ -37,18 +38,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kPage = kBasePageSize;
 
-uint64_t mix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-inline uint64_t load_word(const std::byte* p) {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
+constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ull;  // splitmix64's increment
 
 /// Touch latency histogram: log2 buckets split in 8 (about 9% resolution).
 struct Hist {
@@ -165,7 +155,7 @@ const char* to_string(OocMethod m) {
 // PageGen
 
 PageGen::PageGen(OocWorkload w, uint64_t pages, uint64_t seed, bool hot_only)
-    : w_(w), pages_(std::max<uint64_t>(pages, 1)), state_(mix64(seed)), hot_only_(hot_only) {
+    : w_(w), pages_(std::max<uint64_t>(pages, 1)), state_(mix64(seed + kGolden)), hot_only_(hot_only) {
   hot_ = std::max<uint64_t>(1, pages_ / kOocHotFraction);
   if (w_ == OocWorkload::Zipf) {
     const double n = static_cast<double>(pages_);
@@ -180,12 +170,12 @@ PageGen::PageGen(OocWorkload w, uint64_t pages, uint64_t seed, bool hot_only)
 }
 
 uint64_t PageGen::rnd() {
-  state_ += 0x9e3779b97f4a7c15ull;
-  return mix64(state_);
+  state_ += kGolden;
+  return mix64(state_ + kGolden);
 }
 
 uint64_t PageGen::hot_page(uint64_t i) const {
-  const uint64_t pg = i * kOocHotFraction + mix64(i ^ 0x686f74) % kOocHotFraction;
+  const uint64_t pg = i * kOocHotFraction + mix64((i ^ 0x686f74) + kGolden) % kOocHotFraction;
   return std::min(pg, pages_ - 1);
 }
 
