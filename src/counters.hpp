@@ -14,7 +14,8 @@ struct Counters {
       bytes_read{0}, bytes_written{0}, read_errors{0}, write_errors{0}, mkwrite_errors{0},
       sigbus_sent{0}, pages_invalidated{0}, invalidate_conflicts{0}, pages_truncated{0},
       pages_punched{0}, pages_laundered{0}, fault_retries{0}, pages_write_around{0},
-      pages_scan_written{0}, pagemap_scans{0}, pagemap_scan_pages{0}, pagemap_scan_ns{0}, stores_throttled{0}, fill_ns{0}, install_ns{0}, pages_reclaimed{0};
+      pages_scan_written{0}, pagemap_scans{0}, pagemap_scan_pages{0}, pagemap_scan_ns{0}, stores_throttled{0}, fill_ns{0}, install_ns{0}, pages_reclaimed{0},
+      cache_hits{0}, cache_misses{0}, reclaim_runs{0};
 
   Stats snapshot() const {
     Stats s;
@@ -47,6 +48,9 @@ struct Counters {
     s.fill_ns = fill_ns.load();
     s.install_ns = install_ns.load();
     s.pages_reclaimed = pages_reclaimed.load();
+    s.cache_hits = cache_hits.load();
+    s.cache_misses = cache_misses.load();
+    s.reclaim_runs = reclaim_runs.load();
     return s;
   }
 };

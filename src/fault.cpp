@@ -298,6 +298,8 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     ~Late() { if (f) f->end_late_dirtying(slot); }
   } const late{ra_wa.gens.empty() ? nullptr : this,
                ra_wa.gens.empty() ? 0u : begin_late_dirtying()};
+  // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
+  count(p->test(PG_uptodate) ? &Counters::cache_hits : &Counters::cache_misses);
   const bool installed = install_window(m, ws, we, pg, write, minor, false,
                                         wa.gens.empty() ? nullptr : &wa, budget);
   if (!installed) return;

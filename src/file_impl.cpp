@@ -333,6 +333,7 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
   while (i < n) {
     if (Page* p = index_.find(pg + i); p->test(PG_uptodate)) {
       p->set(PG_referenced);  // read or written through the API: in use (reclaim, R9)
+      count(&Counters::cache_hits);
       ++i;
       continue;
     }
@@ -355,6 +356,7 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
       return -e > 0 ? -e : e;
     }
     count(&Counters::pages_filled, j - i);
+    count(&Counters::cache_misses, j - i);
     i = j;
   }
   return 0;

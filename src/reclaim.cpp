@@ -117,6 +117,7 @@ uint64_t FileImpl::shrink(uint64_t want) {
       for (size_t k = a; k < b; ++k) drop_page(held[k]);
       FL_POINT("reclaim.before_punch");
       punch_frames(held_pg[a], b - a, /*keep_poison=*/true);
+      count(&Counters::reclaim_runs);
       freed += b - a;
       a = b;
     }

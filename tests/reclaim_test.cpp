@@ -70,6 +70,27 @@ TEST(Reclaim, EvictsCleanPagesThatComeBackFromTheBackend) {
   EXPECT_EQ(tr::diff(buf, ft::pattern(0, pages * kPage, 7)), "");
 }
 
+TEST(Reclaim, StatsCountHitsMissesAndRuns) {
+  ft::TempDir d;
+  const uint64_t pages = 8;
+  const auto path = d.make_file("r", pages * kPage, 6);
+  Engine eng(no_flusher());
+  File f = eng.open(path);
+  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  (void)ft::touch_read(m.data(), kPage);  // one fault: its page came from the backend
+  EXPECT_EQ(f.stats().cache_misses, 1u);
+  EXPECT_EQ(f.stats().cache_hits, 0u);
+  settle(f);  // every page read through the API: all cached by the fault's window
+  EXPECT_EQ(f.stats().cache_hits, pages);
+  EXPECT_EQ(f.stats().cache_misses, 1u);
+  EXPECT_EQ(eng.reclaim(pages), pages);
+  EXPECT_EQ(f.stats().reclaim_runs, 1u) << "contiguous pages are evicted with one punch";
+  std::vector<std::byte> one(kPage);
+  EXPECT_EQ(f.read(0, one), one.size());  // evicted: read again, a miss
+  EXPECT_EQ(f.stats().cache_misses, 2u);
+  EXPECT_EQ(eng.stats().cache_hits, pages);
+}
+
 TEST(Reclaim, DirtyPagesStay) {
   ft::TempDir d;
   const uint64_t pages = 16;

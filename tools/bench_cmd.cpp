@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bench_measure.hpp"
+#include "bench_ooc.hpp"
 #include "bench_report.hpp"
 #include "bench_summary.hpp"
 #include "bench_write.hpp"
@@ -286,13 +287,74 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
                   "writable and dirty ahead of a sequential store stream; --write)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
       ->capture_default_str();
-  cmd->add_option("--threads", o.threads, "EngineConfig.fault_threads: fault-handler threads")
-      ->check(CLI::Range(1u, 256u))
-      ->capture_default_str();
+  cmd->add_option("--threads", o.threads_arg,
+                  fmt::format("EngineConfig.fault_threads: fault-handler threads (default {}); "
+                              "with --out-of-core: touching threads, a comma list (default 1,2)",
+                              o.threads))
+      ->type_name("N[,N...]")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            for (char ch : s)
+              if (!std::isdigit(static_cast<unsigned char>(ch)) && ch != ',')
+                return "'" + s + "' is not a thread count or a comma list of them";
+            return {};
+          },
+          "N[,N...]"));
+  // --out-of-core (bench_ooc.cpp)
+  auto* ooc = cmd->add_flag(
+      "--out-of-core", o.out_of_core,
+      "Out-of-core bench: a scratch file --file-size (default 8 x --limit) touched by --threads "
+      "threads for --seconds per run (workloads uniform, hotset = 90% on 1/16 of the pages, zipf "
+      "0.99, scan, scan+hot = a scan beside a hot-set thread); methods faultline (memory limit = "
+      "--limit; 4 KiB and 2 MiB frames, default config), kernel mmap and mmap-random "
+      "(MADV_RANDOM) in a memory cgroup of --limit bytes (root; else skipped, saying why), and "
+      "direct (O_DIRECT); cold start for every run, each in a child process");
+  ooc->excludes(size)->excludes(file);
+  auto need_ooc = [&](CLI::Option* opt) { opt->needs(ooc); };
+  need_ooc(cmd->add_option("--file-size", o.file_size, "--out-of-core: file size (default 8 x --limit)")
+               ->type_name("BYTES")
+               ->check(size_check));
+  need_ooc(cmd->add_option("--limit", o.limit,
+                           "--out-of-core: the memory allowed (faultline's memory_limit_pages; the "
+                           "kernel's memory cgroup)")
+               ->type_name("BYTES")
+               ->check(size_check)
+               ->capture_default_str());
+  need_ooc(cmd->add_option("--seconds", o.seconds, "--out-of-core: seconds per run")
+               ->check(CLI::Range(0.05, 3600.0))
+               ->capture_default_str());
+  need_ooc(cmd->add_option("--workload", o.workload,
+                           "--out-of-core: comma list of uniform, hotset, zipf, scan, scan+hot, or all")
+               ->capture_default_str());
+  need_ooc(cmd->add_option("--method", o.methods,
+                           "--out-of-core: comma list of faultline, faultline-2M, mmap, "
+                           "mmap-random, direct, or all")
+               ->capture_default_str());
+  need_ooc(cmd->add_option("--direct-depth", o.direct_depth,
+                           "--out-of-core: O_DIRECT 4 KiB reads in flight for the direct rows "
+                           "(default: the device's queue depth, at most 32)")
+               ->check(CLI::Range(1u, 1024u)));
+  need_ooc(cmd->add_flag("--faultline-in-cgroup", o.faultline_in_cgroup,
+                         "--out-of-core: run the faultline rows in the memory cgroup too (an "
+                         "engine that passes its limit is then OOM-killed: reported as a failed "
+                         "row)"));
   return cmd;
 }
 
 int run_bench(const BenchOptions& o) {
+  if (o.out_of_core) return run_ooc_bench(o);
+  unsigned fault_threads = o.threads;
+  if (!o.threads_arg.empty()) {
+    unsigned long v = 0;
+    try {
+      v = std::stoul(o.threads_arg);
+    } catch (const std::exception&) {
+    }
+    if (o.threads_arg.find(',') != std::string::npos || v < 1 || v > 256)
+      throw std::runtime_error("--threads " + o.threads_arg +
+                               ": one fault-thread count in 1..256 (a list only with --out-of-core)");
+    fault_threads = static_cast<unsigned>(v);
+  }
   InterruptGuard interrupts;
   const auto poll = [] { throw_if_interrupted(); };
 
@@ -300,7 +362,7 @@ int run_bench(const BenchOptions& o) {
   config.fault_around_pages = o.fault_around;
   config.readahead_max_pages = o.readahead_max;
   config.write_around_max_pages = o.write_around_max;
-  config.fault_threads = o.threads;
+  config.fault_threads = fault_threads;
   config.log = log_once;
 
   RunInfo info;

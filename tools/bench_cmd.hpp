@@ -22,8 +22,20 @@ struct BenchOptions {
   std::size_t readahead_max = 0;
   std::size_t write_around_max = 0;
   unsigned threads = 0;
+  /// --threads as given: one number (EngineConfig.fault_threads), or with
+  /// --out-of-core a comma list of touching-thread counts.
+  std::string threads_arg;
   bool write = false;  ///< --write: the store bench instead of the read bench
   bool umap_api = false;  ///< --umap-api: add the umap-api rows (read bench)
+  // --out-of-core (bench_ooc.hpp)
+  bool out_of_core = false;
+  std::string file_size;         ///< default: 8 x the limit
+  std::string limit = "256M";
+  double seconds = 10;
+  std::string workload = "all";  ///< comma list of uniform, hotset, zipf, scan, scan+hot
+  std::string methods = "all";   ///< comma list of faultline, faultline-2M, mmap, mmap-random, direct
+  unsigned direct_depth = 0;     ///< 0: the device's queue depth (sysfs), at most 32
+  bool faultline_in_cgroup = false;
 };
 
 /// Adds the `bench` subcommand (options bound to `opts`) to `app`.

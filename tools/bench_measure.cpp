@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "bench_words.hpp"
 #include "faultline/backend.hpp"
 #include "faultline/constants.hpp"
 #include "faultline/file.hpp"
@@ -41,11 +42,6 @@ double elapsed_ns(Clock::time_point t0, Clock::time_point t1) {
   return std::chrono::duration<double, std::nano>(t1 - t0).count();
 }
 
-inline uint64_t load_word(const std::byte* p) {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 /// The first touch of every page: one load per page, in plan order. A page
 /// start is aligned, so the 8-byte load never crosses into the next page.

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "bench_words.hpp"
 #include "faultline/constants.hpp"
 #include "faultline/file.hpp"
 #include "faultline/guarded.hpp"
@@ -30,17 +31,6 @@ double elapsed_ns(Clock::time_point t0, Clock::time_point t1) {
   return std::chrono::duration<double, std::nano>(t1 - t0).count();
 }
 
-inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-inline uint64_t load_word(const std::byte* p) {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 /// Hash of [p+8, p+n) (n a multiple of 8).
 uint64_t tail_hash(const std::byte* p, std::size_t n) {

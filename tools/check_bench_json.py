@@ -17,6 +17,8 @@ import re
 import subprocess
 import sys
 
+from bench_json_check import scratch_removed
+
 REQUIRED = ["method", "pattern", "cache", "gib_per_s", "ns_per_page", "ratio_to_mmap", "reps",
             "size_bytes"]
 FAULTLINE_ONLY = ["missing_faults", "minor_faults", "pages_filled", "frame_size", "fill_ns",
@@ -115,12 +117,7 @@ def main():
         fail("the bench skipped the 2M rows without saying how to reserve a pool", proc)
     if seen != want:
         fail(f"results missing: {sorted(want - seen)}", proc)
-    m = re.search(r"data to (\S+) \(", proc.stderr)
-    if not m:
-        fail("stderr does not name the temporary file", proc)
-    path = m.group(1)
-    if os.path.exists(path) or os.path.exists(os.path.dirname(path)):
-        fail(f"the temporary file {path} (or its directory) was not removed")
+    path = scratch_removed(proc, fail)
     print(f"ok: {len(lines)} JSON result lines; temporary file {path} removed")
 
 

@@ -16,6 +16,8 @@ import re
 import subprocess
 import sys
 
+from bench_json_check import scratch_removed
+
 SIZE = 64 << 20
 PAGE = 4096
 FL = ("faultline", "faultline-async", "faultline-2M", "faultline-2M-async")
@@ -113,12 +115,7 @@ def main():
     want = {(m, p, c) for m in methods for p in ("seq", "rand") for c in ("cold", "warm")}
     if seen != want:
         fail(f"results missing: {sorted(want - seen)}, unexpected: {sorted(seen - want)}", proc)
-    m = re.search(r"data to (\S+) \(", proc.stderr)
-    if not m:
-        fail("stderr does not name the temporary file", proc)
-    path = m.group(1)
-    if os.path.exists(path) or os.path.exists(os.path.dirname(path)):
-        fail(f"the temporary file {path} (or its directory) was not removed")
+    path = scratch_removed(proc, fail)
     print(f"ok: {len(lines)} JSON write-result lines, every page verified; temporary file {path} "
           "removed")
 

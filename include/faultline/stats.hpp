@@ -43,6 +43,16 @@ struct Stats {
   /// Pages evicted by reclaim (EngineConfig::memory_limit_pages,
   /// Engine::reclaim), in the File's pages.
   uint64_t pages_reclaimed = 0;
+  /// Lookups of a page's data that found it cached (hits) or had to read it
+  /// from the backend (misses): the faulting page of each MISSING/MINOR fault,
+  /// and each page File::read/write reads. Hit ratio = hits / (hits + misses).
+  /// Accesses to pages already mapped in a view raise no fault and are in
+  /// neither.
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
+  /// Punches reclaim made to evict pages_reclaimed pages (runs of contiguous
+  /// pages: pages_reclaimed / reclaim_runs is the mean run length).
+  uint64_t reclaim_runs = 0;
   /// Pages cached now (uptodate; not a counter), in the File's pages for
   /// File::stats, in 4 KiB pages for Engine::stats.
   uint64_t cached_pages = 0;
