@@ -38,6 +38,9 @@ void FileImpl::clear_poison(uint64_t first, uint64_t last) {
   for (MappingImpl* m : rmap_) {
     std::lock_guard pg(m->poison_mu);
     for (auto it = m->poisoned.lower_bound(first); it != m->poisoned.end() && *it < last;) {
+      // Result discarded: DONTNEED of a live, page-aligned view fails only
+      // for a VM_LOCKED range (a view the user mlock()ed): the poison then
+      // stays until the view is unmapped (a known limitation).
       if (*it >= m->pgoff && *it < m->pgoff + m->npages)
         ::madvise(reinterpret_cast<void*>(m->addr_of(*it)), page_size(), MADV_DONTNEED);
       it = m->poisoned.erase(it);
@@ -49,6 +52,10 @@ void FileImpl::punch_frames(uint64_t pg, uint64_t n, bool keep_poison) {
   // PUNCH_HOLE zaps the PTEs in every view and keeps private copy-on-write
   // copies (R4; DESIGN section 2). It does not clear poison: do that exactly
   // (not for reclaim: evicting a page does not end a view's SIGBUS).
+  // Result discarded on purpose: PUNCH_HOLE on our memfd fails only for
+  // F_SEAL_WRITE / F_SEAL_FUTURE_WRITE seals (shmem_fallocate,
+  // hugetlbfs_punch_hole), which the engine never sets; a misaligned 2 MiB
+  // range cannot reach here (callers pass whole frames).
   ::fallocate(memfd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
               static_cast<off_t>(pg << page_shift_), static_cast<off_t>(n << page_shift_));
   if (!keep_poison) clear_poison(pg, pg + n);

@@ -211,6 +211,9 @@ std::vector<uint64_t> FileImpl::zap_written(MappingImpl& m, uint64_t first, uint
             [&](uint64_t pg, uint64_t n, uint64_t) { present.emplace_back(pg, pg + n); });
   std::vector<uint64_t> written;
   if (present.empty()) return written;
+  // Result discarded safely: a zap that failed leaves its PTEs present with no
+  // WP marker, which the check below counts as written: the page stays dirty
+  // (R7: never lost, at worst written back once more).
   for (auto [a, b] : present)
     ::madvise(reinterpret_cast<void*>(m.addr_of(a)), (b - a) << page_shift_, MADV_DONTNEED);
   std::vector<std::pair<uint64_t, uint64_t>> markers;
