@@ -199,7 +199,7 @@ void EngineCore::flusher_loop() {
       if (over_limit) {
         const uint64_t low = cfg.memory_limit_pages - cfg.memory_limit_pages / 16;
         const uint64_t cached = nr_cached.load(std::memory_order_relaxed);
-        if (cached > low) reclaim(cached - low);
+        if (cached > low) reclaim(cached - low, /*round_down=*/true);  // never below low
       }
       reclaim_kicked_.store(false, std::memory_order_relaxed);
     }
@@ -270,6 +270,9 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
   check_open();
   const std::string key = backend->identity();
   std::shared_ptr<FileImpl> f;
+  // References to other Files taken under files_mu_ are dropped after it (a
+  // last reference's destructor takes files_mu_: forget_file).
+  std::vector<std::shared_ptr<FileImpl>> looked_at;
   {
     std::unique_lock g(files_mu_);
     for (auto it = files_.find(key); it != files_.end(); it = files_.find(key)) {
@@ -300,7 +303,19 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
     // The frame size is chosen by the first open (FileOptions::frame_size).
     const unsigned shift =
         options.frame_size == FrameSize::k2M ? kHugePageShift : kBasePageShift;
-    f = std::make_shared<FileImpl>(shared_from_this(), backend, key, shift);
+    // The engine's other 2 MiB-frame Files share the pool (and the limit).
+    HugeFramesInUse others;
+    if (options.frame_size == FrameSize::k2M)
+      for (auto& [k, w] : files_) {
+        auto o = w.lock();
+        if (!o) continue;
+        if (o->huge()) {
+          others.frames += o->eof_pages();
+          others.held += o->nr_cached();
+        }
+        looked_at.push_back(std::move(o));
+      }
+    f = std::make_shared<FileImpl>(shared_from_this(), backend, key, shift, others);
     f->set_options(options);
     files_[key] = f;
   }
@@ -467,6 +482,7 @@ Stats Engine::stats() const {
   s.dirty_pages = core_->nr_dirty.load();
   s.cached_pages = core_->nr_cached.load();
   s.peak_cached_pages = core_->peak_cached.load();
+  s.charged_pages = core_->nr_charged.load();
   return s;
 }
 uint64_t Engine::reclaim(uint64_t pages) {

@@ -109,8 +109,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   uint64_t charge(uint64_t pages, uint64_t min, bool may_wait);
   void uncharge(uint64_t pages);
   /// Evicts up to `pages` (4 KiB units) clean pages over all Files, round
-  /// robin (R9). Returns the 4 KiB pages freed.
-  uint64_t reclaim(uint64_t pages);
+  /// robin (R9). Returns the 4 KiB pages freed. A File's page may free more
+  /// than asked (a 2 MiB frame is 512); `round_down` (background reclaim)
+  /// takes none where less than a page of that File is wanted, so a limit of
+  /// a few frames is not kept a frame below itself.
+  uint64_t reclaim(uint64_t pages, bool round_down = false);
   KernelFeatures feats;
   Counters stats;
 

@@ -249,8 +249,12 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   // The memory limit (issue 16): the frames this fill needs are charged
   // before any lock is taken; a fault that would pass the limit reclaims (or
   // waits for reclaim) first and never pushes the cache over it. With less
-  // room the window shrinks (the faulting page is always charged).
-  const uint64_t budget = charge(std::max<uint64_t>(1, count_missing(ws, std::max(we, pg + 1))), 1,
+  // room the window shrinks (the faulting page is always charged when it
+  // must be read; a fault on a cached page charges nothing, or at the limit
+  // it would evict a page for nothing, even the one it installs).
+  const Page* fp = index_.find(pg);
+  const bool pg_missing = !fp || !fp->test(PG_uptodate);
+  const uint64_t budget = charge(count_missing(ws, std::max(we, pg + 1)), pg_missing ? 1 : 0,
                                  /*may_wait=*/true);
   struct Uncharge {
     FileImpl* f;
@@ -342,7 +346,12 @@ uint64_t FileImpl::count_missing(uint64_t ws, uint64_t we) {
 
 uint64_t FileImpl::charge(uint64_t pages, uint64_t min, bool may_wait) {
   const unsigned s = page_shift_ - kBasePageShift;
-  return core->charge(pages << s, min << s, may_wait) >> s;
+  const uint64_t got = core->charge(pages << s, min << s, may_wait);
+  // Whole pages of this File only (a 2 MiB frame is 512 4 KiB pages): what
+  // the limit trimmed to less than a frame goes back now, or it would stay
+  // charged for good (uncharge() gives back whole pages).
+  core->uncharge(got & ((uint64_t{1} << s) - 1));
+  return got >> s;
 }
 
 void FileImpl::uncharge(uint64_t pages) { core->uncharge(pages << (page_shift_ - kBasePageShift)); }

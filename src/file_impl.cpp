@@ -3,11 +3,13 @@
 #include "file_impl.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <linux/memfd.h>
 #include <sys/mman.h>
+#include <thread>
 #include <unistd.h>
 
 #include "faultline/constants.hpp"
@@ -27,24 +29,29 @@ constexpr uint64_t kIoBatchBytes = uint64_t{256} << kBasePageShift;  // per read
 constexpr size_t kAliasReserveBytes = size_t{1} << 40;
 // Readahead of 2 MiB frames grows to at least this many frames.
 constexpr uint64_t kHugeReadaheadPages = 4;
+// A 2 MiB fill that finds the pool empty under a memory limit reclaims or
+// waits this long per round, at most kPoolRetries rounds (alloc_frames).
+constexpr int kPoolRetries = 100;
+constexpr auto kPoolRetryWait = std::chrono::milliseconds(1);
 
-/// Fails with ENOMEM, naming the sysctls, when the 2 MiB pool cannot give
+/// Fails with ENOMEM, naming the fix, when the 2 MiB pool cannot give
 /// `need` more pages: its free unreserved pages plus the overcommit headroom
 /// (vm.nr_overcommit_hugepages - surplus pages: allocated on demand), read in
 /// one place (faultline/hugepages.hpp). Never changes any system setting.
-void check_hugepage_pool(uint64_t need, uint64_t size, const std::string& key) {
+void check_hugepage_pool(uint64_t need, const std::string& what) {
   const HugePagePool pool = hugepage_pool();
   if (pool.available() >= static_cast<int64_t>(need)) return;
-  throw_errno(ENOMEM, "faultline: a 2 MiB-frame File of " + std::to_string(size) + " bytes (" +
-                          key + ") needs " + std::to_string(need) +
+  // The standing pool that would do: the one there now plus the shortfall.
+  const int64_t want = pool.nr + static_cast<int64_t>(need) - pool.available();
+  throw_errno(ENOMEM, "faultline: " + what + " needs " + std::to_string(need) +
                           " free 2 MiB huge pages, but the pool can give " +
                           std::to_string(pool.available()) + " (" + std::to_string(pool.free) +
                           " free, " + std::to_string(pool.reserved) + " reserved, overcommit " +
                           std::to_string(pool.overcommit) + " with " + std::to_string(pool.surplus) +
-                          " surplus in use). Allow more as root with the sysctl "
-                          "vm.nr_overcommit_hugepages (allocated on demand; scripts/demo.sh sets "
-                          "it) or reserve a pool with vm.nr_hugepages (scripts/setup.sh "
-                          "--hugepages N); faultline never changes either itself");
+                          " surplus in use). Fix, as root: scripts/setup.sh --hugepages " +
+                          std::to_string(want) + " (sets the sysctl vm.nr_hugepages), or allow "
+                          "more on demand with vm.nr_overcommit_hugepages (scripts/demo.sh sets "
+                          "it); faultline never changes either itself");
 }
 
 std::vector<std::byte>& bounce(size_t n) {
@@ -55,7 +62,7 @@ std::vector<std::byte>& bounce(size_t n) {
 }  // namespace
 
 FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, std::string k,
-                   unsigned page_shift)
+                   unsigned page_shift, HugeFramesInUse others)
     : key(std::move(k)), core(std::move(c)), page_shift_(page_shift) {
   const int64_t sz = b->size();
   if (sz < 0) throw_errno(static_cast<int>(-sz), "faultline: backend size of " + key);
@@ -73,8 +80,29 @@ FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, st
   if (huge) {
     if (frames > kAliasReserveBytes)
       throw_errno(EFBIG, "faultline: " + key + " is too large for 2 MiB frames");
-    check_hugepage_pool(std::max<uint64_t>(1, frames >> page_shift_), static_cast<uint64_t>(sz),
-                        key);
+    // Issue 16 item 5: the memory limit bounds the engine's 2 MiB frames
+    // (charge() counts 512 4 KiB pages per frame; reclaim punches frames back
+    // into the pool), so the pool must hold min(this File and the engine's
+    // other 2 MiB Files, the limit), less the frames those already hold.
+    const uint64_t mine = std::max<uint64_t>(1, frames >> page_shift_);
+    const uint64_t limit = core->cfg.memory_limit_pages;
+    const uint64_t per = uint64_t{1} << (page_shift_ - kBasePageShift);
+    if (limit && limit < per)
+      throw_errno(EINVAL, "faultline: " + key + ": EngineConfig::memory_limit_pages (" +
+                              std::to_string(limit) + " 4 KiB pages) is smaller than one 2 MiB "
+                              "frame (" + std::to_string(per) + "): a 2 MiB-frame File needs a "
+                              "limit of at least one frame");
+    uint64_t need = others.frames + mine;
+    if (limit) need = std::min(need, limit / per);
+    need = need > others.held ? need - others.held : 0;
+    check_hugepage_pool(need, "a 2 MiB-frame File of " + std::to_string(sz) + " bytes (" + key +
+                                  (limit ? ", memory limit " + std::to_string(limit / per) +
+                                               " frames" : std::string()) +
+                                  (others.frames ? ", the engine's other 2 MiB Files " +
+                                                       std::to_string(others.frames) + " frames, " +
+                                                       std::to_string(others.held) + " held"
+                                                 : std::string()) +
+                                  ")");
   }
   memfd_ = ::memfd_create(name.c_str(), MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
   if (memfd_ < 0) throw_errno(huge ? "faultline: memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)"
@@ -196,12 +224,20 @@ uint64_t FileImpl::io_batch_pages() const {
 int FileImpl::alloc_frames(uint64_t off, uint64_t len) {
   // Frames already there are kept; new ones come zeroed from the pool.
   // KEEP_SIZE: never extend the memfd (R3).
-  for (;;) {
+  for (int round = 0;;) {
     if (::fallocate(memfd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off),
                     static_cast<off_t>(len)) == 0)
       return 0;
     if (errno == EINTR) continue;
-    return errno == ENOSPC ? ENOMEM : errno;  // hugetlbfs: pool exhausted
+    if (errno != ENOSPC) return errno;
+    // hugetlbfs: the pool is empty. Under a memory limit the pool need only
+    // hold the limit's frames (issue 16 item 5), and reclaim counts a frame
+    // gone before its punch gives it back: evict clean frames (R9: try-locks
+    // only, safe under the page locks held here) or wait a moment for a
+    // punch in flight, a bounded number of times; then the fill fails (the
+    // access gets SIGBUS), never a hang.
+    if (!core->cfg.memory_limit_pages || ++round > kPoolRetries) return ENOMEM;
+    if (core->reclaim(len >> kBasePageShift) == 0) std::this_thread::sleep_for(kPoolRetryWait);
   }
 }
 

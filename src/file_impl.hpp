@@ -33,10 +33,19 @@ inline bool fits_index(uint64_t size, unsigned page_shift) {
          PageIndex::kMaxPages;
 }
 
+/// What the engine's other open 2 MiB-frame Files may still take from the
+/// huge page pool (EngineCore::open counts it under files_mu_).
+struct HugeFramesInUse {
+  uint64_t frames = 0;  ///< their frames up to EOF (all of them, without a limit)
+  uint64_t held = 0;    ///< of those, frames cached now (already out of the pool)
+};
+
 class FileImpl {
  public:
+  /// `others`: the engine's other 2 MiB-frame Files, for the pool check of a
+  /// 2 MiB-frame File (ignored for 4 KiB frames).
   FileImpl(std::shared_ptr<EngineCore> core, std::shared_ptr<Backend> backend, std::string key,
-           unsigned page_shift);
+           unsigned page_shift, HugeFramesInUse others = {});
   ~FileImpl();
 
   // --- geometry -----------------------------------------------------------

@@ -22,8 +22,9 @@ HugePagePool hugepage_pool(const std::string& sysfs_dir) {
   const int64_t rs = read_num(sysfs_dir + "/resv_hugepages");
   const int64_t oc = read_num(sysfs_dir + "/nr_overcommit_hugepages");
   const int64_t su = read_num(sysfs_dir + "/surplus_hugepages");
+  const int64_t nr = read_num(sysfs_dir + "/nr_hugepages");
   if (fr >= 0 && rs >= 0) {
-    p = {fr, rs, oc < 0 ? 0 : oc, su < 0 ? 0 : su, true};
+    p = {fr, rs, oc < 0 ? 0 : oc, su < 0 ? 0 : su, nr < 0 ? 0 : nr, true};
     return p;
   }
   std::ifstream m("/proc/meminfo");
@@ -33,7 +34,9 @@ HugePagePool hugepage_pool(const std::string& sysfs_dir) {
     if (k == "HugePages_Free:" && (m >> v)) p.free = v, p.readable = true;
     else if (k == "HugePages_Rsvd:" && (m >> v)) p.reserved = v;
     else if (k == "HugePages_Surp:" && (m >> v)) p.surplus = v;
+    else if (k == "HugePages_Total:" && (m >> v)) p.nr = v;
   }
+  p.nr = p.nr > p.surplus ? p.nr - p.surplus : 0;
   const int64_t o = read_num("/proc/sys/vm/nr_overcommit_hugepages");
   p.overcommit = o < 0 ? 0 : o;
   return p;

@@ -140,7 +140,7 @@ void EngineCore::note_cached() {
     kick_flusher();
 }
 
-uint64_t EngineCore::reclaim(uint64_t pages) {
+uint64_t EngineCore::reclaim(uint64_t pages, bool round_down) {
   std::vector<std::shared_ptr<FileImpl>> files;
   {
     std::lock_guard fg(files_mu_);
@@ -154,7 +154,7 @@ uint64_t EngineCore::reclaim(uint64_t pages) {
     for (size_t k = 0; k < files.size() && freed < pages; ++k) {
       FileImpl& f = *files[(start + k) % files.size()];
       const uint64_t per = f.page_size() / kBasePageSize;  // 4 KiB pages per page of f
-      const uint64_t want = (pages - freed + per - 1) / per;
+      const uint64_t want = (pages - freed + (round_down ? 0 : per - 1)) / per;
       freed += f.shrink(want) * per;
     }
   }

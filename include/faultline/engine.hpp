@@ -77,7 +77,7 @@ struct EngineConfig {
   /// Default: 20% of physical memory, as the kernel's vm.dirty_ratio.
   std::size_t dirty_limit_pages = ram_percent_pages(20);
   /// Memory limit of the engine's page cache, in 4 KiB pages over all Files
-  /// (0: none). Past it the flusher reclaims: it writes dirty pages back and
+  /// (0: none; a 2 MiB frame counts 512). Past it the flusher reclaims: it writes dirty pages back and
   /// evicts clean, unlocked pages not under write-back (R9), giving each page
   /// a second chance when a fault or read used it since the last look (the
   /// kernel's referenced bit), down to 15/16 of the limit, once the cache
@@ -145,13 +145,22 @@ struct FileOptions {
   /// locks, fault-around, dirty tracking, write-back: a dirty page writes its
   /// whole 2 MiB frame, clipped to EOF), frames come from the hugetlb pool and
   /// are installed with one PMD each:
-  ///  - Engine::open fails with std::system_error(ENOMEM) when the pool
-  ///    can give fewer 2 MiB pages than the file needs (free - reserved +
-  ///    overcommit headroom, faultline/hugepages.hpp); the message names
-  ///    vm.nr_hugepages and vm.nr_overcommit_hugepages. The engine
-  ///    never changes system settings (scripts/setup.sh --hugepages N does, as
-  ///    root). Pages are taken from the pool when frames are filled; a fill
-  ///    that finds the pool empty is a read error (SIGBUS for that access).
+  ///  - The memory limit (EngineConfig::memory_limit_pages) bounds 2 MiB
+  ///    frames as it bounds 4 KiB ones (each counts 512 4 KiB pages;
+  ///    reclaim punches frames back into the pool), so a File larger than
+  ///    the pool works out of core. Engine::open fails with
+  ///    std::system_error(ENOMEM) when the pool can give fewer 2 MiB pages
+  ///    (free - reserved + overcommit headroom, faultline/hugepages.hpp) than
+  ///    min(this File's frames + the engine's other open 2 MiB Files' frames,
+  ///    the limit in frames; no limit: all of them) less the frames those
+  ///    Files hold now; the message names the fix (scripts/setup.sh
+  ///    --hugepages N, with the N that would do, or vm.nr_overcommit_hugepages).
+  ///    It fails with EINVAL when the limit is smaller than one 2 MiB frame
+  ///    (512 pages). The engine never changes system settings. Pages are
+  ///    taken from the pool when frames are filled; a fill that finds the
+  ///    pool empty (another user took pages) reclaims clean frames or waits
+  ///    for a punch in flight, briefly and only under a limit, and is then a
+  ///    read error (SIGBUS for that access), never a hang.
   ///  - File::map offsets must be 2 MiB aligned (EINVAL otherwise), and
   ///    private views are refused (EINVAL): hugetlb hole punch drops private
   ///    copy-on-write copies (DESIGN F5), so punch/invalidate would lose them.

@@ -19,6 +19,7 @@ struct HugePagePool {
   int64_t reserved = 0;    ///< resv_hugepages (HugePages_Rsvd): promised to mappings already
   int64_t overcommit = 0;  ///< nr_overcommit_hugepages: most surplus pages allowed
   int64_t surplus = 0;     ///< surplus_hugepages (HugePages_Surp): surplus pages allocated now
+  int64_t nr = 0;          ///< nr_hugepages (HugePages_Total - surplus): the standing pool
   bool readable = false;   ///< the counters could be read
 
   /// Pages a new 2 MiB File can take: free - reserved + (overcommit - surplus).
@@ -30,7 +31,7 @@ struct HugePagePool {
 };
 
 /// Reads the 2 MiB pool from `sysfs_dir` (free_hugepages, resv_hugepages,
-/// nr_overcommit_hugepages, surplus_hugepages); when that is missing, from
+/// nr_overcommit_hugepages, surplus_hugepages, nr_hugepages); when that is missing, from
 /// /proc/meminfo and /proc/sys/vm/nr_overcommit_hugepages (the default huge
 /// page size's pool).
 HugePagePool hugepage_pool(const std::string& sysfs_dir = kHugePage2MSysfs);

@@ -59,6 +59,9 @@ struct Stats {
   /// The most pages cached at once since the Engine started (Engine::stats
   /// only, 4 KiB pages): with a memory limit, at most the limit (issue 16).
   uint64_t peak_cached_pages = 0;
+  /// 4 KiB pages reserved under the memory limit by fills in progress
+  /// (Engine::stats only; not a counter): 0 whenever no fill runs.
+  uint64_t charged_pages = 0;
 };
 
 }  // namespace faultline

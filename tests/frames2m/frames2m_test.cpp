@@ -465,4 +465,186 @@ TEST_F(Frames2M, AsyncTrackingFindsExactlyTheWrittenFrames) {
   EXPECT_EQ(view_bytes(m, 7, 1)[0], std::byte{0xa0});
 }
 
+// ---------------------------------------------------------------------------
+// Issue 16 item 5: 2 MiB frames out of core. The memory limit bounds 2 MiB
+// frames (512 4 KiB pages each) as it bounds 4 KiB ones, so a 2 MiB File
+// needs a huge page pool for min(its frames, the limit) only.
+
+constexpr uint64_t kFramePages = kH / fl::kBasePageSize;  // 512
+
+/// A sparse file of `frames` 2 MiB frames whose frame k starts with the
+/// 8-byte marker k + 1 (the rest reads zeros).
+std::string sparse_marked_file(const ft::TempDir& d, const std::string& name, uint64_t frames) {
+  const auto path = d.file(name);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(frames * kH)), 0);
+  for (uint64_t k = 0; k < frames; ++k) {
+    const uint64_t v = k + 1;
+    EXPECT_EQ(::pwrite(fd, &v, sizeof v, static_cast<off_t>(k * kH)), 8);
+  }
+  ::close(fd);
+  return path;
+}
+
+uint64_t marker(const fl::Mapping& m, uint64_t frame) {
+  auto v = tr::copy_out(m.data() + frame * kH, 8);
+  EXPECT_TRUE(v.has_value()) << "SIGBUS reading frame " << frame;
+  uint64_t x = 0;
+  if (v) std::memcpy(&x, v->data(), 8);
+  return x;
+}
+
+fl::FileOptions opts2m() {
+  fl::FileOptions o;
+  o.frame_size = fl::FrameSize::k2M;
+  return o;
+}
+
+// A fill of one 2 MiB frame charges 512 4 KiB pages: with a limit of one
+// frame, faulting a second frame evicts the first (direct reclaim in the
+// charge; the flusher is off). Counted as one page, both would stay.
+TEST_F(Frames2M, OneFrameChargesFiveHundredTwelvePages) {
+  ft::TempDir d;
+  const auto path = sparse_marked_file(d, "one", 8);
+  fl::EngineConfig cfg;
+  cfg.flusher = false;
+  cfg.memory_limit_pages = kFramePages;
+  fl::Engine eng(cfg);
+  fl::File f = eng.open(fl::make_file_backend(path, false), opts2m());
+  fl::Mapping m = f.map(0, 8 * kH, fl::Access::ReadOnly);
+  EXPECT_EQ(marker(m, 0), 1u);
+  std::vector<std::byte> buf(8);
+  f.read(0, buf);  // settle: the handler has unlocked frame 0 (R1)
+  EXPECT_EQ(eng.stats().cached_pages, kFramePages);
+  // A second view (of frame 0 only: its window holds nothing to fill): its
+  // fault on the cached frame (MINOR) charges nothing; at the limit a charge
+  // would evict a frame for nothing, here the very frame it installs.
+  // (Background reclaim, kicked at the limit, keeps it too.)
+  fl::Mapping m2 = f.map(0, kH, fl::Access::ReadOnly);
+  EXPECT_EQ(marker(m2, 0), 1u);
+  EXPECT_EQ(f.stats().pages_reclaimed, 0u);
+  EXPECT_EQ(f.stats().pages_filled, 1u);
+  EXPECT_EQ(marker(m, 5), 6u);
+  EXPECT_EQ(eng.stats().cached_pages, kFramePages) << "the second frame did not evict the first";
+  EXPECT_EQ(f.stats().pages_reclaimed, 1u);
+  EXPECT_LE(eng.stats().peak_cached_pages, kFramePages);
+  EXPECT_EQ(marker(m, 0), 1u) << "the evicted frame came back from the file";
+  EXPECT_TRUE(ft::eventually([&] { return eng.stats().charged_pages == 0; }));
+}
+
+// A file 8x the limit (and larger than the whole pool) opens with a pool for
+// the limit only, reads right sequentially and at random, and the engine's
+// cache never passes the limit. The limit (4.5 frames) is not a whole number
+// of frames: a charge trimmed below a frame must be given back, or it stays
+// charged for good (then every fault waits ~1 s and charged_pages stays up).
+TEST_F(Frames2M, FileLargerThanThePoolRunsWithinTheLimit) {
+  const uint64_t limit_frames = 4;
+  const int64_t avail = ft::hugepages_free();
+  const uint64_t frames = std::max<uint64_t>(8 * limit_frames, static_cast<uint64_t>(avail) + 8);
+  ft::TempDir d;
+  const auto path = sparse_marked_file(d, "big", frames);
+  fl::EngineConfig cfg;
+  cfg.flush_interval_ms = 10;
+  cfg.memory_limit_pages = limit_frames * kFramePages + kFramePages / 2;
+  fl::Engine eng(cfg);
+  fl::File f = eng.open(fl::make_file_backend(path, false), opts2m());
+  fl::Mapping m = f.map(0, frames * kH, fl::Access::ReadOnly);
+  for (uint64_t k = 0; k < frames; ++k) ASSERT_EQ(marker(m, k), k + 1) << "frame " << k;
+  uint64_t x = 12345;
+  for (int i = 0; i < 64; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    const uint64_t k = (x >> 33) % frames;
+    ASSERT_EQ(marker(m, k), k + 1) << "frame " << k;
+  }
+  const fl::Stats s = eng.stats();
+  EXPECT_LE(s.peak_cached_pages, cfg.memory_limit_pages) << "the cache passed the limit";
+  EXPECT_EQ(s.cached_pages % kFramePages, 0u);
+  EXPECT_GE(f.stats().pages_reclaimed, frames - limit_frames) << "frames were not evicted";
+  EXPECT_TRUE(ft::eventually([&] { return eng.stats().charged_pages == 0; }))
+      << eng.stats().charged_pages << " pages stay charged with no fill running";
+}
+
+TEST_F(Frames2M, LimitSmallerThanAFrameIsEinvalAtOpen) {
+  ft::TempDir d;
+  const auto path = sparse_marked_file(d, "small", 2);
+  fl::EngineConfig cfg;
+  cfg.flusher = false;
+  cfg.memory_limit_pages = kFramePages - 1;
+  fl::Engine eng(cfg);
+  try {
+    fl::File f = eng.open(fl::make_file_backend(path, false), opts2m());
+    FAIL() << "opened a 2 MiB-frame File under a limit smaller than one frame";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EINVAL);
+    EXPECT_NE(std::string(e.what()).find("smaller than one 2 MiB frame"), std::string::npos)
+        << e.what();
+  }
+  // 4 KiB frames are fine under it.
+  fl::File f4 = eng.open(fl::make_file_backend(path, false));
+  EXPECT_EQ(f4.size(), 2 * kH);
+}
+
+// The pool a 2 MiB File needs counts the engine's other 2 MiB Files: their
+// frames without a limit, the limit's frames (once, for all of them) with one.
+TEST_F(Frames2M, PoolNeedCountsTheEnginesOther2MFiles) {
+  const int64_t avail = ft::hugepages_free();
+  ft::TempDir d;
+  {
+    // No limit: A takes all but 20 of the pool's pages; B (40 frames) would
+    // fit alone, not beside A.
+    const auto a = sparse_marked_file(d, "a", static_cast<uint64_t>(avail) - 20);
+    const auto b = sparse_marked_file(d, "b", 40);
+    fl::File fa = engine_->open(fl::make_file_backend(a, false), opts2m());
+    try {
+      fl::File fb = engine_->open(fl::make_file_backend(b, false), opts2m());
+      FAIL() << "opened B although A may take all but 20 of the pool's pages";
+    } catch (const std::system_error& e) {
+      EXPECT_EQ(e.code().value(), ENOMEM);
+      EXPECT_NE(std::string(e.what()).find("other 2 MiB Files"), std::string::npos) << e.what();
+    }
+  }
+  // A limit of 4 frames: two Files each larger than the pool open (the
+  // limit bounds both together), and both read.
+  fl::EngineConfig cfg;
+  cfg.flusher = false;
+  cfg.memory_limit_pages = 4 * kFramePages;
+  fl::Engine eng(cfg);
+  const uint64_t big = static_cast<uint64_t>(avail) + 50;
+  const auto c = sparse_marked_file(d, "c", big), e = sparse_marked_file(d, "e", big);
+  fl::File fc = eng.open(fl::make_file_backend(c, false), opts2m());
+  fl::File fe = eng.open(fl::make_file_backend(e, false), opts2m());
+  fl::Mapping mc = fc.map(0, big * kH, fl::Access::ReadOnly);
+  fl::Mapping me = fe.map(0, big * kH, fl::Access::ReadOnly);
+  for (uint64_t k : {uint64_t{0}, big / 2, big - 1}) {
+    EXPECT_EQ(marker(mc, k), k + 1);
+    EXPECT_EQ(marker(me, k), k + 1);
+  }
+  EXPECT_LE(eng.stats().peak_cached_pages, cfg.memory_limit_pages);
+}
+
+// A pool smaller than the limit needs: ENOMEM naming the command that fixes
+// it, with the count that would do.
+TEST_F(Frames2M, PoolSmallerThanTheLimitNamesTheFix) {
+  const int64_t avail = ft::hugepages_free();
+  const uint64_t frames = static_cast<uint64_t>(avail) + 100;
+  ft::TempDir d;
+  const auto path = d.file("sparse");
+  { std::ofstream(path).put('x'); }
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(2 * frames * kH)), 0);
+  fl::EngineConfig cfg;
+  cfg.flusher = false;
+  cfg.memory_limit_pages = frames * kFramePages;  // more frames than the pool has
+  fl::Engine eng(cfg);
+  try {
+    fl::File f = eng.open(fl::make_file_backend(path, false), opts2m());
+    FAIL() << "opened a File whose limit needs more than the pool";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), ENOMEM);
+    const std::string w = e.what();
+    EXPECT_NE(w.find("needs " + std::to_string(frames) + " free 2 MiB huge pages"), std::string::npos) << w;
+    EXPECT_NE(w.find("scripts/setup.sh --hugepages "), std::string::npos) << w;
+  }
+}
+
 }  // namespace
