@@ -132,7 +132,9 @@ int fl_open(fl_engine *engine, const char *path, int flags, const fl_file_option
  * resize the object (from its own threads, possibly several at once). Every
  * call returns a negative errno on failure; ctx is the pointer given to
  * fl_open_backend. Offsets of read/write are multiples of the file's page
- * size. */
+ * size. The int-returning ops return 0 or a negative errno: any other value
+ * (a byte count, a positive errno) is taken as -EIO, so a short write is
+ * never taken as written. */
 typedef struct fl_backend_ops {
   uint32_t struct_size; /* sizeof(fl_backend_ops) */
   uint32_t reserved0;

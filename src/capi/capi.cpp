@@ -146,21 +146,27 @@ class CBackend final : public faultline::Backend {
   }
   int write(uint64_t off, std::span<const std::byte> buf) override {
     if (!ops_.write) return -EROFS;
-    return ops_.write(ctx_, off, buf.data(), buf.size());
+    return status(ops_.write(ctx_, off, buf.data(), buf.size()));
   }
   int page_mkwrite(uint64_t off, size_t len) override {
-    return ops_.page_mkwrite ? ops_.page_mkwrite(ctx_, off, len) : 0;
+    return ops_.page_mkwrite ? status(ops_.page_mkwrite(ctx_, off, len)) : 0;
   }
   int truncate(uint64_t new_size) override {
-    return ops_.truncate ? ops_.truncate(ctx_, new_size) : -EOPNOTSUPP;
+    return ops_.truncate ? status(ops_.truncate(ctx_, new_size)) : -EOPNOTSUPP;
   }
   int punch_hole(uint64_t off, uint64_t len) override {
-    return ops_.punch_hole ? ops_.punch_hole(ctx_, off, len) : -EOPNOTSUPP;
+    return ops_.punch_hole ? status(ops_.punch_hole(ctx_, off, len)) : -EOPNOTSUPP;
   }
   bool can_punch_hole() const override { return ops_.punch_hole != nullptr; }
-  int sync() override { return ops_.sync ? ops_.sync(ctx_) : 0; }
+  int sync() override { return ops_.sync ? status(ops_.sync(ctx_)) : 0; }
 
  private:
+  /// The C ops return 0 or a negative errno. Anything else is a broken
+  /// backend and becomes -EIO: a write returning a byte count (pwrite's
+  /// habit) may have been short, and taking it as success would drop the
+  /// dirty page with data the object never got.
+  static int status(int r) { return r == 0 || (r < 0 && r >= -4095) ? r : -EIO; }
+
   std::string id_;
   fl_backend_ops ops_;
   void* ctx_;
