@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -156,32 +157,41 @@ class StoreBackend final : public faultline::Backend {
     return b;
   }
   bool writable() const override { return true; }
-  int64_t size() override { return static_cast<int64_t>(size_); }
+  int64_t size() override { return static_cast<int64_t>(size_.load()); }
   ssize_t read(uint64_t off, std::span<std::byte> buf) override {
     std::size_t n = buf.size();
-    if (off >= size_) return 0;
-    n = std::min<uint64_t>(n, size_ - off);
+    const uint64_t size = size_.load();
+    if (off >= size) return 0;
+    n = std::min<uint64_t>(n, size - off);
     const ssize_t r = store_->read_from_store(reinterpret_cast<char*>(buf.data()), n, static_cast<off_t>(off));
     if (r < 0) return errno > 0 ? -errno : -EIO;
     return std::min<ssize_t>(r, static_cast<ssize_t>(n));
   }
   int write(uint64_t off, std::span<const std::byte> buf) override {
-    if (off >= size_) return 0;  // the tail of the last page past the store's end
-    const std::size_t n = std::min<uint64_t>(buf.size(), size_ - off);
+    const uint64_t size = size_.load();
+    if (off >= size) return 0;  // the tail of the last page past the store's end
+    const std::size_t n = std::min<uint64_t>(buf.size(), size - off);
     // UMap's interface takes a non-const buffer; the store must not change it.
     auto* p = const_cast<char*>(reinterpret_cast<const char*>(buf.data()));
     const ssize_t r = store_->write_to_store(p, n, static_cast<off_t>(off));
     if (r < 0) return errno > 0 ? -errno : -EIO;
     return static_cast<std::size_t>(r) == n ? 0 : -EIO;
   }
-  int truncate(uint64_t) override { return -EOPNOTSUPP; }
+  /// A Store has no size of its own: the File covers the regions mapped on
+  /// it so far, and grows (never shrinks) when a later region on the same
+  /// Store (the same File: one identity, one cache) reaches further.
+  int truncate(uint64_t new_size) override {
+    if (new_size < size_.load()) return -EOPNOTSUPP;
+    size_.store(new_size);
+    return 0;
+  }
   int punch_hole(uint64_t, uint64_t) override { return -EOPNOTSUPP; }
   bool can_punch_hole() const override { return false; }
   int sync() override { return 0; }
 
  private:
   Umap::Store* store_;
-  uint64_t size_;
+  std::atomic<uint64_t> size_;
 };
 
 /// A Store over a file descriptor (Store::make_store).
@@ -260,6 +270,10 @@ void* map_region(std::size_t length, int prot, int flags, int fd, off_t offset, 
       fo.frame_size = faultline::FrameSize::k4K;
       r->file = eng.open(backend, fo);
     }
+    // A Store's File is the first region's size: a later region on the same
+    // Store that reaches further grows it (StoreBackend::truncate).
+    const uint64_t end = static_cast<uint64_t>(offset) + length;
+    if (store && r->file.size() < end) r->file.truncate(end);
     r->map = r->file.map(static_cast<uint64_t>(offset), length,
                          write ? faultline::Access::ReadWrite : faultline::Access::ReadOnly,
                          faultline::Sharing::Shared);

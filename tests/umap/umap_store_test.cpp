@@ -68,6 +68,26 @@ int main() {
   CHECK(uunmap(p, n) == 0);
   CHECK(store.data[8192] == 'z');
 
+  // Two regions on one Store (one File, one cache): the second, further out
+  // than the first reached, grows the File and reads the store there.
+  {
+    MemStore two(n);
+    const std::size_t half = n / 2;
+    char* a = static_cast<char*>(Umap::umap_ex(nullptr, half, PROT_READ | PROT_WRITE, UMAP_PRIVATE, -1, 0, &two));
+    char* b = static_cast<char*>(Umap::umap_ex(nullptr, half, PROT_READ | PROT_WRITE, UMAP_PRIVATE, -1,
+                                               static_cast<off_t>(half), &two));
+    CHECK(a != UMAP_FAILED && b != UMAP_FAILED);
+    if (a != UMAP_FAILED && b != UMAP_FAILED) {
+      CHECK(a[7] == static_cast<char>(7 * 13));
+      CHECK(b[9] == static_cast<char>((half + 9) * 13));
+      CHECK(b[half - 1] == static_cast<char>((n - 1) * 13));
+      b[half - 1] = 'w';
+      CHECK(uunmap(b, half) == 0);
+      CHECK(two.data[n - 1] == 'w');
+      CHECK(uunmap(a, half) == 0);
+    }
+  }
+
   // Store::make_store over a file descriptor, through umap_ex.
   char path[] = "/tmp/faultline-umap-store-XXXXXX";
   const int fd = mkstemp(path);
