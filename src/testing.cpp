@@ -21,7 +21,7 @@ std::atomic<uint32_t> g_broken_rules[32] = {};
 namespace {
 struct Point {
   int armed = 0;    // threads still to park
-  int parked = 0;   // threads parked now
+  int parked = 0;   // threads parked now (release() and reset() count them out at once)
   int hits = 0;
   uint64_t epoch = 0;  // bumped by release()
 };
@@ -70,7 +70,9 @@ void sched_point(const char* name) {
   const uint64_t e = p.epoch;
   g_cv.notify_all();
   g_cv.wait(g, [&] { return p.epoch != e; });
-  --p.parked;
+  // Not parked any more since the release (it set parked to 0): a thread
+  // released but not yet running must not count as parked for the next
+  // arm()'s wait_parked().
 }
 
 }  // namespace faultline::detail
@@ -94,6 +96,7 @@ void release(const std::string& point) {
   std::lock_guard g(g_mu);
   Point& p = g_points[point];
   p.armed = 0;
+  p.parked = 0;
   ++p.epoch;
   g_cv.notify_all();
 }
@@ -110,6 +113,7 @@ void reset() {
   g_points_live.store(1);  // count hits from now on (reached(), wait_reached())
   for (auto& [name, p] : g_points) {
     p.armed = 0;
+    p.parked = 0;
     p.hits = 0;
     ++p.epoch;
   }
