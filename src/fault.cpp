@@ -296,24 +296,12 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   }
   // Write-around into the readahead window happens after the storing thread
   // is woken: counted from before the wake, so a sync waits for it.
-  struct Late {
-    FileImpl* f;
-    unsigned slot;
-    ~Late() { if (f) f->end_late_dirtying(slot); }
-  } const late{ra_wa.gens.empty() ? nullptr : this,
-               ra_wa.gens.empty() ? 0u : begin_late_dirtying()};
+  const LateDirtying late(this, !ra_wa.gens.empty());
   // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
   count(p->test(PG_uptodate) ? &Counters::cache_hits : &Counters::cache_misses);
   const bool installed = install_window(m, ws, we, pg, write, minor, false,
                                         wa.gens.empty() ? nullptr : &wa, budget);
   if (!installed) return;
-  if (write) {
-    // R6: the time update (mtime) for a store that arrived as a MISSING /
-    // MINOR fault (and its write-around): after the unlock, never under a
-    // page lock (W5), as on the write-protect path.
-    backend().update_time();
-    FL_POINT("fault.after_time_update");
-  }
   m.ra_start.store(ws, std::memory_order_relaxed);
   m.ra_next.store(we, std::memory_order_relaxed);
   if (sequential && we < m.pgoff + m.npages && we < eof_pages()) {
@@ -331,6 +319,15 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
                          ra_wa.gens.empty() ? nullptr : &ra_wa, ra_budget))
         m.ra_next.store(next_we, std::memory_order_relaxed);
     }
+  }
+  if (write) {
+    // R6: the time update (mtime) for a store that arrived as a MISSING /
+    // MINOR fault (and its write-around): after the unlock, never under a
+    // page lock (W5), as on the write-protect path; and outside the
+    // invalidate_lock, as page_mkwrite (a backend's time update may need it).
+    if (inval.owns_lock()) inval.unlock();
+    backend().update_time();
+    FL_POINT("fault.after_time_update");
   }
 }
 
@@ -656,13 +653,14 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   // page again before the deferred wake, and the store would fault forever.)
   const bool throttle = core->throttle_stores();
   if (throttle) count(&Counters::stores_throttled);
-  const unsigned late = begin_late_dirtying();  // before the wake: sync waits for it
-  m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
-  p->unlock();
-  if (throttle) core->defer_wake(m.uffd, a, page_size());
-  FL_POINT("wp.after_wake");
-  write_around_after_wp(m, pg);
-  end_late_dirtying(late);
+  {
+    const LateDirtying late(this, true);  // before the wake: sync waits for it
+    m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
+    p->unlock();
+    if (throttle) core->defer_wake(m.uffd, a, page_size());
+    FL_POINT("wp.after_wake");
+    write_around_after_wp(m, pg);
+  }
   // R6: time update after the unlock, never under the page lock (W5).
   FL_POINT("wp.before_time_update");
   backend().update_time();

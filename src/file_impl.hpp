@@ -315,13 +315,36 @@ class FileImpl {
   // a WP fault, and into the asynchronous readahead window): a sync waits for
   // what is in flight when it starts (issue 14 defect 12), counted in two
   // slots by epoch so that faults starting later cannot hold it off.
+  // The epoch and the slots form a store-load handshake on two variables
+  // (a fault adds to its slot then rereads the epoch; a sync flips the epoch
+  // then reads the slot): every access is seq_cst, or both could miss the
+  // other. Syncs flip and wait one at a time (late_sync_mu_): a second flip
+  // would send new faults into the slot the first sync still waits for.
   std::atomic<uint64_t> late_epoch_{0};
   std::atomic<uint32_t> late_dirtying_[2]{};
- public:
+  std::mutex late_sync_mu_;
   unsigned begin_late_dirtying();
   void end_late_dirtying(unsigned slot);
- private:
   void wait_late_dirtying();
+ public:
+  /// Counts dirtying done for a store after its thread was woken, for as
+  /// long as it lives (RAII: a throw cannot leave a sync waiting forever).
+  /// Begun before the wake; an empty one (`active` false) counts nothing.
+  class LateDirtying {
+   public:
+    LateDirtying(FileImpl* f, bool active)
+        : f_(active ? f : nullptr), slot_(f_ ? f_->begin_late_dirtying() : 0) {}
+    ~LateDirtying() {
+      if (f_) f_->end_late_dirtying(slot_);
+    }
+    LateDirtying(const LateDirtying&) = delete;
+    LateDirtying& operator=(const LateDirtying&) = delete;
+
+   private:
+    FileImpl* f_;
+    unsigned slot_;
+  };
+ private:
   std::mutex reclaim_mu_;                   // one reclaim of this File at a time; harvest_view
 };
 

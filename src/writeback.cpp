@@ -372,28 +372,31 @@ void FileImpl::writeback_expired(uint32_t expire_ms) {
 
 unsigned FileImpl::begin_late_dirtying() {
   for (;;) {
-    const uint64_t e = late_epoch_.load(std::memory_order_acquire);
+    const uint64_t e = late_epoch_.load(std::memory_order_seq_cst);
     const unsigned slot = e & 1;
-    late_dirtying_[slot].fetch_add(1, std::memory_order_acq_rel);
-    if (late_epoch_.load(std::memory_order_acquire) == e) return slot;
+    late_dirtying_[slot].fetch_add(1, std::memory_order_seq_cst);
+    if (late_epoch_.load(std::memory_order_seq_cst) == e) return slot;
     end_late_dirtying(slot);  // a sync flipped the epoch meanwhile: the other slot
   }
 }
 
 void FileImpl::end_late_dirtying(unsigned slot) {
-  if (late_dirtying_[slot].fetch_sub(1, std::memory_order_acq_rel) == 1)
+  if (late_dirtying_[slot].fetch_sub(1, std::memory_order_seq_cst) == 1)
     late_dirtying_[slot].notify_all();
 }
 
 void FileImpl::wait_late_dirtying() {
   // Faults that began before this flip count in the old slot; later ones in
-  // the new one (a store after sync began is not sync's to write).
-  const unsigned slot = late_epoch_.fetch_add(1, std::memory_order_acq_rel) & 1;
-  uint32_t v = late_dirtying_[slot].load(std::memory_order_acquire);
+  // the new one (a store after sync began is not sync's to write). One sync
+  // at a time: another flip now would make the new faults count in the slot
+  // waited for here, which they could then hold off forever.
+  std::lock_guard one_sync(late_sync_mu_);
+  const unsigned slot = late_epoch_.fetch_add(1, std::memory_order_seq_cst) & 1;
+  uint32_t v = late_dirtying_[slot].load(std::memory_order_seq_cst);
   if (v == 0) return;
   FL_POINT("wait.late_dirtying");
-  for (; v != 0; v = late_dirtying_[slot].load(std::memory_order_acquire))
-    late_dirtying_[slot].wait(v, std::memory_order_acquire);
+  for (; v != 0; v = late_dirtying_[slot].load(std::memory_order_seq_cst))
+    late_dirtying_[slot].wait(v, std::memory_order_seq_cst);
 }
 
 int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool harvest_written) {

@@ -477,6 +477,52 @@ TEST_F(WbTest, StoresArrivingAsMissingOrMinorFaultsUpdateTheTime) {
 #endif
 }
 
+// R6 / W5: the time update of a store that arrived as a MISSING fault holds
+// no lock of the File, not even the invalidate_lock shared (a backend's time
+// update may need it, as its page_mkwrite may): a hole punch elsewhere in the
+// File, started while the update runs, goes through. Decided by events: the
+// punch either ends or reaches the invalidate_lock's wait point.
+TEST_F(WbTest, TheTimeUpdateOfAStoringFaultHoldsNoInvalidateLock) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = faultline::testing;
+  struct TimeBackend : ft::WrapBackend {
+    using ft::WrapBackend::WrapBackend;
+    void update_time() override {
+      if (!hold.load()) return;
+      in_update.store(true);
+      in_update.notify_all();
+      release.wait(false);
+    }
+    std::atomic<bool> hold{false}, in_update{false}, release{false};
+  };
+  path = dir.make_file("mtime-lock", 4 * kPage);
+  auto be = std::make_shared<TimeBackend>(make_file_backend(path));
+  Engine eng(step_cfg(1));
+  File f = eng.open(be);
+  Mapping m = f.map(0, 4 * kPage);
+  fts::reset();
+  be->hold.store(true);
+  std::thread store([&] { *reinterpret_cast<volatile char*>(m.data()) = 1; });
+  be->in_update.wait(false);  // the handler is inside update_time
+  std::atomic<bool> punched{false};
+  std::thread punch([&] {
+    f.punch_hole(3 * kPage, kPage);
+    punched.store(true);
+    fts::notify();
+  });
+  const auto r = fts::wait_reached("wait.invalidate_lock.exclusive", 1,
+                                   [&] { return punched.load(); });
+  be->release.store(true);
+  be->release.notify_all();
+  punch.join();
+  store.join();
+  EXPECT_EQ(r, fts::Reach::stopped) << "the punch waited for the invalidate_lock held across update_time";
+  fts::reset();
+#endif
+}
+
 }  // namespace
 
 TEST_F(WbTest, WriteAroundSequentialStoresTakeFewFaultsAndLoseNothing) {
