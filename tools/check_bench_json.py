@@ -10,14 +10,11 @@ them, saying so on stderr, without a huge page pool; with
 FAULTLINE_REQUIRE_HUGEPAGES=1 they must be there); every row reports its
 memory; and the temporary file the bench announced on stderr is gone
 afterwards."""
-import json
 import math
 import os
-import re
-import subprocess
 import sys
 
-from bench_json_check import scratch_removed
+from bench_json_check import fail, positive, run_rows, scratch_removed
 
 REQUIRED = ["method", "pattern", "cache", "gib_per_s", "ns_per_page", "ratio_to_mmap", "reps",
             "size_bytes"]
@@ -27,31 +24,11 @@ FAULTLINE = ("faultline", "faultline-2M")
 MEMORY = ["mem_bytes", "mem_frames_bytes", "mem_kernel_cache_bytes"]
 
 
-def fail(msg, proc=None):
-    print(f"FAIL: {msg}")
-    if proc is not None:
-        print("--- stdout\n" + proc.stdout + "--- stderr\n" + proc.stderr)
-    sys.exit(1)
-
-
 def main():
     cmd = sys.argv[1:]
-    if not cmd:
-        fail("usage: check_bench_json.py FAULTLINE bench ... --json")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        fail(f"exit code {proc.returncode}", proc)
+    proc, rows = run_rows(cmd, "check_bench_json.py FAULTLINE bench ... --json")
     seen = set()
-    lines = proc.stdout.splitlines()
-    if not lines:
-        fail("no output on stdout", proc)
-    for n, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            fail(f"stdout line {n} is not JSON ({e}): {line!r}", proc)
-        if not isinstance(row, dict):
-            fail(f"stdout line {n} is not a JSON object: {line!r}", proc)
+    for n, line, row in rows:
         missing = [k for k in REQUIRED + MEMORY if k not in row]
         if row.get("method") in FAULTLINE:
             missing += [k for k in FAULTLINE_ONLY if k not in row]
@@ -80,10 +57,7 @@ def main():
                 fail(f"line {n}: the File holds fewer frame bytes than the file: {line!r}")
         if row["mem_bytes"] != row["mem_frames_bytes"] + row["mem_kernel_cache_bytes"]:
             fail(f"line {n}: mem_bytes is not frames + kernel cache: {line!r}")
-        for k in ("gib_per_s", "ns_per_page", "ratio_to_mmap"):
-            v = row[k]
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                fail(f"line {n}: {k} = {v!r} is not a positive number")
+        positive(row, ("gib_per_s", "ns_per_page", "ratio_to_mmap"), n)
         if row["method"] == "mmap" and abs(row["ratio_to_mmap"] - 1) > 1e-6:
             fail(f"line {n}: mmap's ratio_to_mmap is {row['ratio_to_mmap']}, not 1")
         if row["reps"] != 1 or row["size_bytes"] != 64 << 20:
@@ -118,7 +92,7 @@ def main():
     if seen != want:
         fail(f"results missing: {sorted(want - seen)}", proc)
     path = scratch_removed(proc, fail)
-    print(f"ok: {len(lines)} JSON result lines; temporary file {path} removed")
+    print(f"ok: {len(rows)} JSON result lines; temporary file {path} removed")
 
 
 if __name__ == "__main__":

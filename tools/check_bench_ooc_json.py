@@ -8,14 +8,11 @@ every method x workload x thread count asked for, except the stated skips
 pool: each said on stderr; direct runs once per workload at its own depth and
 not for scan+hot); scan+hot rows carry hot_kept; faultline rows carry the
 engine's counters; and the temporary file the bench announced is gone."""
-import json
 import math
-import os
 import re
-import subprocess
 import sys
 
-from bench_json_check import scratch_removed
+from bench_json_check import fail, run_rows, scratch_removed
 
 REQUIRED = ["method", "workload", "threads", "touches_per_s", "read_amplification",
             "peak_mem_bytes", "limit_bytes", "hit_ratio", "file_bytes", "p50_ns", "p99_ns",
@@ -24,13 +21,6 @@ REQUIRED = ["method", "workload", "threads", "touches_per_s", "read_amplificatio
 ENGINE = ["cache_hits", "cache_misses", "pages_reclaimed", "reclaim_runs", "pages_filled"]
 METHODS = ("faultline", "faultline-2M", "mmap", "mmap-random", "direct")
 WORKLOADS = ("uniform", "hotset", "zipf", "scan", "scan+hot")
-
-
-def fail(msg, proc=None):
-    print(f"FAIL: {msg}")
-    if proc is not None:
-        print("--- stdout\n" + proc.stdout + "--- stderr\n" + proc.stderr)
-    sys.exit(1)
 
 
 def arg(cmd, name, default):
@@ -52,26 +42,14 @@ def number(row, k, n, line, lo=0.0, hi=math.inf):
 
 def main():
     cmd = sys.argv[1:]
-    if not cmd:
-        fail("usage: check_bench_ooc_json.py FAULTLINE bench --out-of-core ... --json")
+    proc, rows = run_rows(cmd, "check_bench_ooc_json.py FAULTLINE bench --out-of-core ... --json",
+                          timeout=900)
     limit = size(arg(cmd, "--limit", "256M"))
     workloads = arg(cmd, "--workload", "all")
     workloads = list(WORKLOADS) if workloads == "all" else workloads.split(",")
     threads = [int(t) for t in arg(cmd, "--threads", "1,2").split(",")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        fail(f"exit code {proc.returncode}", proc)
-    lines = proc.stdout.splitlines()
-    if not lines:
-        fail("no output on stdout", proc)
     seen = set()
-    for n, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            fail(f"stdout line {n} is not JSON ({e}): {line!r}", proc)
-        if not isinstance(row, dict):
-            fail(f"stdout line {n} is not a JSON object: {line!r}", proc)
+    for n, line, row in rows:
         missing = [k for k in REQUIRED if k not in row]
         if row.get("method") in ("faultline", "faultline-2M"):
             missing += [k for k in ENGINE if k not in row]
@@ -137,7 +115,7 @@ def main():
     if rest != want:
         fail(f"results missing {sorted(want - rest)}, unexpected {sorted(rest - want)}", proc)
     path = scratch_removed(proc, fail)
-    print(f"ok: {len(lines)} JSON result lines{' (kernel rows skipped: no cgroup)' if kernel_skipped else ''}"
+    print(f"ok: {len(rows)} JSON result lines{' (kernel rows skipped: no cgroup)' if kernel_skipped else ''}"
           f"{' (2M rows skipped: no pool)' if pool_skipped else ''}; temporary file {path} removed")
 
 

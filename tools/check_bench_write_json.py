@@ -9,14 +9,9 @@ faultline rows carry the write counters, consistent with one store per page
 blocks written back - blocks stored clamped at 0, write_amplification = bytes
 written / bytes stored, write_faults >= 1); every page verified (data_ok, bad_pages 0);
 every method x pattern x cache present; the temporary file removed."""
-import json
-import math
-import os
-import re
-import subprocess
 import sys
 
-from bench_json_check import scratch_removed
+from bench_json_check import fail, positive, run_rows, scratch_removed
 
 SIZE = 64 << 20
 PAGE = 4096
@@ -30,32 +25,12 @@ FAULTLINE_ONLY = ["write_faults", "wp_faults", "missing_faults", "minor_faults",
                   "bytes_written", "write_errors", "mkwrite_errors"]
 
 
-def fail(msg, proc=None):
-    print(f"FAIL: {msg}")
-    if proc is not None:
-        print("--- stdout\n" + proc.stdout + "--- stderr\n" + proc.stderr)
-    sys.exit(1)
-
-
 def main():
     cmd = sys.argv[1:]
-    if not cmd:
-        fail("usage: check_bench_write_json.py FAULTLINE bench --write ... --json")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        fail(f"exit code {proc.returncode}", proc)
-    lines = proc.stdout.splitlines()
-    if not lines:
-        fail("no output on stdout", proc)
+    proc, rows = run_rows(cmd, "check_bench_write_json.py FAULTLINE bench --write ... --json")
     seen = set()
     pages = SIZE // PAGE
-    for n, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            fail(f"stdout line {n} is not JSON ({e}): {line!r}", proc)
-        if not isinstance(row, dict):
-            fail(f"stdout line {n} is not a JSON object: {line!r}", proc)
+    for n, line, row in rows:
         missing = [k for k in REQUIRED if k not in row]
         if row.get("method") in FL:
             missing += [k for k in FAULTLINE_ONLY if k not in row]
@@ -67,10 +42,7 @@ def main():
             fail(f"line {n}: bad method {row['method']!r}")
         if row["pattern"] not in ("seq", "rand") or row["cache"] not in ("cold", "warm"):
             fail(f"line {n}: bad pattern/cache: {line!r}")
-        for k in ("gib_per_s", "ns_per_page", "ratio_to_mmap"):
-            v = row[k]
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                fail(f"line {n}: {k} = {v!r} is not a positive number")
+        positive(row, ("gib_per_s", "ns_per_page", "ratio_to_mmap"), n)
         if row["method"] == "mmap" and abs(row["ratio_to_mmap"] - 1) > 1e-6:
             fail(f"line {n}: mmap's ratio_to_mmap is {row['ratio_to_mmap']}, not 1")
         if row["reps"] != 1 or row["size_bytes"] != SIZE or row["pages"] != pages \
@@ -116,7 +88,7 @@ def main():
     if seen != want:
         fail(f"results missing: {sorted(want - seen)}, unexpected: {sorted(seen - want)}", proc)
     path = scratch_removed(proc, fail)
-    print(f"ok: {len(lines)} JSON write-result lines, every page verified; temporary file {path} "
+    print(f"ok: {len(rows)} JSON write-result lines, every page verified; temporary file {path} "
           "removed")
 
 
