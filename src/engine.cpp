@@ -48,6 +48,14 @@ EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
   if (cfg.fault_threads == 0) throw_errno(EINVAL, "faultline: fault_threads must be >= 1");
   if (cfg.fault_around_pages == 0 || cfg.readahead_max_pages == 0)
     throw_errno(EINVAL, "faultline: fault_around_pages and readahead_max_pages must be >= 1");
+  // Issue 16, bad input: a limit below one fault window could never hold a
+  // fault's fill (2 MiB-frame Files check one frame at open).
+  if (cfg.memory_limit_pages && cfg.memory_limit_pages < cfg.fault_around_pages)
+    throw_errno(EINVAL, "faultline: EngineConfig::memory_limit_pages (" +
+                            std::to_string(cfg.memory_limit_pages) +
+                            " 4 KiB pages) is smaller than one fault window (fault_around_pages = " +
+                            std::to_string(cfg.fault_around_pages) +
+                            "): raise the limit or lower fault_around_pages");
   const uint64_t f = uffd.features();
   feats.uffd_features = f;
   feats.range_ioctls = uffd.range_ioctls();

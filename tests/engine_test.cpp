@@ -32,6 +32,28 @@ TEST(Engine, FeaturesProbed) {
   EXPECT_EQ(eng.config().fault_threads, EngineConfig{}.fault_threads);
 }
 
+// Issue 16, bad input: a memory limit below one fault window is refused at
+// construction (a limit of one window, or a smaller window, is fine).
+TEST(Engine, MemoryLimitBelowOneFaultWindowIsEinval) {
+  EngineConfig c;
+  c.flusher = false;
+  c.memory_limit_pages = c.fault_around_pages - 1;
+  try {
+    Engine eng(c);
+    FAIL() << "an engine with a limit below its fault window";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EINVAL);
+    EXPECT_NE(std::string(e.what()).find("smaller than one fault window"), std::string::npos)
+        << e.what();
+  }
+  c.memory_limit_pages = c.fault_around_pages;
+  { Engine ok(c); }
+  c.memory_limit_pages = 16;
+  c.fault_around_pages = 16;
+  Engine small(c);
+  EXPECT_EQ(small.config().memory_limit_pages, 16u);
+}
+
 TEST(Engine, SamePathTwiceIsOneCache) {
   ft::TempDir dir;
   const uint64_t size = 32 * kPage;

@@ -77,7 +77,9 @@ struct EngineConfig {
   /// Default: 20% of physical memory, as the kernel's vm.dirty_ratio.
   std::size_t dirty_limit_pages = ram_percent_pages(20);
   /// Memory limit of the engine's page cache, in 4 KiB pages over all Files
-  /// (0: none; a 2 MiB frame counts 512). Past it the flusher reclaims: it writes dirty pages back and
+  /// (0: none; a 2 MiB frame counts 512). Smaller than fault_around_pages:
+  /// EINVAL at Engine construction; smaller than one 2 MiB frame (512): EINVAL
+  /// at the open of a FrameSize::k2M File. Past it the flusher reclaims: it writes dirty pages back and
   /// evicts clean, unlocked pages not under write-back (R9), giving each page
   /// a second chance when a fault or read used it since the last look (the
   /// kernel's referenced bit), down to 15/16 of the limit, once the cache

@@ -107,6 +107,9 @@ Settings read_settings() {
   // mark, as UMap's evictors do.
   const uint64_t limit = s.buf_pages * unit / 100 * static_cast<uint64_t>(s.high_water);
   e.memory_limit_pages = std::max<uint64_t>(limit, unit);
+  // A buffer smaller than the fault-around window: faults fill no more than
+  // it holds (the engine refuses a limit below its window, EINVAL).
+  e.fault_around_pages = std::min<uint64_t>(e.fault_around_pages, e.memory_limit_pages);
   return s;
 }
 
