@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "engine_core.hpp"
+#include "faultline/cgroup.hpp"
 #include "faultline/constants.hpp"
 #include "file_impl.hpp"
 #include "mapping_impl.hpp"
@@ -18,17 +19,29 @@
 
 namespace faultline {
 
-std::size_t ram_percent_pages(unsigned percent) {
-  // Physical memory, capped by the cgroup's memory.max when there is one (a
-  // container's frames are charged to it; there is no reclaim yet).
-  uint64_t bytes = uint64_t{8} << 30;  // unknown: assume 8 GiB
+namespace {
+uint64_t physical_memory_bytes() {
   const long pages = ::sysconf(_SC_PHYS_PAGES);
   const long size = ::sysconf(_SC_PAGESIZE);
-  if (pages > 0 && size > 0) bytes = static_cast<uint64_t>(pages) * static_cast<uint64_t>(size);
-  std::ifstream cg("/sys/fs/cgroup/memory.max");
-  uint64_t cap = 0;
-  if (cg >> cap && cap > 0) bytes = std::min(bytes, cap);  // "max" fails the read: no cap
+  if (pages > 0 && size > 0) return static_cast<uint64_t>(pages) * static_cast<uint64_t>(size);
+  return uint64_t{8} << 30;  // unknown: assume 8 GiB
+}
+}  // namespace
+
+std::size_t ram_percent_pages(unsigned percent) {
+  // Physical memory, capped by the process's memory cgroup's limit when there
+  // is one (a container's frames are charged to it).
+  uint64_t bytes = physical_memory_bytes();
+  if (const uint64_t cap = memory_cgroup().limit_bytes) bytes = std::min(bytes, cap);
   return std::max<std::size_t>(256, static_cast<std::size_t>(bytes / 100 * percent) >> kBasePageShift);
+}
+
+std::size_t default_memory_limit_pages() {
+  // Half the cgroup's limit (engine.hpp says why); a limit at least as large
+  // as the machine's memory limits nothing.
+  const uint64_t cap = memory_cgroup().limit_bytes;
+  if (cap == 0 || cap >= physical_memory_bytes()) return 0;
+  return std::max<std::size_t>(256, static_cast<std::size_t>(cap / 2) >> kBasePageShift);
 }
 
 namespace detail {

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "faultline/cgroup.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -15,44 +17,14 @@ namespace faultline::cli {
 
 namespace {
 
-/// The memory cgroup of this process: {mount + path, v2}; empty if none.
+/// The memory cgroup of this process: {directory, v2}; empty if none (the
+/// library's one reader, faultline/cgroup.hpp).
 std::pair<std::string, bool> own_memory_cgroup(std::string& why) {
-  std::ifstream f("/proc/self/cgroup");
-  if (!f) {
-    why = "cannot read /proc/self/cgroup";
-    return {};
-  }
-  std::string line, v2path;
-  bool have_v2 = false;
-  while (std::getline(f, line)) {
-    // "hierarchy-id:controller-list:path"
-    const auto a = line.find(':'), b = line.find(':', a + 1);
-    if (a == std::string::npos || b == std::string::npos) continue;
-    const std::string ctrls = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-    std::stringstream ss(ctrls);
-    for (std::string c; std::getline(ss, c, ',');)
-      if (c == "memory") {
-        const std::string dir = "/sys/fs/cgroup/memory" + path;
-        if (::access((dir + "/memory.limit_in_bytes").c_str(), F_OK) == 0) return {dir, false};
-      }
-    if (line.rfind("0::", 0) == 0) {
-      have_v2 = true;
-      v2path = path;
-    }
-  }
-  if (have_v2) {
-    // The unified hierarchy: mounted at /sys/fs/cgroup (pure v2) or
-    // /sys/fs/cgroup/unified (hybrid; its memory controller is usually v1's).
-    for (const char* mnt : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
-      const std::string dir = std::string(mnt) + (v2path == "/" ? "" : v2path);
-      std::ifstream c(dir + "/cgroup.controllers");
-      std::string all;
-      if (c && std::getline(c, all) && (" " + all + " ").find(" memory ") != std::string::npos)
-        return {dir, true};
-    }
-  }
-  why = "no memory cgroup controller found for this process (/proc/self/cgroup)";
-  return {};
+  const MemoryCgroupInfo own = memory_cgroup();
+  if (own.dir.empty())
+    why = "no memory cgroup controller found for this process (/proc/self/cgroup, "
+          "/proc/self/mountinfo)";
+  return {own.dir, own.v2};
 }
 
 bool write_file(const std::string& path, const std::string& value, int* err = nullptr) {

@@ -20,10 +20,22 @@
 
 namespace faultline {
 
-/// `percent` of physical memory (capped by the cgroup v2 memory.max of the
-/// process's root cgroup view, when set) in 4 KiB pages: the dirty
-/// thresholds' defaults. At least 256 pages.
+/// `percent` of physical memory (capped by the memory limit of the process's
+/// memory cgroup, faultline/cgroup.hpp: v2 memory.max, v1
+/// memory.limit_in_bytes) in 4 KiB pages: the dirty thresholds' defaults. At
+/// least 256 pages.
 std::size_t ram_percent_pages(unsigned percent);
+
+/// The default EngineConfig::memory_limit_pages: half the memory limit of
+/// the process's memory cgroup (the tightest of its own and its ancestors':
+/// v2 memory.max, v1 memory.limit_in_bytes; faultline/cgroup.hpp), in 4 KiB
+/// pages, at least 256; 0 (no limit) when the cgroup sets none below physical
+/// memory. Half, because the engine's frames are shmem charged to the cgroup
+/// that the kernel cannot reclaim without swap: past the cgroup's limit its
+/// OOM killer acts, so the engine must reclaim first and leave the rest to
+/// the program's own memory and the kernel's (reclaimable) page cache of the
+/// files it uses.
+std::size_t default_memory_limit_pages();
 
 namespace detail {
 class EngineCore;
@@ -77,7 +89,9 @@ struct EngineConfig {
   /// Default: 20% of physical memory, as the kernel's vm.dirty_ratio.
   std::size_t dirty_limit_pages = ram_percent_pages(20);
   /// Memory limit of the engine's page cache, in 4 KiB pages over all Files
-  /// (0: none; a 2 MiB frame counts 512). Smaller than fault_around_pages:
+  /// (0: none; a 2 MiB frame counts 512). Default: half the memory limit of
+  /// the process's memory cgroup, none without one (default_memory_limit_pages;
+  /// Engine::config() shows the limit in effect). Smaller than fault_around_pages:
   /// EINVAL at Engine construction; smaller than one 2 MiB frame (512): EINVAL
   /// at the open of a FrameSize::k2M File. Past it the flusher reclaims: it writes dirty pages back and
   /// evicts clean, unlocked pages not under write-back (R9), giving each page
@@ -93,7 +107,7 @@ struct EngineConfig {
   /// (DESIGN section 2). This write-back happens with `flusher` off too: the
   /// limit needs it. While over the mark each pass writes back everything
   /// (async Files: a full scan per pass).
-  std::size_t memory_limit_pages = 0;
+  std::size_t memory_limit_pages = default_memory_limit_pages();
   /// Where warnings go (THP setting, fallbacks). Default: stderr.
   std::function<void(std::string_view)> log;
 };

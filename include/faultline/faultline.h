@@ -74,7 +74,8 @@ typedef struct fl_config {
   uint32_t reserved0;
   uint64_t dirty_background_pages; /* background write-back threshold (default 10% of RAM) */
   uint64_t dirty_limit_pages;      /* stores past it are throttled (default 20% of RAM) */
-  uint64_t memory_limit_pages;     /* cache limit over all files; 0 = none (default) */
+  uint64_t memory_limit_pages;     /* cache limit over all files; 0 = none (default: half
+                                      the process's memory cgroup limit, none without one) */
   /* Warnings (THP settings, fallbacks): called with a message that is not
    * NUL-terminated; NULL = stderr. log_ctx is passed back. */
   void (*log)(void *log_ctx, const char *msg, size_t len);
