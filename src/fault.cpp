@@ -162,17 +162,60 @@ FileImpl::WriteAround FileImpl::mkwrite_ahead(uint64_t first, uint64_t n, bool n
   return wa;
 }
 
+bool FileImpl::read_around(MappingImpl& m, uint64_t pg, bool cached) {
+  // The kernel's mmap_miss (mm/filemap.c do_sync_mmap_readahead /
+  // filemap_map_pages, with its 6.9 fix): a non-sequential fault that must
+  // read counts a miss, one that finds its page cached a hit; past
+  // kMmapLotsaMiss net misses the fault reads only its own page. The
+  // neighbours a read-around fault reads stay unmapped (install_window
+  // without kMapFilled), so a later touch of one faults and counts its hit:
+  // fault-around maps every page it fills, and a mapped page is never heard
+  // of again. Benign races: a hint shared by the view's faulting threads.
+  const uint64_t fa = fault_around_pages();
+  const uint64_t window = pg / fa;
+  const uint64_t last = m.last_around.exchange(window, std::memory_order_relaxed);
+  uint32_t miss = m.mmap_miss.load(std::memory_order_relaxed);
+  // With read-around off there are no unmapped neighbours to hit; a miss in
+  // the window of the view's previous random fault is the hit read-around
+  // would have had (local access came back), so it counts as one.
+  const bool would_hit = !cached && miss > kMmapLotsaMiss && window == last;
+  if (cached || would_hit) {
+    count(&Counters::readaround_hits);
+    if (miss) m.mmap_miss.store(miss - 1, std::memory_order_relaxed);
+    return false;  // cached: nothing to read; would_hit: off until the count drops
+  }
+  count(&Counters::readaround_misses);
+  if (miss < kMmapLotsaMiss * 10) m.mmap_miss.store(++miss, std::memory_order_relaxed);
+  if (miss > kMmapLotsaMiss) {
+    count(&Counters::readaround_off);
+    return false;
+  }
+  return true;
+}
+
 void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write, bool minor) {
-  // Choose the window: a fault inside or right after the stream's last window
-  // (readahead in flight, or a page another handler skipped) continues the
-  // stream and grows it; anything else gets an aligned fault-around window.
+  // Choose the window: a fault right after the stream's last window, or inside
+  // a stream window (readahead in flight, or a page another handler skipped),
+  // continues the stream and grows it; anything else gets an aligned
+  // fault-around window, read whole or not by the adaptive read-around.
   const uint64_t fa = fault_around_pages();  // in this File's pages (2 MiB frames: fewer)
+  const int advice = m.advice.load(std::memory_order_relaxed);
   const uint64_t ra_start = m.ra_start.load(std::memory_order_relaxed);
   const uint64_t ra_next = m.ra_next.load(std::memory_order_relaxed);
-  const bool sequential = ra_next != ~uint64_t{0} && pg >= ra_start && pg <= ra_next;
+  const bool sequential =
+      advice == static_cast<int>(Advice::Sequential) ||
+      (ra_next != ~uint64_t{0} &&
+       (pg == ra_next ||
+        (m.ra_stream.load(std::memory_order_relaxed) && pg >= ra_start && pg < ra_next)));
   uint64_t ws, we;
+  // What the window does with the neighbours of pg (install_window).
+  unsigned around = kFillAndMap;
+  // The stream's window for the next fault's sequential check.
+  uint64_t stream_ws = 0, stream_we = 0;
   if (sequential) {
-    const uint64_t cur = std::max<uint64_t>(fa, m.ra_pages.load(std::memory_order_relaxed));
+    const uint64_t cur = advice == static_cast<int>(Advice::Sequential)
+                             ? readahead_max_pages()
+                             : std::max<uint64_t>(fa, m.ra_pages.load(std::memory_order_relaxed));
     const uint64_t next = std::min<uint64_t>(readahead_max_pages(), cur * 2);
     m.ra_pages.store(static_cast<uint32_t>(next), std::memory_order_relaxed);
     ws = pg;
@@ -181,16 +224,29 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
     m.ra_pages.store(static_cast<uint32_t>(fa), std::memory_order_relaxed);
     ws = pg - (pg % fa);
     we = ws + fa;
-    // Read-around: let the backend fetch the neighbourhood in the background
-    // (a later fault nearby then fills from a warm source). 2 MiB Files read
-    // it into their frames instead (fault_around_pages()).
-    const uint64_t ra = (core->cfg.read_around_pages * kBasePageSize) >> page_shift_;
     const Page* cached = index_.find(pg);
-    if (!huge() && ra > fa && !(cached && cached->test(PG_uptodate))) {  // only when we must read
-      const uint64_t rs = pg - (pg % ra);
-      const uint64_t eof = eof_pages();
-      if (rs < eof) backend().will_need(rs << page_shift_, (std::min(rs + ra, eof) - rs) << page_shift_);
+    const bool hit = cached && cached->test(PG_uptodate);
+    // Random advice: only the faulting page is read (the cached neighbours
+    // are still mapped, as the kernel's fault-around does under MADV_RANDOM).
+    const bool whole = advice == static_cast<int>(Advice::Normal) && read_around(m, pg, hit);
+    if (whole) {
+      // Read the window, map the faulting page and what was cached before;
+      // the pages read for it are probes (a later fault on one is a hit).
+      around = kFillAround;
+      // Read-around: let the backend fetch the neighbourhood in the
+      // background (a later fault nearby then fills from a warm source).
+      // 2 MiB Files read it into their frames instead (fault_around_pages()).
+      const uint64_t ra = (core->cfg.read_around_pages * kBasePageSize) >> page_shift_;
+      if (!huge() && ra > fa) {
+        const uint64_t rs = pg - (pg % ra);
+        const uint64_t eof = eof_pages();
+        if (rs < eof) backend().will_need(rs << page_shift_, (std::min(rs + ra, eof) - rs) << page_shift_);
+      }
+    } else {
+      around = kMapCached;  // read pg alone (if not cached), map the cached window
     }
+    // A fault that read only its page continues a stream at pg + 1.
+    if (!whole && !hit) stream_ws = pg, stream_we = pg + 1;
   }
   ws = std::max(ws, m.pgoff);
   we = std::min(we, m.pgoff + m.npages);
@@ -251,11 +307,13 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   // waits for reclaim) first and never pushes the cache over it. With less
   // room the window shrinks (the faulting page is always charged when it
   // must be read; a fault on a cached page charges nothing, or at the limit
-  // it would evict a page for nothing, even the one it installs).
+  // it would evict a page for nothing, even the one it installs). Without
+  // read-around only the faulting page is filled, and charged.
   const Page* fp = index_.find(pg);
   const bool pg_missing = !fp || !fp->test(PG_uptodate);
-  const uint64_t budget = charge(count_missing(ws, std::max(we, pg + 1)), pg_missing ? 1 : 0,
-                                 /*may_wait=*/true);
+  const uint64_t budget =
+      charge((around & kFillAround) ? count_missing(ws, std::max(we, pg + 1)) : count_missing(pg, pg + 1),
+             pg_missing ? 1 : 0, /*may_wait=*/true);
   struct Uncharge {
     FileImpl* f;
     uint64_t n;
@@ -300,10 +358,11 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
   count(p->test(PG_uptodate) ? &Counters::cache_hits : &Counters::cache_misses);
   const bool installed = install_window(m, ws, we, pg, write, minor, false,
-                                        wa.gens.empty() ? nullptr : &wa, budget);
+                                        wa.gens.empty() ? nullptr : &wa, budget, around);
   if (!installed) return;
-  m.ra_start.store(ws, std::memory_order_relaxed);
-  m.ra_next.store(we, std::memory_order_relaxed);
+  m.ra_start.store(stream_we ? stream_ws : ws, std::memory_order_relaxed);
+  m.ra_next.store(stream_we ? stream_we : we, std::memory_order_relaxed);
+  m.ra_stream.store(sequential, std::memory_order_relaxed);
   if (sequential && we < m.pgoff + m.npages && we < eof_pages()) {
     // Asynchronous readahead: the faulting thread already runs; fill and map
     // the next window now, so the stream rarely waits for a round trip.
@@ -355,7 +414,7 @@ void FileImpl::uncharge(uint64_t pages) { core->uncharge(pages << (page_shift_ -
 
 bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
                               bool minor, bool readahead, const WriteAround* wa,
-                              uint64_t fill_budget) {
+                              uint64_t fill_budget, unsigned around) {
   // `must` is locked by the caller (R1a; readahead's first page R1c). R12 and
   // R1c: the others only try-locked, ascending, and held until installed.
   const uint64_t n = we - ws;
@@ -396,6 +455,13 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     if (!FL_RULE(10) && minor && ws + i == must) return false;  // breaker: "MINOR = filled"
     return true;
   };
+  // Without kFillAround only the faulting page is read: the neighbours that
+  // are not uptodate are left out.
+  if (!(around & kFillAround))
+    for (uint64_t i = 0; i < n; ++i)
+      if (ws + i != must && pages[i] && needs_fill(i)) drop(i);
+  // Pages this window fills (without kMapFilled they stay unmapped).
+  std::vector<char> filled(n, 0);
   // The memory limit: fill no more pages than were charged, the faulting page
   // first (a fault always gets its page; readahead may get nothing).
   if (fill_budget != ~uint64_t{0}) {
@@ -426,6 +492,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
       for (uint64_t k = i; k < j; ++k) {
         pages[k]->clear(PG_error);
         mark_uptodate(pages[k]);
+        filled[k] = 1;
       }
     } else {
       // A run failed. Like the kernel after a failed readahead, retry only the
@@ -471,9 +538,15 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
         poisoned[*it - ws] = true;
     }
   }
+  // Read-around probes: pages filled here for a fault that maps only its own
+  // page and what was cached before (and its write-around) stay unmapped.
+  auto probe = [&](uint64_t i) {
+    return !(around & kMapFilled) && filled[i] && ws + i != must && !(wa && wa->covers(ws + i));
+  };
   auto installable = [&](uint64_t i) {
     if (!pages[i] || (ws + i == must && must_error)) return false;
     if (!poisoned.empty() && poisoned[i]) return false;
+    if (probe(i)) return false;
     if (!FL_RULE(10)) return true;
     return pages[i]->test(PG_uptodate) && pages[i]->gen.load(std::memory_order_acquire) == gens[i];
   };
@@ -516,7 +589,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
   for (uint64_t i = 0; i < n; ++i)
     if (installable(i)) pages[i]->set(PG_referenced);
   bool must_installed = false;
-  uint64_t around = 0;
+  uint64_t mapped_around = 0;
   for (uint64_t i = 0; i < n;) {
     if (!installable(i)) {
       ++i;
@@ -546,11 +619,16 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     // EEXIST counts: the page is mapped in this view either way.
     if (must >= ws + i && must < ws + j && ((must - ws - i) << page_shift_) < done)
       must_installed = true;
-    around += (std::min<uint64_t>(done >> page_shift_, j - i)) -
+    mapped_around += (std::min<uint64_t>(done >> page_shift_, j - i)) -
               ((must >= ws + i && must < ws + j && must_installed) ? 1 : 0);
     i = j;
   }
-  count(&Counters::pages_fault_around, around);
+  count(&Counters::pages_fault_around, mapped_around);
+  if (!(around & kMapFilled)) {
+    uint64_t probes = 0;
+    for (uint64_t i = 0; i < n; ++i) probes += pages[i] && probe(i);
+    count(&Counters::pages_read_around, probes);
+  }
 
   // Error on the faulting page: SIGBUS for this access, the rest of the file
   // keeps working.

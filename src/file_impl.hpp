@@ -178,9 +178,20 @@ class FileImpl {
   /// `fill_budget`: at most this many pages are filled (the frames charged
   /// under the memory limit); the faulting page first, the rest in order,
   /// pages past the budget are left out of the window.
+  /// `around`: what the window does with its pages other than `must` —
+  /// kFillAround fills those not uptodate (else they are left out: only
+  /// cached neighbours are mapped, the kernel's filemap_map_pages), and
+  /// kMapFilled maps the ones it filled (else they stay cached but unmapped:
+  /// read-around probes, whose later faults tell whether reading around
+  /// pays, DESIGN section 2 "Adaptive read-around").
+  enum Around : unsigned { kMapCached = 0, kFillAround = 1, kMapFilled = 2, kFillAndMap = 3 };
   bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
                       bool minor, bool readahead = false, const WriteAround* wa = nullptr,
-                      uint64_t fill_budget = ~uint64_t{0});
+                      uint64_t fill_budget = ~uint64_t{0}, unsigned around = kFillAndMap);
+  /// The adaptive read-around decision for a non-sequential fault at pg of
+  /// view m (`cached`: its page is uptodate): updates the view's mmap_miss
+  /// and returns whether this fault reads its whole window.
+  bool read_around(MappingImpl& m, uint64_t pg, bool cached);
   /// Pages of [ws, we) below EOF that are not uptodate: an unlocked look, what
   /// a fill of that window charges under the memory limit.
   uint64_t count_missing(uint64_t ws, uint64_t we);

@@ -12,6 +12,10 @@
 namespace faultline::detail {
 
 class EngineCore;
+
+/// Net read-around misses past which a view's non-sequential faults read only
+/// their own page (the kernel's MMAP_LOTSAMISS; the count stops at 10x).
+inline constexpr uint32_t kMmapLotsaMiss = 100;
 class FileImpl;
 class Userfaultfd;
 
@@ -64,6 +68,13 @@ class MappingImpl {
   std::atomic<uint64_t> wa_start{~uint64_t{0}};  // first page of the store stream's last window
   std::atomic<uint64_t> wa_next{~uint64_t{0}};   // page a sequential store stream reaches next
   std::atomic<uint32_t> wa_pages{1};           // current write-around window
+  // Adaptive fault-around / read-around (the kernel's file_ra_state.mmap_miss,
+  // DESIGN section 2 "Adaptive read-around"): +1 per non-sequential fault
+  // that must read, -1 per one that finds its page cached; above
+  // kMmapLotsaMiss a fault reads only its own page.
+  std::atomic<uint32_t> mmap_miss{0};
+  std::atomic<bool> ra_stream{false};          // the last window continued a stream
+  std::atomic<uint64_t> last_around{~uint64_t{0}};  // aligned window of the last random fault
   std::atomic<int> advice{0};                  // faultline::Advice
 
  private:

@@ -53,6 +53,18 @@ struct Stats {
   /// Punches reclaim made to evict pages_reclaimed pages (runs of contiguous
   /// pages: pages_reclaimed / reclaim_runs is the mean run length).
   uint64_t reclaim_runs = 0;
+  /// Adaptive read-around (EngineConfig::fault_around_pages): non-sequential
+  /// faults of views with no advice that found their page cached (a page an
+  /// earlier fault read around it and left unmapped, or cached otherwise) or
+  /// that had to read it. The window shrinks to the faulting page while
+  /// misses outnumber hits by the kernel's MMAP_LOTSAMISS (100).
+  uint64_t readaround_hits = 0;
+  uint64_t readaround_misses = 0;
+  /// Of the misses, those that read only their own page (read-around off).
+  uint64_t readaround_off = 0;
+  /// Pages read around a fault and left cached but unmapped (read-around
+  /// probes): a later fault on one is a hit; reclaim takes the untouched.
+  uint64_t pages_read_around = 0;
   /// Pages cached now (uptodate; not a counter), in the File's pages for
   /// File::stats, in 4 KiB pages for Engine::stats.
   uint64_t cached_pages = 0;

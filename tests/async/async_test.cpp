@@ -130,8 +130,10 @@ TEST_F(AsyncTest, StoreIntoAHoleIsDirty) {
   f.sync();
   EXPECT_TRUE(written().count(5));
   EXPECT_EQ(ft::pread_file(path, 5 * kPage + 3, 1)[0], std::byte{0x77});
-  // Fault-around installed the neighbours write-protected: a store there is
-  // tracked too.
+  // The store's fault read its neighbours and left them unmapped (read-around
+  // probes); a load of one maps them (a hit) write-protected: a store there
+  // is tracked too.
+  EXPECT_EQ(m.data()[6 * kPage], ft::pat(6 * kPage));
   be->reset_counts();
   store(m, 6 * kPage, 0x78);
   f.sync();
