@@ -204,7 +204,7 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   const uint64_t ra_next = m.ra_next.load(std::memory_order_relaxed);
   const bool sequential =
       advice == static_cast<int>(Advice::Sequential) ||
-      (ra_next != ~uint64_t{0} &&
+      (advice == static_cast<int>(Advice::Normal) && ra_next != ~uint64_t{0} &&
        (pg == ra_next ||
         (m.ra_stream.load(std::memory_order_relaxed) && pg >= ra_start && pg < ra_next)));
   uint64_t ws, we;

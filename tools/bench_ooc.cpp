@@ -205,6 +205,12 @@ OocResult run_child(const OocPlan& plan, const MemoryCgroup* cg, double timeout_
   return f;
 }
 
+/// faultline rows: bytes read from the backend (Stats::bytes_read) per byte
+/// touched, over the measured window.
+double backend_ramp(const OocResult& r) {
+  return r.touches ? double(r.engine_bytes_read) / double(r.touches * kBasePageSize) : 0.0;
+}
+
 std::string mib(uint64_t b) { return fmt::format("{:.0f}", double(b) / double(1 << 20)); }
 
 void print_table(const std::vector<RowOut>& rows, uint64_t file, uint64_t limit, double seconds,
@@ -223,7 +229,8 @@ void print_table(const std::vector<RowOut>& rows, uint64_t file, uint64_t limit,
              "8-byte load of a 4 KiB page; hit = a touch that read nothing from the device "
              "(faultline: Stats::cache_misses, kernel: major faults); lru = hit ratio of an "
              "offline LRU of the limit's pages on the same generator; ramp = bytes read from the "
-             "device (/proc/self/io) / (touches x 4 KiB); peak = max over 50 ms samples of "
+             "device (/proc/self/io) / (touches x 4 KiB; faultline: also bytes read from the "
+             "backend, Stats::bytes_read, per byte touched below); peak = max over 50 ms samples of "
              "engine frames + the file's pages in the kernel's cache (mincore)\n\n");
   fmt::print("{:<12} {:<9} {:>3} {:>12} {:>6} {:>6} {:>9} {:>8} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9}\n",
              "method", "workload", "thr", "touches/s", "hit", "lru", "ramp", "peak_MiB", "xlimit",
@@ -249,14 +256,18 @@ void print_table(const std::vector<RowOut>& rows, uint64_t file, uint64_t limit,
   for (const auto& o : rows)
     if (o.r.have_engine && !o.r.failed && !o.r.skipped)
       eng += fmt::format("\n  {} {} {}: cache hits {} misses {} (ratio {:.3f}), filled {}, "
-                         "reclaimed {} in {} runs, faults missing {} minor {}",
+                         "reclaimed {} in {} runs, faults missing {} minor {}; backend bytes "
+                         "read per byte touched {:.3f}; read-around hits {} misses {} (off {}), "
+                         "pages read around {}",
                          to_string(o.method), to_string(o.workload), o.threads, o.r.cache_hits,
                          o.r.cache_misses,
                          o.r.cache_hits + o.r.cache_misses
                              ? double(o.r.cache_hits) / double(o.r.cache_hits + o.r.cache_misses)
                              : 0.0,
                          o.r.pages_filled, o.r.pages_reclaimed, o.r.reclaim_runs,
-                         o.r.missing_faults, o.r.minor_faults);
+                         o.r.missing_faults, o.r.minor_faults, backend_ramp(o.r),
+                         o.r.readaround_hits, o.r.readaround_misses, o.r.readaround_off,
+                         o.r.pages_read_around);
   if (!eng.empty()) fmt::print("\nengine counters over the measured window:{}\n", eng);
 }
 
@@ -290,9 +301,12 @@ void print_json(const std::vector<RowOut>& rows, uint64_t file, uint64_t limit, 
       line += fmt::format(
           ",\"cache_hits\":{},\"cache_misses\":{},\"pages_filled\":{},\"pages_reclaimed\":{},"
           "\"reclaim_runs\":{},\"missing_faults\":{},\"minor_faults\":{},"
-          "\"bytes_read\":{},\"fault_threads\":{},\"fault_around_pages\":{}",
+          "\"bytes_read\":{},\"backend_read_amplification\":{:.6g},\"readaround_hits\":{},"
+          "\"readaround_misses\":{},\"readaround_off\":{},\"pages_read_around\":{},"
+          "\"fault_threads\":{},\"fault_around_pages\":{}",
           r.cache_hits, r.cache_misses, r.pages_filled, r.pages_reclaimed, r.reclaim_runs,
-          r.missing_faults, r.minor_faults, r.engine_bytes_read,
+          r.missing_faults, r.minor_faults, r.engine_bytes_read, backend_ramp(r),
+          r.readaround_hits, r.readaround_misses, r.readaround_off, r.pages_read_around,
           cfg.fault_threads, cfg.fault_around_pages);
     line += "}\n";
     std::fputs(line.c_str(), stdout);

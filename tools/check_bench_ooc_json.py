@@ -18,7 +18,8 @@ REQUIRED = ["method", "workload", "threads", "touches_per_s", "read_amplificatio
             "peak_mem_bytes", "limit_bytes", "hit_ratio", "file_bytes", "p50_ns", "p99_ns",
             "touches", "device_read_bytes", "peak_frames_bytes", "peak_kernel_cache_bytes",
             "cgroup"]
-ENGINE = ["cache_hits", "cache_misses", "pages_reclaimed", "reclaim_runs", "pages_filled"]
+ENGINE = ["cache_hits", "cache_misses", "pages_reclaimed", "reclaim_runs", "pages_filled",
+          "backend_read_amplification", "readaround_hits", "readaround_misses"]
 METHODS = ("faultline", "faultline-2M", "mmap", "mmap-random", "direct")
 WORKLOADS = ("uniform", "hotset", "zipf", "scan", "scan+hot")
 

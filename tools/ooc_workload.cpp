@@ -573,6 +573,10 @@ OocResult measure(const OocPlan& plan) {
     r.minor_faults = b.st.minor_faults - a.st.minor_faults;
     r.engine_bytes_read = b.st.bytes_read - a.st.bytes_read;
     r.pages_filled = b.st.pages_filled - a.st.pages_filled;
+    r.readaround_hits = b.st.readaround_hits - a.st.readaround_hits;
+    r.readaround_misses = b.st.readaround_misses - a.st.readaround_misses;
+    r.readaround_off = b.st.readaround_off - a.st.readaround_off;
+    r.pages_read_around = b.st.pages_read_around - a.st.pages_read_around;
     // A miss of a 2 MiB File reads a whole frame: count the touches it served
     // as the faulting one only (the others are hits), as for 4 KiB frames.
     r.misses = r.cache_misses;

@@ -93,7 +93,8 @@ struct OocResult {
   // faultline: engine counters over the window
   uint64_t cache_hits = 0, cache_misses = 0, pages_reclaimed = 0, reclaim_runs = 0,
            missing_faults = 0, minor_faults = 0, engine_bytes_read = 0,
-           pages_filled = 0;
+           pages_filled = 0, readaround_hits = 0, readaround_misses = 0, readaround_off = 0,
+           pages_read_around = 0;
   int have_engine = 0;
 };
 

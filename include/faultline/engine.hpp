@@ -44,15 +44,31 @@ class EngineCore;
 struct EngineConfig {
   /// Fault-handler threads reading the userfaultfd.
   unsigned fault_threads = 2;
-  /// Pages installed per fault for non-sequential access (an aligned window
-  /// around the faulting page; 1 disables fault-around).
+  /// Pages per fault for non-sequential access: an aligned window around the
+  /// faulting page (1 disables fault-around). Adaptive per Mapping, like the
+  /// kernel's mmap_miss (DESIGN section 2, "Adaptive read-around"): a fault
+  /// that must read its page reads the whole window but maps only its page
+  /// and the pages cached before; the neighbours it read stay cached and
+  /// unmapped, so a later fault on one finds it cached — a hit
+  /// (Stats::readaround_hits, one minor fault, ~30 us here) that maps every
+  /// cached page of its window. Each miss counts +1, each hit -1 (kept in
+  /// [0, 1000]); while the count is above 100 (MMAP_LOTSAMISS) a fault reads
+  /// only its own page and maps the cached ones around it, so uniform random
+  /// access reads ~1 page per fault after its first 100 misses. With read-
+  /// around off, a miss in the window of the view's previous random fault
+  /// counts as the hit it would have been (local access brings it back).
+  /// Sequential streams (a fault at the page right after the last window)
+  /// grow to readahead_max_pages whatever the count. Mapping::advise
+  /// overrides it: Random reads one page per fault, Sequential
+  /// readahead_max_pages.
   std::size_t fault_around_pages = 256;
   /// Largest window for sequential access (readahead grows up to it).
   std::size_t readahead_max_pages = 1024;
   /// Read-around for non-sequential faults: the backend is told (will_need)
   /// that this many pages around the fault will be read soon, as the kernel's
-  /// mmap read-around does; only the fault-around window is filled and
-  /// mapped. 0 disables it. Files with 2 MiB frames instead fill and map
+  /// mmap read-around does; only the fault-around window is filled (and
+  /// only while the view's adaptive read-around is on, see
+  /// fault_around_pages). 0 disables it. Files with 2 MiB frames instead fill and map
   /// max(fault_around, read_around) bytes per non-sequential fault (one large
   /// aligned read into their frames; a hint would cache the data twice).
   std::size_t read_around_pages = 1024;

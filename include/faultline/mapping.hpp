@@ -23,9 +23,11 @@ class MappingImpl;
 
 enum class Access { ReadOnly, ReadWrite };
 enum class Sharing { Shared, Private };
-/// Access-pattern hints for a view (madvise-like): Sequential grows readahead
-/// and write-around at once; Random turns both off (fault-around only);
-/// Normal adapts to what the faults show.
+/// Access-pattern hints for a view (madvise-like): Sequential reads
+/// readahead_max_pages per fault and grows write-around at once; Random turns
+/// both off and reads only the faulting page (cached neighbours are still
+/// mapped); Normal adapts to what the faults show (EngineConfig::
+/// fault_around_pages).
 enum class Advice { Normal, Sequential, Random };
 
 class Mapping {
