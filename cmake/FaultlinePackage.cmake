@@ -45,7 +45,8 @@ install(TARGETS ${faultline_export_targets} EXPORT faultlineTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 set(faultline_public_headers
-  backend.hpp cgroup.hpp constants.hpp engine.hpp faultline.h faultline.hpp file.hpp guarded.hpp
+  backend.hpp cgroup.hpp constants.hpp engine.hpp faultline.h faultline.hpp file.hpp
+  forwarding_backend.hpp guarded.hpp
   hugepages.hpp mapping.hpp stats.hpp)
 if(FAULTLINE_HAVE_RADOS)
   list(APPEND faultline_public_headers rados_backend.hpp)

@@ -260,13 +260,9 @@ int FaultInjector::decide(Call call, uint64_t off, uint64_t len) {
 }
 
 FaultyBackend::FaultyBackend(std::shared_ptr<Backend> inner, std::shared_ptr<FaultInjector> inj)
-    : inner_(std::move(inner)), injector_(std::move(inj)) {
+    : ForwardingBackend(std::move(inner)), injector_(std::move(inj)) {
   if (!inner_ || !injector_) throw std::invalid_argument("FaultyBackend: null backend or injector");
 }
-
-std::string FaultyBackend::identity() const { return inner_->identity(); }
-bool FaultyBackend::writable() const { return inner_->writable(); }
-int64_t FaultyBackend::size() { return inner_->size(); }
 
 namespace {
 // A short read: a page-aligned prefix (at least nothing), never the whole.
@@ -274,18 +270,41 @@ size_t short_len(size_t len) {
   if (len <= 4096) return 0;
   return ((len / 2) + 4095) & ~size_t{4095};
 }
+
+// One read call of [off, off+len): read:eio fails it, read:short reads only a
+// prefix (`prefix(n)`), else `whole()` is the inner backend's call.
+template <class Whole, class Prefix>
+ssize_t inject_read(FaultInjector& inj, uint64_t off, size_t len, Whole&& whole, Prefix&& prefix) {
+  switch (inj.decide(FaultInjector::Call::Read, off, len)) {
+    case static_cast<int>(FaultKind::ReadEio): return -EIO;
+    case static_cast<int>(FaultKind::ReadShort): {
+      const size_t n = short_len(len);
+      return n ? prefix(n) : 0;
+    }
+    default: return whole();
+  }
+}
+
+// One write call: write:eio / write:enospc fail it, write:short tears it (a
+// prefix lands through `prefix(n)`, then -EIO), else `whole()`.
+template <class Whole, class Prefix>
+int inject_write(FaultInjector& inj, uint64_t off, size_t len, Whole&& whole, Prefix&& prefix) {
+  switch (inj.decide(FaultInjector::Call::Write, off, len)) {
+    case static_cast<int>(FaultKind::WriteEio): return -EIO;
+    case static_cast<int>(FaultKind::WriteEnospc): return -ENOSPC;
+    case static_cast<int>(FaultKind::WriteShort): {
+      const size_t n = short_len(len);
+      if (n) (void)prefix(n);  // a torn write: a prefix lands, the call fails
+      return -EIO;
+    }
+    default: return whole();
+  }
+}
 }  // namespace
 
 ssize_t FaultyBackend::read(uint64_t off, std::span<std::byte> buf) {
-  switch (injector_->decide(FaultInjector::Call::Read, off, buf.size())) {
-    case static_cast<int>(FaultKind::ReadEio): return -EIO;
-    case static_cast<int>(FaultKind::ReadShort): {
-      const size_t n = short_len(buf.size());
-      if (n == 0) return 0;
-      return inner_->read(off, buf.subspan(0, n));
-    }
-    default: return inner_->read(off, buf);
-  }
+  return inject_read(*injector_, off, buf.size(), [&] { return inner_->read(off, buf); },
+                     [&](size_t n) { return inner_->read(off, buf.subspan(0, n)); });
 }
 
 ssize_t FaultyBackend::read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) {
@@ -293,28 +312,29 @@ ssize_t FaultyBackend::read_into_fd(uint64_t off, size_t len, int fd, uint64_t f
   // falls back to read(), which decides itself (one decision per fill).
   ssize_t probe = inner_->read_into_fd(off, 0, fd, fd_off);
   if (probe == -EOPNOTSUPP) return probe;
-  switch (injector_->decide(FaultInjector::Call::Read, off, len)) {
-    case static_cast<int>(FaultKind::ReadEio): return -EIO;
-    case static_cast<int>(FaultKind::ReadShort): {
-      const size_t n = short_len(len);
-      if (n == 0) return 0;
-      return inner_->read_into_fd(off, n, fd, fd_off);
-    }
-    default: return inner_->read_into_fd(off, len, fd, fd_off);
-  }
+  return inject_read(*injector_, off, len, [&] { return inner_->read_into_fd(off, len, fd, fd_off); },
+                     [&](size_t n) { return inner_->read_into_fd(off, n, fd, fd_off); });
+}
+
+ssize_t FaultyBackend::read_aligned(uint64_t off, std::span<std::byte> buf) {
+  // The 2 MiB fill: injected like read() when the inner backend has the
+  // aligned path (an empty probe), else read() decides (one decision per
+  // fill). A short one reads an unaligned prefix with read().
+  if (inner_->read_aligned(off, buf.subspan(0, 0)) == -EOPNOTSUPP) return -EOPNOTSUPP;
+  return inject_read(*injector_, off, buf.size(), [&] { return inner_->read_aligned(off, buf); },
+                     [&](size_t n) { return inner_->read(off, buf.subspan(0, n)); });
 }
 
 int FaultyBackend::write(uint64_t off, std::span<const std::byte> buf) {
-  switch (injector_->decide(FaultInjector::Call::Write, off, buf.size())) {
-    case static_cast<int>(FaultKind::WriteEio): return -EIO;
-    case static_cast<int>(FaultKind::WriteEnospc): return -ENOSPC;
-    case static_cast<int>(FaultKind::WriteShort): {
-      const size_t n = short_len(buf.size());  // a torn write: a prefix lands
-      if (n) (void)inner_->write(off, buf.subspan(0, n));
-      return -EIO;
-    }
-    default: return inner_->write(off, buf);
-  }
+  return inject_write(*injector_, off, buf.size(), [&] { return inner_->write(off, buf); },
+                      [&](size_t n) { return inner_->write(off, buf.subspan(0, n)); });
+}
+
+int FaultyBackend::write_aligned(uint64_t off, std::span<const std::byte> buf) {
+  // 2 MiB write-back: as read_aligned (an empty probe, then one decision).
+  if (inner_->write_aligned(off, buf.subspan(0, 0)) == -EOPNOTSUPP) return -EOPNOTSUPP;
+  return inject_write(*injector_, off, buf.size(), [&] { return inner_->write_aligned(off, buf); },
+                      [&](size_t n) { return inner_->write(off, buf.subspan(0, n)); });
 }
 
 int FaultyBackend::page_mkwrite(uint64_t off, size_t len) {
@@ -333,19 +353,11 @@ int FaultyBackend::page_mkwrite(MkwritePage& page) {
   }
 }
 
-void FaultyBackend::update_time() { inner_->update_time(); }
-
-int FaultyBackend::truncate(uint64_t new_size) { return inner_->truncate(new_size); }
-int FaultyBackend::punch_hole(uint64_t off, uint64_t len) { return inner_->punch_hole(off, len); }
-
 int FaultyBackend::sync() {
   if (injector_->decide(FaultInjector::Call::Sync, 0, 0) == static_cast<int>(FaultKind::SyncEio))
     return -EIO;
   return inner_->sync();
 }
-
-void FaultyBackend::attach(ChangeSink sink) { inner_->attach(std::move(sink)); }
-void FaultyBackend::detach() { inner_->detach(); }
 
 std::shared_ptr<FaultyBackend> make_faulty_backend(std::shared_ptr<Backend> inner,
                                                    std::string_view spec, uint64_t default_seed) {

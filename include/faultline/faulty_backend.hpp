@@ -34,7 +34,7 @@
 #include <string_view>
 #include <vector>
 
-#include "faultline/backend.hpp"
+#include "faultline/forwarding_backend.hpp"
 
 namespace faultline {
 
@@ -106,31 +106,27 @@ class FaultInjector {
   std::atomic<bool> suspended_{false};
 };
 
-class FaultyBackend final : public Backend {
+/// Injects into read, read_into_fd, read_aligned (the 2 MiB fill), write,
+/// write_aligned (2 MiB write-back), page_mkwrite and sync; every other call,
+/// optional paths included, is forwarded as is (ForwardingBackend), so the
+/// engine takes the same paths as over the inner backend.
+class FaultyBackend final : public ForwardingBackend {
  public:
   FaultyBackend(std::shared_ptr<Backend> inner, std::shared_ptr<FaultInjector> injector);
 
-  std::string identity() const override;
-  bool writable() const override;
-  int64_t size() override;
   ssize_t read(uint64_t off, std::span<std::byte> buf) override;
   ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) override;
+  ssize_t read_aligned(uint64_t off, std::span<std::byte> buf) override;
   int write(uint64_t off, std::span<const std::byte> buf) override;
+  int write_aligned(uint64_t off, std::span<const std::byte> buf) override;
   int page_mkwrite(uint64_t off, size_t len) override;
   int page_mkwrite(MkwritePage& page) override;
-  void update_time() override;
-  int truncate(uint64_t new_size) override;
-  int punch_hole(uint64_t off, uint64_t len) override;
   int sync() override;
-  void attach(ChangeSink sink) override;
-  void detach() override;
 
-  Backend& inner() const { return *inner_; }
   FaultInjector& injector() const { return *injector_; }
   FaultCounters counters() const { return injector_->counters(); }
 
  private:
-  std::shared_ptr<Backend> inner_;
   std::shared_ptr<FaultInjector> injector_;
 };
 

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sys/mman.h>
 
+#include "faultline/faulty_backend.hpp"
 #include "hugepage_pool.hpp"
 #include "test_util.hpp"
 #include "tr_util.hpp"
@@ -463,6 +464,35 @@ TEST_F(Frames2M, AsyncTrackingFindsExactlyTheWrittenFrames) {
   want[7] = std::byte{0xa0};
   EXPECT_EQ(tr::diff(got, want), "");
   EXPECT_EQ(view_bytes(m, 7, 1)[0], std::byte{0xa0});
+}
+
+// Issue 13: a FaultyBackend over the file backend takes the same 2 MiB fill
+// path as the file backend itself (ForwardingBackend): read_aligned, which
+// reads a cold range with O_DIRECT, so the kernel caches none of the file.
+// Before, the wrapper dropped read_aligned and the engine fell back to read()
+// (buffered): fault injection on 2 MiB frames tested another fill path, and
+// the file was cached twice.
+TEST_F(Frames2M, FaultyBackendTakesTheSameFillPath) {
+  ft::TempDir d;
+  const uint64_t size = 4 * kH;
+  const auto path = d.make_file("faulty", size, 9);
+  drop_cache(path, size, 0);
+  auto faulty = fl::make_faulty_backend(fl::make_file_backend(path, false), "");
+  fl::File f = open2m(faulty);
+  fl::Mapping m = f.map(0, size, fl::Access::ReadOnly);
+  EXPECT_EQ(tr::diff(view_bytes(m, 0, size), ft::pattern(0, size, 9)), "");
+  EXPECT_LE(kernel_cached_pages(path, 0, size), 1u) << "the fill went through the kernel's cache";
+  EXPECT_GE(faulty->counters().read_calls, 1u) << "the fills were not seen by the injector";
+  // And a fault injected there reaches the 2 MiB fill: SIGBUS for that frame.
+  const auto path2 = d.make_file("faulty2", size, 9);  // another File: nothing cached
+  auto eio = fl::make_faulty_backend(fl::make_file_backend(path2, false), "read:eio@0");
+  fl::FileOptions o2m;
+  o2m.frame_size = fl::FrameSize::k2M;
+  fl::File g = engine_->open(eio, o2m);
+  fl::Mapping mg = g.map(0, size, fl::Access::ReadOnly);
+  EXPECT_FALSE(tr::copy_out(mg.data(), 8).has_value()) << "read:eio@0 did not fail the fill";
+  EXPECT_EQ(tr::diff(view_bytes(mg, kH, kH), ft::pattern(kH, kH, 9)), "");
+  EXPECT_GE(eio->counters().injected[static_cast<size_t>(fl::FaultKind::ReadEio)], 1u);
 }
 
 // ---------------------------------------------------------------------------
