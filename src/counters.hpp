@@ -16,7 +16,8 @@ struct Counters {
       pages_punched{0}, pages_laundered{0}, fault_retries{0}, pages_write_around{0},
       pages_scan_written{0}, pagemap_scans{0}, pagemap_scan_pages{0}, pagemap_scan_ns{0}, stores_throttled{0}, fill_ns{0}, install_ns{0}, pages_reclaimed{0},
       cache_hits{0}, cache_misses{0}, reclaim_runs{0}, readaround_hits{0}, readaround_misses{0},
-      readaround_off{0}, pages_read_around{0};
+      readaround_off{0}, pages_read_around{0},
+      pages_sampled{0};
 
   Stats snapshot() const {
     Stats s;
@@ -56,6 +57,7 @@ struct Counters {
     s.readaround_misses = readaround_misses.load();
     s.readaround_off = readaround_off.load();
     s.pages_read_around = pages_read_around.load();
+    s.pages_sampled = pages_sampled.load();
     return s;
   }
 };

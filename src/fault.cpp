@@ -356,7 +356,13 @@ void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool writ
   // is woken: counted from before the wake, so a sync waits for it.
   const LateDirtying late(this, !ra_wa.gens.empty());
   // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
-  count(p->test(PG_uptodate) ? &Counters::cache_hits : &Counters::cache_misses);
+  // A hit is an access reclaim must see (R9: a page it sampled faults here).
+  if (p->test(PG_uptodate)) {
+    count(&Counters::cache_hits);
+    p->set(PG_referenced);
+  } else {
+    count(&Counters::cache_misses);
+  }
   const bool installed = install_window(m, ws, we, pg, write, minor, false,
                                         wa.gens.empty() ? nullptr : &wa, budget, around);
   if (!installed) return;
@@ -491,7 +497,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
       count(&Counters::pages_filled, j - i);
       for (uint64_t k = i; k < j; ++k) {
         pages[k]->clear(PG_error);
-        mark_uptodate(pages[k]);
+        mark_uptodate(ws + k, pages[k]);
         filled[k] = 1;
       }
     } else {
@@ -510,7 +516,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
         if (j - i > 1 && !unreachable && fill(must, 1) == 0) {
           count(&Counters::pages_filled);
           pages[k]->clear(PG_error);
-          mark_uptodate(pages[k]);
+          mark_uptodate(ws + k, pages[k]);
           continue;
         }
         pages[k]->set(PG_error);
@@ -585,9 +591,9 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
     return !pages[i]->test(PG_dirty);  // clean pages: the first store must fault
   };
   FL_POINT("fault.before_install");
-  // Mapped pages are in use: reclaim gives them a second chance (R9).
+  // Mapped again: reclaim samples a page before it judges it unused (R9).
   for (uint64_t i = 0; i < n; ++i)
-    if (installable(i)) pages[i]->set(PG_referenced);
+    if (installable(i)) pages[i]->clear(PG_sampled);
   bool must_installed = false;
   uint64_t mapped_around = 0;
   for (uint64_t i = 0; i < n;) {

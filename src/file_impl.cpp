@@ -383,7 +383,7 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
       for (uint64_t k = i; k < j; ++k) {
         Page* p = index_.find(pg + k);
         p->clear(PG_error);
-        mark_uptodate(p);
+        mark_uptodate(pg + k, p);
       }
     uncharge(charged);
     if (int e = fill_err) {
@@ -567,7 +567,7 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
     }
     for (uint64_t i = 0; i < n && ((pg + i) << page_shift_) < chunk_end; ++i) {
       Page* p = index_.find(pg + i);
-      mark_uptodate(p);
+      mark_uptodate(pg + i, p);
       mark_dirty(p);
     }
     unlock_run(pg, n);

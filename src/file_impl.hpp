@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -127,12 +128,14 @@ class FileImpl {
   /// Dirty accounting; both return whether the flag changed.
   bool mark_dirty(Page* p);
   bool clear_dirty(Page* p);
-  /// The page's data is in its frame (cache accounting; the memory limit).
-  void mark_uptodate(Page* p);
+  /// Page pg's data is in its frame (cache accounting; the memory limit;
+  /// reclaim's queues). Page locked.
+  void mark_uptodate(uint64_t pg, Page* p);
   uint64_t nr_cached() const { return nr_cached_.load(std::memory_order_relaxed); }
-  /// Reclaim (R9): evicts up to `want` clean pages of this File, going round
-  /// the index from the clock hand; a page used since the last look gets a
-  /// second chance. Returns the pages evicted (this File's pages).
+  /// Reclaim (R9): evicts up to `want` clean pages of this File, chosen by
+  /// S3-FIFO over the small and main queues, sampling mapped pages (zapping
+  /// their PTEs) before judging them unused. Returns the pages evicted (this
+  /// File's pages).
   uint64_t shrink(uint64_t want);
   // errseq: (sequence << 16) | SEEN | errno (the kernel's errseq_t layout).
   static constexpr uint64_t kErrseqSeen = 1u << 15;
@@ -321,7 +324,26 @@ class FileImpl {
   std::atomic<uint64_t> wb_err_{0};  // errseq: (sequence << 16) | errno
   std::atomic<uint64_t> nr_dirty_{0};
   std::atomic<uint64_t> nr_cached_{0};      // uptodate pages (this File's pages)
-  std::atomic<uint64_t> reclaim_hand_{0};   // the clock hand: where reclaim looks next
+  // Reclaim's queues (S3-FIFO, src/reclaim.cpp): uptodate pages by the order
+  // they were cached (small_) or promoted (main_). An entry names a page and
+  // its generation: one dropped since (truncate, punch, invalidate) leaves a
+  // stale entry, skipped when popped. Under lru_mu_ (a leaf lock: nothing is
+  // taken under it; page flags are only read and set there).
+  struct LruEntry {
+    uint64_t pg;
+    uint32_t gen;
+  };
+  std::mutex lru_mu_;
+  std::deque<LruEntry> small_, main_;
+  std::atomic<uint64_t> nr_main_{0};        // uptodate pages with PG_main
+  std::atomic<uint32_t> small_evicted_{0};  // pages evicted from small_ (the ghosts' clock)
+  /// Pops up to `max` live entries of a queue (main or small) for reclaim.
+  std::vector<LruEntry> lru_pop(bool main, size_t max);
+  void lru_push(bool main, const std::vector<LruEntry>& es);
+  /// Zaps the PTEs of the locked, clean pages `pg` (ascending) in every shared
+  /// view so their next access faults (a MINOR fault: the frames stay);
+  /// returns which of them an async view shows written (now dirty, R7).
+  std::vector<bool> sample_unmap(const std::vector<uint64_t>& pg);
   // Dirtying done for a store after its thread was woken (write-around after
   // a WP fault, and into the asynchronous readahead window): a sync waits for
   // what is in flight when it starts (issue 14 defect 12), counted in two

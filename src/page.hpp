@@ -20,13 +20,18 @@ enum PageFlag : uint32_t {
   PG_dirty = 1u << 3,
   PG_writeback = 1u << 4,
   PG_error = 1u << 5,
-  PG_referenced = 1u << 6,  // used (installed, read) since reclaim last looked
+  // Reclaim's policy state (S3-FIFO with access sampling, src/reclaim.cpp, R9):
+  PG_referenced = 1u << 6,  // accessed (a fault hit, an API read) since reclaim last looked
+  PG_main = 1u << 7,        // in the main queue (else the small one)
+  PG_sampled = 1u << 8,     // mapped in no shared view since it was cached or sampled
+  PG_ghost = 1u << 9,       // evicted from the small queue at evicted_at (not cached)
 };
 
 struct Page {
   std::atomic<uint32_t> flags{0};
   std::atomic<uint32_t> gen{0};  // bumped each time the page is dropped from the cache
   std::atomic<uint32_t> dirtied_at{0};  // engine clock (ms) when it last became dirty
+  std::atomic<uint32_t> evicted_at{0};  // PG_ghost: the File's small-queue eviction count then
 
   bool test(uint32_t f) const { return flags.load(std::memory_order_acquire) & f; }
   void set(uint32_t f) { flags.fetch_or(f, std::memory_order_acq_rel); }

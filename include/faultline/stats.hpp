@@ -65,6 +65,9 @@ struct Stats {
   /// Pages read around a fault and left cached but unmapped (read-around
   /// probes): a later fault on one is a hit; reclaim takes the untouched.
   uint64_t pages_read_around = 0;
+  /// Pages reclaim sampled: unmapped from every shared view (the frame kept)
+  /// so that their next access faults and shows they are in use (R9).
+  uint64_t pages_sampled = 0;
   /// Pages cached now (uptodate; not a counter), in the File's pages for
   /// File::stats, in 4 KiB pages for Engine::stats.
   uint64_t cached_pages = 0;
