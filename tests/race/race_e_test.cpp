@@ -23,8 +23,7 @@ TEST_F(RACE_FIXTURE, E1_ReclaimVsStore) {
   ASSERT_EQ(load(m.data()).value, 'a');  // cached, clean, write-protected
   settle(f);
   ft::arm("reclaim.after_pick");
-  uint64_t freed = 0;
-  Bg rc([&] { freed = eng.reclaim(kPs / fl::kBasePageSize); });
+  Bg rc([&] { (void)eng.reclaim(kPs / fl::kBasePageSize); });
   ASSERT_TRUE(ft::wait_parked("reclaim.after_pick"));
   within(10s, "the store", [&] { store(m.data(), 'W'); });
   // The store has returned: its page was marked dirty before the PTE was made
@@ -32,7 +31,9 @@ TEST_F(RACE_FIXTURE, E1_ReclaimVsStore) {
   ASSERT_EQ(f.stats().dirty_pages, 1u);
   ft::release("reclaim.after_pick");
   rc.join("reclaim");
-  EXPECT_EQ(freed, 0u) << "reclaim evicted a dirty page";
+  // (Not "nothing freed": the store's fault continues the view's stream, so
+  // its readahead caches page 1, clean, which reclaim may then evict.)
+  EXPECT_EQ(f.stats().dirty_pages, 1u) << "reclaim evicted a dirty page";
   EXPECT_EQ(load(m.data()).value, 'W') << "the store was lost to reclaim";
   f.sync();
   EXPECT_EQ(backend_byte(*mem, 0), 'W') << "the store never reached the backend";
