@@ -470,12 +470,16 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
   std::vector<char> filled(n, 0);
   // The memory limit: fill no more pages than were charged, the faulting page
   // first (a fault always gets its page; readahead may get nothing).
+  uint64_t late_charge = 0;  // the faulting page, cached at the look and evicted since
   if (fill_budget != ~uint64_t{0}) {
     uint64_t left = fill_budget;
     const uint64_t mi = must - ws;
     if (pages[mi] && needs_fill(mi)) {
       if (left) --left;
       else if (readahead) drop(mi);
+      // Charged now (reclaim evicts sampled pages whose touch is this fault):
+      // try-locks only under these locks, over by this page at worst.
+      else late_charge = charge(1, 1, /*may_wait=*/false);
     }
     for (uint64_t i = 0; i < n; ++i) {
       if (i == mi || !pages[i] || !needs_fill(i)) continue;
@@ -642,6 +646,7 @@ bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t
   for (uint64_t i = 0; i < n; ++i)
     if (pages[i]) drop(i);  // R1: unlock only after the PTEs are in
   if (!must_installed && !must_error) wake(m, m.addr_of(must));
+  uncharge(late_charge);
   return must_installed;
 }
 
