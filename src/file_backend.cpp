@@ -218,8 +218,8 @@ class FileBackend final : public Backend {
   }
 
   int write_aligned(uint64_t off, std::span<const std::byte> buf) override {
-    // 2 MiB frames: written with O_DIRECT straight from the engine's frame
-    // when the kernel caches none of the range (then nothing is cached twice,
+    // Written with O_DIRECT straight from the engine's buffer (2 MiB frames:
+    // the frame itself) when the kernel caches none of the range (then nothing is cached twice,
     // and no page cache is allocated and copied into: on this machine that
     // copy alone cost 0.13-2 s per GiB, DESIGN section 2). A range the kernel
     // caches (someone reads the file through it) goes through it, so it stays

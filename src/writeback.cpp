@@ -2,6 +2,7 @@
 // the backend, the write-back error sequence.
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <unistd.h>
@@ -41,10 +42,26 @@ constexpr uint64_t kWritebackBatchPages = 256;  // pages per backend write
 // one O_DIRECT write of 8 MiB took 264 ms per GiB here, of 2 MiB 324 ms.
 constexpr uint64_t kWritebackInPlaceBytes = uint64_t{8} << 20;
 
-std::vector<std::byte>& wb_buffer(size_t n) {
-  thread_local std::vector<std::byte> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf;
+/// The calling thread's write-back buffer of at least n bytes (nullptr when
+/// it cannot be had). 4 KiB frames are copied out of the memfd into it (they
+/// are not mapped in the engine); it is base-page aligned so that the backend
+/// may write it to the device with O_DIRECT (Backend::write_aligned).
+std::byte* wb_buffer(size_t n) {
+  struct Buf {
+    std::byte* p = nullptr;
+    size_t size = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf b;
+  if (b.size < n) {
+    const size_t size = (n + kBasePageSize - 1) & ~(kBasePageSize - 1);
+    void* q = std::aligned_alloc(kBasePageSize, size);
+    if (!q) return nullptr;
+    std::free(b.p);
+    b.p = static_cast<std::byte*>(q);
+    b.size = size;
+  }
+  return b.p;
 }
 }  // namespace
 
@@ -305,17 +322,23 @@ int FileImpl::write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run,
   if (huge()) {
     src = alias_ + off;  // no copy: a 2 MiB run may be hundreds of MiB
   } else {
-    auto& buf = wb_buffer(len);
-    const ssize_t r = ::pread(memfd_, buf.data(), len, static_cast<off_t>(off));
-    if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
-    src = buf.data();
+    std::byte* buf = wb_buffer(len);
+    if (!buf) {
+      err = ENOMEM;  // the pages stay dirty, the error is reported (below)
+    } else {
+      const ssize_t r = ::pread(memfd_, buf, len, static_cast<off_t>(off));
+      if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
+      src = buf;
+    }
   }
   if (after_copy) after_copy();
   if (!err) {
     const std::span<const std::byte> data(src, len);
-    // 2 MiB frames: the backend may write them to the device straight from
-    // the frame (O_DIRECT), as they were read (read_aligned).
-    int w = huge() ? backend().write_aligned(off, data) : -EOPNOTSUPP;
+    // The backend may write an aligned run straight to the device (O_DIRECT:
+    // 2 MiB frames from the frame itself, 4 KiB ones from the aligned copy),
+    // so write-back does not fill the kernel's cache with the file beside our
+    // frames (issue 16: the memory limit bounds both), as fills read it.
+    int w = backend().write_aligned(off, data);
     if (w == -EOPNOTSUPP) w = backend().write(off, data);
     if (w < 0) err = -w;
   }

@@ -334,4 +334,37 @@ TEST(Reclaim, HotSetSurvivesAScan) {
   EXPECT_EQ(hot_misses_late, 0u) << "the scan flushed the hot set";
 }
 
+// Issue 16 item 1, write-back: stores all over a cold file 8x the limit are
+// written back (by reclaim and by sync) with O_DIRECT where the kernel does
+// not cache the range, so the kernel does not cache the file beside the
+// engine's frames; and every store reaches the file.
+TEST(Reclaim, WriteBackDoesNotMakeTheKernelCacheTheFile) {
+  ft::TempDir d;
+  const uint64_t limit = 512, pages = 8 * limit;
+  const auto path = d.make_file("ooc-w", pages * kPage, 11);
+  ft::drop_cache(path, pages * kPage);
+  ASSERT_EQ(ft::kernel_cached_pages(path, 0, pages * kPage), 0u);
+  std::vector<uint64_t> stored;
+  {
+    Engine eng(limited(limit));
+    File f = eng.open(path);
+    Mapping m = f.map(0, pages * kPage);
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    for (int i = 0; i < 1500; ++i) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      const uint64_t pg = x % pages;
+      m.data()[pg * kPage + 5] = std::byte{0xa5};
+      stored.push_back(pg);
+    }
+    f.sync();
+    const Stats s = eng.stats();
+    EXPECT_GT(s.pages_reclaimed, 0u);
+    EXPECT_LE(s.peak_cached_pages, limit) << "the engine's cache passed its limit";
+    EXPECT_LE(ft::kernel_cached_pages(path, 0, pages * kPage), limit / 20)
+        << "write-back made the kernel cache the file beside the engine's frames";
+  }
+  for (const uint64_t pg : stored)
+    ASSERT_EQ(ft::pread_file(path, pg * kPage + 5, 1)[0], std::byte{0xa5}) << "page " << pg;
+}
+
 }  // namespace

@@ -69,14 +69,14 @@ class Backend {
   /// Writes all of buf at `off`. Returns 0 or a negative errno.
   virtual int write(uint64_t off, std::span<const std::byte> buf) = 0;
 
-  /// Optional write for 2 MiB frames (FrameSize::k2M): like write(), but `off`
-  /// and buf.data() are multiples of 2 MiB and buf.size() is a multiple of
-  /// 4 KiB except at the object's end, so the backend may write straight to
-  /// the device (O_DIRECT) from the engine's frame instead of copying it into
-  /// a cache of its own. The file backend does so for ranges the kernel does
-  /// not cache (nothing cached twice, as read_aligned). Returns as write(), or
-  /// -EOPNOTSUPP when the backend has no such path (the engine then calls
-  /// write()).
+  /// Optional aligned write (the engine's write-back): like write(), but
+  /// `off` and buf.data() are multiples of the File's page size (4 KiB or
+  /// 2 MiB) and buf.size() is a multiple of 4 KiB except at the object's end,
+  /// so the backend may write straight to the device (O_DIRECT) instead of
+  /// copying into a cache of its own. The file backend does so for ranges the
+  /// kernel does not cache (nothing cached twice, as read_aligned). Returns as
+  /// write(), or -EOPNOTSUPP when the backend has no such path (the engine
+  /// then calls write()).
   virtual int write_aligned(uint64_t off, std::span<const std::byte> buf) {
     (void)off; (void)buf;
     return -95;  // EOPNOTSUPP
