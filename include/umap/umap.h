@@ -64,7 +64,9 @@
 namespace Umap {
 /* umap() of a region served by `store` (read_from_store / write_to_store at
  * offsets offset .. offset+length); store NULL: as umap() of fd. The store
- * must outlive the region. */
+ * must outlive the region: a region still mapped at exit is written back to
+ * its store by an exit handler, so uunmap() it before destroying the store.
+ * Regions on one store share one cache, which grows to cover the furthest. */
 void *umap_ex(void *addr, std::size_t length, int prot, int flags, int fd, off_t offset,
               Store *store);
 }  // namespace Umap
