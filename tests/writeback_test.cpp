@@ -442,6 +442,21 @@ TEST_F(WbTest, NothingTurnsDirtyAfterSyncFromAStoreBeforeIt) {
 #endif
 }
 
+/// A file backend that counts its time updates; with `hold` set, an update
+/// says it has begun (in_update) and waits for `release`.
+struct TimeBackend : ft::WrapBackend {
+  using ft::WrapBackend::WrapBackend;
+  void update_time() override {
+    ++times;
+    if (!hold.load()) return;
+    in_update.store(true);
+    in_update.notify_all();
+    release.wait(false);
+  }
+  std::atomic<int> times{0};
+  std::atomic<bool> hold{false}, in_update{false}, release{false};
+};
+
 // R6: a store that arrives as a MISSING or MINOR fault (not only one to a
 // page installed write-protected) updates the file's time, after the unlock.
 TEST_F(WbTest, StoresArrivingAsMissingOrMinorFaultsUpdateTheTime) {
@@ -449,11 +464,6 @@ TEST_F(WbTest, StoresArrivingAsMissingOrMinorFaultsUpdateTheTime) {
   GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
 #else
   namespace fts = faultline::testing;
-  struct TimeBackend : ft::WrapBackend {
-    using ft::WrapBackend::WrapBackend;
-    void update_time() override { ++times; }
-    std::atomic<int> times{0};
-  };
   path = dir.make_file("mtime", 4 * kPage);
   auto be = std::make_shared<TimeBackend>(make_file_backend(path));
   Engine eng(step_cfg(1));
@@ -487,16 +497,6 @@ TEST_F(WbTest, TheTimeUpdateOfAStoringFaultHoldsNoInvalidateLock) {
   GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
 #else
   namespace fts = faultline::testing;
-  struct TimeBackend : ft::WrapBackend {
-    using ft::WrapBackend::WrapBackend;
-    void update_time() override {
-      if (!hold.load()) return;
-      in_update.store(true);
-      in_update.notify_all();
-      release.wait(false);
-    }
-    std::atomic<bool> hold{false}, in_update{false}, release{false};
-  };
   path = dir.make_file("mtime-lock", 4 * kPage);
   auto be = std::make_shared<TimeBackend>(make_file_backend(path));
   Engine eng(step_cfg(1));
