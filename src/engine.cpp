@@ -47,6 +47,10 @@ std::size_t default_memory_limit_pages() {
 namespace detail {
 
 namespace {
+/// EngineConfig::max_fault_threads above this is refused (EINVAL): each
+/// handler reserves a stack, and more cannot be in flight usefully.
+constexpr unsigned kMaxFaultThreads = 4096;
+
 std::string read_thp_setting() {
   std::ifstream f("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
   std::string line;
@@ -59,6 +63,10 @@ std::string read_thp_setting() {
 
 EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
   if (cfg.fault_threads == 0) throw_errno(EINVAL, "faultline: fault_threads must be >= 1");
+  if (cfg.max_fault_threads < cfg.fault_threads || cfg.max_fault_threads > kMaxFaultThreads)
+    throw_errno(EINVAL, "faultline: max_fault_threads (" + std::to_string(cfg.max_fault_threads) +
+                            ") must be >= fault_threads (" + std::to_string(cfg.fault_threads) +
+                            ") and <= " + std::to_string(kMaxFaultThreads));
   if (cfg.fault_around_pages == 0 || cfg.readahead_max_pages == 0)
     throw_errno(EINVAL, "faultline: fault_around_pages and readahead_max_pages must be >= 1");
   // Issue 16, bad input: a limit below one fault window could never hold a
@@ -143,9 +151,87 @@ void EngineCore::check_open() const {
 }
 
 void EngineCore::start() {
-  for (unsigned i = 0; i < cfg.fault_threads; ++i) threads_.emplace_back([this] { handler_loop(); });
+  {
+    std::lock_guard g(pool_mu_);
+    for (unsigned i = 0; i < cfg.fault_threads; ++i)
+      if (!spawn_handler_locked())
+        throw_errno(EAGAIN, "faultline: cannot start the fault-handler threads");
+  }
   flusher_ = std::thread([this] { flusher_loop(); });
 }
+
+namespace {
+/// The engine whose handler thread this is (nullptr on other threads).
+thread_local EngineCore* t_handler_of = nullptr;
+/// A handler with nothing to do for this long leaves the pool, down to
+/// EngineConfig::fault_threads (its stack and fill buffer are freed); the
+/// kernel's io-wq workers do the same after 5 s.
+constexpr int kHandlerIdleExitMs = 2000;
+}  // namespace
+
+bool EngineCore::spawn_handler_locked() {
+  reap_handlers_locked();
+  if (pool_stop_) return false;
+  auto it = handlers_.emplace(handlers_.end());
+  // Counted idle before it runs: concurrent fills see a handler coming and
+  // do not start another one for the same need.
+  idle_handlers_.fetch_add(1, std::memory_order_acq_rel);
+  const uint64_t n = nr_handlers.fetch_add(1, std::memory_order_acq_rel) + 1;
+  try {
+    Handler* h = &*it;
+    it->thread = std::thread([this, h] { handler_loop(h); });
+  } catch (const std::system_error& e) {
+    idle_handlers_.fetch_sub(1, std::memory_order_acq_rel);
+    nr_handlers.fetch_sub(1, std::memory_order_acq_rel);
+    handlers_.erase(it);
+    log(std::string("faultline: cannot start a fault-handler thread: ") + e.what());
+    return false;
+  }
+  for (uint64_t p = peak_handlers.load(std::memory_order_relaxed);
+       n > p && !peak_handlers.compare_exchange_weak(p, n, std::memory_order_relaxed);) {
+  }
+  return true;
+}
+
+void EngineCore::reap_handlers_locked() {
+  for (auto it = handlers_.begin(); it != handlers_.end();) {
+    if (!it->exited) {
+      ++it;
+      continue;
+    }
+    // It has left handler_loop (it takes pool_mu_ no more): the join waits
+    // only for its thread-local buffers to be freed.
+    it->thread.join();
+    it = handlers_.erase(it);
+  }
+}
+
+bool EngineCore::handler_may_exit(Handler* self) {
+  std::lock_guard g(pool_mu_);
+  if (pool_stop_ || nr_handlers.load(std::memory_order_relaxed) <= cfg.fault_threads) return false;
+  // Out of the pool under the lock: two idle handlers never both leave it
+  // below fault_threads.
+  nr_handlers.fetch_sub(1, std::memory_order_acq_rel);
+  idle_handlers_.fetch_sub(1, std::memory_order_acq_rel);
+  self->exited = true;  // joined by the next spawn, or by close()
+  return true;
+}
+
+EngineCore::FillScope::FillScope(EngineCore& c) : c_(c) {
+  const uint64_t n = c.fills_in_flight.fetch_add(1, std::memory_order_acq_rel) + 1;
+  for (uint64_t p = c.peak_fills_in_flight.load(std::memory_order_relaxed);
+       n > p && !c.peak_fills_in_flight.compare_exchange_weak(p, n, std::memory_order_relaxed);) {
+  }
+  // A handler about to block in the backend: leave one handler waiting on
+  // the userfaultfd for the faults that arrive meanwhile.
+  if (t_handler_of != &c || c.idle_handlers_.load(std::memory_order_acquire) > 0) return;
+  std::lock_guard g(c.pool_mu_);
+  if (c.idle_handlers_.load(std::memory_order_acquire) == 0 &&
+      c.nr_handlers.load(std::memory_order_relaxed) < c.cfg.max_fault_threads)
+    c.spawn_handler_locked();  // refused: this fault is still served, only not beside others
+}
+
+EngineCore::FillScope::~FillScope() { c_.fills_in_flight.fetch_sub(1, std::memory_order_acq_rel); }
 
 void EngineCore::kick_flusher() {
   std::lock_guard g(flush_mu_);
@@ -258,11 +344,18 @@ void EngineCore::close() {
   }
   for (auto& m : maps) m->teardown();
   maps.clear();
+  std::list<Handler> handlers;
+  {
+    std::lock_guard pg(pool_mu_);
+    pool_stop_ = true;  // no handler starts another from here on
+    handlers.swap(handlers_);
+  }
   const uint64_t one = 1;
+  // The eventfd stays readable (nobody reads it): every handler sees it.
   if (::write(stop_fd_, &one, sizeof one) < 0) { /* the threads also stop on uffd close */ }
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
-  threads_.clear();
+  for (auto& h : handlers)
+    if (h.thread.joinable()) h.thread.join();
+  handlers.clear();
   {
     std::lock_guard fg(flush_mu_);
     flush_stop_ = true;
@@ -450,30 +543,50 @@ void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags) {
   if (m->inflight.fetch_sub(1, std::memory_order_acq_rel) == 1) m->inflight.notify_all();
 }
 
-void EngineCore::handler_loop() {
-  uffd_msg msgs[32];
+void EngineCore::handler_loop(Handler* self) {
+  t_handler_of = this;
+  // Left the pool idle: already out of the counts, and may be joined from
+  // now on (under pool_mu_): take no lock again.
+  if (handler_events(self)) return;
+  // Stopped, or a failed epoll / read: out of the pool too, so that no fill
+  // counts on it as the idle handler.
+  std::lock_guard g(pool_mu_);
+  nr_handlers.fetch_sub(1, std::memory_order_acq_rel);
+  idle_handlers_.fetch_sub(1, std::memory_order_acq_rel);
+  self->exited = true;
+}
+
+bool EngineCore::handler_events(Handler* self) {
+  // One event per read: the others stay queued on the userfaultfd for the
+  // idle handlers (level-triggered epoll wakes the next one), so a fault
+  // never waits behind another fault's fill in this thread.
+  uffd_msg msg;
   epoll_event evs[4];
   for (;;) {
-    const int r = ::epoll_wait(epoll_fd_, evs, 4, -1);
+    const int r = ::epoll_wait(epoll_fd_, evs, 4, kHandlerIdleExitMs);
+    if (r == 0) {
+      if (handler_may_exit(self)) return true;
+      continue;
+    }
     if (r < 0) {
       if (errno == EINTR) continue;
       log(std::string("faultline: epoll_wait: ") + std::strerror(errno));
-      return;
+      return false;
     }
     for (int k = 0; k < r; ++k) {
       auto* u = static_cast<Userfaultfd*>(evs[k].data.ptr);
-      if (!u) return;  // stop_fd_
-      if (evs[k].events & (EPOLLERR | EPOLLHUP)) return;
-      const ssize_t n = ::read(u->fd(), msgs, sizeof msgs);
+      if (!u) return false;  // stop_fd_
+      if (evs[k].events & (EPOLLERR | EPOLLHUP)) return false;
+      const ssize_t n = ::read(u->fd(), &msg, sizeof msg);
       if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EINTR) continue;  // another handler took it
         log(std::string("faultline: read(userfaultfd): ") + std::strerror(errno));
-        return;
+        return false;
       }
-      for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(uffd_msg)); ++i) {
-        if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
-        dispatch(*u, msgs[i].arg.pagefault.address, msgs[i].arg.pagefault.flags);
-      }
+      if (n != sizeof msg || msg.event != UFFD_EVENT_PAGEFAULT) continue;
+      idle_handlers_.fetch_sub(1, std::memory_order_acq_rel);
+      dispatch(*u, msg.arg.pagefault.address, msg.arg.pagefault.flags);
+      idle_handlers_.fetch_add(1, std::memory_order_acq_rel);
     }
   }
 }
@@ -504,6 +617,9 @@ Stats Engine::stats() const {
   s.cached_pages = core_->nr_cached.load();
   s.peak_cached_pages = core_->peak_cached.load();
   s.charged_pages = core_->nr_charged.load();
+  s.fault_threads = core_->nr_handlers.load();
+  s.peak_fault_threads = core_->peak_handlers.load();
+  s.peak_fills_in_flight = core_->peak_fills_in_flight.load();
   return s;
 }
 uint64_t Engine::reclaim(uint64_t pages) {

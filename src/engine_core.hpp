@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -117,8 +118,46 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   KernelFeatures feats;
   Counters stats;
 
+  /// Fault-handler pool (issue 16 item 3; DESIGN section 1 "Fault handlers").
+  /// Every backend fill brackets itself with a FillScope: it counts the fills
+  /// in flight (Stats::peak_fills_in_flight) and, on a handler thread, makes
+  /// sure another handler is left waiting on the userfaultfd before this one
+  /// blocks in the backend: when none is idle it starts one (up to
+  /// EngineConfig::max_fault_threads), as the kernel's workqueues start a
+  /// worker when the running one sleeps. So no fault waits behind another
+  /// fault's I/O, and N threads faulting N pages keep N reads in flight.
+  class FillScope {
+   public:
+    explicit FillScope(EngineCore& c);
+    ~FillScope();
+    FillScope(const FillScope&) = delete;
+    FillScope& operator=(const FillScope&) = delete;
+
+   private:
+    EngineCore& c_;
+  };
+  std::atomic<uint64_t> fills_in_flight{0};
+  std::atomic<uint64_t> peak_fills_in_flight{0};
+  std::atomic<uint64_t> nr_handlers{0};    // handler threads alive now
+  std::atomic<uint64_t> peak_handlers{0};  // the most there have been at once
+
  private:
-  void handler_loop();
+  struct Handler {
+    std::thread thread;
+    bool exited = false;  // under pool_mu_: returned from handler_loop, join it
+  };
+  /// Starts a handler thread (pool_mu_ held). False when the system refused.
+  bool spawn_handler_locked();
+  /// Joins the handlers that exited (pool_mu_ held).
+  void reap_handlers_locked();
+  /// A handler idle for kHandlerIdleExitMs: whether it leaves the pool (more
+  /// than EngineConfig::fault_threads alive); if so it is out of the counts
+  /// and marked exited.
+  bool handler_may_exit(Handler* self);
+  void handler_loop(Handler* self);    // a handler thread: handler_events, then out of the pool
+  /// Reads and dispatches events until stop or an error (false) or until it
+  /// left the pool idle (true).
+  bool handler_events(Handler* self);
   void flusher_loop();
   void release_deferred_wakes();
   void dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags);
@@ -135,7 +174,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   // open() waits on files_cv_ until forget_file erases it).
   std::map<std::string, std::weak_ptr<FileImpl>> files_;
   std::condition_variable files_cv_;
-  std::vector<std::thread> threads_;
+  std::mutex pool_mu_;
+  std::list<Handler> handlers_;  // every handler thread started and not yet joined
+  bool pool_stop_ = false;       // close(): start no more handlers
+  std::atomic<uint64_t> idle_handlers_{0};  // handlers waiting for an event (not dispatching)
   std::thread flusher_;
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;     // wakes the flusher

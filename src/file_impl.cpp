@@ -271,6 +271,9 @@ ssize_t read_fully(Backend& be, uint64_t off, uint64_t len, ReadMore&& more) {
 }  // namespace
 
 int FileImpl::fill(uint64_t pg, uint64_t n) {
+  // Counted in flight; a handler thread leaves another handler waiting for
+  // faults before it blocks in the backend (issue 16 item 3).
+  const EngineCore::FillScope in_flight(*core);
   const uint64_t off = pg << page_shift_;
   // R3: never write a frame past EOF — a pwrite past the memfd's size would
   // extend it. Callers hold the page locks and checked EOF under them (R2),

@@ -463,6 +463,7 @@ TEST(Engine, ManyViewsComeAndGo) {
   // pipe, malloc arena) exists before the baseline.
   EngineConfig cfg;
   cfg.fault_threads = 1;
+  cfg.max_fault_threads = 1;  // a fixed pool: no second handler makes its own state later
   Engine eng(cfg);
   File f = eng.open(path);
   {

@@ -25,6 +25,9 @@ constexpr uint64_t kLotsaMiss = 100;  // the kernel's MMAP_LOTSAMISS (kMmapLotsa
 EngineConfig config() {
   EngineConfig cfg;
   cfg.fault_threads = 1;
+  // A fixed pool: the counts below assume each fault is served to its end
+  // before the next one (the pool would start a second handler during a fill).
+  cfg.max_fault_threads = 1;
   cfg.fault_around_pages = kWindow;
   cfg.read_around_pages = 0;
   cfg.readahead_max_pages = 64;

@@ -219,9 +219,10 @@ void print_table(const std::vector<RowOut>& rows, uint64_t file, uint64_t limit,
              "memory_limit_pages; mmap/mmap-random: a memory cgroup {}), {:.1f} s per run; cold "
              "start for every run (fsync + POSIX_FADV_DONTNEED, checked with mincore)\n",
              format_size(file), format_size(limit), cg_note, seconds);
-  fmt::print("faultline: default EngineConfig (fault_threads={} fault_around_pages={} "
+  fmt::print("faultline: {} EngineConfig (fault_threads={} fault_around_pages={} "
              "read_around_pages={} readahead_max_pages={}), no advice; direct: O_DIRECT, {} "
              "4 KiB reads in flight (scan: {} reads of {} in flight)\n",
+             cfg.fault_around_pages == EngineConfig{}.fault_around_pages ? "default" : "--fault-around",
              cfg.fault_threads, cfg.fault_around_pages, cfg.read_around_pages,
              cfg.readahead_max_pages, depth, kOocScanDepth, format_size(kOocScanReadBytes));
   fmt::print("measured: the second half of each run (scan: the whole scan; scan+hot: one hot-set "
@@ -258,7 +259,8 @@ void print_table(const std::vector<RowOut>& rows, uint64_t file, uint64_t limit,
       eng += fmt::format("\n  {} {} {}: cache hits {} misses {} (ratio {:.3f}), filled {}, "
                          "reclaimed {} in {} runs, faults missing {} minor {}; backend bytes "
                          "read per byte touched {:.3f}; read-around hits {} misses {} (off {}), "
-                         "pages read around {}",
+                         "pages read around {}; "
+                         "peak fault threads {}, peak fills in flight {}",
                          to_string(o.method), to_string(o.workload), o.threads, o.r.cache_hits,
                          o.r.cache_misses,
                          o.r.cache_hits + o.r.cache_misses
@@ -267,7 +269,8 @@ void print_table(const std::vector<RowOut>& rows, uint64_t file, uint64_t limit,
                          o.r.pages_filled, o.r.pages_reclaimed, o.r.reclaim_runs,
                          o.r.missing_faults, o.r.minor_faults, backend_ramp(o.r),
                          o.r.readaround_hits, o.r.readaround_misses, o.r.readaround_off,
-                         o.r.pages_read_around);
+                         o.r.pages_read_around, o.r.peak_fault_threads,
+                         o.r.peak_fills_in_flight);
   if (!eng.empty()) fmt::print("\nengine counters over the measured window:{}\n", eng);
 }
 
@@ -303,11 +306,13 @@ void print_json(const std::vector<RowOut>& rows, uint64_t file, uint64_t limit, 
           "\"reclaim_runs\":{},\"missing_faults\":{},\"minor_faults\":{},"
           "\"bytes_read\":{},\"backend_read_amplification\":{:.6g},\"readaround_hits\":{},"
           "\"readaround_misses\":{},\"readaround_off\":{},\"pages_read_around\":{},"
-          "\"fault_threads\":{},\"fault_around_pages\":{}",
+          "\"fault_threads\":{},\"fault_around_pages\":{},"
+          "\"peak_fault_threads\":{},\"peak_fills_in_flight\":{}",
           r.cache_hits, r.cache_misses, r.pages_filled, r.pages_reclaimed, r.reclaim_runs,
           r.missing_faults, r.minor_faults, r.engine_bytes_read, backend_ramp(r),
           r.readaround_hits, r.readaround_misses, r.readaround_off, r.pages_read_around,
-          cfg.fault_threads, cfg.fault_around_pages);
+          cfg.fault_threads, cfg.fault_around_pages, r.peak_fault_threads,
+          r.peak_fills_in_flight);
     line += "}\n";
     std::fputs(line.c_str(), stdout);
   }
@@ -323,6 +328,9 @@ int run_ooc_bench(const BenchOptions& o) {
   const uint64_t limit = *limit_v / kBasePageSize * kBasePageSize;
   EngineConfig cfg;
   cfg.log = [](std::string_view m) { fmt::print(stderr, "{}\n", m); };
+  // --fault-around given: that window instead of the default (the header
+  // line prints the configuration used).
+  if (o.fault_around != cfg.fault_around_pages) cfg.fault_around_pages = o.fault_around;
   // A limit must hold the largest window a fault fills (and a 2 MiB frame).
   const uint64_t window = std::max<uint64_t>({cfg.fault_around_pages, cfg.readahead_max_pages,
                                               cfg.read_around_pages}) * kBasePageSize;

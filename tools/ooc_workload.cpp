@@ -577,6 +577,8 @@ OocResult measure(const OocPlan& plan) {
     r.readaround_misses = b.st.readaround_misses - a.st.readaround_misses;
     r.readaround_off = b.st.readaround_off - a.st.readaround_off;
     r.pages_read_around = b.st.pages_read_around - a.st.pages_read_around;
+    r.peak_fault_threads = b.st.peak_fault_threads;
+    r.peak_fills_in_flight = b.st.peak_fills_in_flight;
     // A miss of a 2 MiB File reads a whole frame: count the touches it served
     // as the faulting one only (the others are hits), as for 4 KiB frames.
     r.misses = r.cache_misses;

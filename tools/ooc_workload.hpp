@@ -95,6 +95,7 @@ struct OocResult {
            missing_faults = 0, minor_faults = 0, engine_bytes_read = 0,
            pages_filled = 0, readaround_hits = 0, readaround_misses = 0, readaround_off = 0,
            pages_read_around = 0;
+  uint64_t peak_fault_threads = 0, peak_fills_in_flight = 0;  ///< over the whole run
   int have_engine = 0;
 };
 

@@ -83,7 +83,10 @@ Harness::Harness(VerifyOptions& o)
   // Single thread: write-back only at sync operations, so a seed replays
   // exactly. Several threads: a busy flusher, to race with everything else.
   cfg.flusher = multi();
-  if (!multi()) cfg.fault_threads = 1;  // backend calls in one order: replayable injection
+  if (!multi()) {  // backend calls in one order: replayable injection
+    cfg.fault_threads = 1;
+    cfg.max_fault_threads = 1;  // no second handler beside a fill (or its readahead)
+  }
   cfg.flush_interval_ms = 20;
   cfg.dirty_expire_ms = 50;
   engine_ = std::make_unique<Engine>(cfg);

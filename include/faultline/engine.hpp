@@ -42,8 +42,20 @@ class EngineCore;
 }
 
 struct EngineConfig {
-  /// Fault-handler threads reading the userfaultfd.
+  /// Fault-handler threads reading the userfaultfd: the pool's size at rest.
+  /// The pool grows on demand: a handler about to block in a backend read
+  /// (a fill) while no other handler waits for events starts one more, up to
+  /// max_fault_threads, so faults from many threads are served beside each
+  /// other (N threads faulting N pages put N reads in flight) instead of
+  /// queueing behind fault_threads blocked handlers. A handler idle for 2 s
+  /// leaves the pool again, down to fault_threads. Stats::fault_threads /
+  /// peak_fault_threads / peak_fills_in_flight show it. (Several handlers
+  /// may serve faults of one page: the page lock orders them, DESIGN R1.)
   unsigned fault_threads = 2;
+  /// The most fault-handler threads at once (>= fault_threads, <= 4096;
+  /// EINVAL otherwise). Set it to fault_threads for a fixed pool (e.g. one
+  /// handler for a replayable order of backend calls).
+  unsigned max_fault_threads = 64;
   /// Pages per fault for non-sequential access: an aligned window around the
   /// faulting page (1 disables fault-around). Adaptive per Mapping, like the
   /// kernel's mmap_miss (DESIGN section 2, "Adaptive read-around"): a fault

@@ -77,6 +77,13 @@ struct Stats {
   /// 4 KiB pages reserved under the memory limit by fills in progress
   /// (Engine::stats only; not a counter): 0 whenever no fill runs.
   uint64_t charged_pages = 0;
+  /// Engine::stats only (issue 16 item 3): fault-handler threads alive now
+  /// (EngineConfig::fault_threads at rest, more while fills block), the most
+  /// there have been at once, and the most backend fills (reads into
+  /// frames: faults, readahead, File::read/write) in flight at once.
+  uint64_t fault_threads = 0;
+  uint64_t peak_fault_threads = 0;
+  uint64_t peak_fills_in_flight = 0;
 };
 
 }  // namespace faultline

@@ -260,6 +260,8 @@ int fl_engine_create(const fl_config* cfg, fl_engine** out) {
   return guard_call([&] {
     faultline::EngineConfig e;
     e.fault_threads = c.fault_threads;
+    // The pool grows on demand from fault_threads (EngineConfig::max_fault_threads).
+    e.max_fault_threads = std::max(e.max_fault_threads, c.fault_threads);
     e.fault_around_pages = c.fault_around_pages;
     e.readahead_max_pages = c.readahead_max_pages;
     e.read_around_pages = c.read_around_pages;

@@ -100,6 +100,7 @@ Settings read_settings() {
 
   faultline::EngineConfig& e = s.engine;
   e.fault_threads = static_cast<unsigned>(s.fillers);
+  e.max_fault_threads = std::max(e.max_fault_threads, e.fault_threads);  // grows on demand
   const uint64_t unit = s.page_size / kBasePageSize;  // one UMap page in 4 KiB pages
   e.fault_around_pages = std::max<uint64_t>(e.fault_around_pages, unit);
   if (s.read_ahead) e.readahead_max_pages = std::max<uint64_t>(1, s.read_ahead * unit);

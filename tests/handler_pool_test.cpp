@@ -1,0 +1,224 @@
+// The fault-handler pool (issue 16 item 3, DESIGN section 1 "Fault handlers"):
+// faults from many threads are served beside each other, each fill a read in
+// flight, instead of queueing behind EngineConfig::fault_threads handlers
+// blocked in the backend. Label: engine.
+//
+// The backend's read blocks at a gate and counts the reads inside it: "N reads
+// in flight" is that count, reached and observed, never a guess from timing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <dirent.h>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "test_util.hpp"
+
+using namespace faultline;
+using ft::kPage;
+
+namespace {
+
+/// Forwards to a memory backend; read() waits at a gate that the test opens,
+/// counting the reads waiting there now and the most ever at once. No
+/// read_into_fd: every fill comes through read().
+class GateBackend final : public Backend {
+ public:
+  explicit GateBackend(std::shared_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  std::string identity() const override { return "gate:" + inner_->identity(); }
+  bool writable() const override { return inner_->writable(); }
+  int64_t size() override { return inner_->size(); }
+  ssize_t read(uint64_t off, std::span<std::byte> buf) override {
+    {
+      std::unique_lock g(mu_);
+      ++inside_;
+      most_ = std::max(most_, inside_);
+      cv_.notify_all();
+      cv_.wait(g, [&] { return open_; });
+      --inside_;
+    }
+    return inner_->read(off, buf);
+  }
+  int write(uint64_t off, std::span<const std::byte> buf) override { return inner_->write(off, buf); }
+  int truncate(uint64_t s) override { return inner_->truncate(s); }
+  int punch_hole(uint64_t off, uint64_t len) override { return inner_->punch_hole(off, len); }
+  int sync() override { return inner_->sync(); }
+
+  /// Waits until `n` reads are inside the gate at once (false after `limit`:
+  /// a deadlock guard, the test then fails; it never decides anything).
+  bool wait_inside(unsigned n, std::chrono::seconds limit = std::chrono::seconds(10)) {
+    std::unique_lock g(mu_);
+    return cv_.wait_for(g, limit, [&] { return inside_ >= n; });
+  }
+  void open() {
+    std::lock_guard g(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  unsigned most() {
+    std::lock_guard g(mu_);
+    return most_;
+  }
+
+ private:
+  std::shared_ptr<Backend> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  unsigned inside_ = 0, most_ = 0;
+  bool open_ = false;
+};
+
+/// A memory object of `pages` pages, page i filled with byte i + 1.
+std::shared_ptr<GateBackend> gated(const std::string& name, uint64_t pages) {
+  auto mem = make_memory_backend(name, 0);
+  std::vector<std::byte> buf(pages * kPage);
+  for (uint64_t i = 0; i < pages; ++i)
+    std::memset(buf.data() + i * kPage, static_cast<int>((i + 1) & 0xff), kPage);
+  EXPECT_EQ(0, mem->write(0, buf));
+  return std::make_shared<GateBackend>(mem);
+}
+
+EngineConfig one_page_per_fault() {
+  EngineConfig c;  // fault_threads and max_fault_threads: the defaults
+  c.fault_around_pages = 1;
+  c.readahead_max_pages = 1;
+  c.read_around_pages = 0;
+  c.flusher = false;
+  return c;
+}
+
+unsigned tasks() {
+  unsigned n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (const dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+/// `n` threads each load the first byte of page `stride * i` of `m`.
+std::vector<std::thread> fault_pages(const Mapping& m, unsigned n, uint64_t stride,
+                                     std::vector<int>& seen) {
+  seen.assign(n, -1);
+  std::vector<std::thread> ts;
+  for (unsigned i = 0; i < n; ++i)
+    ts.emplace_back([&m, &seen, i, stride] {
+      seen[i] = static_cast<int>(*reinterpret_cast<const volatile unsigned char*>(
+          m.data() + i * stride * kPage));
+    });
+  return ts;
+}
+
+// Issue 16 item 3: with the default two handler threads, eight threads
+// faulting eight distinct pages had two reads in flight (the other faults
+// queued behind the two blocked handlers). Now every fault reaches the
+// backend's read at the same time: eight inside the gate at once.
+TEST(HandlerPool, EightFaultingThreadsPutEightReadsInFlight) {
+  constexpr unsigned kThreads = 8;
+  constexpr uint64_t kStride = 16;
+  auto be = gated("pool_eight", kThreads * kStride);
+  const EngineConfig cfg = one_page_per_fault();
+  ASSERT_EQ(cfg.fault_threads, 2u);
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, kThreads * kStride * kPage, Access::ReadOnly);
+  std::vector<int> seen;
+  auto ts = fault_pages(m, kThreads, kStride, seen);
+  const bool all_inside = be->wait_inside(kThreads);
+  const unsigned inside = be->most();
+  be->open();
+  for (auto& t : ts) t.join();
+  EXPECT_TRUE(all_inside) << "at most " << inside << " of " << kThreads
+                          << " faults reached the backend at once";
+  for (unsigned i = 0; i < kThreads; ++i)
+    EXPECT_EQ(seen[i], static_cast<int>((i * kStride + 1) & 0xff)) << "thread " << i;
+  const Stats s = eng.stats();
+  EXPECT_GE(s.peak_fills_in_flight, kThreads);
+  // Each fill left one handler waiting for events: one more than the fills.
+  EXPECT_GE(s.peak_fault_threads, kThreads + 1);
+  EXPECT_LE(s.peak_fault_threads, cfg.max_fault_threads);
+}
+
+// The pool stops at max_fault_threads: with four allowed, eight faulting
+// threads get four reads in flight, never more, and the other four faults
+// are served once those end.
+TEST(HandlerPool, TheMaximumBoundsTheReadsInFlight) {
+  constexpr unsigned kThreads = 8;
+  constexpr uint64_t kStride = 4;
+  auto be = gated("pool_max", kThreads * kStride);
+  EngineConfig cfg = one_page_per_fault();
+  cfg.max_fault_threads = 4;
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, kThreads * kStride * kPage, Access::ReadOnly);
+  std::vector<int> seen;
+  auto ts = fault_pages(m, kThreads, kStride, seen);
+  const bool four_inside = be->wait_inside(4);
+  be->open();
+  for (auto& t : ts) t.join();
+  EXPECT_TRUE(four_inside);
+  EXPECT_EQ(be->most(), 4u) << "the pool passed max_fault_threads";
+  for (unsigned i = 0; i < kThreads; ++i)
+    EXPECT_EQ(seen[i], static_cast<int>((i * kStride + 1) & 0xff)) << "thread " << i;
+  EXPECT_EQ(eng.stats().peak_fault_threads, 4u);
+}
+
+// The handlers started for a burst leave the pool once idle (down to
+// fault_threads), and close() joins every thread the engine started: the
+// process has as many threads afterwards as before the engine.
+TEST(HandlerPool, IdleHandlersLeaveAndCloseJoinsEveryThread) {
+  constexpr unsigned kThreads = 6;
+  const unsigned before = tasks();
+  auto be = gated("pool_idle", kThreads);
+  const EngineConfig cfg = one_page_per_fault();
+  Engine eng(cfg);
+  File f = eng.open(be);
+  {
+    Mapping m = f.map(0, kThreads * kPage, Access::ReadOnly);
+    std::vector<int> seen;
+    auto ts = fault_pages(m, kThreads, 1, seen);
+    const bool all_inside = be->wait_inside(kThreads);
+    be->open();
+    for (auto& t : ts) t.join();
+    ASSERT_TRUE(all_inside);
+    EXPECT_GT(eng.stats().fault_threads, cfg.fault_threads);
+  }
+  // Idle handlers leave after 2 s; the deadlock guard is far above that.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (eng.stats().fault_threads > cfg.fault_threads && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(eng.stats().fault_threads, cfg.fault_threads);
+  // The pool grows again after shrinking (the exited threads are joined).
+  {
+    Mapping m = f.map(0, kThreads * kPage, Access::ReadOnly);
+    f.invalidate(0, kThreads * kPage);
+    std::vector<int> seen;
+    auto ts = fault_pages(m, kThreads, 1, seen);
+    for (auto& t : ts) t.join();
+    for (unsigned i = 0; i < kThreads; ++i) EXPECT_EQ(seen[i], static_cast<int>(i + 1));
+  }
+  f.close();
+  eng.close();
+  EXPECT_EQ(eng.stats().fault_threads, 0u);
+  EXPECT_EQ(tasks(), before) << "a thread the engine started was not joined";
+}
+
+TEST(HandlerPool, BadMaximumIsEinval) {
+  EngineConfig c;
+  c.fault_threads = 4;
+  c.max_fault_threads = 3;
+  EXPECT_ERRNO(EINVAL, Engine{c});
+  c.max_fault_threads = 0;
+  EXPECT_ERRNO(EINVAL, Engine{c});
+  c.max_fault_threads = 1u << 20;
+  EXPECT_ERRNO(EINVAL, Engine{c});
+  c.max_fault_threads = 4;  // a fixed pool is fine
+  Engine eng(c);
+  EXPECT_EQ(eng.stats().fault_threads, 4u);
+}
+
+}  // namespace
