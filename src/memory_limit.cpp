@@ -41,17 +41,21 @@ uint64_t EngineCore::charge(uint64_t pages, uint64_t min, bool may_wait) {
     if (reclaim(used - limit + kDirectReclaimExtra) > 0) continue;
     // Nothing freed: the cache is locked, dirty or under write-back, or
     // another thread is reclaiming the same File right now.
-    const uint64_t now = nr_cached.load(std::memory_order_relaxed) +
-                         nr_charged.load(std::memory_order_relaxed);
-    const uint64_t room = now < limit ? limit - now : 0;
+    //
     // What fits now, at least `min`: a smaller fill rather than a wait. A
     // caller holding page locks cannot wait (write-back may need them), and
     // past the bound the limit cannot be kept (every page locked, dirty or
-    // failing write-back): it goes over by `min` rather than hang.
-    if (room >= std::max<uint64_t>(min, 1) || !may_wait || round >= kWaitRounds) {
+    // failing write-back): it goes over by `min` rather than hang. The room
+    // is taken atomically (compare-exchange): two faults that both see one
+    // free page must not both take it.
+    uint64_t cur = nr_charged.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint64_t now = nr_cached.load(std::memory_order_relaxed) + cur;
+      const uint64_t room = now < limit ? limit - now : 0;
+      if (room < std::max<uint64_t>(min, 1) && may_wait && round < kWaitRounds) break;  // wait
       const uint64_t g = std::max(min, std::min(room, pages));
-      if (g) nr_charged.fetch_add(g, std::memory_order_relaxed);
-      return g;
+      if (g == 0) return 0;
+      if (nr_charged.compare_exchange_weak(cur, cur + g, std::memory_order_relaxed)) return g;
     }
     kick_flusher();  // write-back makes dirty pages evictable
     FL_POINT("wait.memory_limit");  // a sleeping wait (race harness)

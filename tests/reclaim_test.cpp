@@ -221,7 +221,11 @@ TEST(Reclaim, LimitBoundsFramesAndKernelCacheWithFaultingThreads) {
   EXPECT_EQ(bad.load(), 0u);
   const Stats s = eng.stats();
   EXPECT_GT(s.pages_reclaimed, 0u);
-  EXPECT_LE(s.peak_cached_pages, limit) << "the engine's cache passed its limit";
+  // A fault whose page was evicted between its look and its page lock
+  // charges that page under the lock and cannot wait for reclaim there: over
+  // by one page per such fault in flight at worst (DESIGN R9). Issue 16's
+  // bound: the limit + 5%, for any number of faulting threads.
+  EXPECT_LE(s.peak_cached_pages, limit + limit / 20) << "the engine's cache passed its limit";
   EXPECT_LE(ft::kernel_cached_pages(path, 0, pages * kPage), limit / 20)
       << "the kernel cached the file beside the engine's frames";
 }
