@@ -1,6 +1,6 @@
 # The installable package: shared (versioned soname) and static libraries,
-# the public headers (an explicit list: faultline/testing.hpp and
-# faultline/faulty_backend.hpp are test support and stay out), the CMake
+# the public headers (include/faultline/; test support lives in src/testing/
+# and is never installed), the CMake
 # package (find_package(faultline) -> faultline::faultline [shared],
 # faultline::faultline_static, faultline::umap, faultline::rados when built),
 # pkg-config modules faultline and faultline-umap, the CLI (tools/) and its
@@ -28,8 +28,8 @@ set(faultline_export_targets faultline_shared faultline)
 if(FAULTLINE_HAVE_RADOS)
   get_target_property(rados_srcs faultline_rados SOURCES)
   add_library(faultline_rados_shared SHARED ${rados_srcs})
-  target_include_directories(faultline_rados_shared PRIVATE ${RADOS_INCLUDE_DIR})
-  target_compile_options(faultline_rados_shared PRIVATE -Wall -Wextra)
+  target_include_directories(faultline_rados_shared PRIVATE ${RADOS_INCLUDE_DIR} ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(faultline_rados_shared PRIVATE $<BUILD_INTERFACE:faultline_warnings>)
   target_link_libraries(faultline_rados_shared PUBLIC faultline_shared PRIVATE ${RADOS_LIBRARY})
   set_target_properties(faultline_rados_shared PROPERTIES
     OUTPUT_NAME faultline_rados EXPORT_NAME rados INSTALL_RPATH "$ORIGIN"

@@ -1,4 +1,4 @@
-# The Ceph RADOS backend (src/rados_*.cpp) as the library faultline_rados.
+# The Ceph RADOS backend (src/backends/rados/) as the library faultline_rados.
 # Built when librados (Debian: librados-dev) is found; FAULTLINE_REQUIRE_RADOS=ON
 # turns a missing librados into a configure error (CI).
 option(FAULTLINE_REQUIRE_RADOS "Fail the configure step when librados is missing" OFF)
@@ -9,13 +9,13 @@ if(RADOS_INCLUDE_DIR AND RADOS_LIBRARY)
   set(FAULTLINE_HAVE_RADOS ON)
   message(STATUS "faultline: RADOS backend enabled (${RADOS_LIBRARY})")
   add_library(faultline_rados
-    ${CMAKE_CURRENT_LIST_DIR}/../src/rados_uri.cpp
-    ${CMAKE_CURRENT_LIST_DIR}/../src/rados_format.cpp
-    ${CMAKE_CURRENT_LIST_DIR}/../src/rados_backend.cpp
-    ${CMAKE_CURRENT_LIST_DIR}/../src/rados_coherence.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/../src/backends/rados/rados_uri.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/../src/backends/rados/rados_format.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/../src/backends/rados/rados_backend.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/../src/backends/rados/rados_coherence.cpp
   )
-  target_include_directories(faultline_rados PRIVATE ${RADOS_INCLUDE_DIR})
-  target_compile_options(faultline_rados PRIVATE -Wall -Wextra)
+  target_include_directories(faultline_rados PRIVATE ${RADOS_INCLUDE_DIR} ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(faultline_rados PRIVATE $<BUILD_INTERFACE:faultline_warnings>)
   target_link_libraries(faultline_rados PUBLIC faultline PRIVATE ${RADOS_LIBRARY})
   install(TARGETS faultline_rados)
 else()

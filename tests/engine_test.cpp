@@ -14,7 +14,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include "faultline/testing.hpp"
+#include "testing/testing.hpp"
 #include "test_util.hpp"
 
 using namespace faultline;

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <thread>
 
-#include "faultline/testing.hpp"
+#include "testing/testing.hpp"
 #include "test_util.hpp"
 
 using namespace faultline;

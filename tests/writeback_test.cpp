@@ -10,7 +10,7 @@
 
 #include <sys/mman.h>
 
-#include "faultline/testing.hpp"
+#include "testing/testing.hpp"
 
 #include "test_util.hpp"
 

@@ -11,7 +11,7 @@
 #include <set>
 #include <thread>
 
-#include "faultline/testing.hpp"
+#include "testing/testing.hpp"
 #include "test_util.hpp"
 
 using namespace faultline;

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sys/mman.h>
 
-#include "faultline/faulty_backend.hpp"
+#include "testing/faulty_backend.hpp"
 #include "hugepage_pool.hpp"
 #include "test_util.hpp"
 #include "tr_util.hpp"

@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "faultline/faultline.hpp"
-#include "faultline/testing.hpp"
+#include "testing/testing.hpp"
 #include "../hugepage_pool.hpp"
 
 namespace race {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "faultline/engine.hpp"
-#include "faultline/faulty_backend.hpp"
+#include "testing/faulty_backend.hpp"
 #include "faultline/guarded.hpp"
 #include "faultline/mapping.hpp"
 #include "verify/model.hpp"

@@ -8,7 +8,7 @@
 #include <stdexcept>
 
 #include "faultline/constants.hpp"
-#include "faultline/faulty_backend.hpp"
+#include "testing/faulty_backend.hpp"
 #include "faultline/hugepages.hpp"
 #include "common/size_arg.hpp"
 
@@ -73,7 +73,7 @@ CLI::App* add_verify_command(CLI::App& app, VerifyOptions& o) {
   c->add_option("--threads", o.threads, "threads, each owning a page-aligned slice (default 1)");
   c->add_option("--inject", o.inject,
                 "fault injection spec, e.g. read:eio:0.01,write:enospc:0.005,mkwrite:eio:0.01,seed=N "
-                "or read:eio@OFFSET, write:eio=@N (see faultline/faulty_backend.hpp)");
+                "or read:eio@OFFSET, write:eio=@N (see src/testing/faulty_backend.hpp)");
   c->add_option("--keep-log", o.keep_log, "write every operation to FILE");
   c->add_option("--dir", o.dir, "directory for the backing file (default /var/tmp)");
   c->add_option("--views", o.views, "Mappings of each kind (default 2)");

@@ -11,16 +11,16 @@
 #include <mutex>
 #include <shared_mutex>
 
-#include "sleeping_lock.hpp"
+#include "mm/sleeping_lock.hpp"
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "counters.hpp"
+#include "mm/counters.hpp"
 #include "faultline/backend.hpp"
 #include "faultline/engine.hpp"
-#include "page_index.hpp"
+#include "mm/page_index.hpp"
 
 namespace faultline::detail {
 
@@ -220,6 +220,22 @@ class FileImpl {
   /// lock, the rest with try-lock (R12). Returns how many are locked.
   uint64_t lock_run(uint64_t pg, uint64_t n);
   void unlock_run(uint64_t pg, uint64_t n);
+  /// lock_run's locks held for a scope: every return and throw unlocks.
+  class LockedRun {
+   public:
+    LockedRun(FileImpl& f, uint64_t pg, uint64_t want) : f_(f), pg_(pg), n_(f.lock_run(pg, want)) {}
+    LockedRun(const LockedRun&) = delete;
+    LockedRun& operator=(const LockedRun&) = delete;
+    ~LockedRun() { unlock(); }
+    uint64_t size() const { return n_; }
+    void unlock() {
+      if (n_) f_.unlock_run(pg_, std::exchange(n_, 0));
+    }
+
+   private:
+    FileImpl& f_;
+    uint64_t pg_, n_;
+  };
   /// Makes the pages of a locked run uptodate (fill those that are not).
   int make_uptodate(uint64_t pg, uint64_t n);
   /// Gives the access at addr in view m SIGBUS (UFFDIO_POISON, DESIGN sec. 2).

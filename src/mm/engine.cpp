@@ -9,13 +9,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "engine_core.hpp"
+#include "mm/engine_core.hpp"
 #include "faultline/cgroup.hpp"
 #include "faultline/constants.hpp"
-#include "file_impl.hpp"
-#include "mapping_impl.hpp"
-#include "sched.hpp"
-#include "sys_error.hpp"
+#include "mm/file_impl.hpp"
+#include "mm/mapping_impl.hpp"
+#include "testing/sched.hpp"
+#include "os/sys_error.hpp"
 
 namespace faultline {
 

@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <chrono>
 
-#include "rados_impl.hpp"
+#include "backends/rados/rados_impl.hpp"
 
 namespace faultline {
 

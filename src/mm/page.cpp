@@ -1,8 +1,10 @@
-#include "page.hpp"
+#include "mm/page.hpp"
 
-#include "sched.hpp"
+#include "testing/sched.hpp"
 
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -43,8 +45,14 @@ void Page::lock() {
   }
 }
 
+void bug(const char* cond, const char* file, int line) {
+  std::fprintf(stderr, "faultline: BUG at %s:%d: %s\n", file, line, cond);
+  std::abort();
+}
+
 void Page::unlock() {
   const uint32_t old = flags.fetch_and(~(PG_locked | PG_waiters), std::memory_order_release);
+  FL_BUG_ON(!(old & PG_locked));  // unlock_page of a page nobody locked
   if (old & PG_waiters) wake_all();
 }
 

@@ -2,12 +2,12 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
-#include "engine_core.hpp"
-#include "file_impl.hpp"
-#include "mapping_impl.hpp"
-#include "sched.hpp"
-#include "uffd.hpp"
-#include "sys_error.hpp"
+#include "mm/engine_core.hpp"
+#include "mm/file_impl.hpp"
+#include "mm/mapping_impl.hpp"
+#include "testing/sched.hpp"
+#include "os/uffd.hpp"
+#include "os/sys_error.hpp"
 
 namespace faultline {
 namespace detail {

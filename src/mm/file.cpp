@@ -6,10 +6,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "engine_core.hpp"
-#include "file_impl.hpp"
-#include "mapping_impl.hpp"
-#include "sys_error.hpp"
+#include "mm/engine_core.hpp"
+#include "mm/file_impl.hpp"
+#include "mm/mapping_impl.hpp"
+#include "os/sys_error.hpp"
 
 namespace faultline {
 

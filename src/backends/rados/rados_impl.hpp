@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "faultline/rados_backend.hpp"
-#include "rados_format.hpp"
+#include "backends/rados/rados_format.hpp"
 
 namespace faultline {
 

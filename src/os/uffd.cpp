@@ -1,4 +1,4 @@
-#include "uffd.hpp"
+#include "os/uffd.hpp"
 
 #include <cerrno>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "faultline/constants.hpp"
-#include "sys_error.hpp"
+#include "os/sys_error.hpp"
 
 namespace faultline::detail {
 

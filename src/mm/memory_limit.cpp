@@ -6,8 +6,8 @@
 #include <chrono>
 #include <mutex>
 
-#include "engine_core.hpp"
-#include "sched.hpp"
+#include "mm/engine_core.hpp"
+#include "testing/sched.hpp"
 
 namespace faultline::detail {
 

@@ -7,15 +7,15 @@
 #include <mutex>
 #include <unistd.h>
 
-#include "engine_core.hpp"
+#include "mm/engine_core.hpp"
 #include "faultline/constants.hpp"
-#include "file_impl.hpp"
+#include "mm/file_impl.hpp"
 
 #include <shared_mutex>
-#include "mapping_impl.hpp"
-#include "sched.hpp"
-#include "pagemap_scan.hpp"
-#include "uffd.hpp"
+#include "mm/mapping_impl.hpp"
+#include "testing/sched.hpp"
+#include "os/pagemap_scan.hpp"
+#include "os/uffd.hpp"
 #include <cerrno>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -66,7 +66,7 @@ std::byte* wb_buffer(size_t n) {
 }  // namespace
 
 bool FileImpl::mark_dirty(Page* p) {
-  if (!p->test_and_set(PG_dirty)) return false;
+  if (p->test_and_set(PG_dirty)) return false;
   p->dirtied_at.store(core->now_ms(), std::memory_order_relaxed);
   nr_dirty_.fetch_add(1, std::memory_order_relaxed);
   // The engine-wide count (dirty limits, Engine::stats) is in 4 KiB pages.

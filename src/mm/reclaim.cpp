@@ -31,11 +31,11 @@
 #include <numeric>
 #include <vector>
 
-#include "engine_core.hpp"
+#include "mm/engine_core.hpp"
 #include "faultline/constants.hpp"
-#include "file_impl.hpp"
-#include "mapping_impl.hpp"
-#include "sched.hpp"
+#include "mm/file_impl.hpp"
+#include "mm/mapping_impl.hpp"
+#include "testing/sched.hpp"
 
 namespace faultline::detail {
 
@@ -64,7 +64,7 @@ void for_runs(const std::vector<uint64_t>& v, Fn&& fn) {
 }  // namespace
 
 void FileImpl::mark_uptodate(uint64_t pg, Page* p) {
-  if (!p->test_and_set(PG_uptodate)) {
+  if (p->test_and_set(PG_uptodate)) {
     p->set(PG_referenced);  // cached already: written or read again, an access
     return;
   }
@@ -82,7 +82,7 @@ void FileImpl::mark_uptodate(uint64_t pg, Page* p) {
   p->set(PG_sampled);
   // PG_main and nr_main_ change together (atomic flag transitions).
   if (ghost) {
-    if (p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
+    if (!p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
   } else if (p->test_and_clear(PG_main)) {
     nr_main_.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -225,7 +225,7 @@ uint64_t FileImpl::shrink(uint64_t want) {
         // Accessed since its last look: small -> main (promotion), main: once
         // more round.
         p->clear(PG_referenced);
-        if (from_small && p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
+        if (from_small && !p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
         to_main.push_back(e);
       } else if (f & PG_sampled) {
         evict.push_back(e);

@@ -16,7 +16,7 @@
 
 #include "faultline/backend.hpp"
 #include "faultline/constants.hpp"
-#include "sys_error.hpp"
+#include "os/sys_error.hpp"
 
 namespace faultline {
 

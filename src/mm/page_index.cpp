@@ -1,4 +1,4 @@
-#include "page_index.hpp"
+#include "mm/page_index.hpp"
 
 #include <algorithm>
 #include <new>

@@ -1,7 +1,7 @@
 // The race harness: schedule points and rule breakers (faultline/testing.hpp).
 // Compiled only with FAULTLINE_TESTING (OFF by default). Nothing here reads the
 // environment: only test code can break a rule (break_rules) or arm a point.
-#include "faultline/testing.hpp"
+#include "testing/testing.hpp"
 
 #include <array>
 #include <condition_variable>
@@ -11,7 +11,7 @@
 #include <mutex>
 #include <sstream>
 
-#include "sched.hpp"
+#include "testing/sched.hpp"
 
 namespace faultline::detail {
 

@@ -1,5 +1,5 @@
 // Object names, the header object's text format, the notify message, RangeSet.
-#include "rados_format.hpp"
+#include "backends/rados/rados_format.hpp"
 
 #include <cinttypes>
 #include <cstdio>

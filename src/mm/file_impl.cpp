@@ -1,6 +1,6 @@
 // File (inode + address_space): construction, the read/write API, write-back.
 // The fault path is in fault.cpp.
-#include "file_impl.hpp"
+#include "mm/file_impl.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -15,10 +15,10 @@
 #include "faultline/constants.hpp"
 #include "faultline/hugepages.hpp"
 
-#include "engine_core.hpp"
-#include "mapping_impl.hpp"
-#include "sched.hpp"
-#include "sys_error.hpp"
+#include "mm/engine_core.hpp"
+#include "mm/mapping_impl.hpp"
+#include "testing/sched.hpp"
+#include "os/sys_error.hpp"
 
 namespace faultline::detail {
 
@@ -425,22 +425,19 @@ size_t FileImpl::read(uint64_t off, std::span<std::byte> out) {
       const uint64_t pg = pos >> page_shift_;
       const uint64_t last_pg = (end - 1) >> page_shift_;
       const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, io_batch_pages());
-      const uint64_t n = lock_run(pg, want);
-      if (int e = make_uptodate(pg, n)) {
-        unlock_run(pg, n);
-        throw_errno(e, "faultline: read of " + key);
-      }
+      LockedRun run(*this, pg, want);
+      const uint64_t n = run.size();
+      if (int e = make_uptodate(pg, n)) throw_errno(e, "faultline: read of " + key);
       const uint64_t chunk = std::min<uint64_t>(end, (pg + n) * ps) - pos;
       FL_POINT("read.before_copy");
       if (!FL_RULE(11)) {  // breaker: copy straight into the caller's buffer, locks held
         const ssize_t r = ::pread(memfd_, out.data() + (pos - off), chunk, static_cast<off_t>(pos));
-        unlock_run(pg, n);
         return r < 0 ? 0 : static_cast<uint64_t>(r);
       }
       auto& buf = bounce(chunk);
       const ssize_t r = ::pread(memfd_, buf.data(), chunk, static_cast<off_t>(pos));
       const int err = errno;
-      unlock_run(pg, n);
+      run.unlock();
       if (r < 0) throw_errno(err, "faultline: pread(memfd)");
       return static_cast<uint64_t>(r);
     }();
@@ -524,7 +521,8 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
       shared.unlock();
     }
     std::shared_lock inval(invalidate_lock_);  // fills exclude invalidation (R1)
-    const uint64_t n = lock_run(pg, want);
+    LockedRun run(*this, pg, want);
+    const uint64_t n = run.size();
     // R7 (W11): stable pages — no page under write-back changes.
     for (uint64_t i = 0; i < n; ++i) wait_stable(index_.find(pg + i));
     const uint64_t chunk_end = std::min<uint64_t>(chunk_end_max, (pg + n) * ps);
@@ -536,20 +534,15 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
     if (!e && (chunk_end & (ps - 1)) && chunk_end < i_size() &&
         !index_.find(lp)->test(PG_uptodate))
       e = make_uptodate(lp, 1);
-    if (e) {
-      unlock_run(pg, n);
-      throw_errno(e, "faultline: read before partial write of " + key);
-    }
+    if (e) throw_errno(e, "faultline: read before partial write of " + key);
     const uint64_t len = chunk_end - pos;
     if (huge()) {
       // hugetlb: no pwrite; copy through the alias view into frames allocated
       // first (an empty pool is ENOMEM here, not a SIGBUS in the memcpy).
       const uint64_t fs = pg << page_shift_;
       const uint64_t fe = std::min<uint64_t>((pg + n) << page_shift_, eof_pages() << page_shift_);
-      if (int err = alloc_frames(fs, fe - fs)) {
-        unlock_run(pg, n);
+      if (int err = alloc_frames(fs, fe - fs))
         throw_errno(err, "faultline: allocating 2 MiB frames for a write to " + key);
-      }
       // A page that was not uptodate and is not covered to its end (the write
       // ends at EOF) must read zeros past the write: its frame may hold the
       // bytes of a failed fill.
@@ -562,9 +555,7 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
       const ssize_t k = ::pwrite(memfd_, own.data() + w, len - w, static_cast<off_t>(pos + w));
       if (k < 0) {
         if (errno == EINTR) continue;
-        const int err = errno;
-        unlock_run(pg, n);
-        throw_errno(err, "faultline: pwrite(memfd)");
+        throw_errno(errno, "faultline: pwrite(memfd)");
       }
       w += static_cast<uint64_t>(k);
     }
@@ -573,7 +564,7 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
       mark_uptodate(pg + i, p);
       mark_dirty(p);
     }
-    unlock_run(pg, n);
+    run.unlock();
     pos = chunk_end;
   }
   // balance_dirty_pages: the writer (no locks held) waits for the flusher.

@@ -9,7 +9,7 @@
 #include <random>
 #include <system_error>
 
-#include "rados_impl.hpp"
+#include "backends/rados/rados_impl.hpp"
 
 namespace faultline {
 

@@ -10,6 +10,10 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <utility>
+
+#include "mm/bug.hpp"
 
 namespace faultline::detail {
 
@@ -36,10 +40,12 @@ struct Page {
   bool test(uint32_t f) const { return flags.load(std::memory_order_acquire) & f; }
   void set(uint32_t f) { flags.fetch_or(f, std::memory_order_acq_rel); }
   void clear(uint32_t f) { flags.fetch_and(~f, std::memory_order_acq_rel); }
-  /// Sets f; returns whether it was clear before.
-  bool test_and_set(uint32_t f) { return !(flags.fetch_or(f, std::memory_order_acq_rel) & f); }
+  /// Sets f; returns whether it was already set (the kernel's TestSetPage*).
+  bool test_and_set(uint32_t f) { return flags.fetch_or(f, std::memory_order_acq_rel) & f; }
+  /// Clears f; returns whether it was set (the kernel's TestClearPage*).
   bool test_and_clear(uint32_t f) { return flags.fetch_and(~f, std::memory_order_acq_rel) & f; }
 
+  bool locked() const { return test(PG_locked); }
   bool trylock() {
     return !(flags.fetch_or(PG_locked, std::memory_order_acquire) & PG_locked);
   }
@@ -56,5 +62,39 @@ struct Page {
 };
 
 static_assert(sizeof(Page) <= 64, "per-page metadata must stay within 64 bytes");
+
+/// The page lock held for a scope (lock_page ... unlock_page): every return
+/// and throw between them unlocks. Constructed from a Page* it locks (sleeps);
+/// with std::try_to_lock it try-locks (check it with bool()); with
+/// std::adopt_lock it takes over a lock the caller holds. release() hands the
+/// lock back to the caller (it stays locked); unlock() ends it early.
+class PageLock {
+ public:
+  PageLock() = default;
+  explicit PageLock(Page* p) : p_(p) { p_->lock(); }
+  PageLock(Page* p, std::try_to_lock_t) : p_(p->trylock() ? p : nullptr) {}
+  PageLock(Page* p, std::adopt_lock_t) : p_(p) { FL_BUG_ON(!p->locked()); }
+  PageLock(const PageLock&) = delete;
+  PageLock& operator=(const PageLock&) = delete;
+  PageLock(PageLock&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  PageLock& operator=(PageLock&& o) noexcept {
+    if (this != &o) {
+      unlock();
+      p_ = std::exchange(o.p_, nullptr);
+    }
+    return *this;
+  }
+  ~PageLock() { unlock(); }
+
+  explicit operator bool() const { return p_ != nullptr; }
+  Page* page() const { return p_; }
+  Page* release() { return std::exchange(p_, nullptr); }
+  void unlock() {
+    if (p_) std::exchange(p_, nullptr)->unlock();
+  }
+
+ private:
+  Page* p_ = nullptr;
+};
 
 }  // namespace faultline::detail

@@ -13,12 +13,12 @@
 #include <sys/mman.h>
 #include <vector>
 
-#include "engine_core.hpp"
+#include "mm/engine_core.hpp"
 #include "faultline/constants.hpp"
-#include "file_impl.hpp"
-#include "mapping_impl.hpp"
-#include "sched.hpp"
-#include "uffd.hpp"
+#include "mm/file_impl.hpp"
+#include "mm/mapping_impl.hpp"
+#include "testing/sched.hpp"
+#include "os/uffd.hpp"
 
 namespace faultline::detail {
 

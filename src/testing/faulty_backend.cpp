@@ -1,5 +1,5 @@
 // The fault-injecting Backend wrapper (see faultline/faulty_backend.hpp).
-#include "faultline/faulty_backend.hpp"
+#include "testing/faulty_backend.hpp"
 
 #include <cerrno>
 #include <charconv>

@@ -10,7 +10,7 @@
 #pragma once
 #include <shared_mutex>
 
-#include "sched.hpp"
+#include "testing/sched.hpp"
 
 namespace faultline::detail {
 

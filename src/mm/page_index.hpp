@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "page.hpp"
+#include "mm/page.hpp"
 
 namespace faultline::detail {
 

@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "counters.hpp"
+#include "mm/counters.hpp"
 #include "faultline/engine.hpp"
-#include "uffd.hpp"
+#include "os/uffd.hpp"
 
 namespace faultline::detail {
 
