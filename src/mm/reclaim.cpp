@@ -20,7 +20,7 @@
 // view keeps a WP marker) and PG_sampled set; its next access is a MINOR
 // fault, a hit, which sets PG_referenced; the install clears PG_sampled.
 // (PAGEMAP_SCAN has no accessed category on 6.18 and page_idle is not built
-// here: DESIGN section 2, with the costs: ~1-4 us per zapped page, ~30 us per
+// here: DESIGN section 2; costs, docs/MEASUREMENTS.md M5.1: ~1-4 us per zap, ~30 us per
 // refault.) A sampled page is requeued at its queue's tail and judged at its
 // next turn. Private views are not sampled (MADV_DONTNEED would drop their
 // copy-on-write copies, F5): accesses through them go unseen.

@@ -221,7 +221,7 @@ class FileBackend final : public Backend {
     // Written with O_DIRECT straight from the engine's buffer (2 MiB frames:
     // the frame itself) when the kernel caches none of the range (then nothing is cached twice,
     // and no page cache is allocated and copied into: on this machine that
-    // copy alone cost 0.13-2 s per GiB, DESIGN section 2). A range the kernel
+    // copy alone cost 0.13-2 s per GiB, docs/MEASUREMENTS.md M3.5). A range the kernel
     // caches (someone reads the file through it) goes through it, so it stays
     // coherent. The tail past the last whole 4 KiB block (the object's end)
     // is written buffered.
