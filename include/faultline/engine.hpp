@@ -51,6 +51,8 @@ struct EngineConfig {
   /// leaves the pool again, down to fault_threads. Stats::fault_threads /
   /// peak_fault_threads / peak_fills_in_flight show it. (Several handlers
   /// may serve faults of one page: the page lock orders them, DESIGN R1.)
+  /// The engine's threads are named for ps/top/gdb: fl-fault (handlers),
+  /// fl-flush (the flusher), fl-rados (the RADOS backend's dispatcher).
   unsigned fault_threads = 2;
   /// The most fault-handler threads at once (>= fault_threads, <= 4096;
   /// EINVAL otherwise). Set it to fault_threads for a fixed pool (e.g. one

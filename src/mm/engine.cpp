@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "os/thread_name.hpp"
 #include "mm/engine_core.hpp"
 #include "faultline/cgroup.hpp"
 #include "faultline/constants.hpp"
@@ -267,6 +268,7 @@ void EngineCore::throttle_writer() {
 }
 
 void EngineCore::flusher_loop() {
+  set_thread_name("fl-flush");
   std::unique_lock g(flush_mu_);
   for (;;) {
     flush_cv_.wait_for(g, std::chrono::milliseconds(cfg.flush_interval_ms),
@@ -544,6 +546,7 @@ void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags) {
 }
 
 void EngineCore::handler_loop(Handler* self) {
+  set_thread_name("fl-fault");
   t_handler_of = this;
   // Left the pool idle: already out of the counts, and may be joined from
   // now on (under pool_mu_): take no lock again.

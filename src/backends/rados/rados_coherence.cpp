@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "os/thread_name.hpp"
 #include "backends/rados/rados_impl.hpp"
 
 namespace faultline {
@@ -56,6 +57,7 @@ static uint32_t watch_timeout_s(double op_timeout) {
 }
 
 void RadosBackend::Impl::dispatch_loop() {
+  set_thread_name("fl-rados");
   for (;;) {
     Event ev;
     Backend::ChangeSink s;
