@@ -1,7 +1,8 @@
 // faultline CLI — `bench --out-of-core`: the access patterns (which 4 KiB page
-// each touch goes to) and one measurement of one method on one pattern, run
-// inside a child process (bench/out_of_core.cpp forks it, in a memory cgroup for the
-// kernel's mmap) and reported back as a plain struct.
+// each touch goes to; ooc_workload.cpp) and one measurement of one method on
+// one pattern (ooc_measure.cpp), run inside a child process (out_of_core.cpp
+// forks it, in a memory cgroup for the kernel's mmap) and reported back as a
+// plain struct.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "bench/kernel_cache.hpp"
+#include "bench/table.hpp"
 #include "common/size_arg.hpp"
 
 namespace faultline::cli {
@@ -116,13 +117,7 @@ void set_ratios(std::vector<Row>& rows, const RunInfo& info) {
 // The human table: a header stating the run, a legend, then one line per row
 // whose columns are described by the tables below.
 
-/// A table column: its title (nullptr: the ratio key, ratio_key()), width
-/// (negative: left-aligned) and how a row's cell reads.
-struct Column {
-  const char* title;
-  int width;
-  std::string (*cell)(const Row&, const RunInfo&);
-};
+using Col = Column<Row, RunInfo>;
 
 std::string num(uint64_t v) { return fmt::format("{}", v); }
 std::string fixed(double v, int decimals) { return fmt::format("{:.{}f}", v, decimals); }
@@ -143,7 +138,7 @@ std::string ns_cell(const Row& r, const RunInfo&) { return fixed(r.ns_per_page, 
 std::string ratio_cell(const Row& r, const RunInfo&) { return fixed(r.ratio_to_mmap, 2); }
 
 /// The write bench's columns.
-constexpr Column kWriteColumns[] = {
+constexpr Col kWriteColumns[] = {
     {"method", -18, method_cell},
     {"pattern", -7, pattern_cell},
     {"cache", -5, cache_cell},
@@ -180,7 +175,7 @@ constexpr Column kWriteColumns[] = {
 };
 
 /// The read bench's columns (every row).
-constexpr Column kReadColumns[] = {
+constexpr Col kReadColumns[] = {
     {"method", -12, method_cell},
     {"pattern", -7, pattern_cell},
     {"cache", -8, cache_cell},
@@ -197,14 +192,14 @@ constexpr Column kReadColumns[] = {
 };
 
 /// RADOS files: the object reads of the median rep.
-constexpr Column kRadosColumns[] = {
+constexpr Col kRadosColumns[] = {
     {"objs", 8, [](const Row& r, const RunInfo&) { return num(r.rados_objects_read); }},
     {"inflight", 8, [](const Row& r, const RunInfo&) { return num(r.rados_max_in_flight); }},
 };
 
 /// Local files: the memory held right after the timed region.
 constexpr double kMiB = double(uint64_t{1} << 20);
-constexpr Column kMemoryColumns[] = {
+constexpr Col kMemoryColumns[] = {
     {"mem_MiB", 9,
      [](const Row& r, const RunInfo&) {
        return fixed(double(r.mem_frames_bytes + r.mem_kernel_cache_bytes) / kMiB, 0);
@@ -216,35 +211,6 @@ constexpr Column kMemoryColumns[] = {
        return r.hugepages_used >= 0 ? fmt::format("{}", r.hugepages_used) : std::string("-");
      }},
 };
-
-std::string pad(const std::string& s, int width) {
-  return width < 0 ? fmt::format("{:<{}}", s, -width) : fmt::format("{:>{}}", s, width);
-}
-
-/// The columns' titles (first = true: no space before the first column).
-template <std::size_t N>
-std::string titles(const Column (&cols)[N], const RunInfo& info, bool first) {
-  const std::string rk = ratio_key(info);
-  std::string line;
-  for (const Column& c : cols) {
-    if (!first) line += ' ';
-    first = false;
-    line += c.title ? pad(c.title, c.width) : pad(rk, std::max<int>(c.width, int(rk.size())));
-  }
-  return line;
-}
-
-template <std::size_t N>
-std::string cells(const Column (&cols)[N], const Row& r, const RunInfo& info, bool first) {
-  const int rw = std::max<int>(13, int(ratio_key(info).size()));
-  std::string line;
-  for (const Column& c : cols) {
-    if (!first) line += ' ';
-    first = false;
-    line += pad(c.cell(r, info), c.title ? c.width : std::max(c.width, rw));
-  }
-  return line;
-}
 
 void print_run_header(std::FILE* out, const std::vector<Row>& rows, const RunInfo& info) {
   fmt::print(out, "faultline bench{}: {} ({} bytes), {} pages of {}, file {} ({}{}), {} rep{} per "
@@ -339,9 +305,10 @@ bool all_data_ok(const std::vector<Row>& rows) {
 }
 
 void print_write_rows(std::FILE* out, const std::vector<Row>& rows, const RunInfo& info) {
-  fmt::print(out, "{}\n", titles(kWriteColumns, info, true));
+  const std::string rk = ratio_key(info);
+  fmt::print(out, "{}\n", column_titles(kWriteColumns, rk));
   for (const auto& r : rows)
-    fmt::print(out, "{}{}\n", cells(kWriteColumns, r, info, true),
+    fmt::print(out, "{}{}\n", column_cells(kWriteColumns, r, info, rk),
                r.data_ok ? "" : fmt::format("  DATA MISMATCH ({} bad pages)", r.bad_pages));
   fmt::print(out, "\ndata check: {}\n",
              all_data_ok(rows)
@@ -350,13 +317,14 @@ void print_write_rows(std::FILE* out, const std::vector<Row>& rows, const RunInf
 }
 
 void print_read_rows(std::FILE* out, const std::vector<Row>& rows, const RunInfo& info) {
-  fmt::print(out, "{}{}{}\n", titles(kReadColumns, info, true),
-             info.rados ? titles(kRadosColumns, info, false) : "",
-             info.rados ? "" : titles(kMemoryColumns, info, false));
+  const std::string rk = ratio_key(info);
+  fmt::print(out, "{}{}{}\n", column_titles(kReadColumns, rk),
+             info.rados ? column_titles(kRadosColumns, {}, true) : "",
+             info.rados ? "" : column_titles(kMemoryColumns, {}, true));
   for (const auto& r : rows)
-    fmt::print(out, "{}{}{}{}\n", cells(kReadColumns, r, info, true),
-               r.have_rados ? cells(kRadosColumns, r, info, false) : "",
-               r.have_memory ? cells(kMemoryColumns, r, info, false) : "",
+    fmt::print(out, "{}{}{}{}\n", column_cells(kReadColumns, r, info, rk),
+               r.have_rados ? column_cells(kRadosColumns, r, info, {}, true) : "",
+               r.have_memory ? column_cells(kMemoryColumns, r, info, {}, true) : "",
                r.data_ok ? "" : "  DATA MISMATCH");
 }
 
