@@ -57,7 +57,7 @@ static uint32_t watch_timeout_s(double op_timeout) {
 }
 
 void RadosBackend::Impl::dispatch_loop() {
-  set_thread_name("fl-rados");
+  detail::set_thread_name("fl-rados");
   for (;;) {
     Event ev;
     Backend::ChangeSink s;
