@@ -3,6 +3,8 @@
 // the final check, the summary and the report on a mismatch.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -54,6 +56,103 @@ void print_summary(const VerifyOptions& o, Harness& h, uint64_t ops, double secs
   std::fputs(s.c_str(), stdout);
 }
 
+/// One `faultline verify` run: T workers (or the caller alone) take op
+/// numbers from one counter until the last op or the first failure.
+class VerifyRun {
+ public:
+  explicit VerifyRun(VerifyOptions& o)
+      : o_(o), log_(o.keep_log), h_(o),
+        corrupt_at_(o.self_test_corrupt ? std::max<uint64_t>(1, o.ops / 2) : 0),
+        slice_(o.size / h_.page() / o.threads * h_.page()) {}
+
+  /// Runs every op; the exit code (0 OK, 1 a mismatch, reported).
+  int run() {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (o_.threads == 1) {
+      worker(0);
+    } else {
+      std::vector<std::thread> ts;
+      for (unsigned i = 0; i < o_.threads; ++i) ts.emplace_back([this, i] { worker(i); });
+      for (auto& th : ts) th.join();
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!failure_) {
+      try {
+        h_.final_check();
+      } catch (Mismatch& m) {
+        failure_ = Failure{std::move(m), "final check (after the last op)", o_.ops};
+      }
+    }
+    if (failure_) {
+      print_mismatch(failure_->m, failure_->op, log_, replay_command(o_, failure_->n));
+      return 1;
+    }
+    print_summary(o_, h_, std::min(o_.ops, next_op_.load()), secs, per_op_);
+    return 0;
+  }
+
+ private:
+  /// Worker `id`'s context: its seed and, with several threads, its slice.
+  ThreadCtx thread_ctx(unsigned id) const {
+    ThreadCtx t;
+    t.id = o_.threads == 1 ? 0 : id + 1;
+    t.rng = Rng(o_.seed + 0x1000193ull * id);
+    t.lo = o_.threads == 1 ? 0 : id * slice_;
+    t.hi = o_.threads == 1 ? o_.size : (id + 1 == o_.threads ? o_.size : (id + 1) * slice_);
+    return t;
+  }
+
+  /// Op n (the self-test's deliberate model corruption at corrupt_at_).
+  void run_op(ThreadCtx& t, uint64_t n, std::string& d) {
+    if (n != corrupt_at_) return h_.run_one(t, n, d);
+    h_.corrupt_model(t, d);
+    log_.add(n, t.id, d);
+    d = "check (whole file)";
+    h_.check_all("self-test check");
+  }
+
+  /// The first failure stops every worker.
+  void fail(Mismatch m, uint64_t n, const std::string& d) {
+    std::lock_guard g(fail_mu_);
+    if (!failure_) failure_ = Failure{std::move(m), fmt::format("{}: {}", n, d), n};
+    stop_ = true;
+  }
+
+  void worker(unsigned id) {
+    ThreadCtx t = thread_ctx(id);
+    while (!stop_.load(std::memory_order_relaxed)) {
+      const uint64_t n = next_op_.fetch_add(1) + 1;
+      if (n > o_.ops) break;
+      std::string d;
+      const uint64_t inj = h_.injected_total();
+      try {
+        run_op(t, n, d);
+      } catch (Mismatch& m) {
+        fail(std::move(m), n, d);
+        break;
+      } catch (const std::exception& e) {
+        fail(Mismatch{std::string("unexpected error: ") + e.what()}, n, d);
+        break;
+      }
+      const uint64_t k = h_.injected_total() - inj;
+      log_.add(n, t.id, k && o_.threads == 1 ? fmt::format("{} [injected {}]", d, k) : d);
+    }
+    std::lock_guard g(fail_mu_);
+    for (size_t i = 0; i < per_op_.size(); ++i) per_op_[i] += t.per_op[i];
+  }
+
+  VerifyOptions& o_;  // Harness takes it non-const
+  OpLog log_;
+  Harness h_;
+  const uint64_t corrupt_at_;
+  const uint64_t slice_;
+  std::mutex fail_mu_;
+  std::optional<Failure> failure_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> next_op_{0};
+  std::array<uint64_t, kVerifyOps> per_op_{};
+};
+
 }  // namespace
 
 int run_verify(VerifyOptions& o) {
@@ -67,79 +166,7 @@ int run_verify(VerifyOptions& o) {
              o.ops, o.size, o.backend, o.threads, o.threads == 1 ? "" : "s",
              o.inject.empty() ? "" : ", inject " + o.inject);
   std::fflush(stdout);
-  OpLog log(o.keep_log);
-  Harness h(o);
-  const uint64_t corrupt_at = o.self_test_corrupt ? std::max<uint64_t>(1, o.ops / 2) : 0;
-
-  std::mutex fail_mu;
-  std::optional<Failure> failure;
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> next_op{0};
-  std::array<uint64_t, kVerifyOps> per_op{};
-  const uint64_t slice = o.size / h.page() / o.threads * h.page();
-
-  auto worker = [&](unsigned id) {
-    ThreadCtx t;
-    t.id = o.threads == 1 ? 0 : id + 1;
-    t.rng = Rng(o.seed + 0x1000193ull * id);
-    t.lo = o.threads == 1 ? 0 : id * slice;
-    t.hi = o.threads == 1 ? o.size : (id + 1 == o.threads ? o.size : (id + 1) * slice);
-    while (!stop.load(std::memory_order_relaxed)) {
-      const uint64_t n = next_op.fetch_add(1) + 1;
-      if (n > o.ops) break;
-      std::string d;
-      const uint64_t inj = h.injected_total();
-      try {
-        if (n == corrupt_at) {
-          h.corrupt_model(t, d);
-          log.add(n, t.id, d);
-          d = "check (whole file)";
-          h.check_all("self-test check");
-        } else {
-          h.run_one(t, n, d);
-        }
-      } catch (Mismatch& m) {
-        std::lock_guard g(fail_mu);
-        if (!failure) failure = Failure{std::move(m), fmt::format("{}: {}", n, d), n};
-        stop = true;
-        break;
-      } catch (const std::exception& e) {
-        std::lock_guard g(fail_mu);
-        if (!failure) failure = Failure{Mismatch{std::string("unexpected error: ") + e.what()},
-                                        fmt::format("{}: {}", n, d), n};
-        stop = true;
-        break;
-      }
-      const uint64_t k = h.injected_total() - inj;
-      log.add(n, t.id, k && o.threads == 1 ? fmt::format("{} [injected {}]", d, k) : d);
-    }
-    std::lock_guard g(fail_mu);
-    for (int i = 0; i < kVerifyOps; ++i) per_op[static_cast<size_t>(i)] += t.per_op[static_cast<size_t>(i)];
-  };
-
-  const auto t0 = std::chrono::steady_clock::now();
-  if (o.threads == 1) {
-    worker(0);
-  } else {
-    std::vector<std::thread> ts;
-    for (unsigned i = 0; i < o.threads; ++i) ts.emplace_back(worker, i);
-    for (auto& th : ts) th.join();
-  }
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!failure) {
-    try {
-      h.final_check();
-    } catch (Mismatch& m) {
-      failure = Failure{std::move(m), "final check (after the last op)", o.ops};
-    }
-  }
-  if (failure) {
-    print_mismatch(failure->m, failure->op, log, replay_command(o, failure->n));
-    return 1;
-  }
-  if (!o.quiet || true) print_summary(o, h, std::min(o.ops, next_op.load()), secs, per_op);
-  return 0;
+  return VerifyRun(o).run();
 }
 
 }  // namespace faultline::cli
