@@ -1,18 +1,8 @@
 # Runs a command and checks its exit code and output (stdout + stderr).
 #   cmake -P cli_expect.cmake EXIT_CODE REGEX COMMAND [ARGS...]
 # Fails (FATAL_ERROR) when the exit code differs or the output does not match.
-set(args "")
-set(found_script FALSE)
-foreach(i RANGE 1 ${CMAKE_ARGC})
-  if(i EQUAL CMAKE_ARGC)
-    break()
-  endif()
-  if(found_script)
-    list(APPEND args "${CMAKE_ARGV${i}}")
-  elseif(CMAKE_ARGV${i} MATCHES "cli_expect\\.cmake$")
-    set(found_script TRUE)
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/script_args.cmake)
+script_args(args "cli_expect\\.cmake$")
 list(LENGTH args n)
 if(n LESS 3)
   message(FATAL_ERROR "usage: cmake -P cli_expect.cmake EXIT_CODE REGEX COMMAND [ARGS...]")

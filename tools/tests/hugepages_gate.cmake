@@ -4,18 +4,8 @@
 # FAULTLINE_REQUIRE_HUGEPAGES=1 it fails; otherwise it prints
 # "FAULTLINE-SKIP: ..." (the test's SKIP_REGULAR_EXPRESSION) and says how to
 # reserve a pool. Else the command's exit code decides (non-zero: failure).
-set(args "")
-set(found_script FALSE)
-foreach(i RANGE 1 ${CMAKE_ARGC})
-  if(i EQUAL CMAKE_ARGC)
-    break()
-  endif()
-  if(found_script)
-    list(APPEND args "${CMAKE_ARGV${i}}")
-  elseif(CMAKE_ARGV${i} MATCHES "hugepages_gate\\.cmake$")
-    set(found_script TRUE)
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/script_args.cmake)
+script_args(args "hugepages_gate\\.cmake$")
 if(NOT DEFINED NEED_HUGEPAGES OR NOT args)
   message(FATAL_ERROR "usage: cmake -DNEED_HUGEPAGES=N -P hugepages_gate.cmake COMMAND [ARGS...]")
 endif()

@@ -32,7 +32,6 @@
 #ifdef FAULTLINE_HAVE_RADOS
 #include "bench/rados.hpp"
 #endif
-#include "common/data_gen.hpp"
 #include "common/interrupt.hpp"
 #include "common/path_arg.hpp"
 #include "common/scratch_file.hpp"
@@ -46,7 +45,6 @@ namespace faultline::cli {
 
 namespace {
 
-constexpr const char* kScratchParent = "/var/tmp";
 constexpr uint64_t kDataSeed = 0x66617574'6c696e65ull;  // "faultline"
 constexpr uint64_t kOrderSeed = 0x5eed0f9a9e5ull;
 
@@ -301,12 +299,9 @@ void make_scratch_file(const BenchOptions& o, RunInfo& info, BenchFile& f) {
   info.file = f.scratch->path();
   info.scratch = true;
   info.fs_type = fs_type_name(info.file);
-  fmt::print(stderr, "faultline bench: writing {} of pseudo-random data to {} ({})\n",
-             format_size(info.size_bytes), info.file, info.fs_type);
-  const auto t0 = std::chrono::steady_clock::now();
-  write_random_bytes(f.scratch->fd(), info.size_bytes, kDataSeed, [] { throw_if_interrupted(); });
-  if (::fsync(f.scratch->fd()) != 0) throw_errno("fsync '" + info.file + "'");
-  fmt::print(stderr, "faultline bench: written and synced in {:.2f} s\n", seconds_since(t0));
+  const double secs = fill_with_random_data(*f.scratch, info.size_bytes, kDataSeed,
+                                            [] { throw_if_interrupted(); });
+  fmt::print(stderr, "faultline bench: written and synced in {:.2f} s\n", secs);
   f.control.reset(::open(info.file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!f.control) throw_errno("open '" + info.file + "'");
 }

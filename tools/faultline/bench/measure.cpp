@@ -69,6 +69,16 @@ uint64_t kernel_cache_bytes(const std::string& path, uint64_t size) {
   return std::min<uint64_t>(size, static_cast<uint64_t>(f * static_cast<double>(size) + 0.5));
 }
 
+/// After a timed region [t0, t1) that read `sum`: the time, the sum, and the
+/// file's bytes in the kernel's page cache (memory held, with the frames).
+void set_timed_read(Sample& s, const ReadPlan& plan, Clock::time_point t0, Clock::time_point t1,
+                    uint64_t sum) {
+  s.ns = elapsed_ns(t0, t1);
+  s.word_sum = sum;
+  s.have_memory = true;
+  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
+}
+
 /// a - b, counter by counter (dirty_pages is a level: a's).
 Stats stats_since(const Stats& a, const Stats& b) {
   Stats d = a;
@@ -176,14 +186,11 @@ Sample measure_faultline(const ReadPlan& plan, const EngineConfig& config, Frame
   const auto bus = guarded([&] { sum = touch_pages(base, plan); });
   const auto t1 = Clock::now();
   if (bus) throw_bus(bus, base, resident ? "second" : "");
-  s.ns = elapsed_ns(t0, t1);
-  s.word_sum = sum;
   const Stats total = file.stats();
   s.stats = resident ? stats_since(total, before) : total;
   s.frame_size = file.page_size();
-  s.have_memory = true;
   s.mem_frames_bytes = frames_held(total, file.page_size());
-  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
+  set_timed_read(s, plan, t0, t1, sum);
   if (pool_before >= 0) {
     const int64_t now = hugepages_free();
     if (now >= 0) s.hugepages_used = pool_before - now;
@@ -208,14 +215,11 @@ Sample measure_umap_api(const ReadPlan& plan) {
   std::vector<unsigned char> vec((plan.size + kBasePageSize - 1) / kBasePageSize);
   if (::mincore(p, plan.size, vec.data()) == 0)
     for (unsigned char v : vec) s.mem_frames_bytes += (v & 1) ? kBasePageSize : 0;
-  s.have_memory = true;
-  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
+  set_timed_read(s, plan, t0, t1, sum);
   if (uunmap(p, plan.size) != 0) throw_errno("uunmap '" + plan.path + "'");
   if (bus)
     throw std::runtime_error(fmt::format("SIGBUS (si_code {}) reading the umap region at offset {}",
                                          bus->code, static_cast<const std::byte*>(bus->addr) - base));
-  s.ns = elapsed_ns(t0, t1);
-  s.word_sum = sum;
   return s;
 }
 
@@ -227,11 +231,8 @@ Sample measure_mmap(const ReadPlan& plan) {
   if (p == MAP_FAILED) throw_errno("mmap '" + plan.path + "'");
   const uint64_t sum = touch_pages(static_cast<const std::byte*>(p), plan);
   const auto t1 = Clock::now();
-  s.have_memory = true;
-  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
+  set_timed_read(s, plan, t0, t1, sum);
   ::munmap(p, plan.size);
-  s.ns = elapsed_ns(t0, t1);
-  s.word_sum = sum;
   return s;
 }
 
@@ -259,11 +260,7 @@ Sample measure_pread(const ReadPlan& plan) {
   } else {
     for (uint32_t idx : *plan.order) sum += read_page(idx);
   }
-  const auto t1 = Clock::now();
-  s.have_memory = true;
-  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
-  s.ns = elapsed_ns(t0, t1);
-  s.word_sum = sum;
+  set_timed_read(s, plan, t0, Clock::now(), sum);
   return s;
 }
 

@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "bench/command.hpp"
-#include "common/data_gen.hpp"
 #include "faultline/constants.hpp"
 #include "common/interrupt.hpp"
 #include "bench/kernel_cache.hpp"
@@ -39,7 +38,6 @@ namespace faultline::cli {
 
 namespace {
 
-constexpr const char* kScratchParent = "/var/tmp";
 constexpr uint64_t kDataSeed = 0x6f6f632d62656e63ull;  // "ooc-benc"
 constexpr unsigned kMaxDirectDepth = 32;
 /// The measuring process's own memory (binary, libraries, stacks, heap) on top
@@ -254,7 +252,6 @@ struct OocRun {
   std::string cg_version = "none";
 };
 
-std::string fixed(double v, int decimals) { return fmt::format("{:.{}f}", v, decimals); }
 /// A value only some rows have: "-" for the others.
 std::string fixed_or_dash(bool have, double v) { return have ? fixed(v, 3) : std::string("-"); }
 
@@ -599,10 +596,7 @@ int run_ooc_bench(const BenchOptions& o) {
   auto methods = pick(o.methods, kAllMethods, "method");
 
   ScratchFile scratch(kScratchParent, run.file);
-  fmt::print(stderr, "faultline bench: writing {} of pseudo-random data to {} ({})\n",
-             format_size(run.file), scratch.path(), fs_type_name(scratch.path()));
-  write_random_bytes(scratch.fd(), run.file, kDataSeed, [] { throw_if_interrupted(); });
-  if (::fsync(scratch.fd()) != 0) throw_errno("fsync '" + scratch.path() + "'");
+  fill_with_random_data(scratch, run.file, kDataSeed, [] { throw_if_interrupted(); });
   run.depth = o.direct_depth ? o.direct_depth
                              : std::min(kMaxDirectDepth, std::max(1u, device_depth(scratch.path())));
   run.cg_version = probe_cgroup(run.limit);

@@ -120,7 +120,6 @@ void set_ratios(std::vector<Row>& rows, const RunInfo& info) {
 using Col = Column<Row, RunInfo>;
 
 std::string num(uint64_t v) { return fmt::format("{}", v); }
-std::string fixed(double v, int decimals) { return fmt::format("{:.{}f}", v, decimals); }
 /// A faultline counter, "-" for rows without counters.
 template <class F>
 std::string stat_cell(const Row& r, F f) {

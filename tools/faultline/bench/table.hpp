@@ -22,6 +22,9 @@ struct Column {
   std::string (*cell)(const Row&, const Ctx&);
 };
 
+/// v with `decimals` digits after the point (a cell before padding).
+inline std::string fixed(double v, int decimals) { return fmt::format("{:.{}f}", v, decimals); }
+
 inline std::string pad(std::string_view s, int width) {
   return width < 0 ? fmt::format("{:<{}}", s, -width) : fmt::format("{:>{}}", s, width);
 }

@@ -7,10 +7,12 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <stdexcept>
 #include <vector>
 
+#include "common/data_gen.hpp"
 #include "common/size_arg.hpp"
 #include "common/sys_error.hpp"
 
@@ -81,6 +83,16 @@ ScratchFile::~ScratchFile() {
   fd_.reset();
   ::unlink(path_.c_str());
   ::rmdir(dir_.c_str());
+}
+
+double fill_with_random_data(const ScratchFile& f, uint64_t size, uint64_t seed,
+                             const std::function<void()>& poll) {
+  fmt::print(stderr, "faultline bench: writing {} of pseudo-random data to {} ({})\n",
+             format_size(size), f.path(), fs_type_name(f.path()));
+  const auto t0 = std::chrono::steady_clock::now();
+  write_random_bytes(f.fd(), size, seed, poll);
+  if (::fsync(f.fd()) != 0) throw_errno("fsync '" + f.path() + "'");
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace faultline::cli

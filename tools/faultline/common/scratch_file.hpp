@@ -4,11 +4,15 @@
 // removed with its directory on destruction (normal exit, error, exception).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "common/unique_fd.hpp"
 
 namespace faultline::cli {
+
+/// Where the benches make their scratch files.
+inline constexpr const char* kScratchParent = "/var/tmp";
 
 class ScratchFile {
  public:
@@ -28,6 +32,12 @@ class ScratchFile {
   std::string path_;
   UniqueFd fd_;
 };
+
+/// Writes `size` bytes of pseudo-random data from `seed` (data_gen.hpp) to
+/// the scratch file, saying so on stderr, and fsyncs it; poll() runs between
+/// chunks (it may throw to stop). Returns the seconds it took.
+double fill_with_random_data(const ScratchFile& f, uint64_t size, uint64_t seed,
+                             const std::function<void()>& poll);
 
 /// The file system type name of `path` ("ext4", "xfs", "tmpfs", ... or the
 /// magic number in hex); throws std::system_error when statfs fails.
