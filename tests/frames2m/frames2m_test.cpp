@@ -1,5 +1,5 @@
 // Issue 7: Files with 2 MiB frames (hugetlb memfd, alias-view fills).
-// Every test needs a pool of free 2 MiB huge pages (tests/hugepage_pool.hpp).
+// Every test needs a pool of free 2 MiB huge pages (tests/support/hugepage_pool.hpp).
 #include <gtest/gtest.h>
 
 #include <cstdlib>

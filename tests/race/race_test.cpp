@@ -119,9 +119,12 @@ TEST_F(RACE_FIXTURE, F3_InstallAfterTruncateUnmap) {
   // The load raced with truncate: it may see the old page (installed before
   // truncate ran) or SIGBUS, never anything else; if truncate went first (the
   // guard is off), the kernel must have refused the install.
-  if (!truncate_waited)
+  if (!truncate_waited) {
     EXPECT_TRUE(res.bus.has_value()) << "a view showed a page past EOF after truncate";
-  if (!res.bus) EXPECT_EQ(res.value, 'a' + 6);
+  }
+  if (!res.bus) {
+    EXPECT_EQ(res.value, 'a' + 6);
+  }
   EXPECT_TRUE(load(v1.data() + 6 * kPs).bus.has_value());
   EXPECT_TRUE(load(v2.data() + 6 * kPs).bus.has_value());
   EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs);

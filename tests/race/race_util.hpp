@@ -18,7 +18,7 @@
 
 #include "faultline/faultline.hpp"
 #include "testing/testing.hpp"
-#include "../hugepage_pool.hpp"
+#include "hugepage_pool.hpp"
 
 namespace race {
 

@@ -243,7 +243,9 @@ TEST_F(RACE_FIXTURE, W9_TeardownZapVsInvalidate) {
     td.join("the view's teardown");
     other.join(op.c_str());
     EXPECT_TRUE(waited) << op << " did not wait for the teardown's zap";
-    if (op == "sync") EXPECT_EQ(synced, 'S') << "sync returned before the store was in the backend";
+    if (op == "sync") {
+      EXPECT_EQ(synced, 'S') << "sync returned before the store was in the backend";
+    }
     f.sync();
     EXPECT_EQ(backend_byte(*mem, 0), 'S') << "a store through the torn-down view was lost";
     EXPECT_EQ(read_all(f, 0, 1), "S");
