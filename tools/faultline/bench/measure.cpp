@@ -16,18 +16,21 @@
 #include <fstream>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 
+#include "bench/direct_io.hpp"
+#include "bench/kernel_cache.hpp"
 #include "bench/words.hpp"
 #include "faultline/backend.hpp"
 #include "faultline/constants.hpp"
 #include "faultline/file.hpp"
 #include "faultline/guarded.hpp"
 #include "faultline/mapping.hpp"
-#include "bench/kernel_cache.hpp"
 #include "umap/umap.h"
 #include "common/sys_error.hpp"
 #include "common/unique_fd.hpp"
@@ -280,37 +283,24 @@ Sample measure_device(const ReadPlan& plan) {
   std::atomic<int> error{0};
   const std::size_t ps = plan.page_size;
   auto worker = [&] {
-    // A buffer of 2 MiB huge pages where the pool has them, as faultline-2M's
-    // frames: each 2 MiB is one DMA segment (with 4 KiB pages a request is cut
-    // at max_segments, 254 here = ~1 MiB), else plain pages.
-    void* raw = ::mmap(nullptr, chunk, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
-    if (raw == MAP_FAILED)
-      raw = ::mmap(nullptr, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-                   -1, 0);
-    if (raw == MAP_FAILED) {
-      error = errno;
+    std::optional<DirectBuffer> buf;
+    try {
+      buf.emplace(chunk, /*huge=*/true);  // as faultline-2M's frames
+    } catch (const std::system_error& e) {
+      error = e.code().value();
       return;
     }
-    auto unmap = [chunk](std::byte* p) { ::munmap(p, chunk); };
-    std::unique_ptr<std::byte, decltype(unmap)> buf(static_cast<std::byte*>(raw), unmap);
     uint64_t local = 0;
     for (uint64_t i; (i = next.fetch_add(1)) < chunks && error == 0;) {
       const uint64_t off = order[i] * chunk;
       const uint64_t want = std::min<uint64_t>(chunk, plan.size - off);
-      uint64_t got = 0;
-      while (got < want) {
-        const ssize_t n = ::pread(fd.get(), buf.get() + got, chunk - got, static_cast<off_t>(off + got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-          error = errno;
-          return;
-        }
-        if (n == 0) break;
-        got += static_cast<uint64_t>(n);
+      const int64_t got = pread_upto(fd.get(), buf->get(), chunk, want, off);
+      if (got < 0) {
+        error = static_cast<int>(-got);
+        return;
       }
-      std::memset(buf.get() + got, 0, chunk - got);  // the EOF page: zeros, as pread's
-      for (uint64_t o = 0; o < want; o += ps) local += load_word(buf.get() + o);
+      std::memset(buf->get() + got, 0, chunk - static_cast<uint64_t>(got));  // the EOF page: zeros, as pread's
+      for (uint64_t o = 0; o < want; o += ps) local += load_word(buf->get() + o);
     }
     sum += local;
   };
@@ -320,10 +310,7 @@ Sample measure_device(const ReadPlan& plan) {
   for (auto& t : threads) t.join();
   const auto t1 = Clock::now();
   if (error != 0) throw_errno(error, "O_DIRECT read of '" + plan.path + "'");
-  s.have_memory = true;
-  s.mem_kernel_cache_bytes = kernel_cache_bytes(plan.path, plan.size);
-  s.ns = elapsed_ns(t0, t1);
-  s.word_sum = sum;
+  set_timed_read(s, plan, t0, t1, sum);
   return s;
 }
 

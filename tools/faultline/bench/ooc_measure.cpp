@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/direct_io.hpp"
 #include "bench/words.hpp"
 #include "common/sys_error.hpp"
 #include "common/unique_fd.hpp"
@@ -143,21 +144,6 @@ struct Toucher {
   }
 };
 
-/// A page-aligned buffer for O_DIRECT (huge pages where the pool has them).
-struct DirectBuf {
-  explicit DirectBuf(uint64_t len) : len_(len) {
-    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) throw_errno("mmap (O_DIRECT buffer)");
-    p_ = static_cast<std::byte*>(p);
-  }
-  ~DirectBuf() { ::munmap(p_, len_); }
-  std::byte* get() const { return p_; }
-
- private:
-  std::byte* p_;
-  uint64_t len_;
-};
-
 /// Runs fn in a SIGBUS guard (views); a SIGBUS or an exception becomes the
 /// thread's error.
 void guarded_run(PerThread& me, bool view, const std::function<void()>& fn) {
@@ -174,8 +160,8 @@ void guarded_run(PerThread& me, bool view, const std::function<void()>& fn) {
 /// Random touches (uniform, hotset, zipf, scan+hot's hot thread) until stop.
 void random_loop(PerThread& me, const Toucher& touch, PageGen gen, const std::atomic<bool>& stop,
                  const std::atomic<bool>& measuring) {
-  std::optional<DirectBuf> buf;
-  if (touch.direct_fd >= 0) buf.emplace(kPage);
+  std::optional<DirectBuffer> buf;
+  if (touch.direct_fd >= 0) buf.emplace(kPage, /*huge=*/false);
   std::byte* b = buf ? buf->get() : nullptr;
   uint64_t n = 0, sum = 0;
   while (!stop.load(std::memory_order_relaxed)) {
@@ -216,7 +202,7 @@ void scan_loop(PerThread& me, const std::byte* base, uint64_t first, uint64_t la
 /// a shared cursor; a read's pages count as touched (latency: one read).
 void direct_scan_loop(PerThread& me, int fd, uint64_t size, std::atomic<uint64_t>& cursor,
                       const std::atomic<bool>& stop) {
-  DirectBuf buf(kOocScanReadBytes);
+  DirectBuffer buf(kOocScanReadBytes, /*huge=*/false);
   uint64_t n = 0, sum = 0;
   for (;;) {
     if (stop.load(std::memory_order_relaxed)) break;
@@ -224,14 +210,9 @@ void direct_scan_loop(PerThread& me, int fd, uint64_t size, std::atomic<uint64_t
     if (off >= size) break;
     const uint64_t want = std::min<uint64_t>(kOocScanReadBytes, size - off);
     const auto t0 = Clock::now();
-    uint64_t got = 0;
-    while (got < want) {
-      const ssize_t r = ::pread(fd, buf.get() + got, kOocScanReadBytes - got, static_cast<off_t>(off + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) throw std::system_error(errno, std::generic_category(), "O_DIRECT pread");
-      if (r == 0) break;
-      got += static_cast<uint64_t>(r);
-    }
+    const int64_t r = pread_upto(fd, buf.get(), kOocScanReadBytes, want, off);
+    if (r < 0) throw std::system_error(static_cast<int>(-r), std::generic_category(), "O_DIRECT pread");
+    const auto got = static_cast<uint64_t>(r);
     me.hist.add(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
     for (uint64_t o = 0; o < got; o += kPage) sum += load_word(buf.get() + o);
@@ -419,8 +400,8 @@ struct Run {
 void hot_thread(Run& run, PerThread& me) {
   PageGen g(OocWorkload::Hotset, run.plan.pages, 77, /*hot_only=*/true);
   uint64_t s = 0;
-  std::optional<DirectBuf> buf;
-  if (run.touch.direct_fd >= 0) buf.emplace(kPage);
+  std::optional<DirectBuffer> buf;
+  if (run.touch.direct_fd >= 0) buf.emplace(kPage, /*huge=*/false);
   for (uint64_t i = 0; i < g.hot_pages() && !run.stop.load(std::memory_order_relaxed); ++i)
     s += run.touch(g.hot_page(i), buf ? buf->get() : nullptr);
   me.sum = s;
