@@ -1,10 +1,17 @@
 // The fault path: userfaultfd MISSING / MINOR / WP events on a File's views.
 //
-// Read fault (DESIGN section 2): lock the faulting page (R1), recheck that it
-// is still this page and below EOF (R2), try-lock a window of neighbours
-// (R12), fill what is not uptodate (R10), recheck EOF, install with
-// UFFDIO_CONTINUE (write-protected where the first store must be noticed),
-// and only then unlock.
+// Read fault (DESIGN section 2), along the kernel's seams: the policy first,
+// with no lock held — the window (fault-around, adaptive read-around, the
+// readahead stream), write-around and its page_mkwrite calls (R5), the frames
+// to charge under the memory limit; then the locked install: lock the faulting
+// page (R1a) under the invalidate_lock (R1b), recheck it (R2, R5), try-lock the
+// window's other pages (R1c, R12), recheck EOF (R2), fill what is not uptodate
+// (R10), recheck EOF, install with UFFDIO_CONTINUE (write-protected where the
+// first store must be noticed), and only then unlock (R1).
+//
+// Lock order (DESIGN section 5): invalidate_lock (shared) -> the faulting page
+// (sleeping) -> the window's other pages (try-lock, ascending) -> a view's
+// poison_mu. Nothing sleeps on a page lock holding a try-locked one.
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -15,14 +22,43 @@
 
 #include "mm/engine_core.hpp"
 #include "faultline/constants.hpp"
+#include "mm/bug.hpp"
 #include "mm/file_impl.hpp"
 #include "mm/mapping_impl.hpp"
+#include "mm/runs.hpp"
 #include "testing/sched.hpp"
 #include "os/uffd.hpp"
 
 namespace faultline::detail {
 
 namespace {
+// Rule guards (DESIGN section 3). Each is true while its rule's guard is on:
+// always, unless a race test broke that rule (FAULTLINE_BREAK; constant true
+// without FAULTLINE_TESTING). Under a breaker only the line that asks changes.
+/// R1a: the faulting page is locked from lookup until its PTE is in.
+inline bool lock_faulting_page() { return FL_GUARD(1, 'a'); }
+/// R1b: a fill holds the invalidate_lock shared (no truncate, punch or
+/// invalidate between its read of the backend and its install).
+inline bool fill_under_invalidate_lock() { return FL_GUARD(1, 'b'); }
+/// R1c: the window's other pages are try-locked and held until installed.
+inline bool lock_window_pages() { return FL_GUARD(1, 'c'); }
+/// R2: under the page lock, recheck that it is the same page, below EOF.
+inline bool recheck_under_lock() { return FL_RULE(2); }
+/// R5: under the page lock, recheck the page page_mkwrite was called for.
+inline bool recheck_mkwrite_page() { return FL_RULE(5); }
+/// R5: a refused page_mkwrite gives the store SIGBUS (W6).
+inline bool honour_mkwrite_refusal() { return FL_RULE(5); }
+/// R5: a page page_mkwrite returned locked is not locked again (W4).
+inline bool keep_mkwrite_lock() { return FL_RULE(5); }
+/// R5 (W10): SIGBUS removes a present PTE before it clears the WP marker.
+inline bool zap_before_unprotect() { return FL_RULE(5); }
+/// R6: the PTE is made writable before the unlock, the time updated after.
+inline bool unprotect_before_unlock() { return FL_RULE(6); }
+/// R7c: with stable pages every store waits for write-back to end.
+inline bool stable_pages_wait() { return FL_GUARD(7, 'c'); }
+/// R10: uptodate is the index's flag, never inferred from a MINOR fault.
+inline bool uptodate_from_index() { return FL_RULE(10); }
+
 // The faulting page as page_mkwrite sees it (Backend::MkwritePage).
 class MkwriteRef final : public Backend::MkwritePage {
  public:
@@ -41,7 +77,140 @@ class MkwriteRef final : public Backend::MkwritePage {
   size_t size_;
   bool locked_ = false;
 };
+
+// What a window does with its pages other than the faulting one:
+// kFillAround fills those not uptodate (else they are left out: only cached
+// neighbours are mapped, the kernel's filemap_map_pages), and kMapFilled maps
+// the ones it filled (else they stay cached but unmapped: read-around probes,
+// whose later faults tell whether reading around pays, DESIGN section 2
+// "Adaptive read-around").
+enum Around : unsigned { kMapCached = 0, kFillAround = 1, kMapFilled = 2, kFillAndMap = 3 };
+
+// Frames charged under the memory limit (issue 16) for a scope: the fill's
+// pages are cached (counted by nr_cached) by its end.
+class Charge {
+ public:
+  Charge(FileImpl* f, uint64_t pages) : f_(f), pages_(pages) {}
+  Charge(const Charge&) = delete;
+  Charge& operator=(const Charge&) = delete;
+  ~Charge() { f_->uncharge(pages_); }
+  uint64_t pages() const { return pages_; }
+  void add(uint64_t n) { pages_ += n; }
+
+ private:
+  FileImpl* f_;
+  uint64_t pages_;
+};
 }  // namespace
+
+// Pages [first, first + gens.size()) after a storing fault's page whose
+// page_mkwrite succeeded (generation at that time), to be made writable and
+// dirty with it (write-around, R5/R12).
+struct FileImpl::WriteAround {
+  uint64_t first = 0;
+  std::vector<uint32_t> gens;
+  std::vector<bool> no_mkwrite;  // skipped page_mkwrite: the page was dirty then
+  bool covers(uint64_t pg) const { return pg >= first && pg < first + gens.size(); }
+};
+
+// One fault's context (the kernel's struct vm_fault): the event, then what the
+// policy decides before any lock is taken.
+struct FileImpl::VmFault {
+  MappingImpl& m;
+  const uint64_t pg;     // the faulting page
+  const uintptr_t addr;  // the faulting address
+  const bool write;      // a store the view must notice (shared, writable)
+  const bool minor;      // MINOR: the frame is present (which says nothing of uptodate, R10)
+  const bool notify;     // page_mkwrite mode (not async dirty tracking)
+  // The policy's decisions:
+  bool sequential = false;   // the fault continues the view's readahead stream
+  uint64_t ra_next = 0;      // the view's stream position at the look
+  uint64_t ws = 0, we = 0;   // the window [ws, we), inside the view
+  unsigned around = kFillAndMap;
+  uint64_t stream_ws = 0, stream_we = 0;  // the stream's window for the next fault, if not [ws, we)
+  WriteAround wa, ra_wa;     // write-around in the window, and into the readahead window
+  uint32_t mkwrite_gen = 0;  // the faulting page's generation page_mkwrite was called for (R5)
+
+  VmFault(MappingImpl& m_, uint64_t pg_, uintptr_t addr_, bool write_, bool minor_, bool async)
+      : m(m_), pg(pg_), addr(addr_), write(write_), minor(minor_), notify(write_ && !async) {}
+};
+
+// One window being locked, filled and installed (install_window): what to do,
+// decided by the policy, and the pages it holds meanwhile.
+struct FileImpl::FaultWindow {
+  FileImpl& f;
+  MappingImpl& m;
+  const uint64_t ws, we;
+  const uint64_t must;      // the faulting page (readahead: its first page), locked by the caller
+  const bool write = false;  // must is stored to: installed writable and dirty (R6)
+  const bool minor = false;
+  const bool readahead = false;  // must is not needed: no SIGBUS, no fill past the budget
+  const WriteAround* wa = nullptr;  // pages made writable with must
+  uint64_t fill_budget = ~uint64_t{0};  // pages charged under the memory limit
+  unsigned around = kFillAndMap;
+
+  // Under the locks. pages[i] null: left out (not locked, past EOF, over the
+  // budget, its fill failed): not filled, not installed, unlocked.
+  std::vector<Page*> pages{};
+  std::vector<PageLock> locks{};
+  std::vector<uint32_t> gens{};  // generation when locked (R10)
+  std::vector<char> filled{};  // filled here
+  std::vector<bool> poisoned{};  // answered with POISON in this view (empty: none)
+  bool must_error = false;     // must's fill failed: SIGBUS
+  uint64_t late_charge = 0;    // must, cached at the look and evicted since
+
+  uint64_t size() const { return we - ws; }
+  uint64_t mi() const { return must - ws; }
+  bool is_must(uint64_t i) const { return ws + i == must; }
+  void drop(uint64_t i) {
+    locks[i].unlock();
+    pages[i] = nullptr;
+  }
+  // Whether page i is locked by its rule (R1a for the faulting page, R1c for
+  // the others and for readahead's first page) unless a breaker is on.
+  bool locked_by_rule(uint64_t i) const {
+    return is_must(i) && !readahead ? lock_faulting_page() : lock_window_pages();
+  }
+  bool needs_fill(uint64_t i) const {
+    if (pages[i]->test(PG_uptodate)) return false;
+    if (!uptodate_from_index() && minor && is_must(i)) return false;  // breaker: "MINOR = filled"
+    return true;
+  }
+  // Read-around probes: pages filled here for a fault that maps only its own
+  // page and what was cached before (and its write-around) stay unmapped.
+  bool probe(uint64_t i) const {
+    return !(around & kMapFilled) && filled[i] && !is_must(i) && !(wa && wa->covers(ws + i));
+  }
+  // R10: map only pages that are in the index (same generation) and
+  // uptodate; never one this view answered with POISON, nor a probe.
+  bool installable(uint64_t i) const {
+    if (!pages[i] || (is_must(i) && must_error)) return false;
+    if (!poisoned.empty() && poisoned[i]) return false;
+    if (probe(i)) return false;
+    if (!uptodate_from_index()) return true;
+    return pages[i]->test(PG_uptodate) && pages[i]->gen.load(std::memory_order_acquire) == gens[i];
+  }
+  // Installed write-protected: a page whose first store must be noticed.
+  bool wp_mode(uint64_t i) const {
+    if (!m.tracks_writes()) return false;
+    if (is_must(i) && write) return false;
+    // R7 (W11): a page under write-back (redirtied meanwhile) is installed
+    // write-protected with stable pages: its first store faults and waits.
+    if (f.stable_pages_ && stable_pages_wait() && pages[i]->test(PG_writeback)) return true;
+    return !pages[i]->test(PG_dirty);  // clean pages: the first store must fault
+  }
+
+  void lock(PageLock must_lock);
+  void drop_past_eof();
+  void trim();
+  void fill();
+  void fill_failed(uint64_t i, uint64_t j, int err);
+  void mark_filled(uint64_t k);
+  void read_poison();
+  void dirty();
+  bool map();
+  uint64_t continue_run(uint64_t i, uint64_t j);
+};
 
 void FileImpl::wake(MappingImpl& m, uintptr_t addr) {
   m.uffd->wake(addr & ~(uintptr_t{page_size()} - 1), page_size());
@@ -65,7 +234,7 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   // to every other thread's stores, with no event, until the DONTNEED.
   // (No PTE: the DONTNEED is a no-op. A failed madvise leaves the PTE: the
   // POISON below then gets EEXIST and the page is zapped again there.)
-  if (FL_RULE(5) && m.shared) ::madvise(reinterpret_cast<void*>(a), page_size(), MADV_DONTNEED);
+  if (m.shared && zap_before_unprotect()) ::madvise(reinterpret_cast<void*>(a), page_size(), MADV_DONTNEED);
   if (m.tracks_writes()) m.uffd->writeprotect(a, page_size(), false, true);
   FL_POINT("sigbus.before_poison");
   int e = m.uffd->poison(a, page_size());
@@ -106,8 +275,13 @@ void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
     core->defer_wake(m.uffd, addr & ~(uintptr_t{page_size()} - 1), page_size());
     return;
   }
-  read_fault(m, pg, addr, (flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes(), minor);
+  VmFault vmf(m, pg, addr, (flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes(), minor,
+              m.async_wp());
+  read_fault(vmf);
 }
+
+// ---------------------------------------------------------------------------
+// The policy: decided before any lock is taken.
 
 uint64_t FileImpl::write_around_pages(MappingImpl& m, uint64_t pg, bool stream) {
   // The limit is in 4 KiB pages; a File with larger pages gets the same bytes.
@@ -140,6 +314,16 @@ uint64_t FileImpl::write_around_pages(MappingImpl& m, uint64_t pg, bool stream) 
   return n;
 }
 
+int FileImpl::page_mkwrite_unlocked(Page* p, uint64_t pg) {
+  // R5: page_mkwrite is called with the page unlocked. A backend that returns
+  // it locked (VM_FAULT_LOCKED) gets it unlocked again here: the fault path
+  // takes the invalidate_lock before any page lock, and rechecks under it.
+  MkwriteRef ref(p, pg << page_shift_, page_size());
+  const int e = backend().page_mkwrite(ref);
+  if (ref.locked()) p->unlock();
+  return e;
+}
+
 FileImpl::WriteAround FileImpl::mkwrite_ahead(uint64_t first, uint64_t n, bool notify) {
   WriteAround wa;
   wa.first = first;
@@ -150,12 +334,8 @@ FileImpl::WriteAround FileImpl::mkwrite_ahead(uint64_t first, uint64_t n, bool n
     // that write-back can falsify before the page is locked: it is then only
     // kept writable if it is still dirty under its lock (R5).
     const bool dirty = notify && q->test(PG_dirty);
-    if (notify && !dirty) {
-      MkwriteRef ref(q, k << page_shift_, page_size());
-      const int e = backend().page_mkwrite(ref);  // R5: with the page unlocked
-      if (ref.locked()) q->unlock();
-      if (e < 0) break;  // no SIGBUS: no store has happened there yet
-    }
+    if (notify && !dirty && page_mkwrite_unlocked(q, k) < 0)
+      break;  // no SIGBUS: no store has happened there yet
     wa.gens.push_back(gen);
     wa.no_mkwrite.push_back(dirty);
   }
@@ -167,8 +347,8 @@ bool FileImpl::read_around(MappingImpl& m, uint64_t pg, bool cached) {
   // filemap_map_pages, with its 6.9 fix): a non-sequential fault that must
   // read counts a miss, one that finds its page cached a hit; past
   // kMmapLotsaMiss net misses the fault reads only its own page. The
-  // neighbours a read-around fault reads stay unmapped (install_window
-  // without kMapFilled), so a later touch of one faults and counts its hit:
+  // neighbours a read-around fault reads stay unmapped (a window without
+  // kMapFilled), so a later touch of one faults and counts its hit:
   // fault-around maps every page it fills, and a mapped page is never heard
   // of again. Benign races: a hint shared by the view's faulting threads.
   const uint64_t fa = fault_around_pages();
@@ -193,206 +373,93 @@ bool FileImpl::read_around(MappingImpl& m, uint64_t pg, bool cached) {
   return true;
 }
 
-void FileImpl::read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write, bool minor) {
-  // Choose the window: a fault right after the stream's last window, or inside
-  // a stream window (readahead in flight, or a page another handler skipped),
-  // continues the stream and grows it; anything else gets an aligned
-  // fault-around window, read whole or not by the adaptive read-around.
-  const uint64_t fa = fault_around_pages();  // in this File's pages (2 MiB frames: fewer)
+void FileImpl::choose_window(VmFault& vmf) {
+  // A fault right after the stream's last window, or inside a stream window
+  // (readahead in flight, or a page another handler skipped), continues the
+  // stream and grows it; anything else gets an aligned fault-around window.
+  MappingImpl& m = vmf.m;
+  const uint64_t pg = vmf.pg;
   const int advice = m.advice.load(std::memory_order_relaxed);
   const uint64_t ra_start = m.ra_start.load(std::memory_order_relaxed);
-  const uint64_t ra_next = m.ra_next.load(std::memory_order_relaxed);
-  const bool sequential =
+  vmf.ra_next = m.ra_next.load(std::memory_order_relaxed);
+  vmf.sequential =
       advice == static_cast<int>(Advice::Sequential) ||
-      (advice == static_cast<int>(Advice::Normal) && ra_next != ~uint64_t{0} &&
-       (pg == ra_next ||
-        (m.ra_stream.load(std::memory_order_relaxed) && pg >= ra_start && pg < ra_next)));
-  uint64_t ws, we;
-  // What the window does with the neighbours of pg (install_window).
-  unsigned around = kFillAndMap;
-  // The stream's window for the next fault's sequential check.
-  uint64_t stream_ws = 0, stream_we = 0;
-  if (sequential) {
+      (advice == static_cast<int>(Advice::Normal) && vmf.ra_next != ~uint64_t{0} &&
+       (pg == vmf.ra_next ||
+        (m.ra_stream.load(std::memory_order_relaxed) && pg >= ra_start && pg < vmf.ra_next)));
+  if (vmf.sequential) {
     const uint64_t cur = advice == static_cast<int>(Advice::Sequential)
                              ? readahead_max_pages()
-                             : std::max<uint64_t>(fa, m.ra_pages.load(std::memory_order_relaxed));
+                             : std::max<uint64_t>(fault_around_pages(),
+                                                  m.ra_pages.load(std::memory_order_relaxed));
     const uint64_t next = std::min<uint64_t>(readahead_max_pages(), cur * 2);
     m.ra_pages.store(static_cast<uint32_t>(next), std::memory_order_relaxed);
-    ws = pg;
-    we = pg + std::max<uint64_t>(next, 1);
+    vmf.ws = pg;
+    vmf.we = pg + std::max<uint64_t>(next, 1);
   } else {
-    m.ra_pages.store(static_cast<uint32_t>(fa), std::memory_order_relaxed);
-    ws = pg - (pg % fa);
-    we = ws + fa;
-    const Page* cached = index_.find(pg);
-    const bool hit = cached && cached->test(PG_uptodate);
-    // Random advice: only the faulting page is read (the cached neighbours
-    // are still mapped, as the kernel's fault-around does under MADV_RANDOM).
-    const bool whole = advice == static_cast<int>(Advice::Normal) && read_around(m, pg, hit);
-    if (whole) {
-      // Read the window, map the faulting page and what was cached before;
-      // the pages read for it are probes (a later fault on one is a hit).
-      around = kFillAround;
-      // Read-around: let the backend fetch the neighbourhood in the
-      // background (a later fault nearby then fills from a warm source).
-      // 2 MiB Files read it into their frames instead (fault_around_pages()).
-      const uint64_t ra = (core->cfg.read_around_pages * kBasePageSize) >> page_shift_;
-      if (!huge() && ra > fa) {
-        const uint64_t rs = pg - (pg % ra);
-        const uint64_t eof = eof_pages();
-        if (rs < eof) backend().will_need(rs << page_shift_, (std::min(rs + ra, eof) - rs) << page_shift_);
-      }
-    } else {
-      around = kMapCached;  // read pg alone (if not cached), map the cached window
-    }
-    // A fault that read only its page continues a stream at pg + 1.
-    if (!whole && !hit) stream_ws = pg, stream_we = pg + 1;
+    choose_fault_around(vmf, advice);
   }
-  ws = std::max(ws, m.pgoff);
-  we = std::min(we, m.pgoff + m.npages);
+  vmf.ws = std::max(vmf.ws, m.pgoff);
+  vmf.we = std::min(vmf.we, m.pgoff + m.npages);
+}
 
-  WriteAround wa, ra_wa;
-  // page_mkwrite only in page_mkwrite mode: async dirty tracking has no
-  // per-page notification (a storing fault still installs its page writable
-  // and dirty, R6).
-  const bool notify = write && !m.async_wp();
-  // No speculative dirtying past the hard dirty limit.
-  if (write && !core->over_dirty_limit()) {
-    // Write-around: a sequential store stream gets the following pages
-    // writable and dirty in this round trip (page_mkwrite for each first,
-    // unlocked, R5). The window covers them. Installing them writable now
-    // matters: a store to a page installed write-protected costs a fault even
-    // after the engine lifts the protection (DESIGN section 2), and in async
-    // mode a fault of its own.
-    // The store stream continues the readahead stream only when this fault
-    // is at the page right after the last window (not merely inside it).
-    const uint64_t n = write_around_pages(m, pg, sequential && pg == ra_next);
-    if (n > 1) {
-      wa = mkwrite_ahead(pg + 1, n - 1, notify);
-      we = std::max<uint64_t>(we, pg + 1 + wa.gens.size());
-      // A store stream whose write-around reached the end of the window
-      // continues into the readahead window below: up to as many pages again
-      // are installed writable and dirty there (R12: bounded and counted).
-      // page_mkwrite now, before any lock (R5; and never under the
-      // invalidate_lock: a backend may need it). Unused if the readahead does
-      // not happen: a reservation for a page never dirtied, at most n pages.
-      if (sequential && wa.gens.size() == n - 1 && we < m.pgoff + m.npages) {
-        const uint64_t ra_end = std::min<uint64_t>(we + (we - ws), m.pgoff + m.npages);
-        ra_wa = mkwrite_ahead(we, std::min<uint64_t>(ra_end - we, n), notify);
-        m.wa_start.store(we, std::memory_order_relaxed);
-        m.wa_next.store(we + ra_wa.gens.size(), std::memory_order_relaxed);
-      }
-    }
+void FileImpl::choose_fault_around(VmFault& vmf, int advice) {
+  // An aligned fault-around window (in this File's pages: 2 MiB frames get
+  // fewer), read whole or not by the adaptive read-around.
+  MappingImpl& m = vmf.m;
+  const uint64_t pg = vmf.pg;
+  const uint64_t fa = fault_around_pages();
+  m.ra_pages.store(static_cast<uint32_t>(fa), std::memory_order_relaxed);
+  vmf.ws = pg - (pg % fa);
+  vmf.we = vmf.ws + fa;
+  const Page* cached = index_.find(pg);
+  const bool hit = cached && cached->test(PG_uptodate);
+  // Random advice: only the faulting page is read (the cached neighbours are
+  // still mapped, as the kernel's fault-around does under MADV_RANDOM).
+  const bool whole = advice == static_cast<int>(Advice::Normal) && read_around(m, pg, hit);
+  // Whole: read the window, map the faulting page and what was cached before;
+  // the pages read for it are probes (a later fault on one is a hit). Else
+  // read pg alone (if not cached) and map the cached window.
+  vmf.around = whole ? kFillAround : kMapCached;
+  // A fault that read only its page continues a stream at pg + 1.
+  if (!whole && !hit) vmf.stream_ws = pg, vmf.stream_we = pg + 1;
+  // Read-around: let the backend fetch the neighbourhood in the background
+  // (a later fault nearby then fills from a warm source). 2 MiB Files read
+  // it into their frames instead (fault_around_pages()).
+  const uint64_t ra = (core->cfg.read_around_pages * kBasePageSize) >> page_shift_;
+  if (whole && !huge() && ra > fa) {
+    const uint64_t rs = pg - (pg % ra);
+    const uint64_t eof = eof_pages();
+    if (rs < eof) backend().will_need(rs << page_shift_, (std::min(rs + ra, eof) - rs) << page_shift_);
   }
-  uint32_t mkwrite_gen = 0;
-  if (notify) {
-    // R5: page_mkwrite is called with the page unlocked. A backend that
-    // returns it locked gets it unlocked again here: the fault path must take
-    // the invalidate_lock before any page lock, and rechecks under its own.
-    Page* wp = index_.get(pg);
-    // R5: the page page_mkwrite is told about, checked again under the lock.
-    mkwrite_gen = wp->gen.load(std::memory_order_acquire);
-    MkwriteRef ref(wp, pg << page_shift_, page_size());
-    const int e = backend().page_mkwrite(ref);
-    if (ref.locked()) wp->unlock();
-    if (e < 0) {
-      count(&Counters::mkwrite_errors);
-      send_sigbus(m, addr);
-      return;
-    }
-  }
-  FL_POINT("fault.after_mkwrite");
-  // The memory limit (issue 16): the frames this fill needs are charged
-  // before any lock is taken; a fault that would pass the limit reclaims (or
-  // waits for reclaim) first and never pushes the cache over it. With less
-  // room the window shrinks (the faulting page is always charged when it
-  // must be read; a fault on a cached page charges nothing, or at the limit
-  // it would evict a page for nothing, even the one it installs). Without
-  // read-around only the faulting page is filled, and charged.
-  const Page* fp = index_.find(pg);
-  const bool pg_missing = !fp || !fp->test(PG_uptodate);
-  const uint64_t budget =
-      charge((around & kFillAround) ? count_missing(ws, std::max(we, pg + 1)) : count_missing(pg, pg + 1),
-             pg_missing ? 1 : 0, /*may_wait=*/true);
-  struct Uncharge {
-    FileImpl* f;
-    uint64_t n;
-    ~Uncharge() { f->uncharge(n); }
-  } uncharge_at_end{this, budget};
-  // R1b: fills exclude truncate / punch / invalidate (invalidate_lock shared)
-  // and (R1a) the faulting page stays locked from lookup until its PTE is in.
-  std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::defer_lock);
-  Page* p = index_.get(pg);
-  for (;;) {
-    const uint32_t gen = p->gen.load(std::memory_order_acquire);
-    FL_POINT("fault.before_lock");
-    if (FL_GUARD(1, 'b')) inval.lock();  // R1b
-    if (!FL_GUARD(1, 'a')) break;
-    p->lock();  // R1a
-    if (FL_RULE(2) && p->gen.load(std::memory_order_acquire) != gen) {  // R2: not the same page
-      p->unlock();
-      if (inval.owns_lock()) inval.unlock();
-      count(&Counters::fault_retries);
-      continue;
-    }
-    break;
-  }
-  if (FL_RULE(2) && pg >= eof_pages()) {  // R2: past EOF — the refault meets the memfd's end
-    if (FL_GUARD(1, 'a')) p->unlock();
-    count(&Counters::fault_retries);
-    wake(m, addr);
-    return;
-  }
-  if (notify && FL_RULE(5) && p->gen.load(std::memory_order_acquire) != mkwrite_gen) {
-    // R5: the page page_mkwrite accepted was dropped since (punch,
-    // invalidate, reclaim): the store retries the whole fault, and the new
-    // page gets its own page_mkwrite (the kernel's VM_FAULT_NOPAGE).
-    if (FL_GUARD(1, 'a')) p->unlock();
-    count(&Counters::fault_retries);
-    wake(m, addr);
-    return;
-  }
-  // Write-around into the readahead window happens after the storing thread
-  // is woken: counted from before the wake, so a sync waits for it.
-  const LateDirtying late(this, !ra_wa.gens.empty());
-  // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
-  // A hit is an access reclaim must see (R9: a page it sampled faults here).
-  if (p->test(PG_uptodate)) {
-    count(&Counters::cache_hits);
-    p->set(PG_referenced);
-  } else {
-    count(&Counters::cache_misses);
-  }
-  const bool installed = install_window(m, ws, we, pg, write, minor, false,
-                                        wa.gens.empty() ? nullptr : &wa, budget, around);
-  if (!installed) return;
-  m.ra_start.store(stream_we ? stream_ws : ws, std::memory_order_relaxed);
-  m.ra_next.store(stream_we ? stream_we : we, std::memory_order_relaxed);
-  m.ra_stream.store(sequential, std::memory_order_relaxed);
-  if (sequential && we < m.pgoff + m.npages && we < eof_pages()) {
-    // Asynchronous readahead: the faulting thread already runs; fill and map
-    // the next window now, so the stream rarely waits for a round trip.
-    const uint64_t next_we = std::min<uint64_t>(we + (we - ws), m.pgoff + m.npages);
-    // Within the memory limit without waiting (the invalidate_lock is held):
-    // no room, no readahead.
-    const uint64_t need = count_missing(we, next_we);
-    const uint64_t ra_budget = charge(need, 0, /*may_wait=*/false);
-    const Uncharge ra_uncharge{this, ra_budget};
-    if ((need == 0 || ra_budget > 0) && (!FL_GUARD(1, 'c') || index_.get(we)->trylock())) {  // R1c (R12: try-lock)
-      // readahead: a failed fill of `we` must not poison a page nobody touched.
-      if (install_window(m, we, next_we, we, false, false, /*readahead=*/true,
-                         ra_wa.gens.empty() ? nullptr : &ra_wa, ra_budget))
-        m.ra_next.store(next_we, std::memory_order_relaxed);
-    }
-  }
-  if (write) {
-    // R6: the time update (mtime) for a store that arrived as a MISSING /
-    // MINOR fault (and its write-around): after the unlock, never under a
-    // page lock (W5), as on the write-protect path; and outside the
-    // invalidate_lock, as page_mkwrite (a backend's time update may need it).
-    if (inval.owns_lock()) inval.unlock();
-    backend().update_time();
-    FL_POINT("fault.after_time_update");
+}
+
+void FileImpl::plan_write_around(VmFault& vmf) {
+  // Write-around: a sequential store stream gets the following pages
+  // writable and dirty in this round trip (page_mkwrite for each first,
+  // unlocked, R5). The window covers them. Installing them writable now
+  // matters: a store to a page installed write-protected costs a fault even
+  // after the engine lifts the protection (DESIGN section 2), and in async
+  // mode a fault of its own. The store stream continues the readahead stream
+  // only when this fault is at the page right after the last window (not
+  // merely inside it). page_mkwrite only in page_mkwrite mode: async dirty
+  // tracking has no per-page notification.
+  MappingImpl& m = vmf.m;
+  const uint64_t n = write_around_pages(m, vmf.pg, vmf.sequential && vmf.pg == vmf.ra_next);
+  if (n <= 1) return;
+  vmf.wa = mkwrite_ahead(vmf.pg + 1, n - 1, vmf.notify);
+  vmf.we = std::max<uint64_t>(vmf.we, vmf.pg + 1 + vmf.wa.gens.size());
+  // A store stream whose write-around reached the end of the window
+  // continues into the readahead window: up to as many pages again are
+  // installed writable and dirty there (R12: bounded and counted).
+  // page_mkwrite now, before any lock (R5; and never under the
+  // invalidate_lock: a backend may need it). Unused if the readahead does
+  // not happen: a reservation for a page never dirtied, at most n pages.
+  if (vmf.sequential && vmf.wa.gens.size() == n - 1 && vmf.we < m.pgoff + m.npages) {
+    const uint64_t ra_end = std::min<uint64_t>(vmf.we + (vmf.we - vmf.ws), m.pgoff + m.npages);
+    vmf.ra_wa = mkwrite_ahead(vmf.we, std::min<uint64_t>(ra_end - vmf.we, n), vmf.notify);
+    m.wa_start.store(vmf.we, std::memory_order_relaxed);
+    m.wa_next.store(vmf.we + vmf.ra_wa.gens.size(), std::memory_order_relaxed);
   }
 }
 
@@ -418,274 +485,389 @@ uint64_t FileImpl::charge(uint64_t pages, uint64_t min, bool may_wait) {
 
 void FileImpl::uncharge(uint64_t pages) { core->uncharge(pages << (page_shift_ - kBasePageShift)); }
 
-bool FileImpl::install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
-                              bool minor, bool readahead, const WriteAround* wa,
-                              uint64_t fill_budget, unsigned around) {
-  // `must` is locked by the caller (R1a; readahead's first page R1c). R12 and
-  // R1c: the others only try-locked, ascending, and held until installed.
-  const uint64_t n = we - ws;
-  std::vector<Page*> pages(n, nullptr);
-  std::vector<uint32_t> gens(n, 0);
-  std::vector<char> held(n, 0);
-  pages[must - ws] = index_.get(must);
-  held[must - ws] = readahead ? FL_GUARD(1, 'c') : FL_GUARD(1, 'a');
-  for (uint64_t i = 0; i < n; ++i) {
-    if (ws + i == must) continue;
-    Page* q = index_.get(ws + i);
-    if (!FL_GUARD(1, 'c')) {
-      pages[i] = q;  // breaker R1c: a neighbour filled and installed unlocked
-    } else if (q->trylock()) {
-      pages[i] = q;
-      held[i] = 1;
+uint64_t FileImpl::charge_fault(const VmFault& vmf) {
+  // The memory limit (issue 16): the frames this fill needs are charged
+  // before any lock is taken; a fault that would pass the limit reclaims (or
+  // waits for reclaim) first and never pushes the cache over it. With less
+  // room the window shrinks (the faulting page is always charged when it
+  // must be read; a fault on a cached page charges nothing, or at the limit
+  // it would evict a page for nothing, even the one it installs). Without
+  // read-around only the faulting page is filled, and charged.
+  const Page* fp = index_.find(vmf.pg);
+  const bool pg_missing = !fp || !fp->test(PG_uptodate);
+  const uint64_t want = (vmf.around & kFillAround)
+                            ? count_missing(vmf.ws, std::max(vmf.we, vmf.pg + 1))
+                            : count_missing(vmf.pg, vmf.pg + 1);
+  return charge(want, pg_missing ? 1 : 0, /*may_wait=*/true);
+}
+
+// ---------------------------------------------------------------------------
+// The read fault: the policy, then the locked install.
+
+void FileImpl::read_fault(VmFault& vmf) {
+  MappingImpl& m = vmf.m;
+  choose_window(vmf);
+  // No speculative dirtying past the hard dirty limit.
+  if (vmf.write && !core->over_dirty_limit()) plan_write_around(vmf);
+  if (vmf.notify) {
+    // R5: the page page_mkwrite is told about, checked again under the lock.
+    Page* wp = index_.get(vmf.pg);
+    vmf.mkwrite_gen = wp->gen.load(std::memory_order_acquire);
+    if (page_mkwrite_unlocked(wp, vmf.pg) < 0) {
+      count(&Counters::mkwrite_errors);
+      send_sigbus(m, vmf.addr);
+      return;
     }
   }
+  FL_POINT("fault.after_mkwrite");
+  const Charge budget(this, charge_fault(vmf));
+  std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::defer_lock);
+  PageLock lock;
+  if (!lock_fault(vmf, inval, lock)) return;
+  // Write-around into the readahead window happens after the storing thread
+  // is woken: counted from before the wake, so a sync waits for it.
+  const LateDirtying late(this, !vmf.ra_wa.gens.empty());
+  // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
+  // A hit is an access reclaim must see (R9: a page it sampled faults here).
+  Page* p = index_.get(vmf.pg);
+  if (p->test(PG_uptodate)) {
+    count(&Counters::cache_hits);
+    p->set(PG_referenced);
+  } else {
+    count(&Counters::cache_misses);
+  }
+  FaultWindow w{.f = *this, .m = m, .ws = vmf.ws, .we = vmf.we, .must = vmf.pg,
+                .write = vmf.write, .minor = vmf.minor,
+                .wa = vmf.wa.gens.empty() ? nullptr : &vmf.wa,
+                .fill_budget = budget.pages(), .around = vmf.around};
+  if (!install_window(w, std::move(lock))) return;
+  m.ra_start.store(vmf.stream_we ? vmf.stream_ws : vmf.ws, std::memory_order_relaxed);
+  m.ra_next.store(vmf.stream_we ? vmf.stream_we : vmf.we, std::memory_order_relaxed);
+  m.ra_stream.store(vmf.sequential, std::memory_order_relaxed);
+  if (vmf.sequential && vmf.we < m.pgoff + m.npages && vmf.we < eof_pages()) readahead(vmf);
+  if (vmf.write) {
+    // R6: the time update (mtime) for a store that arrived as a MISSING /
+    // MINOR fault (and its write-around): after the unlock, never under a
+    // page lock (W5), as on the write-protect path; and outside the
+    // invalidate_lock, as page_mkwrite (a backend's time update may need it).
+    if (inval.owns_lock()) inval.unlock();
+    backend().update_time();
+    FL_POINT("fault.after_time_update");
+  }
+}
+
+bool FileImpl::lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval, PageLock& lock) {
+  // Fills exclude truncate / punch / invalidate (R1b: the invalidate_lock
+  // shared), and the faulting page stays locked from here until its PTE is
+  // in (R1a). Returns false when the fault ends here: its thread is woken to
+  // retry the access.
+  Page* p = index_.get(vmf.pg);
+  for (;;) {
+    const uint32_t gen = p->gen.load(std::memory_order_acquire);
+    FL_POINT("fault.before_lock");
+    if (fill_under_invalidate_lock()) inval.lock();  // R1b
+    if (!lock_faulting_page()) break;
+    lock = PageLock(p);  // R1a
+    // R2: is it still the page we looked up (not dropped, and refilled)?
+    if (recheck_under_lock() && p->gen.load(std::memory_order_acquire) != gen) {
+      lock.unlock();
+      if (inval.owns_lock()) inval.unlock();
+      count(&Counters::fault_retries);
+      continue;
+    }
+    break;
+  }
+  // R2: did it get truncated? Past EOF the refault meets the memfd's end.
+  const bool truncated = recheck_under_lock() && vmf.pg >= eof_pages();
+  // R5: the page page_mkwrite accepted was dropped since (punch, invalidate,
+  // reclaim): the store retries the whole fault, and the new page gets its
+  // own page_mkwrite (the kernel's VM_FAULT_NOPAGE).
+  const bool dropped = vmf.notify && recheck_mkwrite_page() &&
+                       p->gen.load(std::memory_order_acquire) != vmf.mkwrite_gen;
+  if (truncated || dropped) {
+    lock.unlock();
+    count(&Counters::fault_retries);
+    wake(vmf.m, vmf.addr);
+    return false;
+  }
+  return true;
+}
+
+void FileImpl::readahead(VmFault& vmf) {
+  // Asynchronous readahead: the faulting thread already runs; fill and map
+  // the next window now, so the stream rarely waits for a round trip. Within
+  // the memory limit without waiting (the invalidate_lock is held): no room,
+  // no readahead.
+  MappingImpl& m = vmf.m;
+  const uint64_t ws = vmf.we;
+  const uint64_t we = std::min<uint64_t>(vmf.we + (vmf.we - vmf.ws), m.pgoff + m.npages);
+  const uint64_t need = count_missing(ws, we);
+  const Charge budget(this, charge(need, 0, /*may_wait=*/false));
+  if (need != 0 && budget.pages() == 0) return;
+  PageLock first;
+  if (lock_window_pages()) {
+    first = PageLock(index_.get(ws), std::try_to_lock);  // R1c (R12: try-lock)
+    if (!first) return;
+  }
+  // A failed fill of its first page must not poison a page nobody touched.
+  FaultWindow w{.f = *this, .m = m, .ws = ws, .we = we, .must = ws, .readahead = true,
+                .wa = vmf.ra_wa.gens.empty() ? nullptr : &vmf.ra_wa, .fill_budget = budget.pages()};
+  if (install_window(w, std::move(first))) m.ra_next.store(we, std::memory_order_relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// The locked install.
+
+bool FileImpl::install_window(FaultWindow& w, PageLock must_lock) {
+  w.lock(std::move(must_lock));
+  // R2: did it get truncated? EOF again, now that the window is locked
+  // (truncate sets i_size before it locks pages, R3).
+  if (recheck_under_lock()) w.drop_past_eof();
+  FL_POINT("fault.before_fill");
+  w.trim();
+  w.fill();
+  FL_POINT("fault.after_fill");
+  // R2: before installing, under the locks, EOF once more.
+  if (recheck_under_lock()) w.drop_past_eof();
+  w.read_poison();
+  w.dirty();
+  FL_POINT("fault.before_install");
+  const bool installed = w.map();
+  // Error on the faulting page: SIGBUS for this access, the rest of the file
+  // keeps working.
+  if (w.must_error && !w.readahead) send_sigbus(w.m, w.m.addr_of(w.must));
+  for (uint64_t i = 0; i < w.size(); ++i)
+    if (w.pages[i]) w.drop(i);  // R1: unlock only after the PTEs are in
+  if (!installed && !w.must_error) wake(w.m, w.m.addr_of(w.must));
+  uncharge(w.late_charge);
+  return installed;
+}
+
+void FileImpl::FaultWindow::lock(PageLock must_lock) {
+  // `must` comes locked by the caller (R1a; readahead's first page R1c). R12
+  // and R1c: the others only try-locked, ascending, and held until installed.
+  const uint64_t n = size();
+  pages.assign(n, nullptr);
+  locks.resize(n);
+  filled.assign(n, 0);
+  pages[mi()] = f.index_.get(must);
+  locks[mi()] = std::move(must_lock);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (is_must(i)) continue;
+    Page* q = f.index_.get(ws + i);
+    if (!lock_window_pages()) {
+      pages[i] = q;  // breaker R1c: a neighbour filled and installed unlocked
+    } else if (PageLock l(q, std::try_to_lock); l) {
+      pages[i] = q;
+      locks[i] = std::move(l);
+    }
+  }
+  gens.assign(n, 0);
   for (uint64_t i = 0; i < n; ++i)
     if (pages[i]) gens[i] = pages[i]->gen.load(std::memory_order_acquire);
-  auto drop = [&](uint64_t i) {
-    if (held[i]) pages[i]->unlock();
-    pages[i] = nullptr;
-  };
-  // R2: EOF again, now that the window is locked (truncate sets i_size before
-  // it locks pages, R3).
-  uint64_t eof = eof_pages();
-  if (FL_RULE(2))
-    for (uint64_t i = 0; i < n; ++i)
-      if (pages[i] && ws + i >= eof) drop(i);
-  bool must_error = false;
+}
 
-  FL_POINT("fault.before_fill");
-  // Fill contiguous runs of locked pages that are not uptodate (R10: the
-  // index's flag decides, never MISSING vs MINOR).
-  auto needs_fill = [&](uint64_t i) {
-    if (pages[i]->test(PG_uptodate)) return false;
-    if (!FL_RULE(10) && minor && ws + i == must) return false;  // breaker: "MINOR = filled"
-    return true;
-  };
+void FileImpl::FaultWindow::drop_past_eof() {
+  // (A failed faulting page past EOF stays, for its SIGBUS.)
+  const uint64_t eof = f.eof_pages();
+  for (uint64_t i = 0; i < size(); ++i)
+    if (pages[i] && ws + i >= eof && !(is_must(i) && must_error)) drop(i);
+}
+
+void FileImpl::FaultWindow::trim() {
   // Without kFillAround only the faulting page is read: the neighbours that
   // are not uptodate are left out.
   if (!(around & kFillAround))
-    for (uint64_t i = 0; i < n; ++i)
-      if (ws + i != must && pages[i] && needs_fill(i)) drop(i);
-  // Pages this window fills (without kMapFilled they stay unmapped).
-  std::vector<char> filled(n, 0);
+    for (uint64_t i = 0; i < size(); ++i)
+      if (!is_must(i) && pages[i] && needs_fill(i)) drop(i);
   // The memory limit: fill no more pages than were charged, the faulting page
   // first (a fault always gets its page; readahead may get nothing).
-  uint64_t late_charge = 0;  // the faulting page, cached at the look and evicted since
-  if (fill_budget != ~uint64_t{0}) {
-    uint64_t left = fill_budget;
-    const uint64_t mi = must - ws;
-    if (pages[mi] && needs_fill(mi)) {
-      if (left) --left;
-      else if (readahead) drop(mi);
-      // Charged now (reclaim evicts sampled pages whose touch is this fault):
-      // try-locks only under these locks, over by this page at worst.
-      else late_charge = charge(1, 1, /*may_wait=*/false);
-    }
-    for (uint64_t i = 0; i < n; ++i) {
-      if (i == mi || !pages[i] || !needs_fill(i)) continue;
-      if (left) --left;
-      else drop(i);
-    }
+  if (fill_budget == ~uint64_t{0}) return;
+  uint64_t left = fill_budget;
+  if (pages[mi()] && needs_fill(mi())) {
+    if (left) --left;
+    else if (readahead) drop(mi());
+    // Charged now (reclaim evicts sampled pages whose touch is this fault):
+    // try-locks only under these locks, over by this page at worst.
+    else late_charge = f.charge(1, 1, /*may_wait=*/false);
   }
-  for (uint64_t i = 0; i < n;) {
-    if (!pages[i] || !needs_fill(i)) {
-      ++i;
+  for (uint64_t i = 0; i < size(); ++i) {
+    if (is_must(i) || !pages[i] || !needs_fill(i)) continue;
+    if (left) --left;
+    else drop(i);
+  }
+}
+
+void FileImpl::FaultWindow::fill() {
+  // Fill contiguous runs of locked pages that are not uptodate (R10: the
+  // index's flag decides, never MISSING vs MINOR).
+  for_each_run(size(), [&](uint64_t i) { return pages[i] && needs_fill(i); },
+               [&](uint64_t i, uint64_t j) {
+                 const auto t_fill = std::chrono::steady_clock::now();
+                 const int err = f.fill(ws + i, j - i);
+                 f.count(&Counters::fill_ns, ns_since(t_fill));
+                 if (err != 0) {
+                   fill_failed(i, j, err);
+                   return;
+                 }
+                 f.count(&Counters::pages_filled, j - i);
+                 for (uint64_t k = i; k < j; ++k) {
+                   mark_filled(k);
+                   filled[k] = 1;
+                 }
+               });
+}
+
+void FileImpl::FaultWindow::mark_filled(uint64_t k) {
+  pages[k]->clear(PG_error);
+  f.mark_uptodate(ws + k, pages[k]);
+}
+
+void FileImpl::FaultWindow::fill_failed(uint64_t i, uint64_t j, int err) {
+  // Like the kernel after a failed readahead, retry only the faulting page on
+  // its own (one bad page must not fail the access to a good one), unless the
+  // backend is unreachable (a retry would wait for its timeout again). The
+  // neighbours are just not installed.
+  f.count(&Counters::read_errors);
+  const bool unreachable = err == -ETIMEDOUT || err == -ENOTCONN || err == -ESHUTDOWN;
+  for (uint64_t k = i; k < j; ++k) {
+    if (!is_must(k)) {
+      drop(k);
       continue;
     }
-    uint64_t j = i + 1;
-    while (j < n && pages[j] && needs_fill(j)) ++j;
-    const auto t_fill = std::chrono::steady_clock::now();
-    const int fill_err = fill(ws + i, j - i);
-    count(&Counters::fill_ns, ns_since(t_fill));
-    if (fill_err == 0) {
-      count(&Counters::pages_filled, j - i);
-      for (uint64_t k = i; k < j; ++k) {
-        pages[k]->clear(PG_error);
-        mark_uptodate(ws + k, pages[k]);
-        filled[k] = 1;
-      }
-    } else {
-      // A run failed. Like the kernel after a failed readahead, retry only the
-      // faulting page on its own (one bad page must not fail the access to a
-      // good one), unless the backend is unreachable (a retry would wait for
-      // its timeout again). The neighbours are just not installed.
-      count(&Counters::read_errors);
-      const bool unreachable =
-          fill_err == -ETIMEDOUT || fill_err == -ENOTCONN || fill_err == -ESHUTDOWN;
-      for (uint64_t k = i; k < j; ++k) {
-        if (ws + k != must) {
-          drop(k);
-          continue;
-        }
-        if (j - i > 1 && !unreachable && fill(must, 1) == 0) {
-          count(&Counters::pages_filled);
-          pages[k]->clear(PG_error);
-          mark_uptodate(ws + k, pages[k]);
-          continue;
-        }
-        pages[k]->set(PG_error);
-        must_error = true;
-      }
+    if (j - i > 1 && !unreachable && f.fill(must, 1) == 0) {
+      f.count(&Counters::pages_filled);
+      mark_filled(k);
+      continue;
     }
-    i = j;
+    pages[k]->set(PG_error);
+    must_error = true;
   }
-  FL_POINT("fault.after_fill");
-  // R2: before installing, under the locks, EOF once more.
-  eof = eof_pages();
-  if (FL_RULE(2))
-    for (uint64_t i = 0; i < n; ++i)
-      if (pages[i] && ws + i >= eof && !(ws + i == must && must_error)) drop(i);
-  // R10: map only pages that are in the index (same generation) and uptodate.
+}
+
+void FileImpl::FaultWindow::read_poison() {
   // Pages this view answered with POISON keep raising SIGBUS until the range
   // is invalidated, punched or truncated: CONTINUE would replace the poison
   // marker, so fault-around skips them.
-  std::vector<bool> poisoned;
-  {
-    std::lock_guard g(m.poison_mu);
-    if (!m.poisoned.empty()) {
-      poisoned.assign(n, false);
-      for (auto it = m.poisoned.lower_bound(ws); it != m.poisoned.end() && *it < we; ++it)
-        poisoned[*it - ws] = true;
-    }
-  }
-  // Read-around probes: pages filled here for a fault that maps only its own
-  // page and what was cached before (and its write-around) stay unmapped.
-  auto probe = [&](uint64_t i) {
-    return !(around & kMapFilled) && filled[i] && ws + i != must && !(wa && wa->covers(ws + i));
-  };
-  auto installable = [&](uint64_t i) {
-    if (!pages[i] || (ws + i == must && must_error)) return false;
-    if (!poisoned.empty() && poisoned[i]) return false;
-    if (probe(i)) return false;
-    if (!FL_RULE(10)) return true;
-    return pages[i]->test(PG_uptodate) && pages[i]->gen.load(std::memory_order_acquire) == gens[i];
-  };
+  std::lock_guard g(m.poison_mu);
+  if (m.poisoned.empty()) return;
+  poisoned.assign(size(), false);
+  for (auto it = m.poisoned.lower_bound(ws); it != m.poisoned.end() && *it < we; ++it)
+    poisoned[*it - ws] = true;
+}
 
-  // Install runs of uptodate pages with one CONTINUE each; the mode is passed
-  // explicitly every time (WP markers stick).
-  if (write && installable(must - ws)) {
+void FileImpl::FaultWindow::dirty() {
+  // R6: the pages installed writable are marked dirty first, under their locks.
+  if (write && installable(mi())) {
+    Page* p = pages[mi()];
+    FL_BUG_ON(lock_faulting_page() && !p->locked());  // R6: dirty under the page lock
     // R7 (W11): stable pages — a store arriving as a MISSING/MINOR fault
     // waits for write-back of its page to end, as on the WP path.
-    wait_stable(pages[must - ws]);
-    // R6: the page is marked dirty and made writable under its lock.
-    mark_dirty(pages[must - ws]);
+    f.wait_stable(p);
+    f.mark_dirty(p);
   }
-  if (wa) {
-    // Write-around pages whose page_mkwrite succeeded and that are still the
-    // same page (R5 recheck, under their locks): dirty now, writable below.
-    for (uint64_t i = 0; i < n; ++i) {
-      const uint64_t k = ws + i;
-      if (!wa->covers(k) || !installable(i)) continue;
-      if (pages[i]->gen.load(std::memory_order_acquire) != wa->gens[k - wa->first]) continue;
-      // R5: no page_mkwrite was called because it was dirty: only if it
-      // still is (write-back may have cleaned it meanwhile); else it is
-      // installed write-protected and its first store faults.
-      if (wa->no_mkwrite[k - wa->first] && !pages[i]->test(PG_dirty)) continue;
-      // Stable pages: a page under write-back is not made writable (W8).
-      if (stable_pages_ && pages[i]->test(PG_writeback)) continue;
-      if (mark_dirty(pages[i])) count(&Counters::pages_write_around);
-    }
+  if (!wa) return;
+  // Write-around pages whose page_mkwrite succeeded and that are still the
+  // same page (R5 recheck, under their locks): dirty now, writable below.
+  for (uint64_t i = 0; i < size(); ++i) {
+    const uint64_t k = ws + i;
+    if (!wa->covers(k) || !installable(i)) continue;
+    if (pages[i]->gen.load(std::memory_order_acquire) != wa->gens[k - wa->first]) continue;
+    // R5: no page_mkwrite was called because it was dirty: only if it still
+    // is (write-back may have cleaned it meanwhile); else it is installed
+    // write-protected and its first store faults.
+    if (wa->no_mkwrite[k - wa->first] && !pages[i]->test(PG_dirty)) continue;
+    // Stable pages: a page under write-back is not made writable (W8).
+    if (f.stable_pages_ && pages[i]->test(PG_writeback)) continue;
+    if (f.mark_dirty(pages[i])) f.count(&Counters::pages_write_around);
   }
-  auto wp_mode = [&](uint64_t i) {
-    if (!m.tracks_writes()) return false;
-    if (ws + i == must && write) return false;
-    // R7 (W11): a page under write-back (redirtied meanwhile) is installed
-    // write-protected with stable pages: its first store faults and waits.
-    if (stable_pages_ && FL_GUARD(7, 'c') && pages[i]->test(PG_writeback)) return true;
-    return !pages[i]->test(PG_dirty);  // clean pages: the first store must fault
-  };
-  FL_POINT("fault.before_install");
+}
+
+bool FileImpl::FaultWindow::map() {
+  // Install runs of installable pages, one CONTINUE each; the mode is passed
+  // explicitly every time (WP markers stick). Returns whether `must` is
+  // mapped (EEXIST counts: it is mapped in this view either way).
   // Mapped again: reclaim samples a page before it judges it unused (R9).
-  for (uint64_t i = 0; i < n; ++i)
+  for (uint64_t i = 0; i < size(); ++i)
     if (installable(i)) pages[i]->clear(PG_sampled);
   bool must_installed = false;
   uint64_t mapped_around = 0;
-  for (uint64_t i = 0; i < n;) {
-    if (!installable(i)) {
-      ++i;
-      continue;
-    }
-    const bool mode = wp_mode(i);
-    uint64_t j = i + 1;
-    while (j < n && installable(j) && wp_mode(j) == mode) ++j;
-    uint64_t done = 0;
-    const uint64_t len = (j - i) << page_shift_;
-    while (done < len) {
-      const auto t_install = std::chrono::steady_clock::now();
-      const auto r = m.uffd->continue_range(m.addr_of(ws + i) + done, len - done, mode);
-      count(&Counters::install_ns, ns_since(t_install));
-      if (r.err == 0) {
-        count(&Counters::pages_installed, (len - done) >> page_shift_);
-        done = len;
-      } else if (r.err == EAGAIN && r.done > 0) {  // stopped at a page already mapped
-        count(&Counters::pages_installed, static_cast<uint64_t>(r.done) >> page_shift_);
-        done += static_cast<uint64_t>(r.done);
-      } else if (r.err == EEXIST || r.err == EAGAIN) {  // this page is mapped: skip it
-        done += page_size();
-      } else {
-        break;  // EINVAL past the memfd's end, EFAULT a hole, ENOENT view gone
-      }
-    }
-    // EEXIST counts: the page is mapped in this view either way.
-    if (must >= ws + i && must < ws + j && ((must - ws - i) << page_shift_) < done)
-      must_installed = true;
-    mapped_around += (std::min<uint64_t>(done >> page_shift_, j - i)) -
-              ((must >= ws + i && must < ws + j && must_installed) ? 1 : 0);
-    i = j;
-  }
-  count(&Counters::pages_fault_around, mapped_around);
+  for_each_run(
+      size(), [&](uint64_t i) { return installable(i); },
+      [&](uint64_t a, uint64_t b) { return wp_mode(a) == wp_mode(b); },
+      [&](uint64_t i, uint64_t j) {
+        const uint64_t done = continue_run(i, j);
+        const bool has_must = must >= ws + i && must < ws + j;
+        if (has_must && ((must - ws - i) << f.page_shift_) < done) must_installed = true;
+        mapped_around +=
+            std::min<uint64_t>(done >> f.page_shift_, j - i) - ((has_must && must_installed) ? 1 : 0);
+      });
+  f.count(&Counters::pages_fault_around, mapped_around);
   if (!(around & kMapFilled)) {
     uint64_t probes = 0;
-    for (uint64_t i = 0; i < n; ++i) probes += pages[i] && probe(i);
-    count(&Counters::pages_read_around, probes);
+    for (uint64_t i = 0; i < size(); ++i) probes += pages[i] && probe(i);
+    f.count(&Counters::pages_read_around, probes);
   }
-
-  // Error on the faulting page: SIGBUS for this access, the rest of the file
-  // keeps working.
-  if (must_error && !readahead) send_sigbus(m, m.addr_of(must));
-  for (uint64_t i = 0; i < n; ++i)
-    if (pages[i]) drop(i);  // R1: unlock only after the PTEs are in
-  if (!must_installed && !must_error) wake(m, m.addr_of(must));
-  uncharge(late_charge);
   return must_installed;
 }
 
+uint64_t FileImpl::FaultWindow::continue_run(uint64_t i, uint64_t j) {
+  // UFFDIO_CONTINUE of pages [i, j), all installed in one mode; returns the
+  // bytes mapped (a page found mapped already counts).
+  for (uint64_t k = i; k < j; ++k)
+    FL_BUG_ON(locked_by_rule(k) && !pages[k]->locked());  // R1: locked until its PTE is in
+  const bool mode = wp_mode(i);
+  const uint64_t len = (j - i) << f.page_shift_;
+  uint64_t done = 0;
+  while (done < len) {
+    const auto t_install = std::chrono::steady_clock::now();
+    const auto r = m.uffd->continue_range(m.addr_of(ws + i) + done, len - done, mode);
+    f.count(&Counters::install_ns, ns_since(t_install));
+    if (r.err == 0) {
+      f.count(&Counters::pages_installed, (len - done) >> f.page_shift_);
+      done = len;
+    } else if (r.err == EAGAIN && r.done > 0) {  // stopped at a page already mapped
+      f.count(&Counters::pages_installed, static_cast<uint64_t>(r.done) >> f.page_shift_);
+      done += static_cast<uint64_t>(r.done);
+    } else if (r.err == EEXIST || r.err == EAGAIN) {  // this page is mapped: skip it
+      done += f.page_size();
+    } else {
+      break;  // EINVAL past the memfd's end, EFAULT a hole, ENOENT view gone
+    }
+  }
+  return done;
+}
+
+// ---------------------------------------------------------------------------
+// The write-protect fault (a store to a page installed write-protected).
 
 void FileImpl::wait_stable(Page* p) {
   // R7: with stable pages a store to a page under write-back waits until it
   // ends (the kernel's folio_wait_stable), holding the page lock (ending
   // write-back never takes it).
-  if (stable_pages_ && FL_GUARD(7, 'c')) p->wait_clear(PG_writeback);  // R7c
+  if (stable_pages_ && stable_pages_wait()) p->wait_clear(PG_writeback);  // R7c
 }
 
 void FileImpl::write_around_after_wp(MappingImpl& m, uint64_t pg) {
   // Write-around for stores to pages installed write-protected: page_mkwrite
   // for the following pages (unlocked, R5), then under each page's lock
-  // (try-locked, R12) recheck, mark dirty and make writable (R6).
+  // (try-locked, R12) recheck, mark dirty and make writable (R6): the pages
+  // from pg + 1 up to the first that fails.
   const uint64_t n = write_around_pages(m, pg);
   if (n <= 1 || core->over_dirty_limit()) return;
   const WriteAround wa = mkwrite_ahead(pg + 1, n - 1);
-  uint64_t run_start = 0, run_len = 0;
-  auto flush_run = [&] {
-    if (run_len) m.uffd->writeprotect(m.addr_of(run_start), run_len << page_shift_, false, true);
-    run_len = 0;
-  };
-  std::vector<Page*> locked;
-  for (uint64_t i = 0; i < wa.gens.size(); ++i) {
-    const uint64_t k = wa.first + i;
-    Page* q = index_.get(k);
-    if (!q->trylock()) break;
-    locked.push_back(q);
-    if (q->gen.load(std::memory_order_acquire) != wa.gens[i] || !q->test(PG_uptodate) ||
+  std::vector<PageLock> locked;  // unlocked at the end, after the un-protect
+  uint64_t run = 0;              // pages [wa.first, wa.first + run) made dirty
+  for (; run < wa.gens.size(); ++run) {
+    const uint64_t k = wa.first + run;
+    Page* q = locked.emplace_back(index_.get(k), std::try_to_lock).page();
+    if (!q || q->gen.load(std::memory_order_acquire) != wa.gens[run] || !q->test(PG_uptodate) ||
         k >= eof_pages() || (stable_pages_ && q->test(PG_writeback)) ||
-        (wa.no_mkwrite[i] && !q->test(PG_dirty)))  // R5: cleaned since, no page_mkwrite
+        (wa.no_mkwrite[run] && !q->test(PG_dirty)))  // R5: cleaned since, no page_mkwrite
       break;
     if (mark_dirty(q)) count(&Counters::pages_write_around);
-    if (!run_len) run_start = k;
-    ++run_len;
   }
-  flush_run();
-  for (Page* q : locked) q->unlock();
+  if (run) m.uffd->writeprotect(m.addr_of(wa.first), run << page_shift_, false, true);
 }
 
 void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
@@ -697,11 +879,11 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   const uintptr_t a = addr & ~(uintptr_t{page_size()} - 1);
   const uint32_t gen = p->gen.load(std::memory_order_acquire);
   // R5: page_mkwrite with the page unlocked; the backend may refuse, or take
-  // the page lock and return with it held.
+  // the page lock and return with it held (VM_FAULT_LOCKED).
   MkwriteRef ref(p, pg << page_shift_, page_size());
   FL_POINT("wp.before_mkwrite");
   const int e = backend().page_mkwrite(ref);
-  if (e < 0 && FL_RULE(5)) {
+  if (e < 0 && honour_mkwrite_refusal()) {
     // W6: SIGBUS for the store; the page stays clean and write-protected.
     if (ref.locked()) p->unlock();
     count(&Counters::mkwrite_errors);
@@ -709,12 +891,13 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
     return;
   }
   FL_POINT("wp.before_lock");
-  if (!ref.locked() || !FL_RULE(5)) p->lock();  // R5: never lock twice (W4)
+  // R5: a page returned locked is held from here, never locked twice (W4).
+  PageLock lock = ref.locked() && keep_mkwrite_lock() ? PageLock(p, std::adopt_lock) : PageLock(p);
   // R5: recheck under the lock — still this page, uptodate, below EOF — else
   // let the access retry the whole fault (VM_FAULT_NOPAGE).
-  if (FL_RULE(5) && (p->gen.load(std::memory_order_acquire) != gen || !p->test(PG_uptodate) ||
-                     pg >= eof_pages())) {
-    p->unlock();
+  if (recheck_mkwrite_page() && (p->gen.load(std::memory_order_acquire) != gen ||
+                                 !p->test(PG_uptodate) || pg >= eof_pages())) {
+    lock.unlock();
     count(&Counters::fault_retries);
     wake(m, addr);
     return;
@@ -724,35 +907,38 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
   // written once more (W8).
   wait_stable(p);
   // R6: mark dirty and make the PTE writable under the lock, then unlock.
+  FL_BUG_ON(!p->locked());
   mark_dirty(p);
-  if (!FL_RULE(6)) {
+  if (!unprotect_before_unlock()) {
     // Breaker: the time update under the page lock (W5), and the unlock
     // before the PTE is writable (W2).
     FL_POINT("wp.before_time_update");
     backend().update_time();
-    p->unlock();
+    lock.unlock();
     FL_POINT("wp.before_unprotect");
     m.uffd->writeprotect(a, page_size(), false);
     return;
   }
   FL_POINT("wp.before_unprotect");
+  wp_unprotect(m, pg, a, lock);
+  // R6: time update after the unlock, never under the page lock (W5).
+  FL_POINT("wp.before_time_update");
+  backend().update_time();
+}
+
+void FileImpl::wp_unprotect(MappingImpl& m, uint64_t pg, uintptr_t a, PageLock& lock) {
   // Past the hard dirty limit the storing thread is throttled: its wake is
   // deferred to the flusher (never a sleeping handler, never under the lock).
   // (Not while write-back makes no progress: its mkclean would protect the
   // page again before the deferred wake, and the store would fault forever.)
   const bool throttle = core->throttle_stores();
   if (throttle) count(&Counters::stores_throttled);
-  {
-    const LateDirtying late(this, true);  // before the wake: sync waits for it
-    m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
-    p->unlock();
-    if (throttle) core->defer_wake(m.uffd, a, page_size());
-    FL_POINT("wp.after_wake");
-    write_around_after_wp(m, pg);
-  }
-  // R6: time update after the unlock, never under the page lock (W5).
-  FL_POINT("wp.before_time_update");
-  backend().update_time();
+  const LateDirtying late(this, true);  // before the wake: sync waits for it
+  m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
+  lock.unlock();
+  if (throttle) core->defer_wake(m.uffd, a, page_size());
+  FL_POINT("wp.after_wake");
+  write_around_after_wp(m, pg);
 }
 
 }  // namespace faultline::detail

@@ -164,40 +164,37 @@ class FileImpl {
 
  private:
   struct Run;
-  void read_fault(MappingImpl& m, uint64_t pg, uintptr_t addr, bool write, bool minor);
-  void wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr);
-  /// Fills, installs and unlocks the locked pages of [ws, we); `must` is the
-  /// faulting page (already locked by the caller) or ~0 for readahead.
-  /// Returns whether `must` was installed.
-  /// Pages [first, first + gens.size()) after a storing fault's page whose
-  /// page_mkwrite succeeded (generation at that time), to be made writable
-  /// and dirty with it (write-around, R5/R12).
-  struct WriteAround {
-    uint64_t first = 0;
-    std::vector<uint32_t> gens;
-    std::vector<bool> no_mkwrite;  // skipped page_mkwrite: the page was dirty then
-    bool covers(uint64_t pg) const { return pg >= first && pg < first + gens.size(); }
-  };
-  /// `fill_budget`: at most this many pages are filled (the frames charged
-  /// under the memory limit); the faulting page first, the rest in order,
-  /// pages past the budget are left out of the window.
-  /// `around`: what the window does with its pages other than `must` —
-  /// kFillAround fills those not uptodate (else they are left out: only
-  /// cached neighbours are mapped, the kernel's filemap_map_pages), and
-  /// kMapFilled maps the ones it filled (else they stay cached but unmapped:
-  /// read-around probes, whose later faults tell whether reading around
-  /// pays, DESIGN section 2 "Adaptive read-around").
-  enum Around : unsigned { kMapCached = 0, kFillAround = 1, kMapFilled = 2, kFillAndMap = 3 };
-  bool install_window(MappingImpl& m, uint64_t ws, uint64_t we, uint64_t must, bool write,
-                      bool minor, bool readahead = false, const WriteAround* wa = nullptr,
-                      uint64_t fill_budget = ~uint64_t{0}, unsigned around = kFillAndMap);
+  // --- the fault path's steps (fault.cpp) -------------------------------------
+  struct WriteAround;  // pages made writable and dirty with a store (write-around, R5)
+  struct VmFault;      // one fault's context (the kernel's struct vm_fault)
+  struct FaultWindow;  // one window being locked, filled and installed
+  // The read fault: the policy, decided with no lock held, then the locked install.
+  void read_fault(VmFault& vmf);
+  /// The window [ws, we): the readahead stream or an aligned fault-around window.
+  void choose_window(VmFault& vmf);
+  void choose_fault_around(VmFault& vmf, int advice);
   /// The adaptive read-around decision for a non-sequential fault at pg of
   /// view m (`cached`: its page is uptodate): updates the view's mmap_miss
   /// and returns whether this fault reads its whole window.
   bool read_around(MappingImpl& m, uint64_t pg, bool cached);
+  /// Write-around for a storing fault: page_mkwrite of the next pages (R5).
+  void plan_write_around(VmFault& vmf);
+  /// The frames the fault's fill needs, charged (may wait: no lock held).
+  uint64_t charge_fault(const VmFault& vmf);
   /// Pages of [ws, we) below EOF that are not uptodate: an unlocked look, what
   /// a fill of that window charges under the memory limit.
   uint64_t count_missing(uint64_t ws, uint64_t we);
+  /// Takes the invalidate_lock shared (R1b) and the faulting page's lock
+  /// (R1a), rechecks (R2, R5); false: the access was woken to retry.
+  bool lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval, PageLock& lock);
+  /// Fills, installs and unlocks the window; `must` (its faulting page) comes
+  /// locked by the caller. Returns whether `must` was installed.
+  bool install_window(FaultWindow& w, PageLock must);
+  /// Asynchronous readahead of the window after the fault's (no waiting).
+  void readahead(VmFault& vmf);
+  void wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr);
+  /// R6: the locked, dirty page made writable, then unlocked; write-around.
+  void wp_unprotect(MappingImpl& m, uint64_t pg, uintptr_t a, PageLock& lock);
  public:
   /// EngineCore::charge / uncharge in this File's pages.
   uint64_t charge(uint64_t pages, uint64_t min, bool may_wait);
@@ -210,6 +207,8 @@ class FileImpl {
   /// stops at the first refusal. Returns the pages that may be dirtied.
   /// Async dirty tracking (notify = false) calls no page_mkwrite.
   WriteAround mkwrite_ahead(uint64_t first, uint64_t n, bool notify = true);
+  /// Backend::page_mkwrite for page pg, returned unlocked (R5); 0 or -errno.
+  int page_mkwrite_unlocked(Page* p, uint64_t pg);
   void write_around_after_wp(MappingImpl& m, uint64_t pg);
   /// Stable pages: waits (page locked) until p's write-back ends (R7, W11).
   void wait_stable(Page* p);
