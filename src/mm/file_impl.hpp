@@ -291,15 +291,25 @@ class FileImpl {
   int zero_frame_range(uint64_t from, uint64_t to);
   /// Writes back one locked dirty run (mkclean first, R7); 0 or errno.
   int launder_locked(uint64_t pg, uint64_t n);
-  /// The copy-out half of write-back and launder: copies [pg, pg+n) (len
-  /// bytes, never past EOF) out of the frames — 2 MiB frames are written
-  /// straight from the alias view (every view write-protected first; pages
-  /// locked, or under PG_writeback so a racing store redirties or, stable
-  /// pages, waits) — runs `after_copy`, writes it to the backend. A failure
-  /// redirties the pages with PG_error and goes to the File's error sequence
-  /// (R8): nothing is lost. Returns 0 or errno.
-  int write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run,
-                const std::function<void()>& after_copy = {});
+  /// Write-back's two halves, for a run [pg, pg+n) of len bytes (never past
+  /// EOF) whose every view is write-protected, pages locked or under
+  /// PG_writeback (a racing store redirties or, stable pages, waits).
+  /// copy_out: the bytes to write — 4 KiB frames copied into the thread's
+  /// buffer, 2 MiB frames straight from the alias view; 0 or errno.
+  int copy_out(uint64_t pg, uint64_t len, const std::byte** data);
+  /// write_copy: writes them to the backend (unless err, copy_out's result).
+  /// A failure redirties the pages with PG_error and goes to the File's error
+  /// sequence (R8): nothing is lost. Returns 0 or errno.
+  int write_copy(uint64_t pg, uint64_t n, const std::byte* data, uint64_t len, int err);
+  /// copy_out then write_copy (launder).
+  int write_out(uint64_t pg, uint64_t n, uint64_t len);
+  /// Write-back of [pg, last): locks the first page (sleeping) and the dirty
+  /// pages after it (try-lock, R12), waits for their write-back, and returns
+  /// the locks of the dirty prefix below EOF (empty: nothing to write at pg).
+  std::vector<PageLock> lock_dirty_run(uint64_t pg, uint64_t last);
+  /// Writes back a locked dirty run (R7: mkclean, clear dirty, set writeback,
+  /// unlock, copy out, write, end writeback). 0 or errno (also in errseq).
+  int writeback_run(uint64_t pg, std::vector<PageLock>& run);
   /// Drops pages of [first, last) in runs (R4): lock, wait for write-back,
   /// launder if asked (those that fail are kept and reported), drop, punch.
   void drop_range(uint64_t first, uint64_t last, bool launder, bool keep_dirty,

@@ -97,10 +97,8 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   const uint64_t size = i_size();
   if (off >= size) return 0;
   const uint64_t len = std::min<uint64_t>(n << page_shift_, size - off);
-  std::vector<Page*> run(n);
-  for (uint64_t i = 0; i < n; ++i) run[i] = index_.find(pg + i);
   // Locked and write-protected in every view (2 MiB frames are written in place).
-  const int err = write_out(pg, n, len, run.data());
+  const int err = write_out(pg, n, len);
   if (!err) count(&Counters::pages_laundered, n);
   return err;
 }

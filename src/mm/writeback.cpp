@@ -63,6 +63,20 @@ std::byte* wb_buffer(size_t n) {
   }
   return b.p;
 }
+
+// Named guards (DESIGN section 3): each holds while its rule's guard is on;
+// a race test's breaker switches it off.
+/// R7a (W3, W8): write-back write-protects every view before it copies the
+/// pages out. Breaker: copy and write first, write-protect afterwards.
+inline bool mkclean_before_copy() { return FL_GUARD(7, 'a'); }
+/// R7d (W9): a view's teardown keeps invalidate, remote changes and syncs'
+/// scans out from its zap until the written pages are dirty.
+inline void hold_off_invalidate(std::unique_lock<SleepingRwLock>& inval) {
+  if (FL_GUARD(7, 'd')) inval.lock();
+}
+/// R8 (W7): write-back errors are a sequence every handle reports once
+/// (errseq). Breaker: one error slot, cleared by whoever reports it first.
+inline bool errseq_per_handle() { return FL_RULE(8); }
 }  // namespace
 
 bool FileImpl::mark_dirty(Page* p) {
@@ -192,22 +206,14 @@ uint64_t FileImpl::harvest_locked(uint64_t pg, uint64_t n) {
 }
 
 void FileImpl::harvest(uint64_t first, uint64_t last) {
-  const uint64_t batch = kWritebackBatchPages;
   uint64_t found = 0;
   for (auto [s, e] : written_hint(first, last)) {
     s = std::max(s, first);
     e = std::min(e, last);
     while (s < e) {
       // R12: the first page sleeps, the rest are try-locked.
-      std::vector<Page*> run{index_.get(s)};
-      run[0]->lock();
-      while (run.size() < batch && s + run.size() < e) {
-        Page* p = index_.get(s + run.size());
-        if (!p->trylock()) break;
-        run.push_back(p);
-      }
+      LockedRun run(*this, s, std::min<uint64_t>(kWritebackBatchPages, e - s));
       found += harvest_locked(s, run.size());
-      for (Page* p : run) p->unlock();
       s += run.size();
     }
   }
@@ -258,21 +264,20 @@ void FileImpl::harvest_view(MappingImpl& m) {
   // meanwhile either: it only try-locks reclaim_mu_ (it skips this File).
   // Order: invalidate_lock -> reclaim_mu_ -> page locks.
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
-  if (FL_GUARD(7, 'd')) inval.lock();  // R7d
+  hold_off_invalidate(inval);  // R7d
   std::lock_guard no_reclaim(reclaim_mu_);
   const std::vector<uint64_t> written = zap_written(m, m.pgoff, m.pgoff + m.npages);
   FL_POINT("teardown.after_zap");
   for (uint64_t pg : written) {
     Page* p = index_.find(pg);
     if (!p) continue;
-    p->lock();
+    PageLock lock(p);
     if (p->test(PG_uptodate) && pg < eof_pages()) mark_dirty(p);
-    p->unlock();
   }
 }
 
 void FileImpl::record_wb_error(int err) {
-  if (!FL_RULE(8)) {
+  if (!errseq_per_handle()) {
     // Breaker: the pre-errseq scheme — one error slot, cleared by whoever
     // reports it first.
     wb_err_.store(static_cast<uint64_t>(err & 0xffff) | (uint64_t{1} << 63));
@@ -287,7 +292,7 @@ void FileImpl::record_wb_error(int err) {
 
 uint64_t FileImpl::errseq_sample() const {
   const uint64_t v = wb_err_.load(std::memory_order_acquire);
-  if (!FL_RULE(8)) return v;
+  if (!errseq_per_handle()) return v;
   // R8: an error no handle has reported yet is reported to a handle opened
   // after it (the kernel's errseq_sample returns 0 then).
   if (v != 0 && !(v & kErrseqSeen)) return 0;
@@ -295,7 +300,7 @@ uint64_t FileImpl::errseq_sample() const {
 }
 
 int FileImpl::check_wb_error(std::atomic<uint64_t>& cursor) {
-  if (!FL_RULE(8)) {
+  if (!errseq_per_handle()) {
     const uint64_t v = wb_err_.exchange(0);
     return (v >> 63) ? static_cast<int>(v & 0xffff) : 0;
   }
@@ -314,32 +319,29 @@ int FileImpl::check_wb_error(std::atomic<uint64_t>& cursor) {
   return errseq_errno(now);
 }
 
-int FileImpl::write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run,
-                        const std::function<void()>& after_copy) {
+int FileImpl::copy_out(uint64_t pg, uint64_t len, const std::byte** data) {
   const uint64_t off = pg << page_shift_;
-  int err = 0;
-  const std::byte* src = nullptr;
   if (huge()) {
-    src = alias_ + off;  // no copy: a 2 MiB run may be hundreds of MiB
-  } else {
-    std::byte* buf = wb_buffer(len);
-    if (!buf) {
-      err = ENOMEM;  // the pages stay dirty, the error is reported (below)
-    } else {
-      const ssize_t r = ::pread(memfd_, buf, len, static_cast<off_t>(off));
-      if (r != static_cast<ssize_t>(len)) err = r < 0 ? errno : EIO;
-      src = buf;
-    }
+    *data = alias_ + off;  // no copy: a 2 MiB run may be hundreds of MiB
+    return 0;
   }
-  if (after_copy) after_copy();
+  std::byte* buf = wb_buffer(len);
+  *data = buf;
+  if (!buf) return ENOMEM;  // the pages stay dirty, the error is reported
+  const ssize_t r = ::pread(memfd_, buf, len, static_cast<off_t>(off));
+  return r == static_cast<ssize_t>(len) ? 0 : r < 0 ? errno : EIO;
+}
+
+int FileImpl::write_copy(uint64_t pg, uint64_t n, const std::byte* data, uint64_t len, int err) {
+  const uint64_t off = pg << page_shift_;
   if (!err) {
-    const std::span<const std::byte> data(src, len);
+    const std::span<const std::byte> bytes(data, len);
     // The backend may write an aligned run straight to the device (O_DIRECT:
     // 2 MiB frames from the frame itself, 4 KiB ones from the aligned copy),
     // so write-back does not fill the kernel's cache with the file beside our
     // frames (issue 16: the memory limit bounds both), as fills read it.
-    int w = backend().write_aligned(off, data);
-    if (w == -EOPNOTSUPP) w = backend().write(off, data);
+    int w = backend().write_aligned(off, bytes);
+    if (w == -EOPNOTSUPP) w = backend().write(off, bytes);
     if (w < 0) err = -w;
   }
   if (err) {
@@ -348,14 +350,21 @@ int FileImpl::write_out(uint64_t pg, uint64_t n, uint64_t len, Page* const* run,
     count(&Counters::write_errors);
     record_wb_error(err);
     for (uint64_t i = 0; i < n; ++i) {
-      mark_dirty(run[i]);
-      run[i]->set(PG_error);
+      Page* p = index_.find(pg + i);
+      mark_dirty(p);
+      p->set(PG_error);
     }
   } else {
     count(&Counters::bytes_written, len);
     count(&Counters::pages_written_back, n);
   }
   return err;
+}
+
+int FileImpl::write_out(uint64_t pg, uint64_t n, uint64_t len) {
+  const std::byte* data = nullptr;
+  const int err = copy_out(pg, len, &data);
+  return write_copy(pg, n, data, len, err);
 }
 
 int FileImpl::writeback_size() {
@@ -422,9 +431,73 @@ void FileImpl::wait_late_dirtying() {
     late_dirtying_[slot].wait(v, std::memory_order_seq_cst);
 }
 
+std::vector<PageLock> FileImpl::lock_dirty_run(uint64_t pg, uint64_t last) {
+  // At most 1 MiB worth of pages per backend write (8 MiB written in place
+  // from 2 MiB frames), at least one page.
+  const uint64_t batch = std::max<uint64_t>(
+      1, (huge() ? kWritebackInPlaceBytes : kWritebackBatchPages << kBasePageShift) >> page_shift_);
+  std::vector<PageLock> run;
+  run.emplace_back(index_.get(pg));  // R12: the first page sleeps, the rest are try-locked
+  while (run.size() < batch && pg + run.size() < last) {
+    Page* p = index_.find(pg + run.size());
+    if (!p || !p->test(PG_dirty)) break;
+    PageLock l(p, std::try_to_lock);
+    if (!l) break;
+    run.push_back(std::move(l));
+  }
+  // Data integrity: wait for write-backs already in flight (page lock held;
+  // ending write-back never takes it).
+  for (const PageLock& l : run) l.page()->wait_clear(PG_writeback);
+  // Only the dirty prefix below EOF goes out; the rest is unlocked.
+  const uint64_t eof = eof_pages();
+  size_t n = 0;
+  while (n < run.size() && run[n].page()->test(PG_dirty) && pg + n < eof) ++n;
+  run.resize(n);
+  return run;
+}
+
+int FileImpl::writeback_run(uint64_t pg, std::vector<PageLock>& run) {
+  const uint64_t n = run.size();
+  const bool protect_first = mkclean_before_copy();  // R7a
+  // R7: write-protect in every view, then clear dirty — only if every view
+  // is protected: else a later store through a still-writable PTE would
+  // never be written (the pages go out now and stay dirty; sync reports).
+  const int wp_err = protect_first ? mkclean(pg, n) : 0;
+  for (const PageLock& l : run) {
+    FL_BUG_ON(!l.page()->locked());  // R7: dirty is cleared under the page lock
+    if (!wp_err) clear_dirty(l.page());
+    l.page()->set(PG_writeback);
+  }
+  const uint64_t off = pg << page_shift_;
+  const uint64_t len = std::min<uint64_t>(n << page_shift_, i_size() - off);  // never past EOF
+  std::vector<Page*> pages(n);
+  for (uint64_t i = 0; i < n; ++i) pages[i] = run[i].page();
+  if (protect_first) run.clear();  // unlocks
+  // Copied out with the pages unlocked under PG_writeback (R7): a store now
+  // faults and redirties (or waits, stable pages). 2 MiB frames are written
+  // straight from the alias view, as the kernel writes from the page itself:
+  // a store racing with the write redirties the page, which is written once
+  // more (W8); with stable pages it waits. (The copy cost 4-9x here: msync
+  // of 1 GiB of 2 MiB frames 2,050 -> 210 ms.)
+  const std::byte* data = nullptr;
+  int err = copy_out(pg, len, &data);
+  FL_POINT("writeback.after_copy");
+  FL_POINT("writeback.before_write");
+  err = write_copy(pg, n, data, len, err);
+  // The data is out (2 MiB frames: written from the frame itself, so only
+  // now is a store too late for this write-back).
+  FL_POINT("writeback.after_write");
+  if (!protect_first) {
+    // Breaker R7a: copy out and write first, write-protect afterwards.
+    (void)mkclean(pg, n);  // breaker R7a: its result does not matter
+    run.clear();
+  }
+  if (wp_err) record_wb_error(wp_err);  // R8: reported by sync, never silently dropped
+  for (Page* p : pages) p->clear_and_wake(PG_writeback);
+  return err ? err : wp_err;  // the pages stay dirty: retried next time
+}
+
 int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool harvest_written) {
-  int first_err = 0;
-  const uint64_t ps = page_size();
   const uint32_t now = core->now_ms();
   auto old_enough = [&](const Page& p) {
     return min_age_ms == 0 ||
@@ -441,8 +514,8 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool
     std::shared_lock inval(invalidate_lock_);
     harvest(first, last);
   }
-  uint64_t pg = first;
-  while (pg < last) {
+  int first_err = 0;
+  for (uint64_t pg = first; pg < last;) {
     // Find the next dirty page (old enough, for the flusher's expiry).
     uint64_t next = ~uint64_t{0};
     index_.for_each(pg, last, [&](uint64_t i, Page& p) {
@@ -452,67 +525,13 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool
     });
     if (next == ~uint64_t{0}) break;
     pg = next;
-    Page* head = index_.get(pg);
-    head->lock();  // R12: the first page sleeps, the rest are try-locked
-    std::vector<Page*> run{head};
-    // At most 1 MiB worth of pages per backend write (8 MiB written in place
-    // from 2 MiB frames), at least one page.
-    const uint64_t batch = std::max<uint64_t>(
-        1, (huge() ? kWritebackInPlaceBytes : kWritebackBatchPages << kBasePageShift) >> page_shift_);
-    while (run.size() < batch && pg + run.size() < last) {
-      Page* p = index_.find(pg + run.size());
-      if (!p || !p->test(PG_dirty) || !p->trylock()) break;
-      run.push_back(p);
-    }
-    // Data integrity: wait for write-backs already in flight (page lock held;
-    // ending write-back never takes it).
-    for (Page* p : run) p->wait_clear(PG_writeback);
-    // Only the dirty prefix below EOF goes out.
-    uint64_t n = 0;
-    const uint64_t eof = eof_pages();
-    while (n < run.size() && run[n]->test(PG_dirty) && pg + n < eof) ++n;
-    for (uint64_t i = n; i < run.size(); ++i) run[i]->unlock();
-    if (n == 0) {
+    std::vector<PageLock> run = lock_dirty_run(pg, last);
+    if (run.empty()) {
       ++pg;
       continue;
     }
-    const bool r7 = FL_GUARD(7, 'a');
-    // R7: write-protect in every view, then clear dirty — only if every view
-    // is protected: else a later store through a still-writable PTE would
-    // never be written (the pages go out now and stay dirty; sync reports).
-    const int wp_err = r7 ? mkclean(pg, n) : 0;
-    for (uint64_t i = 0; i < n; ++i) {
-      if (!wp_err) clear_dirty(run[i]);
-      run[i]->set(PG_writeback);
-    }
-    const uint64_t off = pg << page_shift_;
-    const uint64_t len = std::min<uint64_t>(n * ps, i_size() - off);  // never past EOF
-    if (r7)
-      for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
-    // Copied out with the pages unlocked under PG_writeback (R7): a store now
-    // faults and redirties (or waits, stable pages). 2 MiB frames are written
-    // straight from the alias view, as the kernel writes from the page itself:
-    // a store racing with the write redirties the page, which is written once
-    // more (W8); with stable pages it waits. (The copy cost 4-9x here: msync
-    // of 1 GiB of 2 MiB frames 2,050 -> 210 ms.)
-    const int err = write_out(pg, n, len, run.data(), [&] {
-      FL_POINT("writeback.after_copy");
-      FL_POINT("writeback.before_write");
-    });
-    // The data is out (2 MiB frames: written from the frame itself, so only
-    // now is a store too late for this write-back).
-    FL_POINT("writeback.after_write");
-    if (!r7) {
-      // Breaker R7a: copy out and write first, write-protect afterwards.
-      (void)mkclean(pg, n);  // breaker R7a: its result does not matter
-      for (uint64_t i = 0; i < n; ++i) run[i]->unlock();
-    }
-    if (err && !first_err) first_err = err;  // the pages stay dirty: retried next time
-    if (wp_err) {
-      record_wb_error(wp_err);  // R8: reported by sync, never silently dropped
-      if (!first_err) first_err = wp_err;
-    }
-    for (uint64_t i = 0; i < n; ++i) run[i]->clear_and_wake(PG_writeback);
+    const uint64_t n = run.size();
+    if (const int err = writeback_run(pg, run); err && !first_err) first_err = err;
     pg += n;
   }
   // Wait for write-backs others started in the range (data integrity).
