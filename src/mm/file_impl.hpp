@@ -310,10 +310,42 @@ class FileImpl {
   /// Writes back a locked dirty run (R7: mkclean, clear dirty, set writeback,
   /// unlock, copy out, write, end writeback). 0 or errno (also in errseq).
   int writeback_run(uint64_t pg, std::vector<PageLock>& run);
-  /// Drops pages of [first, last) in runs (R4): lock, wait for write-back,
-  /// launder if asked (those that fail are kept and reported), drop, punch.
-  void drop_range(uint64_t first, uint64_t last, bool launder, bool keep_dirty,
-                  std::vector<uint64_t>* failed, const char* point);
+  // Dropping pages (truncate.cpp). Callers hold i_rwsem_ and the
+  // invalidate_lock exclusive (R4: no fill between the drop and the backend).
+  /// Truncates the cached pages of [first, last) (punch_hole; the kernel's
+  /// truncate_inode_pages_range): each page is locked (sleeping, ascending),
+  /// its write-back waited for, dropped from the index and its frame punched
+  /// (unmapped from every view, private copies kept, R4), then unlocked.
+  /// Dirty pages go too: their data is discarded.
+  void truncate_pages(uint64_t first, uint64_t last);
+  /// Invalidates the cached pages of [first, last) (the kernel's
+  /// invalidate_inode_pages2_range): truncate_pages' sequence, but dirty
+  /// pages (async: also those written through a view, read off a zap under
+  /// the locks) are laundered first (R4, R7b). A page that cannot be
+  /// laundered is kept, its offset appended to `failed` (the kernel's -EBUSY).
+  void invalidate_pages(uint64_t first, uint64_t last, std::vector<uint64_t>* failed);
+  /// A change made underneath (Backend::ChangeSink): as invalidate_pages, but
+  /// dirty pages are neither laundered nor dropped (conflicts, counted: ours
+  /// are written later); only clean pages go.
+  void invalidate_remote_pages(uint64_t first, uint64_t last);
+  /// The sequence the three share: for each run of cached pages in [first,
+  /// last), lock it (R4), pass `point`, wait for write-back, fn(pg, run), unlock.
+  template <class Fn>
+  void for_each_locked_run(uint64_t first, uint64_t last, const char* point, Fn&& fn);
+  /// Async Files: zaps the locked run's PTEs in every async view and marks
+  /// dirty the uptodate pages below EOF written through one (R4, R7, R9).
+  void dirty_written_locked(uint64_t pg, std::span<Page* const> run);
+  /// Launders the dirty sub-runs of a locked run; returns the pages to keep.
+  std::vector<bool> launder_dirty(uint64_t pg, std::span<Page* const> run,
+                                  std::vector<uint64_t>* failed);
+  /// Drops and punches the pages of a locked run not in `keep` (empty: all).
+  void drop_and_punch(uint64_t pg, std::span<Page* const> run, const std::vector<bool>& keep,
+                      Counter counter);
+  /// Zeroes bytes [from, to) of their page (partial, locked here; not
+  /// dropped) once its write-back has ended. 0 or errno.
+  int zero_partial_page(uint64_t from, uint64_t to);
+  /// Forgets every view's poison records from page pg on (past a new EOF).
+  void forget_poison_from(uint64_t pg);
 
   const unsigned page_shift_;
   bool stable_pages_ = false;

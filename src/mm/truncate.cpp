@@ -12,14 +12,36 @@
 #include "faultline/constants.hpp"
 #include "mm/file_impl.hpp"
 #include "mm/mapping_impl.hpp"
+#include "mm/runs.hpp"
 #include "testing/sched.hpp"
 #include "os/sys_error.hpp"
+
+// Lock order here (DESIGN section 5): i_rwsem_ (size lock) -> invalidate_lock
+// -> page locks, ascending (shrink_cache's partial EOF page is the one
+// exception, explained there) -> rmap lock -> a view's poison_mu.
 
 namespace faultline::detail {
 
 namespace {
 constexpr uint64_t kDropRunPages = 256;  // pages locked and punched per run
+
+// Named guards (DESIGN section 3): each holds while its rule's guard is on;
+// a race test's breaker switches it off.
+/// R3 (F11, F12): a shrink sets i_size and drops the pages past it under
+/// their locks before the memfd shrinks. Breaker: the memfd first, then the
+/// index and the size, no page lock.
+inline bool size_and_pages_first() { return FL_RULE(3); }
+/// R4 (F1, F7, W9): punch and invalidate drop each page under its lock and
+/// hold the invalidate_lock, so no fill reads old data back in. Breaker:
+/// neither lock.
+inline bool drop_under_page_lock() { return FL_RULE(4); }
+inline void lock_out_fills(std::unique_lock<SleepingRwLock>& inval) {
+  if (FL_RULE(4)) inval.lock();
 }
+/// R7b (F7): invalidate's launder write-protects every view before it copies
+/// out (a store after the copy would land in a frame about to be dropped).
+inline bool launder_mkclean_first() { return FL_GUARD(7, 'b'); }
+}  // namespace
 
 void FileImpl::drop_page(Page* p) {
   p->gen.fetch_add(1, std::memory_order_acq_rel);
@@ -83,16 +105,19 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   // R7 order under the page locks: write-protect in every view, then clear
   // dirty, then copy out. A failure redirties (nothing is lost) and is
   // recorded for sync (R8).
-  // R7b (breaker: a store after the copy lands in a frame about to be
-  // dropped). A view still writable: the page cannot be made clean, so it is
-  // kept (reported as not laundered, R4) and the error goes to errseq (R8).
-  if (FL_GUARD(7, 'b')) {
+  // A view still writable: the page cannot be made clean, so it is kept
+  // (reported as not laundered, R4) and the error goes to errseq (R8).
+  if (launder_mkclean_first()) {  // R7b
     if (int e = mkclean(pg, n)) {
       record_wb_error(e);
       return e;
     }
   }
-  for (uint64_t i = 0; i < n; ++i) clear_dirty(index_.find(pg + i));
+  for (uint64_t i = 0; i < n; ++i) {
+    Page* p = index_.find(pg + i);
+    FL_BUG_ON(drop_under_page_lock() && !p->locked());  // R4, R7: laundered under its lock
+    clear_dirty(p);
+  }
   const uint64_t off = pg << page_shift_;
   const uint64_t size = i_size();
   if (off >= size) return 0;
@@ -103,10 +128,8 @@ int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
   return err;
 }
 
-void FileImpl::drop_range(uint64_t first, uint64_t last, bool launder, bool keep_dirty,
-                          std::vector<uint64_t>* failed, const char* point) {
-  // R4: per page, under its lock: wait for write-back, launder if asked, drop
-  // from the index, punch the frame (unmapping it from every view), unlock.
+template <class Fn>
+void FileImpl::for_each_locked_run(uint64_t first, uint64_t last, const char* point, Fn&& fn) {
   uint64_t pg = first;
   while (pg < last) {
     // Skip ranges never cached (no slot): nothing to drop there, and the
@@ -121,71 +144,106 @@ void FileImpl::drop_range(uint64_t first, uint64_t last, bool launder, bool keep
     if (next >= last) break;
     pg = next;
     const uint64_t n = std::min<uint64_t>(kDropRunPages, last - pg);
-    std::vector<Page*> run;
+    std::vector<Page*> run(n);
+    std::vector<PageLock> locks;
+    locks.reserve(n);
     for (uint64_t i = 0; i < n; ++i) {
-      Page* p = index_.get(pg + i);
-      if (FL_RULE(4)) p->lock();  // R4: ascending, sleeping
-      run.push_back(p);
+      run[i] = index_.get(pg + i);
+      if (drop_under_page_lock()) locks.emplace_back(run[i]);  // R4: ascending, sleeping
     }
     if (point) FL_POINT(point);
     for (Page* p : run) p->wait_clear(PG_writeback);
-    if (async_ && (launder || keep_dirty)) {
-      // R4/R7 (async): pages written through a view are dirty too. Their
-      // PTEs are zapped here, under the locks, so no store slips between
-      // the check and the drop (it faults and waits for the lock).
-      const uint64_t eof = eof_pages();
-      std::lock_guard g(rmap_mu_);
-      for (MappingImpl* m : rmap_) {
-        if (!m->async_wp()) continue;
-        for (uint64_t k : zap_written(*m, pg, pg + n))
-          if (k < eof && run[k - pg]->test(PG_uptodate)) mark_dirty(run[k - pg]);
-      }
-      FL_POINT("async.after_scan");
-    }
-    // Launder dirty sub-runs first (invalidate), or keep them (remote change).
-    std::vector<bool> keep(n, false);
-    for (uint64_t i = 0; i < n;) {
-      if (!run[i]->test(PG_dirty)) {
-        ++i;
-        continue;
-      }
-      uint64_t j = i + 1;
-      while (j < n && run[j]->test(PG_dirty)) ++j;
-      if (keep_dirty) {
-        count(&Counters::invalidate_conflicts, j - i);
-        for (uint64_t k = i; k < j; ++k) keep[k] = true;
-      } else if (launder) {
+    fn(pg, std::span<Page* const>(run));
+    pg += n;
+  }  // each run's locks end with it (waiters recheck: R2)
+}
+
+void FileImpl::dirty_written_locked(uint64_t pg, std::span<Page* const> run) {
+  if (!async_) return;
+  // R4/R7 (async): pages written through a view are dirty too. Their PTEs
+  // are zapped here, under the locks, so no store slips between the check
+  // and the drop (it faults and waits for the lock).
+  const uint64_t eof = eof_pages();
+  auto g = lock_rmap();
+  for (MappingImpl* m : rmap_) {
+    if (!m->async_wp()) continue;
+    for (uint64_t k : zap_written(*m, pg, pg + run.size()))
+      if (k < eof && run[k - pg]->test(PG_uptodate)) mark_dirty(run[k - pg]);
+  }
+}
+
+void FileImpl::drop_and_punch(uint64_t pg, std::span<Page* const> run,
+                              const std::vector<bool>& keep, Counter counter) {
+  for_each_run(
+      run.size(), [&](uint64_t i) { return keep.empty() || !keep[i]; },
+      [&](uint64_t i, uint64_t j) {
+        for (uint64_t k = i; k < j; ++k) {
+          FL_BUG_ON(drop_under_page_lock() && !run[k]->locked());  // R4
+          drop_page(run[k]);
+        }
+        punch_frames(pg + i, j - i);
+        count(counter, j - i);
+      });
+}
+
+void FileImpl::truncate_pages(uint64_t first, uint64_t last) {
+  for_each_locked_run(first, last, "punch.before_drop", [&](uint64_t pg, std::span<Page* const> run) {
+    drop_and_punch(pg, run, {}, &Counters::pages_punched);
+  });
+}
+
+std::vector<bool> FileImpl::launder_dirty(uint64_t pg, std::span<Page* const> run,
+                                          std::vector<uint64_t>* failed) {
+  std::vector<bool> keep(run.size(), false);
+  for_each_run(
+      run.size(), [&](uint64_t i) { return run[i]->test(PG_dirty); },
+      [&](uint64_t i, uint64_t j) {
         if (launder_locked(pg + i, j - i) != 0) {
           // The run failed as a whole: retry page by page (the kernel launders
           // per folio), so only pages that cannot be written are kept/reported.
           for (uint64_t k = i; k < j; ++k) {
             if (j - i > 1 && launder_locked(pg + k, 1) == 0) continue;
             keep[k] = true;
-            if (failed) failed->push_back((pg + k) << page_shift_);
+            failed->push_back((pg + k) << page_shift_);
           }
         }
         FL_POINT("invalidate.after_launder");
-      }
-      i = j;
+      });
+  return keep;
+}
+
+void FileImpl::invalidate_pages(uint64_t first, uint64_t last, std::vector<uint64_t>* failed) {
+  for_each_locked_run(first, last, "invalidate.before_drop",
+                      [&](uint64_t pg, std::span<Page* const> run) {
+                        dirty_written_locked(pg, run);
+                        if (async_) FL_POINT("async.after_scan");
+                        const std::vector<bool> keep = launder_dirty(pg, run, failed);
+                        drop_and_punch(pg, run, keep, &Counters::pages_invalidated);
+                      });
+}
+
+void FileImpl::invalidate_remote_pages(uint64_t first, uint64_t last) {
+  for_each_locked_run(first, last, nullptr, [&](uint64_t pg, std::span<Page* const> run) {
+    dirty_written_locked(pg, run);
+    if (async_) FL_POINT("async.after_scan");
+    // Dirty pages stay (a conflict with the change: ours win, written later).
+    std::vector<bool> keep(run.size());
+    uint64_t conflicts = 0;
+    for (size_t i = 0; i < run.size(); ++i) {
+      keep[i] = run[i]->test(PG_dirty);
+      conflicts += keep[i] ? 1 : 0;
     }
-    // Drop and punch the runs we do not keep.
-    for (uint64_t i = 0; i < n;) {
-      if (keep[i]) {
-        ++i;
-        continue;
-      }
-      uint64_t j = i + 1;
-      while (j < n && !keep[j]) ++j;
-      for (uint64_t k = i; k < j; ++k) drop_page(run[k]);
-      punch_frames(pg + i, j - i);
-      count(launder || keep_dirty ? &Counters::pages_invalidated : &Counters::pages_punched,
-            j - i);
-      i = j;
-    }
-    if (FL_RULE(4))
-      for (Page* p : run) p->unlock();
-    pg += n;
-  }
+    if (conflicts) count(&Counters::invalidate_conflicts, conflicts);
+    drop_and_punch(pg, run, keep, &Counters::pages_invalidated);
+  });
+}
+
+int FileImpl::zero_partial_page(uint64_t from, uint64_t to) {
+  // Not dropped: the page keeps its frame, the bytes zeroed in place under
+  // its lock once its write-back has ended.
+  PageLock lock(index_.get(from >> page_shift_));
+  lock.page()->wait_clear(PG_writeback);
+  return lock.page()->test(PG_uptodate) ? zero_frame_range(from, to) : 0;
 }
 
 void FileImpl::shrink_cache(uint64_t new_size) {
@@ -194,58 +252,55 @@ void FileImpl::shrink_cache(uint64_t new_size) {
   const uint64_t ps = page_size();
   const uint64_t keep_pages = (new_size + ps - 1) >> page_shift_;
   const uint64_t old_pages = eof_pages();
-  if (FL_RULE(3)) {
-    // R3: the engine's size first: faults past it fail their R2 recheck.
-    i_size_.store(new_size, std::memory_order_release);
-  }
+  const bool r3 = size_and_pages_first();
+  // R3: the engine's size first: faults past it fail their R2 recheck.
+  if (r3) i_size_.store(new_size, std::memory_order_release);
   FL_POINT("truncate.after_size");
   // Lock every cached page past the new EOF in index order, wait for its
   // write-back, drop it; they stay locked until the memfd has shrunk.
-  std::vector<Page*> locked;
-  if (FL_RULE(3)) {
+  std::vector<PageLock> locked;
+  if (r3) {
     index_.for_each(keep_pages, old_pages, [&](uint64_t, Page& p) {
-      p.lock();
+      locked.emplace_back(&p);
       p.wait_clear(PG_writeback);
       drop_page(&p);
-      locked.push_back(&p);
       return true;
     });
   }
   // The partial last page keeps its frame, tail zeroed (its bytes past EOF
-  // never reach the backend: write-back stops at i_size).
-  int zero_err = 0;
-  if (new_size & (ps - 1)) {
-    Page* p = index_.get(new_size >> page_shift_);
-    p->lock();
-    p->wait_clear(PG_writeback);
-    if (p->test(PG_uptodate)) zero_err = zero_frame_range(new_size, keep_pages << page_shift_);
-    p->unlock();
-  }
+  // never reach the backend: write-back stops at i_size). The one exception
+  // to ascending page order: it is locked below the pages held above; no
+  // path can hold it and wait for them (DESIGN section 5).
+  const int zero_err =
+      (new_size & (ps - 1)) ? zero_partial_page(new_size, keep_pages << page_shift_) : 0;
   FL_POINT("truncate.before_shrink");
   // Shrinking the memfd unmaps every view, private copy-on-write copies
   // included, frees the frames and clears poison past the new end.
   const int rc = ::ftruncate(memfd_, static_cast<off_t>(keep_pages << page_shift_));
   const int ftr_err = rc == 0 ? 0 : errno;
-  if (!FL_RULE(3)) {
+  if (!r3) {
+    // Breaker R3: the index and the size change after the memfd shrank.
     index_.for_each(keep_pages, old_pages, [&](uint64_t, Page& p) {
       drop_page(&p);
       return true;
     });
     i_size_.store(new_size, std::memory_order_release);
   }
-  {
-    // Poison records past the new end are gone with the PTEs.
-    std::lock_guard g(rmap_mu_);
-    for (MappingImpl* m : rmap_) {
-      std::lock_guard pg(m->poison_mu);
-      m->poisoned.erase(m->poisoned.lower_bound(keep_pages), m->poisoned.end());
-    }
-  }
+  forget_poison_from(keep_pages);
   count(&Counters::pages_truncated, locked.size());
-  for (Page* p : locked) p->unlock();  // waiters recheck and see EOF
+  locked.clear();  // unlocked: waiters recheck and see EOF
   clear_poison(keep_pages ? keep_pages - 1 : 0, keep_pages);
   if (ftr_err) throw_errno(ftr_err, "faultline: ftruncate(memfd)");
   if (zero_err) throw_errno(zero_err, "faultline: zeroing the new EOF page");
+}
+
+void FileImpl::forget_poison_from(uint64_t pg) {
+  // Poison records past the new end are gone with the PTEs.
+  std::lock_guard g(rmap_mu_);
+  for (MappingImpl* m : rmap_) {
+    std::lock_guard pm(m->poison_mu);
+    m->poisoned.erase(m->poisoned.lower_bound(pg), m->poisoned.end());
+  }
 }
 
 void FileImpl::truncate(uint64_t new_size) {
@@ -254,16 +309,13 @@ void FileImpl::truncate(uint64_t new_size) {
     throw_errno(EFBIG, "faultline: truncate beyond the largest file size");
   std::unique_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_);
-  const uint64_t old = i_size();
-  if (new_size >= old) {
-    if (int e = backend().truncate(new_size); e < 0)
-      throw_errno(-e, "faultline: backend truncate of " + key);
-    extend(new_size);  // zeroes the old EOF page's tail; the new range reads zeros
-    return;
-  }
-  shrink_cache(new_size);
+  const bool shrink = new_size < i_size();
+  // R3 (F11): a shrink drops the cache before the backend shrinks; a growth
+  // grows the backend first.
+  if (shrink) shrink_cache(new_size);
   if (int e = backend().truncate(new_size); e < 0)
     throw_errno(-e, "faultline: backend truncate of " + key);
+  if (!shrink) extend(new_size);  // zeroes the old EOF page's tail; the new range reads zeros
 }
 
 void FileImpl::punch_hole(uint64_t off, uint64_t len) {
@@ -274,7 +326,7 @@ void FileImpl::punch_hole(uint64_t off, uint64_t len) {
     throw_errno(EOPNOTSUPP, "faultline: the backend of " + key + " cannot punch holes");
   std::unique_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
-  if (FL_RULE(4)) inval.lock();  // R4: no fill brings old data back meanwhile
+  lock_out_fills(inval);  // R4: no fill brings old data back meanwhile
   const uint64_t size = i_size();
   const uint64_t end = std::min<uint64_t>(off + len, size);
   if (off >= end) return;
@@ -282,25 +334,20 @@ void FileImpl::punch_hole(uint64_t off, uint64_t len) {
   const uint64_t first_full = (off + ps - 1) >> page_shift_;
   const uint64_t end_full = end == size ? (end + ps - 1) >> page_shift_ : end >> page_shift_;
   // Partial pages at the ends are zeroed in place, not dropped.
-  auto zero_partial = [&](uint64_t pg, uint64_t from, uint64_t to) {
-    Page* p = index_.get(pg);
-    p->lock();
-    p->wait_clear(PG_writeback);
-    int e = 0;
-    if (p->test(PG_uptodate)) e = zero_frame_range(from, to);
-    p->unlock();
-    if (e) throw_errno(e, "faultline: zeroing a partial page of a punched range");
+  auto zero_partial = [&](uint64_t from, uint64_t to) {
+    if (int e = zero_partial_page(from, to))
+      throw_errno(e, "faultline: zeroing a partial page of a punched range");
   };
   if (first_full > end_full) {  // inside one page
-    zero_partial(off >> page_shift_, off, end);
+    zero_partial(off, end);
   } else {
-    if (off & (ps - 1)) zero_partial(off >> page_shift_, off, first_full << page_shift_);
-    if (end_full << page_shift_ < end) zero_partial(end_full, end_full << page_shift_, end);
-    drop_range(first_full, end_full, /*launder=*/false, /*keep_dirty=*/false, nullptr,
-               "punch.before_drop");
+    if (off & (ps - 1)) zero_partial(off, first_full << page_shift_);
+    if (end_full << page_shift_ < end) zero_partial(end_full << page_shift_, end);
+    truncate_pages(first_full, end_full);
   }
-  // Poison on pages drop_range skipped (never cached: a refused page_mkwrite
-  // on a hole) and on the partial end pages goes too, as file.hpp promises.
+  // Poison on pages truncate_pages skipped (never cached: a refused
+  // page_mkwrite on a hole) and on the partial end pages goes too, as
+  // file.hpp promises.
   clear_poison(off >> page_shift_, (end + ps - 1) >> page_shift_);
   // The pages are unlocked, the backend not yet punched: only the
   // invalidate_lock (R4 here, R1b in the fault path) keeps a fill from
@@ -315,12 +362,11 @@ std::vector<uint64_t> FileImpl::invalidate(uint64_t off, uint64_t len) {
   if (off + len < off) throw_errno(EINVAL, "faultline: invalidate range overflows");
   std::shared_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
-  if (FL_RULE(4)) inval.lock();
+  lock_out_fills(inval);  // R4
   std::vector<uint64_t> failed;
   const auto [first, last] = pages_of(off, len);  // invalidate(0, UINT64_MAX): all (defect 5)
-  drop_range(first, last, /*launder=*/true, /*keep_dirty=*/false, &failed,
-             "invalidate.before_drop");
-  clear_poison(first, last);  // also pages drop_range skipped (never cached)
+  invalidate_pages(first, last, &failed);
+  clear_poison(first, last);  // also pages invalidate_pages skipped (never cached)
   return failed;
 }
 
@@ -330,11 +376,18 @@ void FileImpl::remote_changed(uint64_t off, uint64_t len) {
   std::shared_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_);
   const auto [first, last] = pages_of(off, len);  // a sink's "everything": clamped (defect 5)
-  drop_range(first, last, /*launder=*/false, /*keep_dirty=*/true, nullptr, nullptr);
+  invalidate_remote_pages(first, last);
 }
 
 void FileImpl::remote_resized(uint64_t new_size) {
-  // Another engine changed the size: follow it without touching the backend.
+  // Another engine changed the size: follow it with truncate's steps under
+  // the same locks (R3: shrink_cache drops the pages past the new EOF under
+  // their locks, zeroes the partial page's tail, shrinks the memfd, forgets
+  // poison past the end, so a later regrowth faults normally; extend zeroes
+  // the old EOF page's tail). Deliberate differences: the backend is not
+  // touched (it has the new size already); a size past the page index is
+  // ignored, and a failure logged, not thrown (nobody called us: we run on
+  // the backend's thread).
   if (!fits_index(new_size, page_shift_)) {
     core->log("faultline: " + key + " was resized underneath to " + std::to_string(new_size) +
               " bytes, more than the largest file size: ignored");
@@ -342,13 +395,9 @@ void FileImpl::remote_resized(uint64_t new_size) {
   }
   std::unique_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_);
-  const uint64_t old = i_size();
   try {
-    if (new_size > old) extend(new_size);  // zeroes the old EOF page's tail
-    // R3: the same sequence as truncate (size first, pages dropped under
-    // their locks, the partial page's tail zeroed, the memfd shrunk, poison
-    // records past the end forgotten), so a later regrowth faults normally.
-    else if (new_size < old) shrink_cache(new_size);
+    if (new_size < i_size()) shrink_cache(new_size);
+    else extend(new_size);  // nothing when the size is unchanged
   } catch (const std::system_error& e) {
     core->log(std::string("faultline: following a remote resize of ") + key + " failed: " +
               e.what());
