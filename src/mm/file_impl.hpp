@@ -401,6 +401,18 @@ class FileImpl {
   /// view so their next access faults (a MINOR fault: the frames stay);
   /// returns which of them an async view shows written (now dirty, R7).
   std::vector<bool> sample_unmap(const std::vector<uint64_t>& pg);
+  /// MADV_DONTNEED of view m's pages [lo, hi) but its poisoned ones.
+  void zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi);
+  // shrink's steps (reclaim.cpp): pop a batch from the queue S3-FIFO picks,
+  // sort it by an unlocked look, sample the mapped pages, evict the
+  // candidates still evictable under their try-locks (R9).
+  struct ReclaimBatch;
+  std::vector<LruEntry> pop_batch(ReclaimBatch& b, const uint64_t idle[2], uint64_t visits);
+  void sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
+                       uint64_t& sample_budget);
+  void sample_pages(ReclaimBatch& b);
+  void lock_for_eviction(ReclaimBatch& b);
+  uint64_t evict_pages(ReclaimBatch& b);
   // Dirtying done for a store after its thread was woken (write-around after
   // a WP fault, and into the asynchronous readahead window): a sync waits for
   // what is in flight when it starts (issue 14 defect 12), counted in two

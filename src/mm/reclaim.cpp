@@ -35,6 +35,7 @@
 #include "faultline/constants.hpp"
 #include "mm/file_impl.hpp"
 #include "mm/mapping_impl.hpp"
+#include "mm/runs.hpp"
 #include "testing/sched.hpp"
 
 namespace faultline::detail {
@@ -51,16 +52,10 @@ constexpr uint64_t kSmallShare = 10;
 // failed and a later one succeeded — the backend has the data.)
 bool evictable(uint32_t flags) { return (flags & PG_uptodate) && !(flags & kBusy); }
 
-/// Runs [a, b) of consecutive values in the ascending vector v: fn(a, b).
-template <class Fn>
-void for_runs(const std::vector<uint64_t>& v, Fn&& fn) {
-  for (size_t a = 0; a < v.size();) {
-    size_t b = a + 1;
-    while (b < v.size() && v[b] == v[b - 1] + 1) ++b;
-    fn(a, b);
-    a = b;
-  }
-}
+/// R9 (E1, E2): reclaim takes each picked page with a try-lock and checks it
+/// again under the lock before it evicts it. Breaker: the picked pages are
+/// dropped and punched as they were seen, with no lock and no recheck.
+inline bool evict_under_trylock() { return FL_RULE(9); }
 }  // namespace
 
 void FileImpl::mark_uptodate(uint64_t pg, Page* p) {
@@ -126,54 +121,233 @@ void FileImpl::lru_push(bool main, const std::vector<LruEntry>& es) {
   q.insert(q.end(), es.begin(), es.end());
 }
 
+void FileImpl::zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi) {
+  // Around the pages this view answered with POISON: MADV_DONTNEED would
+  // clear the poison (the page must keep raising SIGBUS).
+  std::lock_guard pm(m.poison_mu);
+  uint64_t from = lo;
+  for (auto it = m.poisoned.lower_bound(lo); from < hi;) {
+    const uint64_t to = (it == m.poisoned.end() || *it >= hi) ? hi : *it;
+    // Result discarded: a zap that fails leaves the PTEs, so the page's
+    // accesses go unseen and it may be judged unused (evicted: clean, its
+    // data is in the backend). Nothing is lost.
+    if (to > from)
+      (void)::madvise(reinterpret_cast<void*>(m.addr_of(from)), (to - from) << page_shift_,
+                      MADV_DONTNEED);
+    if (to >= hi) break;
+    from = to + 1;
+    ++it;
+  }
+}
+
 std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg) {
   // The pages are locked (R9's try-locks) and clean. R15: the views are
   // walked under the rmap lock (no range another mmap may own).
   std::vector<bool> written(pg.size(), false);
   const uint64_t eof = eof_pages();
+  auto consecutive = [&](uint64_t k, uint64_t l) { return pg[l] == pg[k] + 1; };
   auto g = lock_rmap();
   for (MappingImpl* m : rmap_) {
     if (!m->shared) continue;  // F5: DONTNEED would drop private copies
     const uint64_t vlo = m->pgoff, vhi = m->pgoff + m->npages;
-    for_runs(pg, [&](size_t a, size_t b) {
+    for_each_run(pg.size(), [](uint64_t) { return true; }, consecutive, [&](uint64_t a, uint64_t b) {
       const uint64_t lo = std::max(pg[a], vlo), hi = std::min(pg[b - 1] + 1, vhi);
       if (lo >= hi) return;
-      if (m->async_wp()) {
-        // R7 (async): a store through this view left no trace but its PTE;
-        // the zap tells which were written (zap_written zaps present PTEs
-        // only: poison markers stay): those pages are dirty and stay.
-        for (uint64_t k : zap_written(*m, lo, hi)) {
-          if (k >= eof) continue;
-          mark_dirty(index_.find(k));
-          written[a + (k - pg[a])] = true;
-        }
+      if (!m->async_wp()) {
+        zap_unpoisoned(*m, lo, hi);
         return;
       }
-      // Around the pages this view answered with POISON: MADV_DONTNEED would
-      // clear the poison (the page must keep raising SIGBUS).
-      std::lock_guard pm(m->poison_mu);
-      uint64_t from = lo;
-      for (auto it = m->poisoned.lower_bound(lo); from < hi;) {
-        const uint64_t to = (it == m->poisoned.end() || *it >= hi) ? hi : *it;
-        // Result discarded: a zap that fails leaves the PTEs, so the page's
-        // accesses go unseen and it may be judged unused (evicted: clean, its
-        // data is in the backend). Nothing is lost.
-        if (to > from)
-          (void)::madvise(reinterpret_cast<void*>(m->addr_of(from)), (to - from) << page_shift_,
-                          MADV_DONTNEED);
-        if (to >= hi) break;
-        from = to + 1;
-        ++it;
+      // R7 (async): a store through this view left no trace but its PTE;
+      // the zap tells which were written (zap_written zaps present PTEs
+      // only: poison markers stay): those pages are dirty and stay.
+      for (uint64_t k : zap_written(*m, lo, hi)) {
+        if (k >= eof) continue;
+        mark_dirty(index_.find(k));
+        written[a + (k - pg[a])] = true;
       }
     });
   }
   return written;
 }
 
+// One batch of queue entries as shrink sorts them (an unlocked look).
+struct FileImpl::ReclaimBatch {
+  bool from_small = true;
+  std::vector<LruEntry> back;      // to the queue's tail: busy, sampled, or kept
+  std::vector<LruEntry> to_main;   // accessed since their last look
+  std::vector<LruEntry> sample;    // mapped, maybe used unseen: sample first
+  std::vector<LruEntry> evict;     // candidates, checked again under the lock
+  std::vector<bool> evict_unsampled;  // small queue past the sample budget
+  std::vector<LruEntry> unlooked;  // enough candidates: back to the head
+  // Eviction: the candidates locked and rechecked (R9), ascending.
+  std::vector<Page*> held;
+  std::vector<uint64_t> held_pg;
+  std::vector<PageLock> locks;  // empty under breaker R9
+};
+
+void FileImpl::sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
+                               uint64_t& sample_budget) {
+  // An unlocked look: the flags decide again under the lock (R9). Unsampled
+  // pages get sampled now; in the small queue past the budget they are
+  // judged by their faults alone (a ghost hit brings a wrongly evicted page
+  // back to main), in main they wait for a later call.
+  for (const LruEntry& e : es) {
+    if (b.evict.size() >= room) {
+      b.unlooked.push_back(e);  // enough candidates: back to the head, in order
+      continue;
+    }
+    Page* p = index_.find(e.pg);
+    const uint32_t f = p->flags.load(std::memory_order_acquire);
+    if (!evictable(f)) {
+      b.back.push_back(e);  // locked, dirty or under write-back: later
+    } else if (f & PG_referenced) {
+      // Accessed since its last look: small -> main (promotion), main: once
+      // more round.
+      p->clear(PG_referenced);
+      if (b.from_small && !p->test_and_set(PG_main))
+        nr_main_.fetch_add(1, std::memory_order_relaxed);
+      b.to_main.push_back(e);
+    } else if (f & PG_sampled) {
+      b.evict.push_back(e);
+      b.evict_unsampled.push_back(false);
+    } else if (sample_budget > 0) {
+      --sample_budget;
+      b.sample.push_back(e);
+    } else if (b.from_small) {
+      b.evict.push_back(e);
+      b.evict_unsampled.push_back(true);
+    } else {
+      b.back.push_back(e);
+    }
+  }
+}
+
+void FileImpl::sample_pages(ReclaimBatch& b) {
+  if (b.sample.empty()) return;
+  // Under the page locks (try-locked, R9: a locked page is being filled,
+  // installed, dirtied or dropped), zap the PTEs so the next access faults;
+  // then back to the queue's tail.
+  std::sort(b.sample.begin(), b.sample.end(),
+            [](const LruEntry& x, const LruEntry& y) { return x.pg < y.pg; });
+  std::vector<PageLock> held;
+  std::vector<uint64_t> held_pg;
+  for (const LruEntry& e : b.sample) {
+    PageLock lock(index_.find(e.pg), std::try_to_lock);
+    if (!lock) continue;
+    const uint32_t f = lock.page()->flags.load(std::memory_order_acquire) & ~PG_locked;
+    if (!evictable(f) || lock.page()->gen.load(std::memory_order_acquire) != e.gen) continue;
+    held.push_back(std::move(lock));
+    held_pg.push_back(e.pg);
+  }
+  const std::vector<bool> written = sample_unmap(held_pg);
+  for (size_t i = 0; i < held.size(); ++i)
+    if (!written[i]) held[i].page()->set(PG_sampled);
+  count(&Counters::pages_sampled, held.size());
+  held.clear();  // unlocks
+  b.back.insert(b.back.end(), b.sample.begin(), b.sample.end());
+}
+
+void FileImpl::lock_for_eviction(ReclaimBatch& b) {
+  // Lock what can be locked without waiting, and recheck under the lock that
+  // it is the same page (generation), still clean, uptodate, not under
+  // write-back and not accessed since the look (a fault sets PG_referenced;
+  // an install clears PG_sampled). Ascending page order.
+  std::vector<size_t> order(b.evict.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(),
+            [&](size_t x, size_t y) { return b.evict[x].pg < b.evict[y].pg; });
+  for (size_t i : order) {
+    const LruEntry& e = b.evict[i];
+    Page* p = index_.find(e.pg);
+    if (evict_under_trylock()) {  // R9
+      PageLock lock(p, std::try_to_lock);
+      if (!lock) {
+        b.back.push_back(e);
+        continue;
+      }
+      const uint32_t f = p->flags.load(std::memory_order_acquire) & ~PG_locked;
+      if (p->gen.load(std::memory_order_acquire) != e.gen)
+        continue;  // dropped (maybe cached again: its new entry is queued)
+      if (!evictable(f) || (f & PG_referenced) || !(b.evict_unsampled[i] || (f & PG_sampled))) {
+        b.back.push_back(e);
+        continue;
+      }
+      b.locks.push_back(std::move(lock));
+    }
+    b.held.push_back(p);
+    b.held_pg.push_back(e.pg);
+  }
+}
+
+uint64_t FileImpl::evict_pages(ReclaimBatch& b) {
+  if (b.evict.empty()) return 0;
+  FL_POINT("reclaim.after_pick");
+  lock_for_eviction(b);
+  const std::vector<Page*>& held = b.held;
+  const std::vector<uint64_t>& held_pg = b.held_pg;
+  const bool r9 = evict_under_trylock();
+  auto consecutive = [&](uint64_t k, uint64_t l) { return held_pg[l] == held_pg[k] + 1; };
+  auto all = [](uint64_t) { return true; };
+  // R9 (async): a store through a view leaves no trace but the PTE; zap the
+  // PTEs under the locks and read the written ones off the zap (as
+  // invalidate, R4): those pages are dirty, not evicted.
+  for_each_run(held.size(), all, consecutive, [&](uint64_t a, uint64_t e) {
+    dirty_written_locked(held_pg[a], std::span<Page* const>(held).subspan(a, e - a));
+  });
+  // Drop and punch runs of contiguous pages (the punch unmaps them from
+  // every view; private copies stay, R4), then unlock. Pages evicted from
+  // the small queue are remembered (ghosts). A page dirty now stays.
+  // (Breaker R9: the pages picked are dropped as they were seen.)
+  auto keep = [&](uint64_t k) { return r9 && held[k]->test(PG_dirty); };
+  for (size_t k = 0; k < held.size(); ++k)
+    if (keep(k)) b.back.push_back({held_pg[k], held[k]->gen.load(std::memory_order_acquire)});
+  uint64_t freed = 0;
+  auto evict = [&](uint64_t k) { return !keep(k); };
+  for_each_run(held.size(), evict, consecutive, [&](uint64_t a, uint64_t e) {
+    for (uint64_t k = a; k < e; ++k) {
+      FL_BUG_ON(r9 && !held[k]->locked());  // R9: evicted under its lock
+      drop_page(held[k]);
+      if (b.from_small) {
+        held[k]->evicted_at.store(small_evicted_.fetch_add(1, std::memory_order_relaxed),
+                                  std::memory_order_relaxed);
+        held[k]->set(PG_ghost);
+      }
+    }
+    FL_POINT("reclaim.before_punch");
+    punch_frames(held_pg[a], e - a, /*keep_poison=*/true);
+    count(&Counters::reclaim_runs);
+    freed += e - a;
+  });
+  b.locks.clear();  // unlocks
+  return freed;
+}
+
+std::vector<FileImpl::LruEntry> FileImpl::pop_batch(ReclaimBatch& b, const uint64_t idle[2],
+                                                    uint64_t visits) {
+  // S3-FIFO: evict from small while it holds >= 1/kSmallShare of the cached
+  // pages. A queue gone round with no progress is left for the other one;
+  // both so, or both empty: nothing (the call ends).
+  const uint64_t cached = nr_cached_.load(std::memory_order_relaxed);
+  const uint64_t nmain = std::min(nr_main_.load(std::memory_order_relaxed), cached);
+  b.from_small = (cached - nmain) * kSmallShare >= cached;
+  auto stuck = [&](bool main) {
+    std::lock_guard g(lru_mu_);
+    return idle[main] >= (main ? main_ : small_).size();
+  };
+  if (stuck(!b.from_small)) b.from_small = !b.from_small;
+  if (stuck(!b.from_small)) return {};
+  const size_t take = static_cast<size_t>(std::min<uint64_t>(kReclaimBatchPages, visits));
+  std::vector<LruEntry> es = lru_pop(!b.from_small, take);
+  if (es.empty()) {
+    b.from_small = !b.from_small;
+    es = lru_pop(!b.from_small, take);
+  }
+  return es;
+}
+
 uint64_t FileImpl::shrink(uint64_t want) {
   std::unique_lock one(reclaim_mu_, std::try_to_lock);  // another reclaim is at it
   if (!one.owns_lock() || want == 0) return 0;
-  const bool r9 = FL_RULE(9);
   uint64_t freed = 0;
   // Bounds per call: each queued page is looked at about three times at most
   // (promote or sample, then evict), and at most 2 x want + a batch pages are
@@ -187,174 +361,25 @@ uint64_t FileImpl::shrink(uint64_t want) {
   // under write-back), per queue (small, main): a queue gone round so is
   // left for the other one in this call.
   uint64_t idle[2] = {0, 0};
-  auto stuck = [&](bool main) {
-    std::lock_guard g(lru_mu_);
-    return idle[main] >= (main ? main_ : small_).size();
-  };
   while (freed < want && visits > 0) {
-    const uint64_t cached = nr_cached_.load(std::memory_order_relaxed);
-    const uint64_t nmain = std::min(nr_main_.load(std::memory_order_relaxed), cached);
-    bool from_small = (cached - nmain) * kSmallShare >= cached;
-    if (stuck(!from_small)) from_small = !from_small;
-    if (stuck(!from_small)) break;
-    const size_t take = static_cast<size_t>(std::min<uint64_t>(kReclaimBatchPages, visits));
-    std::vector<LruEntry> es = lru_pop(!from_small, take);
-    if (es.empty()) {
-      from_small = !from_small;
-      es = lru_pop(!from_small, take);
-      if (es.empty()) break;
-    }
+    ReclaimBatch b;
+    const std::vector<LruEntry> es = pop_batch(b, idle, visits);
+    if (es.empty()) break;
     visits -= std::min<uint64_t>(visits, es.size());
-    uint64_t& idle_here = idle[!from_small];
-    // Sort the candidates (an unlocked look: the flags decide again under the
-    // lock, R9). Unsampled pages get sampled now; in the small queue past the
-    // budget they are judged by their faults alone (a ghost hit brings a
-    // wrongly evicted page back to main), in main they wait for a later call.
-    std::vector<LruEntry> back, to_main, sample, evict, unlooked;
-    std::vector<bool> evict_unsampled;
-    for (const LruEntry& e : es) {
-      if (evict.size() >= want - freed) {
-        unlooked.push_back(e);  // enough candidates: back to the head, in order
-        continue;
-      }
-      Page* p = index_.find(e.pg);
-      const uint32_t f = p->flags.load(std::memory_order_acquire);
-      if (!evictable(f)) {
-        back.push_back(e);  // locked, dirty or under write-back: later
-      } else if (f & PG_referenced) {
-        // Accessed since its last look: small -> main (promotion), main: once
-        // more round.
-        p->clear(PG_referenced);
-        if (from_small && !p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
-        to_main.push_back(e);
-      } else if (f & PG_sampled) {
-        evict.push_back(e);
-        evict_unsampled.push_back(false);
-      } else if (sample_budget > 0) {
-        --sample_budget;
-        sample.push_back(e);
-      } else if (from_small) {
-        evict.push_back(e);
-        evict_unsampled.push_back(true);
-      } else {
-        back.push_back(e);
-      }
-    }
-    if (!unlooked.empty()) {
+    sort_candidates(b, es, want - freed, sample_budget);
+    if (!b.unlooked.empty()) {
       std::lock_guard g(lru_mu_);
-      auto& q = from_small ? small_ : main_;
-      q.insert(q.begin(), unlooked.begin(), unlooked.end());
+      auto& q = b.from_small ? small_ : main_;
+      q.insert(q.begin(), b.unlooked.begin(), b.unlooked.end());
     }
-    lru_push(true, to_main);
-    const uint64_t freed_before = freed;
-    if (!sample.empty()) {
-      // Sample: under the page locks (try-locked, R9: a locked page is being
-      // filled, installed, dirtied or dropped), zap the PTEs so the next
-      // access faults; then back to the queue's tail.
-      std::sort(sample.begin(), sample.end(),
-                [](const LruEntry& x, const LruEntry& y) { return x.pg < y.pg; });
-      std::vector<Page*> held;
-      std::vector<uint64_t> held_pg;
-      for (const LruEntry& e : sample) {
-        Page* p = index_.find(e.pg);
-        if (!p->trylock()) continue;
-        const uint32_t f = p->flags.load(std::memory_order_acquire) & ~PG_locked;
-        if (!evictable(f) || p->gen.load(std::memory_order_acquire) != e.gen) {
-          p->unlock();
-          continue;
-        }
-        held.push_back(p);
-        held_pg.push_back(e.pg);
-      }
-      const std::vector<bool> written = sample_unmap(held_pg);
-      for (size_t i = 0; i < held.size(); ++i) {
-        if (!written[i]) held[i]->set(PG_sampled);
-        held[i]->unlock();
-      }
-      count(&Counters::pages_sampled, held.size());
-      back.insert(back.end(), sample.begin(), sample.end());
-    }
-    if (!evict.empty()) {
-      FL_POINT("reclaim.after_pick");
-      // Lock what can be locked without waiting, and recheck under the lock
-      // that it is the same page (generation), still clean, uptodate, not
-      // under write-back and not accessed since the look (a fault sets
-      // PG_referenced; an install clears PG_sampled).
-      std::vector<size_t> order(evict.size());
-      std::iota(order.begin(), order.end(), size_t{0});
-      std::sort(order.begin(), order.end(),
-                [&](size_t x, size_t y) { return evict[x].pg < evict[y].pg; });
-      std::vector<Page*> held;
-      std::vector<uint64_t> held_pg;
-      for (size_t i : order) {
-        const LruEntry& e = evict[i];
-        Page* p = index_.find(e.pg);
-        if (r9) {
-          if (!p->trylock()) {
-            back.push_back(e);
-            continue;
-          }
-          const uint32_t f = p->flags.load(std::memory_order_acquire) & ~PG_locked;
-          if (p->gen.load(std::memory_order_acquire) != e.gen) {
-            p->unlock();  // dropped (maybe cached again: its new entry is queued)
-            continue;
-          }
-          if (!evictable(f) || (f & PG_referenced) || !(evict_unsampled[i] || (f & PG_sampled))) {
-            p->unlock();
-            back.push_back(e);
-            continue;
-          }
-        }
-        held.push_back(p);
-        held_pg.push_back(e.pg);
-      }
-      if (async_ && !held.empty()) {
-        // R9 (async): a store through a view leaves no trace but the PTE; zap
-        // the PTEs under the locks and read the written ones off the zap (as
-        // invalidate, R4): those pages are dirty, not evicted.
-        const uint64_t eof = eof_pages();
-        auto g = lock_rmap();
-        for (MappingImpl* m : rmap_) {
-          if (!m->async_wp()) continue;
-          for_runs(held_pg, [&](size_t a, size_t b) {
-            for (uint64_t k : zap_written(*m, held_pg[a], held_pg[b - 1] + 1))
-              if (k < eof) mark_dirty(held[a + (k - held_pg[a])]);
-          });
-        }
-      }
-      // Drop and punch runs of contiguous pages (the punch unmaps them from
-      // every view; private copies stay, R4), then unlock. Pages evicted from
-      // the small queue are remembered (ghosts).
-      // (Breaker: the pages picked are dropped as they were seen.)
-      auto keep = [&](size_t k) { return r9 && held[k]->test(PG_dirty); };
-      for (size_t a = 0; a < held.size();) {
-        if (keep(a)) {
-          back.push_back({held_pg[a], held[a]->gen.load(std::memory_order_acquire)});
-          ++a;
-          continue;
-        }
-        size_t b = a + 1;
-        while (b < held.size() && held_pg[b] == held_pg[b - 1] + 1 && !keep(b)) ++b;
-        for (size_t k = a; k < b; ++k) {
-          drop_page(held[k]);
-          if (from_small) {
-            held[k]->evicted_at.store(small_evicted_.fetch_add(1, std::memory_order_relaxed),
-                                      std::memory_order_relaxed);
-            held[k]->set(PG_ghost);
-          }
-        }
-        FL_POINT("reclaim.before_punch");
-        punch_frames(held_pg[a], b - a, /*keep_poison=*/true);
-        count(&Counters::reclaim_runs);
-        freed += b - a;
-        a = b;
-      }
-      if (r9)
-        for (Page* p : held) p->unlock();
-    }
-    lru_push(!from_small, back);
-    const bool progress = !to_main.empty() || !sample.empty() || freed > freed_before;
-    idle_here = progress ? 0 : idle_here + (es.size() - unlooked.size());
+    lru_push(true, b.to_main);
+    sample_pages(b);
+    const uint64_t evicted = evict_pages(b);
+    freed += evicted;
+    lru_push(!b.from_small, b.back);
+    const bool progress = !b.to_main.empty() || !b.sample.empty() || evicted > 0;
+    uint64_t& idle_here = idle[!b.from_small];
+    idle_here = progress ? 0 : idle_here + (es.size() - b.unlooked.size());
   }
   count(&Counters::pages_reclaimed, freed);
   return freed;
