@@ -26,6 +26,9 @@ class FileImpl;
 }
 using detail::FileImpl;
 struct FileCursor;
+namespace testing {
+struct FileAccess;
+}
 
 class File {
  public:
@@ -89,16 +92,13 @@ class File {
   /// This File's statistics (shared by every handle onto it).
   Stats stats() const;
 
-  /// The size of the memfd that holds the frames (for the race harness's
-  /// checks: it must always equal size() rounded up to the page).
-  uint64_t frame_bytes_for_testing() const;
-
   /// Closes this handle (idempotent). The last handle and Mapping of a File
   /// write its dirty pages back before the cache is freed.
   void close();
 
  private:
   friend class Engine;
+  friend struct testing::FileAccess;  // test support (src/testing/), not API
   File(std::shared_ptr<FileImpl> impl);
   FileImpl& impl() const;
   std::shared_ptr<FileImpl> impl_;

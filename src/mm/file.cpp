@@ -4,7 +4,6 @@
 #include <atomic>
 
 #include <sys/mman.h>
-#include <sys/stat.h>
 
 #include "mm/engine_core.hpp"
 #include "mm/file_impl.hpp"
@@ -141,12 +140,6 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   f.add_mapping(m.get());
   f.core->add_mapping(m);
   return Mapping(std::move(m));
-}
-
-uint64_t File::frame_bytes_for_testing() const {
-  struct stat st {};
-  if (::fstat(impl().memfd(), &st) != 0) detail::throw_errno("faultline: fstat(memfd)");
-  return static_cast<uint64_t>(st.st_size);
 }
 
 void File::close() {

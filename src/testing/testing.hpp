@@ -38,8 +38,11 @@
 // held: R11), and the sleeping waits wait.* below.
 #pragma once
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
+
+#include "faultline/file.hpp"
 
 namespace faultline::testing {
 
@@ -106,5 +109,13 @@ bool rule_broken(int n);
 /// none. A rule with separately breakable guards (DESIGN.md section 3) also
 /// takes one guard: "R1a" breaks guard a of R1 only, "R1" all of them.
 void break_rules(const std::string& list);
+
+/// Reaches into a File for the tests' checks (a friend of File; test support,
+/// never installed).
+struct FileAccess {
+  /// The size of the memfd that holds f's frames: it must always equal size()
+  /// rounded up to the page.
+  static uint64_t frame_bytes(const File& f);
+};
 
 }  // namespace faultline::testing

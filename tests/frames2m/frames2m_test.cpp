@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "testing/faulty_backend.hpp"
+#include "testing/testing.hpp"
 #include "hugepage_pool.hpp"
 #include "test_util.hpp"
 #include "tr_util.hpp"
@@ -64,7 +65,7 @@ TEST_F(Frames2M, ContentsMatchReadAroundBoundaries) {
     fl::File f = open2m(fl::make_file_backend(path, false));
     EXPECT_EQ(f.page_size(), kH);
     EXPECT_EQ(f.size(), size);
-    EXPECT_EQ(f.frame_bytes_for_testing(), up2m(size));
+    EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), up2m(size));
     fl::Mapping m = f.map(0, up2m(size), fl::Access::ReadOnly);
     const auto want = ft::pread_file(path, 0, size);
     EXPECT_EQ(tr::diff(view_bytes(m, 0, size), want), "");
@@ -108,7 +109,7 @@ TEST_F(Frames2M, SigbusPastTheFrameHoldingEof) {
   fl::File f = open2m(fl::make_file_backend(path, true));
   // A writable view past EOF must not grow the hugetlb memfd.
   fl::Mapping m = f.map(0, 4 * kH);
-  EXPECT_EQ(f.frame_bytes_for_testing(), 2 * kH);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 2 * kH);
   EXPECT_TRUE(tr::load(m.data() + kH).ok());
   EXPECT_TRUE(tr::load(m.data() + 2 * kH - 1).ok());
   EXPECT_EQ(tr::load(m.data() + 2 * kH - 1).value, std::byte{0});
@@ -116,7 +117,7 @@ TEST_F(Frames2M, SigbusPastTheFrameHoldingEof) {
   ASSERT_FALSE(l.ok());
   EXPECT_EQ(l.bus->code, BUS_ADRERR);
   EXPECT_FALSE(tr::store(m.data() + 3 * kH + 5, std::byte{1}) == std::nullopt);
-  EXPECT_EQ(f.frame_bytes_for_testing(), 2 * kH);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 2 * kH);
   EXPECT_EQ(f.size(), kH + 1);
 }
 
@@ -163,14 +164,14 @@ TEST_P(Frames2MKind, TruncatePartialFrameThenExtend) {
   const uint64_t ns = 3 * kH + 100;
   f.truncate(ns);
   EXPECT_EQ(f.size(), ns);
-  EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kH);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 4 * kH);
   EXPECT_EQ(s.size(), ns);
   EXPECT_EQ(tr::diff(view_bytes(m, 0, ns), ft::pattern(0, ns, 2)), "");
   EXPECT_TRUE(tr::is_zero(view_bytes(m, ns, 4 * kH - ns)));
   EXPECT_FALSE(tr::load(m.data() + 4 * kH).ok());
   // Grow again: the range reads zeros, old data never comes back.
   f.truncate(size);
-  EXPECT_EQ(f.frame_bytes_for_testing(), up2m(size));
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), up2m(size));
   EXPECT_TRUE(tr::is_zero(view_bytes(m, ns, size - ns)));
   EXPECT_TRUE(tr::is_zero(tr::read_file(f, ns, size - ns)));
   EXPECT_EQ(tr::diff(tr::read_file(f, 0, ns), ft::pattern(0, ns, 2)), "");
@@ -185,7 +186,7 @@ TEST_P(Frames2MKind, TruncateInsideTheFirstFrameKeepsItsHead) {
   ft::touch_read(m.data(), 3 * kH);
   ASSERT_TRUE(tr::fill_view(m.data() + 10, 10, std::byte{0x5a}));  // dirty frame 0
   f.truncate(4096);
-  EXPECT_EQ(f.frame_bytes_for_testing(), kH);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), kH);
   auto want = ft::pattern(0, 4096, 4);
   std::fill(want.begin() + 10, want.begin() + 20, std::byte{0x5a});
   EXPECT_EQ(tr::diff(view_bytes(m, 0, 4096), want), "");
@@ -246,7 +247,7 @@ TEST_P(Frames2MKind, WriteAndExtendThroughTheApi) {
   const uint64_t off = kH + kH / 2;
   EXPECT_EQ(f.write(off, data), data.size());
   EXPECT_EQ(f.size(), off + data.size());
-  EXPECT_EQ(f.frame_bytes_for_testing(), up2m(off + data.size()));
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), up2m(off + data.size()));
   auto want = ft::pattern(0, kH + 5, 8);
   want.resize(off, std::byte{0});
   want.insert(want.end(), data.begin(), data.end());

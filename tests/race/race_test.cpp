@@ -80,7 +80,7 @@ TEST_F(RACE_FIXTURE, F2_FillAfterTruncate) {
   EXPECT_EQ(f.stats().read_errors, 0u) << "an access past EOF was reported as a read error";
   EXPECT_EQ(f.stats().sigbus_sent, 0u) << "an access past EOF was answered as an I/O error";
   EXPECT_EQ(f.size(), 4 * kPs);
-  EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs) << "the memfd grew back past EOF";
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 4 * kPs) << "the memfd grew back past EOF";
   // The file grows again: page 7 reads zeros. (A fault that went on past EOF
   // without R2's recheck fails its fill, the fill clamp of R3, and leaves the
   // view's page 7 poisoned: SIGBUS forever.)
@@ -127,7 +127,7 @@ TEST_F(RACE_FIXTURE, F3_InstallAfterTruncateUnmap) {
   }
   EXPECT_TRUE(load(v1.data() + 6 * kPs).bus.has_value());
   EXPECT_TRUE(load(v2.data() + 6 * kPs).bus.has_value());
-  EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 4 * kPs);
 }
 
 // Runs `op` on a thread until it parks at `point`, then `stores` (copy-on-write
@@ -424,7 +424,7 @@ TEST_F(RACE_FIXTURE, F12_WriteExtendVsTruncate) {
     w.join("the write");
     EXPECT_EQ(wrote, 2 * kPs);
     EXPECT_EQ(f.size(), 2 * kPs) << "a write that returned its length did not extend the file";
-    EXPECT_EQ(f.frame_bytes_for_testing(), 2 * kPs) << "the memfd and i_size disagree";
+    EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 2 * kPs) << "the memfd and i_size disagree";
     auto m = f.map(0, 2 * kPs, fl::Access::ReadOnly);
     const Load l = within(10s, "a load of the written page", [&] { return load(m.data() + kPs); });
     EXPECT_FALSE(l.bus.has_value());

@@ -19,6 +19,7 @@
 
 #include "faultline/faultline.hpp"
 #include "test_util.hpp"
+#include "testing/testing.hpp"
 
 namespace tr {
 

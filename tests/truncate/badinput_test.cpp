@@ -20,7 +20,7 @@ struct Snapshot {
 Snapshot snap(fl::File& f, const fl::Mapping& m, const Store& st) {
   Snapshot s;
   s.size = f.size();
-  s.frames = f.frame_bytes_for_testing();
+  s.frames = faultline::testing::FileAccess::frame_bytes(f);
   s.backend_size = st.size();
   s.view = copy_out(m.data(), s.size).value_or(std::vector<std::byte>{});
   s.via_read = read_file(f, 0, m.size());

@@ -125,7 +125,7 @@ TEST_P(Punch, PastEofIsNoopAndStraddlingStopsAtEof) {
   f.punch_hole(5 * kPs, kPs);
   f.punch_hole(3 * kPs + 100, 10 * kPs);
   EXPECT_EQ(f.size(), 3 * kPs + 100);
-  EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 4 * kPs);
   EXPECT_EQ(st.size(), 3 * kPs + 100);
   expect_everywhere(f, st, {&rw}, want);
   f.punch_hole(3 * kPs + 50, 10 * kPs);  // straddles EOF inside the EOF page

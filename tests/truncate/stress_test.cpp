@@ -529,7 +529,7 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
             md.zero_end(sz / 8, ns / 8, t0, t1);
             md.size.store(ns);  // raised after
           }
-          const uint64_t fb = f.frame_bytes_for_testing();
+          const uint64_t fb = faultline::testing::FileAccess::frame_bytes(f);
           if (fb != round_up(ns))
             fails.add("memfd size " + std::to_string(fb) + " after truncate to " + std::to_string(ns));
           n.truncates.fetch_add(1, std::memory_order_relaxed);
@@ -591,7 +591,7 @@ TEST_P(Stress, ConcurrentTruncatePunchInvalidate) {
   // --- the quiescent checks --------------------------------------------------
   const uint64_t size = f.size();
   EXPECT_EQ(size, md.size.load());
-  EXPECT_EQ(f.frame_bytes_for_testing(), round_up(size)) << "memfd size vs i_size";
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), round_up(size)) << "memfd size vs i_size";
   EXPECT_NO_THROW(f.sync());
   auto via_read = read_file(f, 0, kMaxSize);
   ASSERT_EQ(via_read.size(), size);

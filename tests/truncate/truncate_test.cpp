@@ -26,7 +26,7 @@ TEST_P(Truncate, ShrinkSigbusPastEofPageInEveryMapping) {
   const uint64_t ns = 3 * kPs + 100;
   f.truncate(ns);
   EXPECT_EQ(f.size(), ns);
-  EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 4 * kPs);
   EXPECT_EQ(st.size(), ns);
   const auto want = ft::pattern(0, ns);
   EXPECT_EQ(diff(read_file(f, 0, 8 * kPs), want), "");
@@ -51,7 +51,7 @@ TEST_P(Truncate, ShrinkSigbusPastEofPageInEveryMapping) {
   // A store past the EOF page through the writable views: SIGBUS too.
   EXPECT_TRUE(store(rw.data() + 5 * kPs, std::byte{1}).has_value());
   EXPECT_TRUE(store(pv.data() + 5 * kPs, std::byte{1}).has_value());
-  EXPECT_EQ(f.frame_bytes_for_testing(), 4 * kPs) << "a store past EOF grew the memfd";
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 4 * kPs) << "a store past EOF grew the memfd";
 }
 
 // The partial last page keeps its frame (no refill) with the tail zeroed in
@@ -65,7 +65,7 @@ TEST_P(Truncate, PartialLastPageTailZeroedInFrameAndBackend) {
   const uint64_t fills = f.stats().pages_filled;
   const uint64_t ns = 2 * kPs + 100;
   f.truncate(ns);
-  EXPECT_EQ(f.frame_bytes_for_testing(), 3 * kPs);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 3 * kPs);
   auto tail = copy_out(rw.data() + ns, kPs - 100);
   ASSERT_TRUE(tail);
   EXPECT_TRUE(is_zero(*tail));
@@ -145,7 +145,7 @@ TEST_P(Truncate, ExtendReadableInExistingMappings) {
   for (auto* m : {&ro, &rw, &pv}) EXPECT_TRUE(load(m->data() + 4 * kPs).bus.has_value());
   f.truncate(6 * kPs);
   EXPECT_EQ(st.size(), 6 * kPs);
-  EXPECT_EQ(f.frame_bytes_for_testing(), 6 * kPs);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 6 * kPs);
   for (auto* m : {&ro, &rw, &pv}) {
     auto v = copy_out(m->data() + 2 * kPs, 4 * kPs);
     ASSERT_TRUE(v) << "SIGBUS in the extended range";
@@ -175,7 +175,7 @@ TEST_P(Truncate, ToZeroAndBack) {
   ASSERT_FALSE(store(pv.data() + 2 * kPs, std::byte{'P'}));
   f.truncate(0);
   EXPECT_EQ(f.size(), 0u);
-  EXPECT_EQ(f.frame_bytes_for_testing(), 0u);
+  EXPECT_EQ(faultline::testing::FileAccess::frame_bytes(f), 0u);
   EXPECT_EQ(st.size(), 0u);
   EXPECT_TRUE(read_file(f, 0, kPs).empty());
   for (auto* m : {&ro, &rw, &pv})
@@ -281,7 +281,7 @@ TEST_P(Truncate, ShrinkExtendCyclesMatchModel) {
       std::fill(model.begin() + o, model.begin() + o + n, v);
     }
     ASSERT_EQ(f.size(), size);
-    ASSERT_EQ(f.frame_bytes_for_testing(), round_up(size));
+    ASSERT_EQ(faultline::testing::FileAccess::frame_bytes(f), round_up(size));
     ASSERT_EQ(diff(read_file(f, 0, max), model), "") << "iteration " << it;
     for (auto* m : {&ro, &rw}) {
       auto v = copy_out(m->data(), size);
