@@ -57,6 +57,8 @@ CLOSED_BY = {
 }
 # Where the 2 MiB catalogue differs (entry -> breaker sets), with the reason.
 CLOSED_BY_2M = {}
+# Extra runs of an entry that passes under a breaker that must make it fail.
+RETRIES = 2
 # The breaker sets run: every one an entry lists.
 BREAKERS = sorted(set().union(*CLOSED_BY.values()),
                   key=lambda b: ([int(''.join(c for c in r if c.isdigit())) for r in b.split(',')],
@@ -95,7 +97,7 @@ def run(binary, fixture, entry, breaker):
 def main():
     binaries = [a for a in sys.argv[1:] if os.path.isfile(a)]
     only = [a for a in sys.argv[1:] if not os.path.isfile(a)]
-    bad, skipped = [], []
+    bad, skipped, flaky = [], [], []
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for binary in binaries:
             fixture, entries = list_tests(binary)
@@ -114,6 +116,16 @@ def main():
             for (breaker, entry), fut in jobs.items():
                 verdict, out = fut.result()
                 want_fail = breaker in closed_by[entry]
+                # An entry that passes under its own breaker is run again, up
+                # to RETRIES more times, and reported with the attempt that
+                # failed: an entry whose failure under its breaker depends on
+                # timing is named in the output (and must be made
+                # deterministic), but does not turn the whole check red by
+                # chance. Seen: Race2M.F11 under R3, 1 pass in ~20 runs.
+                attempt = 1
+                while want_fail and verdict == "passes" and attempt <= RETRIES:
+                    attempt += 1
+                    verdict, out = run(binary, fixture, entry, breaker)
                 if verdict == "nopool":
                     # scripts/test.sh (FAULTLINE_REQUIRE_HUGEPAGES=1) reserves a pool:
                     # there a missing pool is an error, elsewhere a skip.
@@ -128,6 +140,9 @@ def main():
                 else:
                     good = (verdict == "fails") == want_fail
                     note = "(as required)" if good else "(WRONG)"
+                    if good and attempt > 1:
+                        note = f"(as required, on attempt {attempt}: TIMING-DEPENDENT)"
+                        flaky.append(f"{fixture}.{entry} under {breaker}")
                 print(f"FAULTLINE_BREAK={breaker:8} {fixture}.{entry:34} {verdict:6} {note}",
                       flush=True)
                 if not good:
@@ -137,6 +152,9 @@ def main():
     if skipped:
         print(f"\n{len(skipped)} run(s) skipped (the test itself skipped: F4/F5 at 2 MiB, or no "
               f"2 MiB huge page pool: as root, scripts/setup.sh --hugepages 64)")
+    if flaky:
+        print(f"\n{len(flaky)} entry(ies) failed under their breaker only on a later attempt "
+              f"(timing-dependent, to be made deterministic): {', '.join(flaky)}")
     if bad:
         print(f"\n{len(bad)} breaker check(s) wrong")
         return 1
