@@ -4,7 +4,8 @@
 // the overcommit headroom: with vm.nr_overcommit_hugepages = N the kernel
 // allocates up to N "surplus" pages on demand (and frees them when released),
 // so a machine with no standing reservation (vm.nr_hugepages = 0) can still
-// back 2 MiB frames. The engine's open-time check and the tools read it here.
+// back 2 MiB frames. The engine's open-time check and the tools read it here,
+// and the transparent huge page settings beside it (thp_setting).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -34,6 +35,16 @@ struct HugePagePool {
 /// nr_overcommit_hugepages, surplus_hugepages, nr_hugepages); when that is missing, from
 /// /proc/meminfo and /proc/sys/vm/nr_overcommit_hugepages (the default huge
 /// page size's pool).
-HugePagePool hugepage_pool(const std::string& sysfs_dir = kHugePage2MSysfs);
+[[nodiscard]] HugePagePool hugepage_pool(const std::string& sysfs_dir = kHugePage2MSysfs);
+
+/// The transparent huge page settings' sysfs directory.
+inline constexpr const char* kThpSysfs = "/sys/kernel/mm/transparent_hugepage";
+
+/// The selected mode of the THP setting `name` ("shmem_enabled": memfd and
+/// shmem, which 4 KiB-frame Files are; "enabled": anonymous memory) — the
+/// word in [brackets] in `sysfs_dir`/name, e.g. "within_size"; the whole first
+/// line if it has none; "" when the file cannot be read (no THP support).
+[[nodiscard]] std::string thp_setting(const std::string& name = "shmem_enabled",
+                                      const std::string& sysfs_dir = kThpSysfs);
 
 }  // namespace faultline

@@ -1,7 +1,6 @@
 // Engine: userfaultfd, handler threads, the registries of views and Files.
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <poll.h>
 #include <fcntl.h>
@@ -13,6 +12,7 @@
 #include "mm/engine_core.hpp"
 #include "faultline/cgroup.hpp"
 #include "faultline/constants.hpp"
+#include "faultline/hugepages.hpp"
 #include "mm/file_impl.hpp"
 #include "mm/mapping_impl.hpp"
 #include "testing/sched.hpp"
@@ -51,15 +51,6 @@ namespace {
 /// EngineConfig::max_fault_threads above this is refused (EINVAL): each
 /// handler reserves a stack, and more cannot be in flight usefully.
 constexpr unsigned kMaxFaultThreads = 4096;
-
-std::string read_thp_setting() {
-  std::ifstream f("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
-  std::string line;
-  std::getline(f, line);
-  const auto a = line.find('['), b = line.find(']');
-  if (a == std::string::npos || b == std::string::npos || b < a) return line;
-  return line.substr(a + 1, b - a - 1);
-}
 }  // namespace
 
 EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
@@ -86,7 +77,7 @@ EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
   feats.minor_shmem = f & UFFD_FEATURE_MINOR_SHMEM;
   feats.wp_async = f & UFFD_FEATURE_WP_ASYNC;
   feats.via = uffd.via();
-  feats.thp_shmem = read_thp_setting();
+  feats.thp_shmem = thp_setting("shmem_enabled");
   if (feats.thp_shmem == "always" || feats.thp_shmem == "force") {
     log("faultline: warning: transparent_hugepage/shmem_enabled is '" + feats.thp_shmem +
         "': memfd writes may allocate 2 MiB folios (zero frames appear beside filled ones, "

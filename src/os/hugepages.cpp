@@ -1,5 +1,6 @@
-// The 2 MiB huge page pool, counted with its overcommit headroom
-// (include/faultline/hugepages.hpp): the one place it is read.
+// The 2 MiB huge page pool, counted with its overcommit headroom, and the
+// transparent huge page settings (include/faultline/hugepages.hpp): the one
+// place either is read.
 #include "faultline/hugepages.hpp"
 
 #include <fstream>
@@ -40,6 +41,15 @@ HugePagePool hugepage_pool(const std::string& sysfs_dir) {
   const int64_t o = read_num("/proc/sys/vm/nr_overcommit_hugepages");
   p.overcommit = o < 0 ? 0 : o;
   return p;
+}
+
+std::string thp_setting(const std::string& name, const std::string& sysfs_dir) {
+  std::ifstream f(sysfs_dir + "/" + name);
+  std::string line;
+  if (!std::getline(f, line)) return {};
+  const auto a = line.find('['), b = line.find(']');
+  if (a == std::string::npos || b == std::string::npos || b < a) return line;
+  return line.substr(a + 1, b - a - 1);
 }
 
 }  // namespace faultline

@@ -80,4 +80,14 @@ TEST(HugePagePool, ThisMachineMatchesMeminfo) {
   EXPECT_EQ(p.available(), fr - rs + (over > su ? over - su : 0));
 }
 
+TEST(ThpSetting, ReadsTheSelectedMode) {
+  // The engine's THP warning and the bench's report read the selected word.
+  FakeSysfs s(0, 0, 0, 0);
+  std::ofstream(s.dir() + "/shmem_enabled") << "always [within_size] advise never deny force\n";
+  std::ofstream(s.dir() + "/enabled") << "[always] madvise never\n";
+  EXPECT_EQ(faultline::thp_setting("shmem_enabled", s.dir()), "within_size");
+  EXPECT_EQ(faultline::thp_setting("enabled", s.dir()), "always");
+  EXPECT_EQ(faultline::thp_setting("defrag", s.dir()), "");  // unreadable: empty
+}
+
 }  // namespace

@@ -58,17 +58,8 @@ void log_once(std::string_view msg) {
 }
 
 std::string read_thp_shmem() {
-  std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
-  if (!f) return "unknown";
-  char buf[256] = {};
-  const bool ok = std::fgets(buf, sizeof buf, f) != nullptr;
-  std::fclose(f);
-  if (!ok) return "unknown";
-  std::string_view s(buf);
-  const auto l = s.find('['), r = s.find(']');
-  if (l != std::string_view::npos && r != std::string_view::npos && r > l)
-    return std::string(s.substr(l + 1, r - l - 1));
-  return "unknown";
+  const std::string s = faultline::thp_setting("shmem_enabled");  // the library's reader
+  return s.empty() ? "unknown" : s;
 }
 
 template <class E>
