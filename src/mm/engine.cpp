@@ -373,6 +373,44 @@ void EngineCore::close() {
   uffd.close();
 }
 
+namespace {
+/// What the engine's open 2 MiB-frame Files (`files`, under files_mu_) may
+/// still take from the huge page pool. The references taken go to
+/// `looked_at`, dropped by the caller after files_mu_ (a last reference's
+/// destructor takes files_mu_: forget_file).
+HugeFramesInUse huge_frames_in_use(const std::map<std::string, std::weak_ptr<FileImpl>>& files,
+                                   std::vector<std::shared_ptr<FileImpl>>& looked_at) {
+  HugeFramesInUse others;
+  for (auto& [k, w] : files) {
+    auto o = w.lock();
+    if (!o) continue;
+    if (o->huge()) {
+      others.frames += o->eof_pages();
+      others.held += o->nr_cached();
+    }
+    looked_at.push_back(std::move(o));
+  }
+  return others;
+}
+
+/// Changes made underneath (another machine) reach File f through a weak
+/// reference: the backend may outlive it. Called outside files_mu_: a remote
+/// backend's attach may take network round trips.
+void attach_change_sink(Backend& backend, const std::shared_ptr<FileImpl>& f,
+                        std::weak_ptr<EngineCore> c) {
+  std::weak_ptr<FileImpl> w = f;
+  backend.attach(Backend::ChangeSink{
+      [w, c](uint64_t off, uint64_t len) {
+        if (auto core = c.lock())
+          core->from_backend_thread(w, [&](FileImpl& file) { file.remote_changed(off, len); });
+      },
+      [w, c](uint64_t size) {
+        if (auto core = c.lock())
+          core->from_backend_thread(w, [&](FileImpl& file) { file.remote_resized(size); });
+      }});
+}
+}  // namespace
+
 std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, FileOptions options) {
   check_open();
   const std::string key = backend->identity();
@@ -411,35 +449,14 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
     const unsigned shift =
         options.frame_size == FrameSize::k2M ? kHugePageShift : kBasePageShift;
     // The engine's other 2 MiB-frame Files share the pool (and the limit).
-    HugeFramesInUse others;
-    if (options.frame_size == FrameSize::k2M)
-      for (auto& [k, w] : files_) {
-        auto o = w.lock();
-        if (!o) continue;
-        if (o->huge()) {
-          others.frames += o->eof_pages();
-          others.held += o->nr_cached();
-        }
-        looked_at.push_back(std::move(o));
-      }
+    const HugeFramesInUse others =
+        options.frame_size == FrameSize::k2M ? huge_frames_in_use(files_, looked_at)
+                                             : HugeFramesInUse{};
     f = std::make_shared<FileImpl>(shared_from_this(), backend, key, shift, others);
     f->set_options(options);
     files_[key] = f;
   }
-  // Changes made underneath (another machine) reach the File through a weak
-  // reference: the backend may outlive it. Attached outside files_mu_: a
-  // remote backend's attach may take network round trips.
-  std::weak_ptr<FileImpl> w = f;
-  std::weak_ptr<EngineCore> c = weak_from_this();
-  backend->attach(Backend::ChangeSink{
-      [w, c](uint64_t off, uint64_t len) {
-        if (auto core = c.lock())
-          core->from_backend_thread(w, [&](FileImpl& file) { file.remote_changed(off, len); });
-      },
-      [w, c](uint64_t size) {
-        if (auto core = c.lock())
-          core->from_backend_thread(w, [&](FileImpl& file) { file.remote_resized(size); });
-      }});
+  attach_change_sink(*backend, f, weak_from_this());
   return f;
 }
 

@@ -79,8 +79,10 @@ std::vector<uint64_t> File::invalidate(uint64_t off, uint64_t len) {
   return impl().invalidate(off, len);
 }
 
-Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing) {
-  FileImpl& f = impl();
+namespace {
+/// map()'s arguments checked against File f: EINVAL, EROFS with the reason.
+/// Returns the view's length (len rounded up to f's pages).
+uint64_t check_map(const FileImpl& f, uint64_t off, std::size_t len, bool writable, bool shared) {
   const uint64_t ps = f.page_size();
   if (len == 0) detail::throw_errno(EINVAL, "faultline: map of zero length");
   if (off & (ps - 1))
@@ -89,8 +91,6 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   const uint64_t rlen = (static_cast<uint64_t>(len) + ps - 1) & ~(ps - 1);
   if (rlen < len || ((off + rlen) >> f.page_shift()) > detail::PageIndex::kMaxPages)
     detail::throw_errno(EINVAL, "faultline: map range too large");
-  const bool writable = access == Access::ReadWrite;
-  const bool shared = sharing == Sharing::Shared;
   if (writable && shared && !f.backend().writable())
     detail::throw_errno(EROFS, "faultline: writable shared view of read-only " + f.key);
   // hugetlb PUNCH_HOLE drops private copy-on-write copies (probed on 6.18:
@@ -99,6 +99,12 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   if (f.huge() && !shared)
     detail::throw_errno(EINVAL, "faultline: private views of a 2 MiB-frame File are not "
                                 "supported (hugetlb hole punch drops private copies)");
+  return rlen;
+}
+
+/// mmaps [off, off+rlen) of f's memfd as a view (not yet registered), never
+/// inherited by a fork. Throws (nothing left mapped).
+void* mmap_view(const FileImpl& f, uint64_t off, uint64_t rlen, bool writable, bool shared) {
   const int prot = PROT_READ | (writable ? PROT_WRITE : 0);
   // hugetlb: a view never allocates (holes fault to the engine), so no pool
   // reservation (MAP_NORESERVE); and it is made without PROT_WRITE first,
@@ -111,15 +117,25 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   if (a == MAP_FAILED) detail::throw_errno("faultline: mmap of a view");
   if (first_prot != prot && ::mprotect(a, rlen, prot) != 0) {
     const int e = errno;
-    ::munmap(a, rlen);
+    ::munmap(a, rlen);  // undoing our own fresh mmap: cannot fail
     detail::throw_errno(e, "faultline: mprotect of a view");
   }
   // No fork inherits a view (an unregistered child copy would bypass us).
   if (::madvise(a, rlen, MADV_DONTFORK) != 0) {
     const int e = errno;
-    ::munmap(a, rlen);
+    ::munmap(a, rlen);  // as above
     detail::throw_errno(e, "faultline: madvise(MADV_DONTFORK)");
   }
+  return a;
+}
+}  // namespace
+
+Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing) {
+  FileImpl& f = impl();
+  const bool writable = access == Access::ReadWrite;
+  const bool shared = sharing == Sharing::Shared;
+  const uint64_t rlen = check_map(f, off, len, writable, shared);
+  void* a = mmap_view(f, off, rlen, writable, shared);
   uint64_t modes = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
   if (writable && shared) modes |= UFFDIO_REGISTER_MODE_WP;  // first store must fault
   // Async dirty tracking: shared writable views go on the WP_ASYNC uffd (a
@@ -129,7 +145,7 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
     if (writable && shared && f.async()) u = &f.core->async_uffd();
     u->register_range(a, rlen, modes);
   } catch (...) {
-    ::munmap(a, rlen);
+    ::munmap(a, rlen);  // as in mmap_view
     throw;
   }
   auto m = std::make_shared<detail::MappingImpl>(f.core, impl_, reinterpret_cast<uintptr_t>(a),

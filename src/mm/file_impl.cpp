@@ -18,6 +18,7 @@
 #include "mm/engine_core.hpp"
 #include "mm/mapping_impl.hpp"
 #include "testing/sched.hpp"
+#include "os/io.hpp"
 #include "os/sys_error.hpp"
 
 namespace faultline::detail {
@@ -59,12 +60,17 @@ std::vector<std::byte>& bounce(size_t n) {
   if (buf.size() < n) buf.resize(n);
   return buf;
 }
-}  // namespace
 
-FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, std::string k,
-                   unsigned page_shift, HugeFramesInUse others)
-    : key(std::move(k)), core(std::move(c)), page_shift_(page_shift) {
-  const int64_t sz = b->size();
+/// Zeroes [off, off+len) of the memfd with pwrite: 0 or -errno.
+int pwrite_zeros(int fd, uint64_t len, uint64_t off) {
+  auto& z = bounce(len);
+  std::memset(z.data(), 0, len);
+  return pwrite_full(fd, z.data(), len, off);
+}
+
+/// The object sizes a File can hold: the backend's size is known, fits the
+/// page index, and the frame size is one we have.
+void check_object_size(const std::string& key, int64_t sz, unsigned page_shift) {
   if (sz < 0) throw_errno(static_cast<int>(-sz), "faultline: backend size of " + key);
   // The page index holds kMaxPages pages: a larger object's pages past it
   // would alias lower slots (a read past 256 TiB would show other data).
@@ -72,59 +78,90 @@ FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, st
     throw_errno(EFBIG, "faultline: " + key + " is " + std::to_string(sz) +
                            " bytes, more than the largest file size (" +
                            std::to_string(PageIndex::kMaxPages << page_shift) + " bytes)");
-  std::string name = "faultline:" + key.substr(0, 200);
-  const bool huge = page_shift_ == kHugePageShift;
-  if (!huge && page_shift_ != kBasePageShift)
+  if (page_shift != kHugePageShift && page_shift != kBasePageShift)
     throw_errno(EINVAL, "faultline: unsupported frame size for " + key);
-  const uint64_t frames = (static_cast<uint64_t>(sz) + page_size() - 1) & ~(page_size() - 1);
-  if (huge) {
-    if (frames > kAliasReserveBytes)
-      throw_errno(EFBIG, "faultline: " + key + " is too large for 2 MiB frames");
-    // Issue 16 item 5: the memory limit bounds the engine's 2 MiB frames
-    // (charge() counts 512 4 KiB pages per frame; reclaim punches frames back
-    // into the pool), so the pool must hold min(this File and the engine's
-    // other 2 MiB Files, the limit), less the frames those already hold.
-    const uint64_t mine = std::max<uint64_t>(1, frames >> page_shift_);
-    const uint64_t limit = core->cfg.memory_limit_pages;
-    const uint64_t per = uint64_t{1} << (page_shift_ - kBasePageShift);
-    if (limit && limit < per)
-      throw_errno(EINVAL, "faultline: " + key + ": EngineConfig::memory_limit_pages (" +
-                              std::to_string(limit) + " 4 KiB pages) is smaller than one 2 MiB "
-                              "frame (" + std::to_string(per) + "): a 2 MiB-frame File needs a "
-                              "limit of at least one frame");
-    uint64_t need = others.frames + mine;
-    if (limit) need = std::min(need, limit / per);
-    need = need > others.held ? need - others.held : 0;
-    check_hugepage_pool(need, "a 2 MiB-frame File of " + std::to_string(sz) + " bytes (" + key +
-                                  (limit ? ", memory limit " + std::to_string(limit / per) +
-                                               " frames" : std::string()) +
-                                  (others.frames ? ", the engine's other 2 MiB Files " +
-                                                       std::to_string(others.frames) + " frames, " +
-                                                       std::to_string(others.held) + " held"
-                                                 : std::string()) +
-                                  ")");
-  }
-  memfd_ = ::memfd_create(name.c_str(), MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
-  if (memfd_ < 0) throw_errno(huge ? "faultline: memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)"
-                                   : "faultline: memfd_create");
-  if (::ftruncate(memfd_, static_cast<off_t>(frames)) != 0) {
+}
+
+/// A 2 MiB-frame File of `sz` bytes (`frames` bytes of frames): fits the alias
+/// view, and the huge page pool can give what it needs (issue 16 item 5).
+void check_huge_frames(const std::string& key, int64_t sz, uint64_t frames, uint64_t limit,
+                       HugeFramesInUse others) {
+  if (frames > kAliasReserveBytes)
+    throw_errno(EFBIG, "faultline: " + key + " is too large for 2 MiB frames");
+  // The memory limit bounds the engine's 2 MiB frames (charge() counts 512
+  // 4 KiB pages per frame; reclaim punches frames back into the pool), so the
+  // pool must hold min(this File and the engine's other 2 MiB Files, the
+  // limit), less the frames those already hold.
+  const uint64_t mine = std::max<uint64_t>(1, frames >> kHugePageShift);
+  const uint64_t per = uint64_t{1} << (kHugePageShift - kBasePageShift);
+  if (limit && limit < per)
+    throw_errno(EINVAL, "faultline: " + key + ": EngineConfig::memory_limit_pages (" +
+                            std::to_string(limit) + " 4 KiB pages) is smaller than one 2 MiB "
+                            "frame (" + std::to_string(per) + "): a 2 MiB-frame File needs a "
+                            "limit of at least one frame");
+  uint64_t need = others.frames + mine;
+  if (limit) need = std::min(need, limit / per);
+  need = need > others.held ? need - others.held : 0;
+  check_hugepage_pool(need, "a 2 MiB-frame File of " + std::to_string(sz) + " bytes (" + key +
+                                (limit ? ", memory limit " + std::to_string(limit / per) +
+                                             " frames" : std::string()) +
+                                (others.frames ? ", the engine's other 2 MiB Files " +
+                                                     std::to_string(others.frames) + " frames, " +
+                                                     std::to_string(others.held) + " held"
+                                               : std::string()) +
+                                ")");
+}
+
+/// The memfd that holds a File's frames, `frames` bytes long (hugetlbfs for
+/// 2 MiB frames). Throws.
+int create_frames_memfd(const std::string& key, bool huge, uint64_t frames) {
+  const std::string name = "faultline:" + key.substr(0, 200);
+  const int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
+  if (fd < 0) throw_errno(huge ? "faultline: memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)"
+                               : "faultline: memfd_create");
+  if (::ftruncate(fd, static_cast<off_t>(frames)) != 0) {
     const int e = errno;
-    ::close(memfd_);
+    ::close(fd);
     throw_errno(e, "faultline: ftruncate(memfd)");
   }
+  return fd;
+}
+
+/// The alias view of a hugetlb memfd (DESIGN section 2), kAliasReserveBytes
+/// long: fills and partial-frame zeroing go through it. Throws (the memfd is
+/// the caller's to close).
+std::byte* map_alias_view(int memfd) {
+  // PROT_NONE first: a writable mmap of a hugetlbfs file extends its size to
+  // the mapping's end.
+  void* a = ::mmap(nullptr, kAliasReserveBytes, PROT_NONE, MAP_SHARED | MAP_NORESERVE, memfd, 0);
+  if (a == MAP_FAILED || ::mprotect(a, kAliasReserveBytes, PROT_READ | PROT_WRITE) != 0) {
+    const int e = errno;
+    if (a != MAP_FAILED) ::munmap(a, kAliasReserveBytes);  // undoing our own mmap: cannot fail
+    throw_errno(e, "faultline: alias view of the hugetlb memfd");
+  }
+  // Best effort: a failure only leaves the view inherited by a fork()ed child
+  // (address space, no memory: MAP_SHARED); nothing in the engine relies on it.
+  (void)::madvise(a, kAliasReserveBytes, MADV_DONTFORK);
+  return static_cast<std::byte*>(a);
+}
+}  // namespace
+
+FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, std::string k,
+                   unsigned page_shift, HugeFramesInUse others)
+    : key(std::move(k)), core(std::move(c)), page_shift_(page_shift) {
+  const int64_t sz = b->size();
+  check_object_size(key, sz, page_shift_);
+  const bool huge = page_shift_ == kHugePageShift;
+  const uint64_t frames = (static_cast<uint64_t>(sz) + page_size() - 1) & ~(page_size() - 1);
+  if (huge) check_huge_frames(key, sz, frames, core->cfg.memory_limit_pages, others);
+  memfd_ = create_frames_memfd(key, huge, frames);
   if (huge) {
-    // The alias view (DESIGN section 2): fills and partial-frame zeroing go
-    // through it. PROT_NONE first: a writable mmap of a hugetlbfs file
-    // extends its size to the mapping's end.
-    void* a = ::mmap(nullptr, kAliasReserveBytes, PROT_NONE, MAP_SHARED | MAP_NORESERVE, memfd_, 0);
-    if (a == MAP_FAILED || ::mprotect(a, kAliasReserveBytes, PROT_READ | PROT_WRITE) != 0) {
-      const int e = errno;
-      if (a != MAP_FAILED) ::munmap(a, kAliasReserveBytes);
+    try {
+      alias_ = map_alias_view(memfd_);
+    } catch (...) {
       ::close(memfd_);
-      throw_errno(e, "faultline: alias view of the hugetlb memfd");
+      throw;
     }
-    ::madvise(a, kAliasReserveBytes, MADV_DONTFORK);
-    alias_ = static_cast<std::byte*>(a);
     alias_len_ = kAliasReserveBytes;
   }
   i_size_.store(static_cast<uint64_t>(sz));
@@ -268,6 +305,45 @@ ssize_t read_fully(Backend& be, uint64_t off, uint64_t len, ReadMore&& more) {
   }
   return static_cast<ssize_t>(done);
 }
+
+/// hugetlb frames take no write(2): reads [off, off+len) of the backend
+/// straight into the (allocated, unregistered) alias view at dst: no copy, no
+/// fault events. Aligned reads (O_DIRECT for what the kernel does not cache)
+/// where the backend has them: frames are 2 MiB aligned in the alias view.
+/// Returns the bytes read (short: the object's end) or -errno.
+ssize_t read_frames(Backend& be, std::byte* dst, uint64_t off, uint64_t len) {
+  ssize_t k = be.read_aligned(off, std::span(dst, len));
+  if (k == -EOPNOTSUPP) k = 0;  // no aligned path: plain reads below
+  if (k < 0 || static_cast<uint64_t>(k) >= len) return k;
+  const uint64_t first = static_cast<uint64_t>(k);
+  const ssize_t rest = read_fully(be, off + first, len - first, [&](uint64_t d) {
+    return be.read(off + first + d, std::span(dst + first + d, len - first - d));
+  });
+  return rest < 0 ? rest : static_cast<ssize_t>(first + static_cast<uint64_t>(rest));
+}
+
+/// 4 KiB frames: reads [off, off+len) of the backend into the memfd at the
+/// same offset — by the backend's read_into_fd, or else through the thread's
+/// bounce buffer and pwrite. Returns the bytes read (short: the object's end;
+/// the rest of the range is left as it was) or -errno.
+ssize_t read_into_memfd(Backend& be, int memfd, uint64_t off, uint64_t len) {
+  ssize_t r = be.read_into_fd(off, len, memfd, off);
+  if (r >= 0 && static_cast<uint64_t>(r) < len) {
+    const uint64_t first = static_cast<uint64_t>(r);
+    const ssize_t rest = read_fully(be, off + first, len - first, [&](uint64_t d) {
+      return be.read_into_fd(off + first + d, len - first - d, memfd, off + first + d);
+    });
+    r = rest < 0 ? rest : static_cast<ssize_t>(first + static_cast<uint64_t>(rest));
+  }
+  if (r != -EOPNOTSUPP) return r;
+  auto& buf = bounce(len);
+  r = read_fully(be, off, len,
+                 [&](uint64_t d) { return be.read(off + d, std::span(buf.data() + d, len - d)); });
+  if (r < 0) return r;
+  FL_POINT("fill.after_read");
+  if (int e = pwrite_full(memfd, buf.data(), static_cast<uint64_t>(r), off)) return e;
+  return r;
+}
 }  // namespace
 
 int FileImpl::fill(uint64_t pg, uint64_t n) {
@@ -279,80 +355,30 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
   // extend it. Callers hold the page locks and checked EOF under them (R2),
   // so this clamp is a second line that R2 makes unreachable; it has no
   // breaker (R2's breaker removes the recheck alone: F2).
-  uint64_t len = n << page_shift_;
-  {
-    const uint64_t frames_end = eof_pages() << page_shift_;
-    if (off >= frames_end) return -EINVAL;
-    len = std::min<uint64_t>(len, frames_end - off);
-  }
+  const uint64_t frames_end = eof_pages() << page_shift_;
+  if (off >= frames_end) return -EINVAL;
+  const uint64_t len = std::min<uint64_t>(n << page_shift_, frames_end - off);
   Backend& be = backend();
-  uint64_t done = 0;
   if (huge()) {
-    // hugetlb frames take no write(2): allocate them, then read the backend
-    // straight into the (unregistered) alias view: no copy, no fault events.
-    if (int e = alloc_frames(off, len)) return -e;
-    std::byte* dst = alias_ + off;
-    // Aligned reads (O_DIRECT for what the kernel does not cache) where the
-    // backend has them: frames are 2 MiB aligned in the alias view.
     // (len is whole frames, clipped to the memfd: never past its end, R3.)
-    ssize_t k = be.read_aligned(off, std::span(dst, len));
-    if (k == -EOPNOTSUPP) k = 0;  // no aligned path: plain reads below
+    if (int e = alloc_frames(off, len)) return -e;
+    const ssize_t k = read_frames(be, alias_ + off, off, len);
     if (k < 0) return static_cast<int>(k);
-    if (static_cast<uint64_t>(k) < len) {
-      const uint64_t first = static_cast<uint64_t>(k);
-      const ssize_t rest = read_fully(be, off + first, len - first, [&](uint64_t d) {
-        return be.read(off + first + d, std::span(dst + first + d, len - first - d));
-      });
-      if (rest < 0) return static_cast<int>(rest);
-      k = static_cast<ssize_t>(first + static_cast<uint64_t>(rest));
-    }
-    done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
+    const uint64_t done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
     FL_POINT("fill.after_read");
     // Past the object's end (or old bytes of a failed fill): zeros.
-    std::memset(dst + done, 0, len - done);
+    std::memset(alias_ + off + done, 0, len - done);
     count(&Counters::bytes_read, done);
     return 0;
   }
-  ssize_t r = be.read_into_fd(off, len, memfd_, off);
-  if (r >= 0 && static_cast<uint64_t>(r) < len) {
-    const uint64_t first = static_cast<uint64_t>(r);
-    const ssize_t rest = read_fully(be, off + first, len - first, [&](uint64_t d) {
-      return be.read_into_fd(off + first + d, len - first - d, memfd_, off + first + d);
-    });
-    r = rest < 0 ? rest : static_cast<ssize_t>(first + static_cast<uint64_t>(rest));
-  }
-  if (r >= 0) {
-    done = static_cast<uint64_t>(r);
-  } else if (r == -EOPNOTSUPP) {
-    auto& buf = bounce(len);
-    r = read_fully(be, off, len,
-                   [&](uint64_t d) { return be.read(off + d, std::span(buf.data() + d, len - d)); });
-    if (r < 0) return static_cast<int>(r);
-    done = static_cast<uint64_t>(r);
-    std::memset(buf.data() + done, 0, len - done);  // past the object's end: zeros
-    FL_POINT("fill.after_read");
-    uint64_t w = 0;
-    while (w < len) {
-      const ssize_t k = ::pwrite(memfd_, buf.data() + w, len - w, static_cast<off_t>(off + w));
-      if (k < 0) {
-        if (errno == EINTR) continue;
-        return -errno;
-      }
-      w += static_cast<uint64_t>(k);
-    }
-    count(&Counters::bytes_read, done);
-    return 0;
-  } else {
-    return static_cast<int>(r);
-  }
+  const ssize_t r = read_into_memfd(be, memfd_, off, len);
+  if (r < 0) return static_cast<int>(r);
+  const uint64_t done = static_cast<uint64_t>(r);
   count(&Counters::bytes_read, done);
-  if (done < len) {
-    // Short: the object ends inside the range. The frames may hold old bytes
-    // (a failed fill): zero the rest explicitly.
-    auto& z = bounce(len - done);
-    std::memset(z.data(), 0, len - done);
-    if (::pwrite(memfd_, z.data(), len - done, static_cast<off_t>(off + done)) < 0) return -errno;
-  }
+  // Short: the object ends inside the range. The frames may hold old bytes
+  // (a failed fill): zero the rest explicitly.
+  if (done < len)
+    if (int e = pwrite_zeros(memfd_, len - done, off + done)) return e;
   return 0;
 }
 
@@ -465,23 +491,16 @@ void FileImpl::extend(uint64_t new_size) {
   if (old & (ps - 1)) {
     // Bytes past the old EOF in its page may hold junk stored through a
     // mapping; the grown file must read zeros there.
-    Page* p = index_.get(old >> page_shift_);
-    p->lock();
+    const PageLock lock(index_.get(old >> page_shift_));
+    Page* p = lock.page();
     if (p->test(PG_uptodate) && huge()) {
       // hugetlb: zero in place through the alias view (the frame exists: the
       // page is uptodate and locked).
       std::memset(alias_ + old, 0, ps - (old & (ps - 1)));
     } else if (p->test(PG_uptodate)) {
-      const uint64_t tail = ps - (old & (ps - 1));
-      auto& z = bounce(tail);
-      std::memset(z.data(), 0, tail);
-      if (::pwrite(memfd_, z.data(), tail, static_cast<off_t>(old)) < 0) {
-        const int e = errno;
-        p->unlock();
-        throw_errno(e, "faultline: zeroing the old EOF page");
-      }
+      if (int e = pwrite_zeros(memfd_, ps - (old & (ps - 1)), old))
+        throw_errno(-e, "faultline: zeroing the old EOF page");
     }
-    p->unlock();
   }
   i_size_.store(new_size, std::memory_order_release);
 }
@@ -492,84 +511,93 @@ size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
   const uint64_t end = off + in.size();
   if (end < off || (end >> page_shift_) >= PageIndex::kMaxPages)
     throw_errno(EFBIG, "faultline: write beyond the largest file size");
-  const uint64_t ps = page_size();
-  uint64_t pos = off;
-  while (pos < end) {
-    const uint64_t pg = pos >> page_shift_;
-    const uint64_t last_pg = (end - 1) >> page_shift_;
-    const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, io_batch_pages());
-    const uint64_t chunk_end_max = std::min<uint64_t>(end, (pg + want) * ps);
-    // R11: copy the caller's bytes into engine memory before any page lock.
-    // (Not the thread's bounce buffer: the fill below uses that.)
-    std::vector<std::byte> own(in.begin() + static_cast<ptrdiff_t>(pos - off),
-                               in.begin() + static_cast<ptrdiff_t>(chunk_end_max - off));
-    std::unique_lock<SleepingRwLock> excl(i_rwsem_, std::defer_lock);
-    std::shared_lock<SleepingRwLock> shared(i_rwsem_, std::defer_lock);
-    for (;;) {
-      const bool grow = chunk_end_max > i_size();
-      FL_POINT("write.before_size_lock");
-      if (grow) {
-        excl.lock();
-        extend(chunk_end_max);  // a no-op if it grew meanwhile
-        break;
-      }
-      shared.lock();
-      // R3 (F12): "no extend" holds only if decided under the size lock: a
-      // truncate in between would leave the pwrite below past the memfd's
-      // end, which extends it behind i_size (dirty pages past EOF).
-      if (!FL_RULE(3) || chunk_end_max <= i_size()) break;
-      shared.unlock();
-    }
-    std::shared_lock inval(invalidate_lock_);  // fills exclude invalidation (R1)
-    LockedRun run(*this, pg, want);
-    const uint64_t n = run.size();
-    // R7 (W11): stable pages — no page under write-back changes.
-    for (uint64_t i = 0; i < n; ++i) wait_stable(index_.find(pg + i));
-    const uint64_t chunk_end = std::min<uint64_t>(chunk_end_max, (pg + n) * ps);
-    // Pages written only in part must hold the file's data first.
-    int e = 0;
-    if (!index_.find(pg)->test(PG_uptodate) && (pos & (ps - 1)))
-      e = make_uptodate(pg, 1);
-    const uint64_t lp = (chunk_end - 1) >> page_shift_;
-    if (!e && (chunk_end & (ps - 1)) && chunk_end < i_size() &&
-        !index_.find(lp)->test(PG_uptodate))
-      e = make_uptodate(lp, 1);
-    if (e) throw_errno(e, "faultline: read before partial write of " + key);
-    const uint64_t len = chunk_end - pos;
-    if (huge()) {
-      // hugetlb: no pwrite; copy through the alias view into frames allocated
-      // first (an empty pool is ENOMEM here, not a SIGBUS in the memcpy).
-      const uint64_t fs = pg << page_shift_;
-      const uint64_t fe = std::min<uint64_t>((pg + n) << page_shift_, eof_pages() << page_shift_);
-      if (int err = alloc_frames(fs, fe - fs))
-        throw_errno(err, "faultline: allocating 2 MiB frames for a write to " + key);
-      // A page that was not uptodate and is not covered to its end (the write
-      // ends at EOF) must read zeros past the write: its frame may hold the
-      // bytes of a failed fill.
-      if ((chunk_end & (ps - 1)) && !index_.find(lp)->test(PG_uptodate))
-        std::memset(alias_ + chunk_end, 0, ps - (chunk_end & (ps - 1)));
-      std::memcpy(alias_ + pos, own.data(), len);
-    }
-    uint64_t w = huge() ? len : 0;
-    while (w < len) {
-      const ssize_t k = ::pwrite(memfd_, own.data() + w, len - w, static_cast<off_t>(pos + w));
-      if (k < 0) {
-        if (errno == EINTR) continue;
-        throw_errno(errno, "faultline: pwrite(memfd)");
-      }
-      w += static_cast<uint64_t>(k);
-    }
-    for (uint64_t i = 0; i < n && ((pg + i) << page_shift_) < chunk_end; ++i) {
-      Page* p = index_.find(pg + i);
-      mark_uptodate(pg + i, p);
-      mark_dirty(p);
-    }
-    run.unlock();
-    pos = chunk_end;
-  }
+  for (uint64_t pos = off; pos < end;) pos = write_batch(pos, end, in.data() + (pos - off));
   // balance_dirty_pages: the writer (no locks held) waits for the flusher.
   core->throttle_writer();
   return in.size();
+}
+
+uint64_t FileImpl::write_batch(uint64_t pos, uint64_t end, const std::byte* src) {
+  const uint64_t ps = page_size();
+  const uint64_t pg = pos >> page_shift_;
+  const uint64_t last_pg = (end - 1) >> page_shift_;
+  const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, io_batch_pages());
+  const uint64_t chunk_end_max = std::min<uint64_t>(end, (pg + want) * ps);
+  // R11: copy the caller's bytes into engine memory before any page lock.
+  // (Not the thread's bounce buffer: the fill below uses that.)
+  const std::vector<std::byte> own(src, src + (chunk_end_max - pos));
+  std::unique_lock<SleepingRwLock> excl(i_rwsem_, std::defer_lock);
+  std::shared_lock<SleepingRwLock> shared(i_rwsem_, std::defer_lock);
+  lock_size_for_write(chunk_end_max, excl, shared);
+  std::shared_lock inval(invalidate_lock_);  // fills exclude invalidation (R1)
+  LockedRun run(*this, pg, want);
+  const uint64_t n = run.size();
+  // R7 (W11): stable pages — no page under write-back changes.
+  for (uint64_t i = 0; i < n; ++i) wait_stable(index_.find(pg + i));
+  const uint64_t chunk_end = std::min<uint64_t>(chunk_end_max, (pg + n) * ps);
+  if (int e = read_partial_pages(pos, chunk_end))
+    throw_errno(e, "faultline: read before partial write of " + key);
+  copy_into_frames(pos, chunk_end, own.data());
+  for (uint64_t i = 0; i < n && ((pg + i) << page_shift_) < chunk_end; ++i) {
+    Page* p = index_.find(pg + i);
+    mark_uptodate(pg + i, p);
+    mark_dirty(p);
+  }
+  return chunk_end;
+}
+
+void FileImpl::lock_size_for_write(uint64_t write_end, std::unique_lock<SleepingRwLock>& excl,
+                                   std::shared_lock<SleepingRwLock>& shared) {
+  for (;;) {
+    const bool grow = write_end > i_size();
+    FL_POINT("write.before_size_lock");
+    if (grow) {
+      excl.lock();
+      extend(write_end);  // a no-op if it grew meanwhile
+      return;
+    }
+    shared.lock();
+    // R3 (F12): "no extend" holds only if decided under the size lock: a
+    // truncate in between would leave the pwrite below past the memfd's
+    // end, which extends it behind i_size (dirty pages past EOF).
+    if (!FL_RULE(3) || write_end <= i_size()) return;
+    shared.unlock();
+  }
+}
+
+int FileImpl::read_partial_pages(uint64_t pos, uint64_t chunk_end) {
+  const uint64_t ps = page_size();
+  const uint64_t pg = pos >> page_shift_;
+  FL_BUG_ON(!index_.find(pg)->locked());
+  if (!index_.find(pg)->test(PG_uptodate) && (pos & (ps - 1)))
+    if (int e = make_uptodate(pg, 1)) return e;
+  const uint64_t lp = (chunk_end - 1) >> page_shift_;
+  if ((chunk_end & (ps - 1)) && chunk_end < i_size() && !index_.find(lp)->test(PG_uptodate))
+    return make_uptodate(lp, 1);
+  return 0;
+}
+
+void FileImpl::copy_into_frames(uint64_t pos, uint64_t chunk_end, const std::byte* src) {
+  const uint64_t len = chunk_end - pos;
+  if (!huge()) {
+    if (int e = pwrite_full(memfd_, src, len, pos)) throw_errno(-e, "faultline: pwrite(memfd)");
+    return;
+  }
+  // hugetlb: no pwrite; copy through the alias view into frames allocated
+  // first (an empty pool is ENOMEM here, not a SIGBUS in the memcpy).
+  const uint64_t ps = page_size();
+  const uint64_t pg = pos >> page_shift_;
+  const uint64_t lp = (chunk_end - 1) >> page_shift_;
+  const uint64_t fs = pg << page_shift_;
+  const uint64_t fe = std::min<uint64_t>((lp + 1) << page_shift_, eof_pages() << page_shift_);
+  if (int err = alloc_frames(fs, fe - fs))
+    throw_errno(err, "faultline: allocating 2 MiB frames for a write to " + key);
+  // A page that was not uptodate and is not covered to its end (the write
+  // ends at EOF) must read zeros past the write: its frame may hold the
+  // bytes of a failed fill.
+  if ((chunk_end & (ps - 1)) && !index_.find(lp)->test(PG_uptodate))
+    std::memset(alias_ + chunk_end, 0, ps - (chunk_end & (ps - 1)));
+  std::memcpy(alias_ + pos, src, len);
 }
 
 void FileImpl::set_options(const FileOptions& o) {

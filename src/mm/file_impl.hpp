@@ -214,7 +214,7 @@ class FileImpl {
   void wait_stable(Page* p);
   /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
   /// below EOF (R3: never writes past the memfd's size). 0 or -errno.
-  int fill(uint64_t pg, uint64_t n);
+  [[nodiscard]] int fill(uint64_t pg, uint64_t n);
   /// Locks pages [pg, pg+n) for the read/write API: the first with a sleeping
   /// lock, the rest with try-lock (R12). Returns how many are locked.
   uint64_t lock_run(uint64_t pg, uint64_t n);
@@ -236,17 +236,30 @@ class FileImpl {
     uint64_t pg_, n_;
   };
   /// Makes the pages of a locked run uptodate (fill those that are not).
-  int make_uptodate(uint64_t pg, uint64_t n);
+  [[nodiscard]] int make_uptodate(uint64_t pg, uint64_t n);
   /// Gives the access at addr in view m SIGBUS (UFFDIO_POISON, DESIGN sec. 2).
   void send_sigbus(MappingImpl& m, uintptr_t addr);
   void wake(MappingImpl& m, uintptr_t addr);
   void extend(uint64_t new_size);  // caller holds i_rwsem_ exclusively
+  // write()'s steps. One batch: [pos, at most end) over at most
+  // io_batch_pages() pages, from src (the caller's bytes at pos); returns
+  // where it ended.
+  uint64_t write_batch(uint64_t pos, uint64_t end, const std::byte* src);
+  /// Takes the size lock for a write ending at write_end: exclusive (and
+  /// extends) if it grows the File, else shared (R3: decided under the lock).
+  void lock_size_for_write(uint64_t write_end, std::unique_lock<SleepingRwLock>& excl,
+                           std::shared_lock<SleepingRwLock>& shared);
+  /// Locked run: fills the pages a write of [pos, chunk_end) covers only in
+  /// part, so they hold the file's data first. 0 or an errno.
+  [[nodiscard]] int read_partial_pages(uint64_t pos, uint64_t chunk_end);
+  /// Locked run: copies src into the frames of [pos, chunk_end). Throws.
+  void copy_into_frames(uint64_t pos, uint64_t chunk_end, const std::byte* src);
   /// Pages per read()/write() batch: 1 MiB worth, at least one page.
   uint64_t io_batch_pages() const;
   /// hugetlb: allocates the frames of [off, off+len) (inside the memfd) before
   /// the alias view touches them, so an exhausted pool is an error (ENOMEM),
   /// never a SIGBUS in the engine's own memcpy. 0 or an errno.
-  int alloc_frames(uint64_t off, uint64_t len);
+  [[nodiscard]] int alloc_frames(uint64_t off, uint64_t len);
   void record_wb_error(int err);
   /// Write-protects [pg, pg+n) in every view (R7); 0 or the errno of a view
   /// that could not be protected (its pages must stay dirty).

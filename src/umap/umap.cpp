@@ -228,6 +228,39 @@ class FdStore final : public Umap::Store {
   int fd_;
 };
 
+/// mmap(2)'s checks of a file descriptor for a region (write: PROT_WRITE):
+/// 0 or the errno mmap would give; fd_writable: the fd is open O_RDWR.
+int check_fd(int fd, bool write, bool& fd_writable) {
+  struct stat st{};
+  if (fd < 0 || ::fstat(fd, &st) != 0) return EBADF;
+  if (!S_ISREG(st.st_mode)) return EACCES;  // mmap(2): a non-regular file
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return EBADF;
+  const int acc = fl & O_ACCMODE;
+  if (acc == O_WRONLY || (write && acc != O_RDWR)) return EACCES;  // as mmap(2)
+  fd_writable = acc == O_RDWR;
+  return 0;
+}
+
+/// Opens a region's File with UMAP_PAGESIZE's frames; 2 MiB frames fall back
+/// to 4 KiB ones (warned once) when the huge page pool cannot hold them.
+/// Caller holds g_mu. Throws.
+faultline::File open_region_file(faultline::Engine& eng, const std::shared_ptr<faultline::Backend>& backend) {
+  faultline::FileOptions fo;
+  fo.frame_size = settings().page_size == kHugePageSize ? faultline::FrameSize::k2M : faultline::FrameSize::k4K;
+  try {
+    return eng.open(backend, fo);
+  } catch (const std::system_error& e) {
+    if (fo.frame_size != faultline::FrameSize::k2M || e.code().value() != ENOMEM) throw;
+    if (!g_warned_2m) {
+      std::fprintf(stderr, "umap (faultline): UMAP_PAGESIZE=2 MiB but %s; using 4 KiB frames\n", e.what());
+      g_warned_2m = true;
+    }
+    fo.frame_size = faultline::FrameSize::k4K;
+    return eng.open(backend, fo);
+  }
+}
+
 void* map_region(std::size_t length, int prot, int flags, int fd, off_t offset, Umap::Store* store) {
   if (length == 0) return failed(EINVAL);
   if ((prot & ~(PROT_READ | PROT_WRITE)) || prot == PROT_NONE) return failed(EINVAL);
@@ -237,17 +270,8 @@ void* map_region(std::size_t length, int prot, int flags, int fd, off_t offset, 
   const bool write = prot & PROT_WRITE;
   bool fd_writable = false;
   std::shared_ptr<faultline::Backend> backend;
-  if (!store) {
-    struct stat st{};
-    if (fd < 0 || ::fstat(fd, &st) != 0) return failed(EBADF);
-    if (!S_ISREG(st.st_mode)) return failed(EACCES);  // mmap(2): a non-regular file
-    const int fl = ::fcntl(fd, F_GETFL);
-    if (fl < 0) return failed(EBADF);
-    const int acc = fl & O_ACCMODE;
-    if (acc == O_WRONLY || (write && acc != O_RDWR)) return failed(EACCES);  // as mmap(2)
-    fd_writable = acc == O_RDWR;
-  }
-  const Settings& s = settings();
+  if (!store)
+    if (int e = check_fd(fd, write, fd_writable)) return failed(e);
   try {
     std::lock_guard lk(g_mu);
     faultline::Engine& eng = engine();
@@ -260,20 +284,8 @@ void* map_region(std::size_t length, int prot, int flags, int fd, off_t offset, 
       // same file finds a writable File (the first open's backend stays).
       backend = faultline::make_file_backend("/proc/self/fd/" + std::to_string(fd), fd_writable);
     }
-    faultline::FileOptions fo;
-    fo.frame_size = s.page_size == kHugePageSize ? faultline::FrameSize::k2M : faultline::FrameSize::k4K;
     auto r = std::make_unique<Region>();
-    try {
-      r->file = eng.open(backend, fo);
-    } catch (const std::system_error& e) {
-      if (fo.frame_size != faultline::FrameSize::k2M || e.code().value() != ENOMEM) throw;
-      if (!g_warned_2m) {
-        std::fprintf(stderr, "umap (faultline): UMAP_PAGESIZE=2 MiB but %s; using 4 KiB frames\n", e.what());
-        g_warned_2m = true;
-      }
-      fo.frame_size = faultline::FrameSize::k4K;
-      r->file = eng.open(backend, fo);
-    }
+    r->file = open_region_file(eng, backend);
     // A Store's File is the first region's size: a later region on the same
     // Store that reaches further grows it (StoreBackend::truncate).
     const uint64_t end = static_cast<uint64_t>(offset) + length;

@@ -16,6 +16,7 @@
 
 #include "faultline/backend.hpp"
 #include "faultline/constants.hpp"
+#include "os/io.hpp"
 #include "os/sys_error.hpp"
 
 namespace faultline {
@@ -108,18 +109,7 @@ class FileBackend final : public Backend {
   }
 
   ssize_t read(uint64_t off, std::span<std::byte> buf) override {
-    size_t done = 0;
-    while (done < buf.size()) {
-      const ssize_t r = ::pread(fd_, buf.data() + done, buf.size() - done,
-                                static_cast<off_t>(off + done));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return -errno;
-      }
-      if (r == 0) break;
-      done += static_cast<size_t>(r);
-    }
-    return static_cast<ssize_t>(done);
+    return detail::pread_full(fd_, buf.data(), buf.size(), off);
   }
 
   ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) override {
@@ -204,17 +194,7 @@ class FileBackend final : public Backend {
 
   int write(uint64_t off, std::span<const std::byte> buf) override {
     if (!writable_) return -EROFS;
-    size_t done = 0;
-    while (done < buf.size()) {
-      const ssize_t r = ::pwrite(fd_, buf.data() + done, buf.size() - done,
-                                 static_cast<off_t>(off + done));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return -errno;
-      }
-      done += static_cast<size_t>(r);
-    }
-    return 0;
+    return detail::pwrite_full(fd_, buf.data(), buf.size(), off);
   }
 
   int write_aligned(uint64_t off, std::span<const std::byte> buf) override {
@@ -301,16 +281,7 @@ class FileBackend final : public Backend {
         return -errno;
       }
       if (r == 0) break;  // the object's end
-      size_t w = 0;
-      while (w < static_cast<size_t>(r)) {
-        const ssize_t k = ::pwrite(fd, buf + w, static_cast<size_t>(r) - w,
-                                   static_cast<off_t>(fd_off + done + w));
-        if (k < 0) {
-          if (errno == EINTR) continue;
-          return -errno;
-        }
-        w += static_cast<size_t>(k);
-      }
+      if (int e = detail::pwrite_full(fd, buf, static_cast<size_t>(r), fd_off + done)) return e;
       done += static_cast<size_t>(r);
       if (static_cast<size_t>(r) < want) break;  // short: the object ends here
     }

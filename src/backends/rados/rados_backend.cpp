@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "backends/rados/rados_impl.hpp"
+#include "faultline/constants.hpp"
 
 namespace faultline {
 
@@ -52,57 +53,71 @@ RadosBackend::Impl::Impl(const RadosOptions& o) : opt(o) {
   if (auto why = rados::check_name(opt.name); !why.empty())
     fail(EINVAL, "bad file name '" + opt.name + "': " + why);
   if (opt.pool.empty()) fail(EINVAL, "no pool given");
-  if (opt.object_size == 0 || opt.object_size % 4096)
-    fail(EINVAL, "object_size " + std::to_string(opt.object_size) + " is not a multiple of 4096");
+  if (opt.object_size == 0 || opt.object_size % kBasePageSize)
+    fail(EINVAL, "object_size " + std::to_string(opt.object_size) + " is not a multiple of " +
+                     std::to_string(kBasePageSize));
   if (opt.max_in_flight == 0) opt.max_in_flight = 1;
-  if (opt.read_split < 4096) opt.read_split = 4096;
+  if (opt.read_split < kBasePageSize) opt.read_split = kBasePageSize;
   hdr_oid = rados::header_name(opt.name);
   token = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
+  rados::Header h;
+  try {
+    connect();
+    open_header(h);
+  } catch (...) {
+    disconnect();  // the destructor does not run for a constructor that throws
+    throw;
+  }
+  obj_size = h.object_size;
+  size = h.size;
+  header_size = h.size;
+}
 
+void RadosBackend::Impl::disconnect() {
+  if (io) rados_ioctx_destroy(io);
+  io = nullptr;
+  if (cluster) rados_shutdown(cluster);
+  cluster = nullptr;
+}
+
+void RadosBackend::Impl::connect() {
   const std::string where = "cluster '" + opt.cluster + "'" +
                             (opt.conf.empty() ? std::string() : " (conf " + opt.conf + ")");
-  if (int r = rados_create2(&cluster, opt.cluster.c_str(), opt.user.c_str(), 0); r < 0)
-    fail(-r, "cannot create a handle for " + where + " as " + opt.user);
-  auto cleanup = [&] {
-    if (io) rados_ioctx_destroy(io);
-    io = nullptr;
-    rados_shutdown(cluster);
+  if (int r = rados_create2(&cluster, opt.cluster.c_str(), opt.user.c_str(), 0); r < 0) {
     cluster = nullptr;
-  };
+    fail(-r, "cannot create a handle for " + where + " as " + opt.user);
+  }
   if (!opt.conf.empty() && ::access(opt.conf.c_str(), R_OK) != 0) {
     const int e = errno;
-    cleanup();
     fail(e, "cannot read ceph.conf '" + opt.conf + "'");
   }
+  // No conf given: librados's default search; finding none is not an error.
   if (int r = rados_conf_read_file(cluster, opt.conf.empty() ? nullptr : opt.conf.c_str());
-      r < 0 && !opt.conf.empty()) {
-    cleanup();
+      r < 0 && !opt.conf.empty())
     fail(-r, "cannot parse ceph.conf '" + opt.conf + "'");
-  }
-  rados_conf_set(cluster, "client_mount_timeout", num(opt.connect_timeout_s).c_str());
-  rados_conf_set(cluster, "rados_osd_op_timeout", num(opt.op_timeout_s).c_str());
-  rados_conf_set(cluster, "rados_mon_op_timeout", num(opt.op_timeout_s).c_str());
-  if (int r = rados_connect(cluster); r < 0) {
-    cleanup();
+  // These options exist in every librados (Debian 12's 16.2 and later) and the
+  // values are numbers: a failure is a librados bug, and would leave only
+  // Ceph's default (longer) timeouts.
+  (void)rados_conf_set(cluster, "client_mount_timeout", num(opt.connect_timeout_s).c_str());
+  (void)rados_conf_set(cluster, "rados_osd_op_timeout", num(opt.op_timeout_s).c_str());
+  (void)rados_conf_set(cluster, "rados_mon_op_timeout", num(opt.op_timeout_s).c_str());
+  if (int r = rados_connect(cluster); r < 0)
     fail(-r, "cannot connect to " + where + ": " + std::strerror(-r) +
                  (r == -ETIMEDOUT ? " (no monitor answered within " + num(opt.connect_timeout_s) + " s)"
                                   : std::string()));
-  }
   char fs[64] = {};
-  if (rados_cluster_fsid(cluster, fs, sizeof fs) >= 0) fsid = fs;
+  if (rados_cluster_fsid(cluster, fs, sizeof fs) >= 0) fsid = fs;  // else: fsid stays unknown
   if (int r = rados_ioctx_create(cluster, opt.pool.c_str(), &io); r < 0) {
-    cleanup();
+    io = nullptr;
     fail(-r, r == -ENOENT ? "pool '" + opt.pool + "' does not exist in " + where
                           : "cannot open pool '" + opt.pool + "': " + std::strerror(-r));
   }
+}
 
-  rados::Header h;
+void RadosBackend::Impl::open_header(rados::Header& h) {
   int r = read_header(h);
   if (r == -ENOENT && opt.create) {
-    if (!opt.writable) {
-      cleanup();
-      fail(EROFS, "cannot create '" + opt.name + "' read-only");
-    }
+    if (!opt.writable) fail(EROFS, "cannot create '" + opt.name + "' read-only");
     // Exclusive create: two engines creating at once agree on one header.
     const std::string text = rados::encode_header({opt.object_size, 0});
     rados_write_op_t op = rados_create_write_op();
@@ -110,26 +125,18 @@ RadosBackend::Impl::Impl(const RadosOptions& o) : opt(o) {
     rados_write_op_write_full(op, text.data(), text.size());
     r = rados_write_op_operate(op, io, hdr_oid.c_str(), nullptr, 0);
     rados_release_write_op(op);
-    if (r < 0 && r != -EEXIST) {
-      cleanup();
+    if (r < 0 && r != -EEXIST)
       fail(-r, "cannot create header object '" + hdr_oid + "' in pool '" + opt.pool + "': " +
                    std::strerror(-r));
-    }
     r = read_header(h);
   }
-  if (r < 0) {
-    cleanup();
-    if (r == -ENOENT)
-      fail(ENOENT, "no file '" + opt.name + "' in pool '" + opt.pool + "' (header object '" +
-                       hdr_oid + "' missing; use create=1)");
-    if (r == -EINVAL)
-      fail(EINVAL, "object '" + hdr_oid + "' in pool '" + opt.pool +
-                       "' is not a faultline-rados header (wrong format)");
-    fail(-r, "cannot read header object '" + hdr_oid + "': " + std::strerror(-r));
-  }
-  obj_size = h.object_size;
-  size = h.size;
-  header_size = h.size;
+  if (r == -ENOENT)
+    fail(ENOENT, "no file '" + opt.name + "' in pool '" + opt.pool + "' (header object '" +
+                     hdr_oid + "' missing; use create=1)");
+  if (r == -EINVAL)
+    fail(EINVAL, "object '" + hdr_oid + "' in pool '" + opt.pool +
+                     "' is not a faultline-rados header (wrong format)");
+  if (r < 0) fail(-r, "cannot read header object '" + hdr_oid + "': " + std::strerror(-r));
 }
 
 RadosBackend::Impl::~Impl() {

@@ -68,96 +68,112 @@ void RadosBackend::Impl::dispatch_loop() {
       events.pop_front();
       s = sink;
     }
-    if (ev.kind == Event::Stop) return;
-    if (ev.kind == Event::Refresh) {
-      rados::Header h;
-      if (read_header(h) != 0) continue;
-      bool resized = false;
+    switch (ev.kind) {
+      case Event::Stop: return;
+      case Event::Refresh: on_refresh(s); break;
+      case Event::Notify: on_peer_notify(ev, s); break;
+      case Event::WatchError: on_lost_watch(ev, s); break;
+    }
+  }
+}
+
+void RadosBackend::Impl::on_refresh(const Backend::ChangeSink& s) {
+  rados::Header h;
+  if (read_header(h) != 0) return;
+  bool resized = false;
+  {
+    std::lock_guard l(mu);
+    if (size.load() != h.size && active_writes == 0 && changed.empty()) {
+      size = h.size;
+      header_size = h.size;
+      resized = true;
+    }
+  }
+  try {
+    if (resized && s.resized) s.resized(h.size);
+  } catch (...) {
+  }
+}
+
+void RadosBackend::Impl::on_peer_notify(const Event& ev, const Backend::ChangeSink& s) {
+  ctr.notifies_received++;
+  try {
+    const uint64_t new_size = ev.notice.size;
+    bool resized = false;
+    {
+      std::lock_guard l(mu);
+      if (size.load() != new_size) {
+        size = new_size;
+        resized = true;
+      }
+      header_size = new_size;  // the header holds the peer's size now
+    }
+    if (resized && s.resized) s.resized(new_size);
+    for (auto [o, n] : ev.notice.ranges) {
+      ctr.ranges_received++;
+      if (s.changed) s.changed(o, std::min<uint64_t>(n, ~uint64_t{0} - o));
+    }
+  } catch (...) {
+    // A sink that throws must not leave the notifier waiting.
+  }
+  // A failed ack is not ours to handle: the notifier's wait times out
+  // (opt.op_timeout_s) and its sync reports that.
+  (void)rados_notify_ack(io, hdr_oid.c_str(), ev.notify_id, ev.cookie, nullptr, 0);
+}
+
+void RadosBackend::Impl::on_lost_watch(const Event& ev, const Backend::ChangeSink& s) {
+  // Watch error: notifications may have been missed. Re-watch, then drop
+  // the whole clean cache and take the header's size.
+  ctr.watch_errors++;
+  uint64_t old_cookie;
+  {
+    std::lock_guard l(watch_mu);
+    if (!watching || ev.cookie != watch_cookie) return;
+    old_cookie = watch_cookie;
+    watch_cookie = 0;  // each cookie is unwatched exactly once (here or in stop_watch)
+  }
+  rewatch(old_cookie);
+  rados::Header h;
+  try {
+    if (read_header(h) == 0) {
+      uint64_t old_size;
       {
         std::lock_guard l(mu);
-        if (size.load() != h.size && active_writes == 0 && changed.empty()) {
-          size = h.size;
-          header_size = h.size;
-          resized = true;
-        }
+        old_size = size.exchange(h.size);
+        header_size = h.size;
       }
-      try {
-        if (resized && s.resized) s.resized(h.size);
-      } catch (...) {
+      if (old_size != h.size && s.resized) s.resized(h.size);
+      if (s.changed) s.changed(0, std::max(old_size, h.size));
+    } else if (s.changed) {
+      s.changed(0, size.load());
+    }
+  } catch (...) {
+  }
+}
+
+void RadosBackend::Impl::rewatch(uint64_t old_cookie) {
+  // The watch is already broken: unwatching it only frees its handle, and a
+  // failure leaves nothing to undo.
+  if (old_cookie) (void)rados_unwatch2(io, old_cookie);
+  for (;;) {
+    uint64_t c = 0;
+    const int r = rados_watch3(io, hdr_oid.c_str(), &c, &Impl::on_notify, &Impl::on_watch_error,
+                               watch_timeout_s(opt.op_timeout_s), this);
+    std::unique_lock l(watch_mu);
+    if (r == 0) {
+      if (!watching) {  // detached meanwhile
+        l.unlock();
+        (void)rados_unwatch2(io, c);  // as above: nothing to undo
+        return;
       }
-      continue;
+      watch_cookie = c;
+      return;
     }
-    if (ev.kind == Event::Notify) {
-      ctr.notifies_received++;
-      try {
-        const uint64_t new_size = ev.notice.size;
-        bool resized = false;
-        {
-          std::lock_guard l(mu);
-          if (size.load() != new_size) {
-            size = new_size;
-            resized = true;
-          }
-          header_size = new_size;  // the header holds the peer's size now
-        }
-        if (resized && s.resized) s.resized(new_size);
-        for (auto [o, n] : ev.notice.ranges) {
-          ctr.ranges_received++;
-          if (s.changed) s.changed(o, std::min<uint64_t>(n, ~uint64_t{0} - o));
-        }
-      } catch (...) {
-        // A sink that throws must not leave the notifier waiting.
-      }
-      rados_notify_ack(io, hdr_oid.c_str(), ev.notify_id, ev.cookie, nullptr, 0);
-      continue;
-    }
-    // Watch error: notifications may have been missed. Re-watch, then drop
-    // the whole clean cache and take the header's size.
-    ctr.watch_errors++;
-    uint64_t old_cookie;
-    {
-      std::lock_guard l(watch_mu);
-      if (!watching || ev.cookie != watch_cookie) continue;
-      old_cookie = watch_cookie;
-      watch_cookie = 0;  // each cookie is unwatched exactly once (here or in stop_watch)
-    }
-    if (old_cookie) rados_unwatch2(io, old_cookie);
-    for (;;) {
-      uint64_t c = 0;
-      const int r = rados_watch3(io, hdr_oid.c_str(), &c, &Impl::on_notify, &Impl::on_watch_error,
-                                 watch_timeout_s(opt.op_timeout_s), this);
-      std::unique_lock l(watch_mu);
-      if (r == 0) {
-        if (!watching) {  // detached meanwhile
-          l.unlock();
-          rados_unwatch2(io, c);
-          break;
-        }
-        watch_cookie = c;
-        break;
-      }
-      if (!watching) break;
-      // Stop events wake us early; otherwise retry each second.
-      if (watch_cv.wait_for(l, std::chrono::seconds(1),
-                            [&] { return !events.empty() && events.back().kind == Event::Stop; }))
-        break;
-    }
-    rados::Header h;
-    try {
-      if (read_header(h) == 0) {
-        uint64_t old_size;
-        {
-          std::lock_guard l(mu);
-          old_size = size.exchange(h.size);
-          header_size = h.size;
-        }
-        if (old_size != h.size && s.resized) s.resized(h.size);
-        if (s.changed) s.changed(0, std::max(old_size, h.size));
-      } else if (s.changed) {
-        s.changed(0, size.load());
-      }
-    } catch (...) {
-    }
+    if (!watching) return;
+    // Stop events wake us early; otherwise retry each second.
+    if (watch_cv.wait_for(l, std::chrono::seconds(1),
+                          [&] { return !events.empty() && events.back().kind == Event::Stop; }))
+      return;
   }
 }
 

@@ -73,6 +73,13 @@ struct RadosBackend::Impl {
 
   explicit Impl(const RadosOptions& o);
   ~Impl();
+  // The constructor's steps (each throws; the constructor disconnects).
+  /// Makes `cluster` (options, conf, connect) and `io` (the pool).
+  void connect();
+  /// Reads the header object into h, creating it first if asked (opt.create).
+  void open_header(rados::Header& h);
+  /// Drops io and cluster (either may be unset).
+  void disconnect();
 
   // One AIO operation: issue() starts it on the completion, done() sees the
   // return value and returns 0 or a negative errno.
@@ -92,7 +99,17 @@ struct RadosBackend::Impl {
   int notify_peers(uint64_t sz, std::vector<std::pair<uint64_t, uint64_t>> ranges);
   void start_watch();
   void stop_watch();
+  /// The dispatcher thread: takes events off `events` until Stop, and hands
+  /// each to the sink outside every lock.
   void dispatch_loop();
+  // dispatch_loop's events (sink: a copy taken under watch_mu).
+  void on_refresh(const Backend::ChangeSink& sink);
+  void on_peer_notify(const Event& ev, const Backend::ChangeSink& sink);
+  void on_lost_watch(const Event& ev, const Backend::ChangeSink& sink);
+  /// Watches the header again after a watch error, old_cookie (taken out of
+  /// watch_cookie under watch_mu) unwatched first; retries each second until
+  /// it succeeds, the backend detaches, or a Stop is queued.
+  void rewatch(uint64_t old_cookie);
   static void on_notify(void* arg, uint64_t notify_id, uint64_t cookie, uint64_t notifier,
                         void* data, size_t len);
   static void on_watch_error(void* arg, uint64_t cookie, int err);
