@@ -28,7 +28,7 @@ struct MemoryCgroupInfo {
 /// (ancestors included), else memory.limit_in_bytes; v2's: the smallest
 /// memory.max from the cgroup up to the mount. The paths are parameters for
 /// tests.
-MemoryCgroupInfo memory_cgroup(const std::string& proc_cgroup = "/proc/self/cgroup",
-                               const std::string& mountinfo = "/proc/self/mountinfo");
+[[nodiscard]] MemoryCgroupInfo memory_cgroup(const std::string& proc_cgroup = "/proc/self/cgroup",
+                                             const std::string& mountinfo = "/proc/self/mountinfo");
 
 }  // namespace faultline

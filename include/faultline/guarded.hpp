@@ -25,6 +25,6 @@ struct BusError {
   int code = 0;          ///< si_code: BUS_ADRERR (past EOF), BUS_MCEERR_AR (I/O error)
 };
 
-std::optional<BusError> guarded(const std::function<void()>& fn);
+[[nodiscard]] std::optional<BusError> guarded(const std::function<void()>& fn);
 
 }  // namespace faultline

@@ -246,7 +246,10 @@ void EngineCore::release_deferred_wakes() {
     std::lock_guard g(flush_mu_);
     w.swap(deferred_wakes_);
   }
-  for (const auto& d : w) d.uffd->wake(d.addr, d.len);
+  // UFFDIO_WAKE fails only for a range it rejects (EINVAL: these were
+  // faulting ranges of registered views) or a closed uffd (closing it woke
+  // every waiter): nothing to handle.
+  for (const auto& d : w) (void)d.uffd->wake(d.addr, d.len);
   throttle_cv_.notify_all();
 }
 
@@ -535,20 +538,30 @@ std::shared_ptr<MappingImpl> EngineCore::lookup(uintptr_t addr) {
   return it->second;
 }
 
+namespace {
+/// Wakes the thread faulting at addr so it retries the access. UFFDIO_WAKE
+/// fails only for a range it rejects (EINVAL: not for one page-aligned user
+/// page; it needs no registration) or a closed uffd (closing it woke every
+/// waiter): nothing to handle.
+void wake_page(const Userfaultfd& u, uintptr_t addr) {
+  (void)u.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
+}
+}  // namespace
+
 void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags) {
   auto m = lookup(addr);
   if (!m) {
     // No live view: let the thread retry (it meets the munmap, or the view
     // that now owns the address). A race test (F9) waits for this point.
     FL_POINT("fault.no_view");
-    u.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
+    wake_page(u, addr);
     return;
   }
   try {
     m->file->handle_fault(*m, addr, flags);
   } catch (const std::exception& e) {
     log(std::string("faultline: fault handling failed: ") + e.what());
-    u.wake(addr & ~(uintptr_t{kBasePageSize} - 1), kBasePageSize);
+    wake_page(u, addr);
   }
   if (m->inflight.fetch_sub(1, std::memory_order_acq_rel) == 1) m->inflight.notify_all();
 }

@@ -50,16 +50,21 @@ void MappingImpl::teardown() {
     }
     if (!FL_RULE(13)) {  // breaker: unregister first, the view stays mapped a while
       uffdio_range r{start, len};
-      ::ioctl(uffd->fd(), UFFDIO_UNREGISTER, &r);
+      (void)::ioctl(uffd->fd(), UFFDIO_UNREGISTER, &r);  // the breaker's wrong order: any result
     }
     FL_POINT("mapping.before_munmap");
     // R13: munmap, which also unregisters; never UNREGISTER while mapped.
     // R15: in the same step the view leaves the reverse map (under its lock):
     // no rmap walk reaches the range once another mmap may own it.
-    file->unmap_view(this, [this] { ::munmap(reinterpret_cast<void*>(start), len); });
+    // (munmap of the view's own page-aligned range fails only for a bad
+    // range: nothing to undo.)
+    file->unmap_view(this, [this] { (void)::munmap(reinterpret_cast<void*>(start), len); });
     // R13: then wake any thread still waiting on the range: its retry finds no
-    // mapping (SIGSEGV, as for any access to an unmapped range).
-    if (!core->closed()) uffd->wake(start, len);
+    // mapping (SIGSEGV, as for any access to an unmapped range). UFFDIO_WAKE
+    // fails only for a range it rejects (EINVAL; the view's own range was
+    // accepted by UFFDIO_REGISTER) or a uffd closed meanwhile (the engine
+    // closing: closing the uffd wakes every waiter): nothing left to do.
+    if (!core->closed()) (void)uffd->wake(start, len);
   });
 }
 

@@ -55,13 +55,16 @@ class Userfaultfd {
   /// Registers [addr, addr+len) with the given UFFDIO_REGISTER_MODE_* bits.
   void register_range(void* addr, size_t len, uint64_t modes) const;
 
+  // Every ioctl wrapper below returns 0 or the errno: [[nodiscard]], each
+  // caller handles it or says in a comment why it may not.
   /// Result of a CONTINUE: 0 on success, else the errno; `mapped` bytes done.
   struct Result { int err; int64_t done; };
-  Result continue_range(uintptr_t addr, size_t len, bool write_protect, bool dontwake = false) const;
+  [[nodiscard]] Result continue_range(uintptr_t addr, size_t len, bool write_protect,
+                                      bool dontwake = false) const;
   /// UFFDIO_WRITEPROTECT: wp=true protects (mkclean), false lets stores through.
-  int writeprotect(uintptr_t addr, size_t len, bool wp, bool dontwake = false) const;
-  int poison(uintptr_t addr, size_t len) const;
-  int wake(uintptr_t addr, size_t len) const;
+  [[nodiscard]] int writeprotect(uintptr_t addr, size_t len, bool wp, bool dontwake = false) const;
+  [[nodiscard]] int poison(uintptr_t addr, size_t len) const;
+  [[nodiscard]] int wake(uintptr_t addr, size_t len) const;
   void close();
 
  private:
