@@ -53,22 +53,26 @@ namespace {
 constexpr unsigned kMaxFaultThreads = 4096;
 }  // namespace
 
-EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
-  if (cfg.fault_threads == 0) throw_errno(EINVAL, "faultline: fault_threads must be >= 1");
+Status EngineCore::check_config(const EngineConfig& cfg) {
+  if (cfg.fault_threads == 0) return {-EINVAL, "faultline: fault_threads must be >= 1"};
   if (cfg.max_fault_threads < cfg.fault_threads || cfg.max_fault_threads > kMaxFaultThreads)
-    throw_errno(EINVAL, "faultline: max_fault_threads (" + std::to_string(cfg.max_fault_threads) +
-                            ") must be >= fault_threads (" + std::to_string(cfg.fault_threads) +
-                            ") and <= " + std::to_string(kMaxFaultThreads));
+    return {-EINVAL, "faultline: max_fault_threads (" + std::to_string(cfg.max_fault_threads) +
+                         ") must be >= fault_threads (" + std::to_string(cfg.fault_threads) +
+                         ") and <= " + std::to_string(kMaxFaultThreads)};
   if (cfg.fault_around_pages == 0 || cfg.readahead_max_pages == 0)
-    throw_errno(EINVAL, "faultline: fault_around_pages and readahead_max_pages must be >= 1");
+    return {-EINVAL, "faultline: fault_around_pages and readahead_max_pages must be >= 1"};
   // Issue 16, bad input: a limit below one fault window could never hold a
   // fault's fill (2 MiB-frame Files check one frame at open).
   if (cfg.memory_limit_pages && cfg.memory_limit_pages < cfg.fault_around_pages)
-    throw_errno(EINVAL, "faultline: EngineConfig::memory_limit_pages (" +
-                            std::to_string(cfg.memory_limit_pages) +
-                            " 4 KiB pages) is smaller than one fault window (fault_around_pages = " +
-                            std::to_string(cfg.fault_around_pages) +
-                            "): raise the limit or lower fault_around_pages");
+    return {-EINVAL, "faultline: EngineConfig::memory_limit_pages (" +
+                         std::to_string(cfg.memory_limit_pages) +
+                         " 4 KiB pages) is smaller than one fault window (fault_around_pages = " +
+                         std::to_string(cfg.fault_around_pages) +
+                         "): raise the limit or lower fault_around_pages"};
+  return {};
+}
+
+EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
   const uint64_t f = uffd.features();
   feats.uffd_features = f;
   feats.range_ioctls = uffd.range_ioctls();
@@ -105,26 +109,26 @@ EngineCore::~EngineCore() {
   if (pagemap_fd_ >= 0) ::close(pagemap_fd_);
 }
 
-Userfaultfd& EngineCore::async_uffd() {
-  if (Userfaultfd* u = async_ptr_.load(std::memory_order_acquire)) return *u;
+Status EngineCore::make_async_uffd() {
+  if (async_ptr_.load(std::memory_order_acquire)) return {};
   std::lock_guard g(async_mu_);
-  if (async_uffd_) return *async_uffd_;
-  check_open();
+  if (async_uffd_) return {};
+  if (Status s = check_open(); !s.ok()) return s;
   auto u = std::make_unique<Userfaultfd>(/*wp_async=*/true);
   const int pm = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (pm < 0) throw_errno("faultline: open(/proc/self/pagemap) for PAGEMAP_SCAN");
+  if (pm < 0) return Status::from_errno("faultline: open(/proc/self/pagemap) for PAGEMAP_SCAN");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = u.get();
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, u->fd(), &ev) != 0) {
     const int e = errno;
     ::close(pm);
-    throw_errno(e, "faultline: epoll_ctl(async userfaultfd)");
+    return {-e, "faultline: epoll_ctl(async userfaultfd)"};
   }
   pagemap_fd_.store(pm, std::memory_order_release);
   async_uffd_ = std::move(u);
   async_ptr_.store(async_uffd_.get(), std::memory_order_release);
-  return *async_uffd_;
+  return {};
 }
 
 uint32_t EngineCore::now_ms() const {
@@ -138,18 +142,20 @@ void EngineCore::log(std::string_view msg) const {
   else std::cerr << msg << '\n';
 }
 
-void EngineCore::check_open() const {
-  if (closed()) throw_errno(ESHUTDOWN, "faultline: the Engine is closed");
+Status EngineCore::check_open() const {
+  if (closed()) return {-ESHUTDOWN, "faultline: the Engine is closed"};
+  return {};
 }
 
-void EngineCore::start() {
+Status EngineCore::start() {
   {
     std::lock_guard g(pool_mu_);
     for (unsigned i = 0; i < cfg.fault_threads; ++i)
       if (!spawn_handler_locked())
-        throw_errno(EAGAIN, "faultline: cannot start the fault-handler threads");
+        return {-EAGAIN, "faultline: cannot start the fault-handler threads"};
   }
   flusher_ = std::thread([this] { flusher_loop(); });
+  return {};
 }
 
 namespace {
@@ -330,7 +336,7 @@ void EngineCore::close() {
   }
   for (auto& f : files)
     if (int e = f->writeback_all())  // data and size, as sync and the last close
-      log("faultline: write-back of " + f->key + " at engine close failed: " + std::strerror(e));
+      log("faultline: write-back of " + f->key + " at engine close failed: " + std::strerror(-e));
   // Tear every view down (R13: munmap, then wake), then stop the handlers,
   // then close the userfaultfd last.
   std::vector<std::shared_ptr<MappingImpl>> maps;
@@ -414,10 +420,10 @@ void attach_change_sink(Backend& backend, const std::shared_ptr<FileImpl>& f,
 }
 }  // namespace
 
-std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, FileOptions options) {
-  check_open();
+Status EngineCore::open(std::shared_ptr<Backend> backend, FileOptions options,
+                        std::shared_ptr<FileImpl>& f) {
+  if (Status s = check_open(); !s.ok()) return s;
   const std::string key = backend->identity();
-  std::shared_ptr<FileImpl> f;
   // References to other Files taken under files_mu_ are dropped after it (a
   // last reference's destructor takes files_mu_: forget_file).
   std::vector<std::shared_ptr<FileImpl>> looked_at;
@@ -426,7 +432,8 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
     for (auto it = files_.find(key); it != files_.end(); it = files_.find(key)) {
       if (auto existing = it->second.lock()) {
         existing->upgrade_backend(std::move(backend));
-        return existing;
+        f = std::move(existing);
+        return {};
       }
       // R14: the File of this key is being torn down (its last handle is
       // gone; its destructor is writing back): wait until it is gone, never
@@ -440,13 +447,14 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
         auto i = files_.find(key);
         return i == files_.end() || !i->second.expired();
       });
-      check_open();
+      if (Status s = check_open(); !s.ok()) return s;
     }
     if (options.dirty_tracking == DirtyTracking::Async) {
       if (options.stable_pages)
-        throw_errno(EINVAL, "faultline: DirtyTracking::Async cannot give stable pages (stores "
-                            "to write-protected pages never reach the engine)");
-      async_uffd();  // made by the first async open (throws ENOTSUP without WP_ASYNC)
+        return {-EINVAL, "faultline: DirtyTracking::Async cannot give stable pages (stores "
+                         "to write-protected pages never reach the engine)"};
+      // Made by the first async open (its constructor throws ENOTSUP without WP_ASYNC).
+      if (Status s = make_async_uffd(); !s.ok()) return s;
     }
     // The frame size is chosen by the first open (FileOptions::frame_size).
     const unsigned shift =
@@ -460,7 +468,7 @@ std::shared_ptr<FileImpl> EngineCore::open(std::shared_ptr<Backend> backend, Fil
     files_[key] = f;
   }
   attach_change_sink(*backend, f, weak_from_this());
-  return f;
+  return {};
 }
 
 void EngineCore::from_backend_thread(const std::weak_ptr<FileImpl>& w,
@@ -617,8 +625,16 @@ bool EngineCore::handler_events(Handler* self) {
 
 }  // namespace detail
 
-Engine::Engine(EngineConfig config) : core_(std::make_shared<detail::EngineCore>(std::move(config))) {
-  core_->start();
+// The public facade (Engine): the core's errors become std::system_error here.
+namespace {
+std::shared_ptr<detail::EngineCore> make_core(EngineConfig config) {
+  detail::throw_if_error(detail::EngineCore::check_config(config));
+  return std::make_shared<detail::EngineCore>(std::move(config));
+}
+}  // namespace
+
+Engine::Engine(EngineConfig config) : core_(make_core(std::move(config))) {
+  detail::throw_if_error(core_->start());
 }
 
 Engine::~Engine() { close(); }
@@ -627,11 +643,13 @@ void Engine::close() { core_->close(); }
 
 File Engine::open(std::shared_ptr<Backend> backend, FileOptions options) {
   if (!backend) detail::throw_errno(EINVAL, "faultline: Engine::open of a null backend");
-  return File(core_->open(std::move(backend), options));
+  std::shared_ptr<FileImpl> f;
+  detail::throw_if_error(core_->open(std::move(backend), options, f));
+  return File(std::move(f));
 }
 
 File Engine::open(const std::string& path, bool writable, bool create) {
-  core_->check_open();
+  detail::throw_if_error(core_->check_open());
   return open(make_file_backend(path, writable, create));
 }
 
@@ -647,7 +665,7 @@ Stats Engine::stats() const {
   return s;
 }
 uint64_t Engine::reclaim(uint64_t pages) {
-  core_->check_open();
+  detail::throw_if_error(core_->check_open());
   return core_->reclaim(pages);
 }
 const KernelFeatures& Engine::features() const { return core_->feats; }

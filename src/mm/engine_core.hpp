@@ -17,6 +17,7 @@
 
 #include "mm/counters.hpp"
 #include "faultline/engine.hpp"
+#include "os/sys_error.hpp"
 #include "os/uffd.hpp"
 
 namespace faultline::detail {
@@ -26,17 +27,25 @@ class MappingImpl;
 
 class EngineCore : public std::enable_shared_from_this<EngineCore> {
  public:
+  /// -EINVAL, saying why, for a config no engine can run with.
+  static Status check_config(const EngineConfig& cfg);
+  /// cfg must have passed check_config. Throws when it cannot get its OS
+  /// resources (the uffd, eventfd, epoll set: os/sys_error.hpp).
   explicit EngineCore(EngineConfig cfg);
   ~EngineCore();
 
-  void start();
+  /// Starts the fault handlers and the flusher; -EAGAIN when a thread cannot start.
+  Status start();
   void close();
   bool closed() const { return closed_.load(std::memory_order_acquire); }
-  /// Throws ESHUTDOWN once close() has begun.
-  void check_open() const;
+  /// -ESHUTDOWN once close() has begun.
+  Status check_open() const;
   void log(std::string_view msg) const;
 
-  std::shared_ptr<FileImpl> open(std::shared_ptr<Backend> backend, FileOptions options);
+  /// The File of backend's object: the open one, or `f` made here (FileImpl's
+  /// constructor throws for what it cannot get: os/sys_error.hpp).
+  Status open(std::shared_ptr<Backend> backend, FileOptions options,
+              std::shared_ptr<FileImpl>& f);
   /// Runs fn on the File of `w` for a backend's change notification (its own
   /// thread: Backend::ChangeSink). The File is never destroyed on that thread:
   /// its reference is handed to the flusher (or to close()).
@@ -75,9 +84,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   EngineConfig cfg;
   Userfaultfd uffd;
   /// The second userfaultfd, with WP_ASYNC, for views of DirtyTracking::Async
-  /// Files (WP_ASYNC is per uffd). Made by the first async open; the same
-  /// handler threads serve it. Throws ENOTSUP when the kernel lacks it.
-  Userfaultfd& async_uffd();
+  /// Files (WP_ASYNC is per uffd). Made by the first async open (make_async_uffd);
+  /// the same handler threads serve it.
+  Userfaultfd& async_uffd() { return *async_ptr_.load(std::memory_order_acquire); }
+  /// Makes the async uffd if not yet made (Userfaultfd's constructor throws
+  /// ENOTSUP when the kernel lacks WP_ASYNC).
+  Status make_async_uffd();
   /// /proc/self/pagemap, for PAGEMAP_SCAN (opened with the async uffd).
   int pagemap_fd() const { return pagemap_fd_.load(std::memory_order_acquire); }
   std::atomic<uint64_t> nr_dirty{0};  // dirty pages over all Files

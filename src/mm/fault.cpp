@@ -238,7 +238,7 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   if (m.tracks_writes()) m.uffd->writeprotect(a, page_size(), false, true);
   FL_POINT("sigbus.before_poison");
   int e = m.uffd->poison(a, page_size());
-  if (e == EEXIST && m.shared) {
+  if (e == -EEXIST && m.shared) {
     // A present PTE (a store to an installed page was refused): drop this
     // view's PTE — the frame stays in the memfd — then poison.
     ::madvise(reinterpret_cast<void*>(a), page_size(), MADV_DONTNEED);
@@ -826,10 +826,10 @@ uint64_t FileImpl::FaultWindow::continue_run(uint64_t i, uint64_t j) {
     if (r.err == 0) {
       f.count(&Counters::pages_installed, (len - done) >> f.page_shift_);
       done = len;
-    } else if (r.err == EAGAIN && r.done > 0) {  // stopped at a page already mapped
+    } else if (r.err == -EAGAIN && r.done > 0) {  // stopped at a page already mapped
       f.count(&Counters::pages_installed, static_cast<uint64_t>(r.done) >> f.page_shift_);
       done += static_cast<uint64_t>(r.done);
-    } else if (r.err == EEXIST || r.err == EAGAIN) {  // this page is mapped: skip it
+    } else if (r.err == -EEXIST || r.err == -EAGAIN) {  // this page is mapped: skip it
       done += f.page_size();
     } else {
       break;  // EINVAL past the memfd's end, EFAULT a hole, ENOENT view gone

@@ -1,4 +1,6 @@
 // File: the public handle onto a FileImpl, with its own errseq cursor (R8).
+// Part of the public facade: the core's errors (Status, -errno) become
+// std::system_error here (os/sys_error.hpp).
 #include "faultline/file.hpp"
 
 #include <atomic>
@@ -28,7 +30,7 @@ File& File::operator=(File&&) noexcept = default;
 
 FileImpl& File::impl() const {
   if (!impl_) detail::throw_errno(EBADF, "faultline: File is closed");
-  impl_->core->check_open();
+  detail::throw_if_error(impl_->core->check_open());
   return *impl_;
 }
 
@@ -42,10 +44,15 @@ Stats File::stats() const {
   return s;
 }
 
-std::size_t File::read(uint64_t off, std::span<std::byte> buf) { return impl().read(off, buf); }
+std::size_t File::read(uint64_t off, std::span<std::byte> buf) {
+  std::size_t done = 0;
+  detail::throw_if_error(impl().read(off, buf, done));
+  return done;
+}
 
 std::size_t File::write(uint64_t off, std::span<const std::byte> buf) {
-  return impl().write(off, buf);
+  detail::throw_if_error(impl().write(off, buf));
+  return buf.size();
 }
 
 void File::sync() {
@@ -53,16 +60,16 @@ void File::sync() {
   f.writeback_all();  // the backend must reach i_size even if its tail pages are clean
   // R8: report an error this handle has not seen, once.
   if (int e = f.check_wb_error(cursor_->errseq))
-    detail::throw_errno(e, "faultline: write-back of " + f.key);
+    detail::throw_errno(-e, "faultline: write-back of " + f.key);
 }
 
 void File::sync(uint64_t off, uint64_t len) {
   FileImpl& f = impl();
   if (len == 0 || off + len < off) detail::throw_errno(EINVAL, "faultline: sync of a bad range");
   const auto [first, last] = f.pages_of(off, len);  // never a wrapped, empty range (defect 5)
-  f.writeback(first, last);
+  (void)f.writeback(first, last);  // its errors are in errseq, reported once below (R8)
   if (int e = f.check_wb_error(cursor_->errseq))
-    detail::throw_errno(e, "faultline: write-back of " + f.key);
+    detail::throw_errno(-e, "faultline: write-back of " + f.key);
 }
 
 void File::fsync() {
@@ -71,12 +78,16 @@ void File::fsync() {
     detail::throw_errno(-e, "faultline: backend sync of " + impl().key);
 }
 
-void File::truncate(uint64_t new_size) { impl().truncate(new_size); }
+void File::truncate(uint64_t new_size) { detail::throw_if_error(impl().truncate(new_size)); }
 
-void File::punch_hole(uint64_t off, uint64_t len) { impl().punch_hole(off, len); }
+void File::punch_hole(uint64_t off, uint64_t len) {
+  detail::throw_if_error(impl().punch_hole(off, len));
+}
 
 std::vector<uint64_t> File::invalidate(uint64_t off, uint64_t len) {
-  return impl().invalidate(off, len);
+  std::vector<uint64_t> failed;
+  detail::throw_if_error(impl().invalidate(off, len, failed));
+  return failed;
 }
 
 namespace {
@@ -140,13 +151,11 @@ Mapping File::map(uint64_t off, std::size_t len, Access access, Sharing sharing)
   if (writable && shared) modes |= UFFDIO_REGISTER_MODE_WP;  // first store must fault
   // Async dirty tracking: shared writable views go on the WP_ASYNC uffd (a
   // store to a protected page is resolved by the kernel, found by scan).
-  detail::Userfaultfd* u = &f.core->uffd;
-  try {
-    if (writable && shared && f.async()) u = &f.core->async_uffd();
-    u->register_range(a, rlen, modes);
-  } catch (...) {
+  // (An async File's open made the async uffd.)
+  detail::Userfaultfd* u = writable && shared && f.async() ? &f.core->async_uffd() : &f.core->uffd;
+  if (int e = u->register_range(a, rlen, modes)) {
     ::munmap(a, rlen);  // as in mmap_view
-    throw;
+    detail::throw_errno(-e, "faultline: UFFDIO_REGISTER");
   }
   auto m = std::make_shared<detail::MappingImpl>(f.core, impl_, reinterpret_cast<uintptr_t>(a),
                                                  rlen, off >> f.page_shift(), writable, shared, u);

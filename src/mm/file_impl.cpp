@@ -174,7 +174,7 @@ FileImpl::~FileImpl() {
   // size (issue 14 defect 11: an extend whose tail page was punched reached
   // the backend only through sync).
   if (int e = writeback_all()) {
-    core->log("faultline: write-back of " + key + " at close failed: " + std::strerror(e) + " (" +
+    core->log("faultline: write-back of " + key + " at close failed: " + std::strerror(-e) + " (" +
               std::to_string(nr_dirty()) + " dirty pages lost)");
   }
   // Pages still dirty (their write-back failed) leave the engine's count with
@@ -266,14 +266,14 @@ int FileImpl::alloc_frames(uint64_t off, uint64_t len) {
                     static_cast<off_t>(len)) == 0)
       return 0;
     if (errno == EINTR) continue;
-    if (errno != ENOSPC) return errno;
+    if (errno != ENOSPC) return -errno;
     // hugetlbfs: the pool is empty. Under a memory limit the pool need only
     // hold the limit's frames (issue 16 item 5), and reclaim counts a frame
     // gone before its punch gives it back: evict clean frames (R9: try-locks
     // only, safe under the page locks held here) or wait a moment for a
     // punch in flight, a bounded number of times; then the fill fails (the
     // access gets SIGBUS), never a hang.
-    if (!core->cfg.memory_limit_pages || ++round > kPoolRetries) return ENOMEM;
+    if (!core->cfg.memory_limit_pages || ++round > kPoolRetries) return -ENOMEM;
     if (core->reclaim(len >> kBasePageShift) == 0) std::this_thread::sleep_for(kPoolRetryWait);
   }
 }
@@ -361,7 +361,7 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
   Backend& be = backend();
   if (huge()) {
     // (len is whole frames, clipped to the memfd: never past its end, R3.)
-    if (int e = alloc_frames(off, len)) return -e;
+    if (int e = alloc_frames(off, len)) return e;
     const ssize_t k = read_frames(be, alias_ + off, off, len);
     if (k < 0) return static_cast<int>(k);
     const uint64_t done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
@@ -418,7 +418,7 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
     if (int e = fill_err) {
       count(&Counters::read_errors);
       for (uint64_t k = i; k < j; ++k) index_.find(pg + k)->set(PG_error);
-      return -e > 0 ? -e : e;
+      return e;
     }
     count(&Counters::pages_filled, j - i);
     count(&Counters::cache_misses, j - i);
@@ -430,8 +430,9 @@ int FileImpl::make_uptodate(uint64_t pg, uint64_t n) {
 // ---------------------------------------------------------------------------
 // read / write
 
-size_t FileImpl::read(uint64_t off, std::span<std::byte> out) {
-  if (out.empty()) return 0;
+Status FileImpl::read(uint64_t off, std::span<std::byte> out, size_t& done) {
+  done = 0;
+  if (out.empty()) return {};
   const uint64_t want_end = out.size() > ~uint64_t{0} - off ? ~uint64_t{0} : off + out.size();
   const uint64_t ps = page_size();
   uint64_t pos = off;
@@ -442,52 +443,57 @@ size_t FileImpl::read(uint64_t off, std::span<std::byte> out) {
     // touched (R11: it may be a faultline view, of this File too, whose
     // fault takes the invalidate_lock shared: behind a waiting truncate or
     // invalidate that would deadlock with a writer-preferring lock).
-    const uint64_t len = [&]() -> uint64_t {
+    uint64_t len = 0;
+    const Status s = [&]() -> Status {
       std::shared_lock size_guard(i_rwsem_);
       std::shared_lock inval(invalidate_lock_);
       const uint64_t size = i_size();
-      if (pos >= size) return 0;
+      if (pos >= size) return {};
       const uint64_t end = std::min<uint64_t>(size, want_end);
       const uint64_t pg = pos >> page_shift_;
       const uint64_t last_pg = (end - 1) >> page_shift_;
       const uint64_t want = std::min<uint64_t>(last_pg - pg + 1, io_batch_pages());
       LockedRun run(*this, pg, want);
       const uint64_t n = run.size();
-      if (int e = make_uptodate(pg, n)) throw_errno(e, "faultline: read of " + key);
+      if (int e = make_uptodate(pg, n)) return {e, "faultline: read of " + key};
       const uint64_t chunk = std::min<uint64_t>(end, (pg + n) * ps) - pos;
       FL_POINT("read.before_copy");
       if (!FL_RULE(11)) {  // breaker: copy straight into the caller's buffer, locks held
         const ssize_t r = ::pread(memfd_, out.data() + (pos - off), chunk, static_cast<off_t>(pos));
-        return r < 0 ? 0 : static_cast<uint64_t>(r);
+        len = r < 0 ? 0 : static_cast<uint64_t>(r);
+        return {};
       }
       auto& buf = bounce(chunk);
       const ssize_t r = ::pread(memfd_, buf.data(), chunk, static_cast<off_t>(pos));
       const int err = errno;
       run.unlock();
-      if (r < 0) throw_errno(err, "faultline: pread(memfd)");
-      return static_cast<uint64_t>(r);
+      if (r < 0) return {-err, "faultline: pread(memfd)"};
+      len = static_cast<uint64_t>(r);
+      return {};
     }();
+    if (!s.ok()) return s;
     if (len == 0) break;
     if (FL_RULE(11)) {
       FL_POINT("read.before_user_copy");  // no lock of this File held here
       std::memcpy(out.data() + (pos - off), bounce(len).data(), len);
     }
     pos += len;
+    done = pos - off;
   }
-  return pos - off;
+  return {};
 }
 
-void FileImpl::extend(uint64_t new_size) {
+Status FileImpl::extend(uint64_t new_size) {
   const uint64_t old = i_size();
-  if (new_size <= old) return;
+  if (new_size <= old) return {};
   const uint64_t ps = page_size();
   const uint64_t frames = (new_size + ps - 1) & ~(ps - 1);
   if (huge() && frames > alias_len_)
-    throw_errno(EFBIG, "faultline: " + key + " cannot grow past the 2 MiB-frame limit");
+    return {-EFBIG, "faultline: " + key + " cannot grow past the 2 MiB-frame limit"};
   // The memfd grows first, then i_size: a fault that sees the new size finds
   // the frames there.
   if (::ftruncate(memfd_, static_cast<off_t>(frames)) != 0)
-    throw_errno("faultline: ftruncate(memfd) to extend " + key);
+    return Status::from_errno("faultline: ftruncate(memfd) to extend " + key);
   if (old & (ps - 1)) {
     // Bytes past the old EOF in its page may hold junk stored through a
     // mapping; the grown file must read zeros there.
@@ -499,25 +505,27 @@ void FileImpl::extend(uint64_t new_size) {
       std::memset(alias_ + old, 0, ps - (old & (ps - 1)));
     } else if (p->test(PG_uptodate)) {
       if (int e = pwrite_zeros(memfd_, ps - (old & (ps - 1)), old))
-        throw_errno(-e, "faultline: zeroing the old EOF page");
+        return {e, "faultline: zeroing the old EOF page"};
     }
   }
   i_size_.store(new_size, std::memory_order_release);
+  return {};
 }
 
-size_t FileImpl::write(uint64_t off, std::span<const std::byte> in) {
-  if (in.empty()) return 0;
-  if (!backend().writable()) throw_errno(EROFS, "faultline: write to read-only " + key);
+Status FileImpl::write(uint64_t off, std::span<const std::byte> in) {
+  if (in.empty()) return {};
+  if (!backend().writable()) return {-EROFS, "faultline: write to read-only " + key};
   const uint64_t end = off + in.size();
   if (end < off || (end >> page_shift_) >= PageIndex::kMaxPages)
-    throw_errno(EFBIG, "faultline: write beyond the largest file size");
-  for (uint64_t pos = off; pos < end;) pos = write_batch(pos, end, in.data() + (pos - off));
+    return {-EFBIG, "faultline: write beyond the largest file size"};
+  for (uint64_t pos = off; pos < end;)
+    if (Status s = write_batch(pos, end, in.data() + (pos - off)); !s.ok()) return s;
   // balance_dirty_pages: the writer (no locks held) waits for the flusher.
   core->throttle_writer();
-  return in.size();
+  return {};
 }
 
-uint64_t FileImpl::write_batch(uint64_t pos, uint64_t end, const std::byte* src) {
+Status FileImpl::write_batch(uint64_t& pos, uint64_t end, const std::byte* src) {
   const uint64_t ps = page_size();
   const uint64_t pg = pos >> page_shift_;
   const uint64_t last_pg = (end - 1) >> page_shift_;
@@ -528,7 +536,7 @@ uint64_t FileImpl::write_batch(uint64_t pos, uint64_t end, const std::byte* src)
   const std::vector<std::byte> own(src, src + (chunk_end_max - pos));
   std::unique_lock<SleepingRwLock> excl(i_rwsem_, std::defer_lock);
   std::shared_lock<SleepingRwLock> shared(i_rwsem_, std::defer_lock);
-  lock_size_for_write(chunk_end_max, excl, shared);
+  if (Status s = lock_size_for_write(chunk_end_max, excl, shared); !s.ok()) return s;
   std::shared_lock inval(invalidate_lock_);  // fills exclude invalidation (R1)
   LockedRun run(*this, pg, want);
   const uint64_t n = run.size();
@@ -536,31 +544,31 @@ uint64_t FileImpl::write_batch(uint64_t pos, uint64_t end, const std::byte* src)
   for (uint64_t i = 0; i < n; ++i) wait_stable(index_.find(pg + i));
   const uint64_t chunk_end = std::min<uint64_t>(chunk_end_max, (pg + n) * ps);
   if (int e = read_partial_pages(pos, chunk_end))
-    throw_errno(e, "faultline: read before partial write of " + key);
-  copy_into_frames(pos, chunk_end, own.data());
+    return {e, "faultline: read before partial write of " + key};
+  if (Status s = copy_into_frames(pos, chunk_end, own.data()); !s.ok()) return s;
   for (uint64_t i = 0; i < n && ((pg + i) << page_shift_) < chunk_end; ++i) {
     Page* p = index_.find(pg + i);
     mark_uptodate(pg + i, p);
     mark_dirty(p);
   }
-  return chunk_end;
+  pos = chunk_end;
+  return {};
 }
 
-void FileImpl::lock_size_for_write(uint64_t write_end, std::unique_lock<SleepingRwLock>& excl,
+Status FileImpl::lock_size_for_write(uint64_t write_end, std::unique_lock<SleepingRwLock>& excl,
                                    std::shared_lock<SleepingRwLock>& shared) {
   for (;;) {
     const bool grow = write_end > i_size();
     FL_POINT("write.before_size_lock");
     if (grow) {
       excl.lock();
-      extend(write_end);  // a no-op if it grew meanwhile
-      return;
+      return extend(write_end);  // a no-op if it grew meanwhile
     }
     shared.lock();
     // R3 (F12): "no extend" holds only if decided under the size lock: a
     // truncate in between would leave the pwrite below past the memfd's
     // end, which extends it behind i_size (dirty pages past EOF).
-    if (!FL_RULE(3) || write_end <= i_size()) return;
+    if (!FL_RULE(3) || write_end <= i_size()) return {};
     shared.unlock();
   }
 }
@@ -577,11 +585,11 @@ int FileImpl::read_partial_pages(uint64_t pos, uint64_t chunk_end) {
   return 0;
 }
 
-void FileImpl::copy_into_frames(uint64_t pos, uint64_t chunk_end, const std::byte* src) {
+Status FileImpl::copy_into_frames(uint64_t pos, uint64_t chunk_end, const std::byte* src) {
   const uint64_t len = chunk_end - pos;
   if (!huge()) {
-    if (int e = pwrite_full(memfd_, src, len, pos)) throw_errno(-e, "faultline: pwrite(memfd)");
-    return;
+    if (int e = pwrite_full(memfd_, src, len, pos)) return {e, "faultline: pwrite(memfd)"};
+    return {};
   }
   // hugetlb: no pwrite; copy through the alias view into frames allocated
   // first (an empty pool is ENOMEM here, not a SIGBUS in the memcpy).
@@ -591,13 +599,14 @@ void FileImpl::copy_into_frames(uint64_t pos, uint64_t chunk_end, const std::byt
   const uint64_t fs = pg << page_shift_;
   const uint64_t fe = std::min<uint64_t>((lp + 1) << page_shift_, eof_pages() << page_shift_);
   if (int err = alloc_frames(fs, fe - fs))
-    throw_errno(err, "faultline: allocating 2 MiB frames for a write to " + key);
+    return {err, "faultline: allocating 2 MiB frames for a write to " + key};
   // A page that was not uptodate and is not covered to its end (the write
   // ends at EOF) must read zeros past the write: its frame may hold the
   // bytes of a failed fill.
   if ((chunk_end & (ps - 1)) && !index_.find(lp)->test(PG_uptodate))
     std::memset(alias_ + chunk_end, 0, ps - (chunk_end & (ps - 1)));
   std::memcpy(alias_ + pos, src, len);
+  return {};
 }
 
 void FileImpl::set_options(const FileOptions& o) {

@@ -1,5 +1,12 @@
 // Internal: File = inode + address_space. Page index, i_size, reverse map of
 // views, write-back error sequence, and the memfd that holds the frames.
+//
+// Errors (the core's one convention, os/sys_error.hpp): a function that can
+// fail returns 0 or -errno (a count or -errno), as the kernel, liburing and
+// Backend do; the entry points File calls return a Status (-errno and the
+// message). Nothing here throws but the constructor (its memfd and alias
+// view); the public facade (File, Engine, Mapping) turns errors into
+// std::system_error.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -21,6 +28,7 @@
 #include "faultline/backend.hpp"
 #include "faultline/engine.hpp"
 #include "mm/page_index.hpp"
+#include "os/sys_error.hpp"
 
 namespace faultline::detail {
 
@@ -81,26 +89,32 @@ class FileImpl {
   void upgrade_backend(std::shared_ptr<Backend> b);
 
   // --- read/write API (R11: never touches caller memory under a page lock) --
-  size_t read(uint64_t off, std::span<std::byte> buf);
-  size_t write(uint64_t off, std::span<const std::byte> buf);
+  // The entry points File calls return a Status (os/sys_error.hpp): ok, or
+  // -errno and the message File's exception carries.
+  /// Reads into buf at off; `done`: the bytes read (short at EOF).
+  Status read(uint64_t off, std::span<std::byte> buf, size_t& done);
+  /// Writes all of buf at off (extends the File past EOF).
+  Status write(uint64_t off, std::span<const std::byte> buf);
 
   // --- truncate / punch / invalidate (truncate.cpp; R3, R4) ----------------
-  void truncate(uint64_t new_size);
-  void punch_hole(uint64_t off, uint64_t len);
-  std::vector<uint64_t> invalidate(uint64_t off, uint64_t len);
+  Status truncate(uint64_t new_size);
+  Status punch_hole(uint64_t off, uint64_t len);
+  /// `failed`: the byte offsets of the pages that could not be laundered.
+  Status invalidate(uint64_t off, uint64_t len, std::vector<uint64_t>& failed);
   /// A change made underneath (Backend::ChangeSink): drop clean pages in the
   /// range, keep dirty ones as conflicts.
   void remote_changed(uint64_t off, uint64_t len);
   void remote_resized(uint64_t new_size);
   /// The cache side of a shrink (R3): i_size, pages past it, the partial
-  /// page's tail, the memfd, poison records. Throws on a failed syscall.
-  void shrink_cache(uint64_t new_size);
+  /// page's tail, the memfd, poison records. Done whole even when a syscall
+  /// fails; then the Status of the first failure.
+  Status shrink_cache(uint64_t new_size);
 
   // --- writeback ------------------------------------------------------------
   /// Writes back every dirty page in [first, last) (only those dirty for at
   /// least min_age_ms, when non-zero: the flusher's expiry) and, for a full
   /// write-back, waits for write-backs in flight there. Returns 0 or the first
-  /// errno met (also recorded in errseq).
+  /// -errno met (also recorded in errseq).
   int writeback(uint64_t first, uint64_t last, uint32_t min_age_ms = 0, bool harvest_written = true);
   /// The flusher's periodic pass (no background or sync pressure). Async
   /// Files: stores through their views are only found by a scan, which costs
@@ -114,15 +128,15 @@ class FileImpl {
   /// R8: where a new handle's cursor starts: before an error nobody has seen
   /// yet (the kernel's errseq_sample), so that handle reports it.
   uint64_t errseq_sample() const;
-  /// R8: the errno of a write-back error this cursor has not seen (once), or 0.
+  /// R8: -errno of a write-back error this cursor has not seen (once), or 0.
   int check_wb_error(std::atomic<uint64_t>& cursor);
   /// Extends the backend to i_size when it is shorter (an extend by write()
   /// whose tail pages never went out: a failed write, a punched or
-  /// invalidated tail). Called by sync; 0 or an errno (also recorded, R8).
+  /// invalidated tail). Called by sync; 0 or -errno (also recorded, R8).
   int writeback_size();
   /// Everything to the backend, data and size (sync, the last close, Engine
   /// close): writeback of every dirty page, then writeback_size. 0 or the
-  /// first errno (also recorded, R8).
+  /// first -errno (also recorded, R8).
   int writeback_all();
   uint64_t nr_dirty() const { return nr_dirty_.load(std::memory_order_relaxed); }
   /// Dirty accounting; both return whether the flag changed.
@@ -236,39 +250,43 @@ class FileImpl {
     uint64_t pg_, n_;
   };
   /// Makes the pages of a locked run uptodate (fill those that are not).
+  /// 0 or -errno (the pages of the failed fill get PG_error).
   [[nodiscard]] int make_uptodate(uint64_t pg, uint64_t n);
   /// Gives the access at addr in view m SIGBUS (UFFDIO_POISON, DESIGN sec. 2).
   void send_sigbus(MappingImpl& m, uintptr_t addr);
   void wake(MappingImpl& m, uintptr_t addr);
-  void extend(uint64_t new_size);  // caller holds i_rwsem_ exclusively
+  /// Grows i_size and the memfd to new_size (nothing if not larger); the
+  /// caller holds i_rwsem_ exclusively.
+  Status extend(uint64_t new_size);
   // write()'s steps. One batch: [pos, at most end) over at most
-  // io_batch_pages() pages, from src (the caller's bytes at pos); returns
-  // where it ended.
-  uint64_t write_batch(uint64_t pos, uint64_t end, const std::byte* src);
+  // io_batch_pages() pages, from src (the caller's bytes at pos); advances
+  // pos to where it ended.
+  Status write_batch(uint64_t& pos, uint64_t end, const std::byte* src);
   /// Takes the size lock for a write ending at write_end: exclusive (and
   /// extends) if it grows the File, else shared (R3: decided under the lock).
-  void lock_size_for_write(uint64_t write_end, std::unique_lock<SleepingRwLock>& excl,
+  Status lock_size_for_write(uint64_t write_end, std::unique_lock<SleepingRwLock>& excl,
                            std::shared_lock<SleepingRwLock>& shared);
   /// Locked run: fills the pages a write of [pos, chunk_end) covers only in
-  /// part, so they hold the file's data first. 0 or an errno.
+  /// part, so they hold the file's data first. 0 or -errno.
   [[nodiscard]] int read_partial_pages(uint64_t pos, uint64_t chunk_end);
-  /// Locked run: copies src into the frames of [pos, chunk_end). Throws.
-  void copy_into_frames(uint64_t pos, uint64_t chunk_end, const std::byte* src);
+  /// Locked run: copies src into the frames of [pos, chunk_end).
+  Status copy_into_frames(uint64_t pos, uint64_t chunk_end, const std::byte* src);
   /// Pages per read()/write() batch: 1 MiB worth, at least one page.
   uint64_t io_batch_pages() const;
   /// hugetlb: allocates the frames of [off, off+len) (inside the memfd) before
   /// the alias view touches them, so an exhausted pool is an error (ENOMEM),
-  /// never a SIGBUS in the engine's own memcpy. 0 or an errno.
+  /// never a SIGBUS in the engine's own memcpy. 0 or -errno.
   [[nodiscard]] int alloc_frames(uint64_t off, uint64_t len);
-  void record_wb_error(int err);
-  /// Write-protects [pg, pg+n) in every view (R7); 0 or the errno of a view
+  /// R8: a write-back error (-errno) into the File's error sequence.
+  void record_wb_error(int neg_errno);
+  /// Write-protects [pg, pg+n) in every view (R7); 0 or -errno of a view
   /// that could not be protected (its pages must stay dirty).
   int mkclean(uint64_t pg, uint64_t n);
   // --- async dirty tracking (writeback.cpp; PAGEMAP_SCAN) --------------------
   /// One PAGEMAP_SCAN of [first, last) (file pages, clipped to the view) in
   /// view m: calls fn(pg, n) for each run reported with `want` categories
-  /// (anyof), write-protecting them atomically with protect. Returns 0 or an
-  /// errno.
+  /// (anyof), write-protecting them atomically with protect. Returns 0 or
+  /// -errno.
   template <class Fn>
   int scan_view(MappingImpl& m, uint64_t first, uint64_t last, uint64_t want, bool protect, Fn&& fn);
   /// Pages of [first, last) written in some async view (unlocked hint, no
@@ -300,19 +318,19 @@ class FileImpl {
   void punch_frames(uint64_t pg, uint64_t n, bool keep_poison = false);
   /// MADV_DONTNEED exactly the poisoned pages of [pg, pg+n) in every view.
   void clear_poison(uint64_t first, uint64_t last);
-  /// Zeroes bytes [from, to) of one locked, uptodate page's frame.
-  int zero_frame_range(uint64_t from, uint64_t to);
-  /// Writes back one locked dirty run (mkclean first, R7); 0 or errno.
+  /// Zeroes bytes [from, to) of one locked, uptodate page's frame. 0 or -errno.
+  [[nodiscard]] int zero_frame_range(uint64_t from, uint64_t to);
+  /// Writes back one locked dirty run (mkclean first, R7); 0 or -errno.
   int launder_locked(uint64_t pg, uint64_t n);
   /// Write-back's two halves, for a run [pg, pg+n) of len bytes (never past
   /// EOF) whose every view is write-protected, pages locked or under
   /// PG_writeback (a racing store redirties or, stable pages, waits).
   /// copy_out: the bytes to write — 4 KiB frames copied into the thread's
-  /// buffer, 2 MiB frames straight from the alias view; 0 or errno.
+  /// buffer, 2 MiB frames straight from the alias view; 0 or -errno.
   int copy_out(uint64_t pg, uint64_t len, const std::byte** data);
   /// write_copy: writes them to the backend (unless err, copy_out's result).
   /// A failure redirties the pages with PG_error and goes to the File's error
-  /// sequence (R8): nothing is lost. Returns 0 or errno.
+  /// sequence (R8): nothing is lost. Returns 0 or -errno.
   int write_copy(uint64_t pg, uint64_t n, const std::byte* data, uint64_t len, int err);
   /// copy_out then write_copy (launder).
   int write_out(uint64_t pg, uint64_t n, uint64_t len);
@@ -321,7 +339,7 @@ class FileImpl {
   /// the locks of the dirty prefix below EOF (empty: nothing to write at pg).
   std::vector<PageLock> lock_dirty_run(uint64_t pg, uint64_t last);
   /// Writes back a locked dirty run (R7: mkclean, clear dirty, set writeback,
-  /// unlock, copy out, write, end writeback). 0 or errno (also in errseq).
+  /// unlock, copy out, write, end writeback). 0 or -errno (also in errseq).
   int writeback_run(uint64_t pg, std::vector<PageLock>& run);
   // Dropping pages (truncate.cpp). Callers hold i_rwsem_ and the
   // invalidate_lock exclusive (R4: no fill between the drop and the backend).
@@ -355,8 +373,8 @@ class FileImpl {
   void drop_and_punch(uint64_t pg, std::span<Page* const> run, const std::vector<bool>& keep,
                       Counter counter);
   /// Zeroes bytes [from, to) of their page (partial, locked here; not
-  /// dropped) once its write-back has ended. 0 or errno.
-  int zero_partial_page(uint64_t from, uint64_t to);
+  /// dropped) once its write-back has ended. 0 or -errno.
+  [[nodiscard]] int zero_partial_page(uint64_t from, uint64_t to);
   /// Forgets every view's poison records from page pg on (past a new EOF).
   void forget_poison_from(uint64_t pg);
 

@@ -100,7 +100,7 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
 void Mapping::msync(void* addr, std::size_t len, int flags) {
   if (!impl_) detail::throw_errno(ENOMEM, "faultline: msync of an unmapped view");
   auto& m = *impl_;
-  m.core->check_open();
+  detail::throw_if_error(m.core->check_open());
   const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
   const size_t ps = m.file->page_size();
   if ((a & (ps - 1)) || (flags & ~(MS_SYNC | MS_ASYNC | MS_INVALIDATE)) ||
@@ -118,7 +118,7 @@ void Mapping::msync(void* addr, std::size_t len, int flags) {
   }
   m.file->writeback(first, last);
   if (int e = m.file->check_wb_error(*m.errseq))
-    detail::throw_errno(e, "faultline: msync write-back of " + m.file->key);
+    detail::throw_errno(-e, "faultline: msync write-back of " + m.file->key);
 }
 
 void Mapping::advise(Advice advice) {

@@ -98,7 +98,7 @@ int FileImpl::zero_frame_range(uint64_t from, uint64_t to) {
   return ::pwrite(memfd_, z.data(), z.size(), static_cast<off_t>(from)) ==
                  static_cast<ssize_t>(z.size())
              ? 0
-             : errno;
+             : -errno;
 }
 
 int FileImpl::launder_locked(uint64_t pg, uint64_t n) {
@@ -246,7 +246,7 @@ int FileImpl::zero_partial_page(uint64_t from, uint64_t to) {
   return lock.page()->test(PG_uptodate) ? zero_frame_range(from, to) : 0;
 }
 
-void FileImpl::shrink_cache(uint64_t new_size) {
+Status FileImpl::shrink_cache(uint64_t new_size) {
   // R3, for truncate and a remote resize alike; i_rwsem_ and the
   // invalidate_lock are held exclusively by the caller.
   const uint64_t ps = page_size();
@@ -277,7 +277,7 @@ void FileImpl::shrink_cache(uint64_t new_size) {
   // Shrinking the memfd unmaps every view, private copy-on-write copies
   // included, frees the frames and clears poison past the new end.
   const int rc = ::ftruncate(memfd_, static_cast<off_t>(keep_pages << page_shift_));
-  const int ftr_err = rc == 0 ? 0 : errno;
+  const int ftr_err = rc == 0 ? 0 : -errno;
   if (!r3) {
     // Breaker R3: the index and the size change after the memfd shrank.
     index_.for_each(keep_pages, old_pages, [&](uint64_t, Page& p) {
@@ -290,8 +290,9 @@ void FileImpl::shrink_cache(uint64_t new_size) {
   count(&Counters::pages_truncated, locked.size());
   locked.clear();  // unlocked: waiters recheck and see EOF
   clear_poison(keep_pages ? keep_pages - 1 : 0, keep_pages);
-  if (ftr_err) throw_errno(ftr_err, "faultline: ftruncate(memfd)");
-  if (zero_err) throw_errno(zero_err, "faultline: zeroing the new EOF page");
+  if (ftr_err) return {ftr_err, "faultline: ftruncate(memfd)"};
+  if (zero_err) return {zero_err, "faultline: zeroing the new EOF page"};
+  return {};
 }
 
 void FileImpl::forget_poison_from(uint64_t pg) {
@@ -303,48 +304,49 @@ void FileImpl::forget_poison_from(uint64_t pg) {
   }
 }
 
-void FileImpl::truncate(uint64_t new_size) {
-  if (!backend().writable()) throw_errno(EROFS, "faultline: truncate of read-only " + key);
+Status FileImpl::truncate(uint64_t new_size) {
+  if (!backend().writable()) return {-EROFS, "faultline: truncate of read-only " + key};
   if ((new_size >> page_shift_) >= PageIndex::kMaxPages)
-    throw_errno(EFBIG, "faultline: truncate beyond the largest file size");
+    return {-EFBIG, "faultline: truncate beyond the largest file size"};
   std::unique_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_);
   const bool shrink = new_size < i_size();
   // R3 (F11): a shrink drops the cache before the backend shrinks; a growth
   // grows the backend first.
-  if (shrink) shrink_cache(new_size);
+  if (shrink) {
+    if (Status s = shrink_cache(new_size); !s.ok()) return s;
+  }
   if (int e = backend().truncate(new_size); e < 0)
-    throw_errno(-e, "faultline: backend truncate of " + key);
-  if (!shrink) extend(new_size);  // zeroes the old EOF page's tail; the new range reads zeros
+    return {e, "faultline: backend truncate of " + key};
+  if (!shrink) return extend(new_size);  // zeroes the old EOF page's tail; the new range reads zeros
+  return {};
 }
 
-void FileImpl::punch_hole(uint64_t off, uint64_t len) {
-  if (len == 0) throw_errno(EINVAL, "faultline: punch_hole of zero length");
-  if (off + len < off) throw_errno(EINVAL, "faultline: punch_hole range overflows");
-  if (!backend().writable()) throw_errno(EROFS, "faultline: punch_hole of read-only " + key);
+Status FileImpl::punch_hole(uint64_t off, uint64_t len) {
+  if (len == 0) return {-EINVAL, "faultline: punch_hole of zero length"};
+  if (off + len < off) return {-EINVAL, "faultline: punch_hole range overflows"};
+  if (!backend().writable()) return {-EROFS, "faultline: punch_hole of read-only " + key};
   if (!backend().can_punch_hole())
-    throw_errno(EOPNOTSUPP, "faultline: the backend of " + key + " cannot punch holes");
+    return {-EOPNOTSUPP, "faultline: the backend of " + key + " cannot punch holes"};
   std::unique_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
   lock_out_fills(inval);  // R4: no fill brings old data back meanwhile
   const uint64_t size = i_size();
   const uint64_t end = std::min<uint64_t>(off + len, size);
-  if (off >= end) return;
+  if (off >= end) return {};
   const uint64_t ps = page_size();
   const uint64_t first_full = (off + ps - 1) >> page_shift_;
   const uint64_t end_full = end == size ? (end + ps - 1) >> page_shift_ : end >> page_shift_;
   // Partial pages at the ends are zeroed in place, not dropped.
-  auto zero_partial = [&](uint64_t from, uint64_t to) {
-    if (int e = zero_partial_page(from, to))
-      throw_errno(e, "faultline: zeroing a partial page of a punched range");
-  };
+  int e = 0;
   if (first_full > end_full) {  // inside one page
-    zero_partial(off, end);
+    e = zero_partial_page(off, end);
   } else {
-    if (off & (ps - 1)) zero_partial(off, first_full << page_shift_);
-    if (end_full << page_shift_ < end) zero_partial(end_full << page_shift_, end);
-    truncate_pages(first_full, end_full);
+    if (off & (ps - 1)) e = zero_partial_page(off, first_full << page_shift_);
+    if (!e && end_full << page_shift_ < end) e = zero_partial_page(end_full << page_shift_, end);
+    if (!e) truncate_pages(first_full, end_full);
   }
+  if (e) return {e, "faultline: zeroing a partial page of a punched range"};
   // Poison on pages truncate_pages skipped (never cached: a refused
   // page_mkwrite on a hole) and on the partial end pages goes too, as
   // file.hpp promises.
@@ -353,21 +355,21 @@ void FileImpl::punch_hole(uint64_t off, uint64_t len) {
   // invalidate_lock (R4 here, R1b in the fault path) keeps a fill from
   // reading the old data back in now (race F1).
   FL_POINT("punch.before_backend");
-  if (int e = backend().punch_hole(off, end - off); e < 0)
-    throw_errno(-e, "faultline: backend punch_hole of " + key);
+  if (int be = backend().punch_hole(off, end - off); be < 0)
+    return {be, "faultline: backend punch_hole of " + key};
+  return {};
 }
 
-std::vector<uint64_t> FileImpl::invalidate(uint64_t off, uint64_t len) {
-  if (len == 0) throw_errno(EINVAL, "faultline: invalidate of zero length");
-  if (off + len < off) throw_errno(EINVAL, "faultline: invalidate range overflows");
+Status FileImpl::invalidate(uint64_t off, uint64_t len, std::vector<uint64_t>& failed) {
+  if (len == 0) return {-EINVAL, "faultline: invalidate of zero length"};
+  if (off + len < off) return {-EINVAL, "faultline: invalidate range overflows"};
   std::shared_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
   lock_out_fills(inval);  // R4
-  std::vector<uint64_t> failed;
   const auto [first, last] = pages_of(off, len);  // invalidate(0, UINT64_MAX): all (defect 5)
   invalidate_pages(first, last, &failed);
   clear_poison(first, last);  // also pages invalidate_pages skipped (never cached)
-  return failed;
+  return {};
 }
 
 void FileImpl::remote_changed(uint64_t off, uint64_t len) {
@@ -386,8 +388,8 @@ void FileImpl::remote_resized(uint64_t new_size) {
   // poison past the end, so a later regrowth faults normally; extend zeroes
   // the old EOF page's tail). Deliberate differences: the backend is not
   // touched (it has the new size already); a size past the page index is
-  // ignored, and a failure logged, not thrown (nobody called us: we run on
-  // the backend's thread).
+  // ignored, and a failure logged (nobody called us: we run on the
+  // backend's thread).
   if (!fits_index(new_size, page_shift_)) {
     core->log("faultline: " + key + " was resized underneath to " + std::to_string(new_size) +
               " bytes, more than the largest file size: ignored");
@@ -395,13 +397,11 @@ void FileImpl::remote_resized(uint64_t new_size) {
   }
   std::unique_lock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_);
-  try {
-    if (new_size < i_size()) shrink_cache(new_size);
-    else extend(new_size);  // nothing when the size is unchanged
-  } catch (const std::system_error& e) {
-    core->log(std::string("faultline: following a remote resize of ") + key + " failed: " +
-              e.what());
-  }
+  // (extend: nothing when the size is unchanged)
+  const Status s = new_size < i_size() ? shrink_cache(new_size) : extend(new_size);
+  if (!s.ok())
+    core->log("faultline: following a remote resize of " + key + " failed: " + s.what() + ": " +
+              std::generic_category().message(-s.err()));
 }
 
 }  // namespace faultline::detail

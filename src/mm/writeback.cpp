@@ -111,12 +111,12 @@ int FileImpl::mkclean(uint64_t pg, uint64_t n) {
     if (a >= b) continue;
     // Async views: the pages are dirty and locked, so a plain protect is the
     // scan's re-protection (stores after it are found by the next scan).
-    int e = FL_FAIL("mkclean.writeprotect");
+    int e = -FL_FAIL("mkclean.writeprotect");
     if (!e) e = m->uffd->writeprotect(m->addr_of(a), (b - a) << page_shift_, true, true);
-    if (e && e != ENOENT && !err) err = e;
+    if (e && e != -ENOENT && !err) err = e;
   }
   if (err) core->log(std::string("faultline: write-protecting a view of ") + key + " failed (" +
-                     std::strerror(err) + "): its pages stay dirty");
+                     std::strerror(-err) + "): its pages stay dirty");
   return err;
 }
 
@@ -146,7 +146,7 @@ int FileImpl::scan_view(MappingImpl& m, uint64_t first, uint64_t last, uint64_t 
     ++calls;
     if (r < 0) {
       if (errno == EINTR) continue;
-      err = errno;
+      err = -errno;
       break;
     }
     for (int i = 0; i < r; ++i)
@@ -160,7 +160,7 @@ int FileImpl::scan_view(MappingImpl& m, uint64_t first, uint64_t last, uint64_t 
   count(&Counters::pagemap_scan_pages, b - a);
   count(&Counters::pagemap_scan_ns, ns_since(t0));
   if (err) core->log(std::string("faultline: PAGEMAP_SCAN of a view of ") + key + " failed: " +
-                     std::strerror(err));
+                     std::strerror(-err));
   return err;
 }
 
@@ -276,7 +276,8 @@ void FileImpl::harvest_view(MappingImpl& m) {
   }
 }
 
-void FileImpl::record_wb_error(int err) {
+void FileImpl::record_wb_error(int neg_errno) {
+  const uint64_t err = static_cast<uint64_t>(-neg_errno);
   if (!errseq_per_handle()) {
     // Breaker: the pre-errseq scheme — one error slot, cleared by whoever
     // reports it first.
@@ -302,7 +303,7 @@ uint64_t FileImpl::errseq_sample() const {
 int FileImpl::check_wb_error(std::atomic<uint64_t>& cursor) {
   if (!errseq_per_handle()) {
     const uint64_t v = wb_err_.exchange(0);
-    return (v >> 63) ? static_cast<int>(v & 0xffff) : 0;
+    return (v >> 63) ? -static_cast<int>(v & 0xffff) : 0;
   }
   // R8: report an error this cursor has not seen, once: several threads may
   // sync through one handle at once, and only the one that advances the
@@ -316,7 +317,7 @@ int FileImpl::check_wb_error(std::atomic<uint64_t>& cursor) {
   // one came meanwhile, stays unseen).
   uint64_t v = now;
   if (!(v & kErrseqSeen)) wb_err_.compare_exchange_strong(v, now | kErrseqSeen);
-  return errseq_errno(now);
+  return -errseq_errno(now);
 }
 
 int FileImpl::copy_out(uint64_t pg, uint64_t len, const std::byte** data) {
@@ -327,9 +328,9 @@ int FileImpl::copy_out(uint64_t pg, uint64_t len, const std::byte** data) {
   }
   std::byte* buf = wb_buffer(len);
   *data = buf;
-  if (!buf) return ENOMEM;  // the pages stay dirty, the error is reported
+  if (!buf) return -ENOMEM;  // the pages stay dirty, the error is reported
   const ssize_t r = ::pread(memfd_, buf, len, static_cast<off_t>(off));
-  return r == static_cast<ssize_t>(len) ? 0 : r < 0 ? errno : EIO;
+  return r == static_cast<ssize_t>(len) ? 0 : r < 0 ? -errno : -EIO;
 }
 
 int FileImpl::write_copy(uint64_t pg, uint64_t n, const std::byte* data, uint64_t len, int err) {
@@ -342,7 +343,7 @@ int FileImpl::write_copy(uint64_t pg, uint64_t n, const std::byte* data, uint64_
     // frames (issue 16: the memory limit bounds both), as fills read it.
     int w = backend().write_aligned(off, bytes);
     if (w == -EOPNOTSUPP) w = backend().write(off, bytes);
-    if (w < 0) err = -w;
+    if (w < 0) err = w;
   }
   if (err) {
     // The pages stay dirty (retried by the next write-back) and the error
@@ -373,8 +374,8 @@ int FileImpl::writeback_size() {
   const int64_t bs = backend().size();
   if (bs < 0 || static_cast<uint64_t>(bs) >= i_size()) return 0;
   if (int e = backend().truncate(i_size()); e < 0) {
-    record_wb_error(-e);
-    return -e;
+    record_wb_error(e);
+    return e;
   }
   return 0;
 }

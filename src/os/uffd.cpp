@@ -115,12 +115,12 @@ void Userfaultfd::close() {
   fd_ = -1;
 }
 
-void Userfaultfd::register_range(void* addr, size_t len, uint64_t modes) const {
+int Userfaultfd::register_range(void* addr, size_t len, uint64_t modes) const {
   uffdio_register r{};
   r.range.start = reinterpret_cast<uintptr_t>(addr);
   r.range.len = len;
   r.mode = modes;
-  if (::ioctl(fd_, UFFDIO_REGISTER, &r) != 0) throw_errno("faultline: UFFDIO_REGISTER");
+  return ::ioctl(fd_, UFFDIO_REGISTER, &r) == 0 ? 0 : -errno;
 }
 
 Userfaultfd::Result Userfaultfd::continue_range(uintptr_t addr, size_t len, bool write_protect,
@@ -132,7 +132,7 @@ Userfaultfd::Result Userfaultfd::continue_range(uintptr_t addr, size_t len, bool
   c.mode = (write_protect ? UFFDIO_CONTINUE_MODE_WP : 0) |
            (dontwake ? UFFDIO_CONTINUE_MODE_DONTWAKE : 0);
   if (::ioctl(fd_, UFFDIO_CONTINUE, &c) == 0) return {0, c.mapped};
-  return {errno, c.mapped > 0 ? c.mapped : 0};
+  return {-errno, c.mapped > 0 ? c.mapped : 0};
 }
 
 int Userfaultfd::writeprotect(uintptr_t addr, size_t len, bool wp, bool dontwake) const {
@@ -143,7 +143,7 @@ int Userfaultfd::writeprotect(uintptr_t addr, size_t len, bool wp, bool dontwake
   // nobody anyway), so DONTWAKE only applies to un-protecting.
   w.mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
            (dontwake && !wp ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
-  return ::ioctl(fd_, UFFDIO_WRITEPROTECT, &w) == 0 ? 0 : errno;
+  return ::ioctl(fd_, UFFDIO_WRITEPROTECT, &w) == 0 ? 0 : -errno;
 }
 
 int Userfaultfd::poison(uintptr_t addr, size_t len) const {
@@ -151,12 +151,12 @@ int Userfaultfd::poison(uintptr_t addr, size_t len) const {
   p.range.start = addr;
   p.range.len = len;
   p.mode = 0;
-  return ::ioctl(fd_, UFFDIO_POISON, &p) == 0 ? 0 : errno;
+  return ::ioctl(fd_, UFFDIO_POISON, &p) == 0 ? 0 : -errno;
 }
 
 int Userfaultfd::wake(uintptr_t addr, size_t len) const {
   uffdio_range r{addr, len};
-  return ::ioctl(fd_, UFFDIO_WAKE, &r) == 0 ? 0 : errno;
+  return ::ioctl(fd_, UFFDIO_WAKE, &r) == 0 ? 0 : -errno;
 }
 
 }  // namespace faultline::detail

@@ -53,11 +53,12 @@ class Userfaultfd {
   const std::string& via() const { return via_; }
 
   /// Registers [addr, addr+len) with the given UFFDIO_REGISTER_MODE_* bits.
-  void register_range(void* addr, size_t len, uint64_t modes) const;
+  /// 0 or -errno.
+  [[nodiscard]] int register_range(void* addr, size_t len, uint64_t modes) const;
 
-  // Every ioctl wrapper below returns 0 or the errno: [[nodiscard]], each
+  // Every ioctl wrapper below returns 0 or -errno: [[nodiscard]], each
   // caller handles it or says in a comment why it may not.
-  /// Result of a CONTINUE: 0 on success, else the errno; `mapped` bytes done.
+  /// Result of a CONTINUE: `err` 0 or -errno; `done` the bytes mapped.
   struct Result { int err; int64_t done; };
   [[nodiscard]] Result continue_range(uintptr_t addr, size_t len, bool write_protect,
                                       bool dontwake = false) const;
