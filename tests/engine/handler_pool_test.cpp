@@ -25,14 +25,14 @@ using ft::kPage;
 namespace {
 
 /// Forwards to a memory backend; read() waits at a gate that the test opens,
-/// counting the reads waiting there now and the most ever at once. No
-/// read_into_fd: every fill comes through read().
-class GateBackend final : public Backend {
+/// counting the reads waiting there now and the most ever at once.
+class GateBackend final : public ForwardingBackend {
  public:
-  explicit GateBackend(std::shared_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  explicit GateBackend(std::shared_ptr<Backend> inner) : ForwardingBackend(std::move(inner)) {}
   std::string identity() const override { return "gate:" + inner_->identity(); }
-  bool writable() const override { return inner_->writable(); }
-  int64_t size() override { return inner_->size(); }
+  // Declined on purpose: every fill comes through read(), the gated path.
+  ssize_t read_into_fd(uint64_t, size_t, int, uint64_t) override { return -EOPNOTSUPP; }
+  ssize_t read_aligned(uint64_t, std::span<std::byte>) override { return -EOPNOTSUPP; }
   ssize_t read(uint64_t off, std::span<std::byte> buf) override {
     {
       std::unique_lock g(mu_);
@@ -44,10 +44,6 @@ class GateBackend final : public Backend {
     }
     return inner_->read(off, buf);
   }
-  int write(uint64_t off, std::span<const std::byte> buf) override { return inner_->write(off, buf); }
-  int truncate(uint64_t s) override { return inner_->truncate(s); }
-  int punch_hole(uint64_t off, uint64_t len) override { return inner_->punch_hole(off, len); }
-  int sync() override { return inner_->sync(); }
 
   /// Waits until `n` reads are inside the gate at once (false after `limit`:
   /// a deadlock guard, the test then fails; it never decides anything).
@@ -66,7 +62,6 @@ class GateBackend final : public Backend {
   }
 
  private:
-  std::shared_ptr<Backend> inner_;
   std::mutex mu_;
   std::condition_variable cv_;
   unsigned inside_ = 0, most_ = 0;

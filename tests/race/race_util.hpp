@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "faultline/faultline.hpp"
+#include "faultline/forwarding_backend.hpp"
 #include "testing/testing.hpp"
 #include "hugepage_pool.hpp"
 
@@ -47,13 +48,12 @@ inline fl::File open_file(fl::Engine& eng, std::shared_ptr<fl::Backend> be,
 }
 
 /// A backend around another that the test can steer: a hook runs inside
-/// read_into_fd (the fill), with the memfd, before the real fill.
-class SteeredBackend : public fl::Backend {
+/// read_into_fd (the fill), with the memfd, before the real fill. Every other
+/// call is forwarded (ForwardingBackend).
+class SteeredBackend : public fl::ForwardingBackend {
  public:
-  explicit SteeredBackend(std::shared_ptr<fl::Backend> inner) : inner_(std::move(inner)) {}
+  explicit SteeredBackend(std::shared_ptr<fl::Backend> inner) : ForwardingBackend(std::move(inner)) {}
   std::string identity() const override { return "steered:" + inner_->identity(); }
-  bool writable() const override { return inner_->writable(); }
-  int64_t size() override { return inner_->size(); }
   ssize_t read(uint64_t off, std::span<std::byte> buf) override {
     if (read_hook) {
       if (auto r = read_hook(off, buf)) return *r;
@@ -66,18 +66,14 @@ class SteeredBackend : public fl::Backend {
     }
     return -EOPNOTSUPP;  // the engine then uses read() + pwrite()
   }
-  int write(uint64_t off, std::span<const std::byte> buf) override { return inner_->write(off, buf); }
-  int truncate(uint64_t s) override { return inner_->truncate(s); }
-  int punch_hole(uint64_t off, uint64_t len) override { return inner_->punch_hole(off, len); }
-  int sync() override { return inner_->sync(); }
+  /// Declined on purpose: a 2 MiB frame's fill then comes through read(), the
+  /// one read_hook steers (the read path is what these tests steer).
+  ssize_t read_aligned(uint64_t, std::span<std::byte>) override { return -EOPNOTSUPP; }
   /// Returns a result to short-circuit the fill, or nullopt for the normal fill.
   std::function<std::optional<ssize_t>(uint64_t, size_t, int, uint64_t)> fill_hook;
   /// The same for read(): 2 MiB frames are filled by a read() straight into
   /// the frame (the alias view), never through read_into_fd.
   std::function<std::optional<ssize_t>(uint64_t, std::span<std::byte>)> read_hook;
-
- private:
-  std::shared_ptr<fl::Backend> inner_;
 };
 
 /// A memory backend holding `pages` pages, page i filled with byte `fill + i`.

@@ -125,11 +125,9 @@ uint64_t file_size(const std::string& path) {
 // ---------------------------------------------------------------------------
 
 WrapBackend::WrapBackend(std::shared_ptr<faultline::Backend> inner, std::string id_suffix)
-    : inner_(std::move(inner)), id_(inner_->identity() + id_suffix) {}
+    : ForwardingBackend(std::move(inner)), id_(inner_->identity() + id_suffix) {}
 
 std::string WrapBackend::identity() const { return id_; }
-bool WrapBackend::writable() const { return inner_->writable(); }
-int64_t WrapBackend::size() { return inner_->size(); }
 
 bool WrapBackend::hits(const std::set<uint64_t>& pages, uint64_t off, uint64_t len) const {
   if (len == 0) return false;
@@ -137,21 +135,8 @@ bool WrapBackend::hits(const std::set<uint64_t>& pages, uint64_t off, uint64_t l
   return it != pages.end() && *it <= (off + len - 1) / kPage;
 }
 
-ssize_t WrapBackend::read(uint64_t off, std::span<std::byte> buf) {
-  read_calls.fetch_add(1);
-  {
-    std::lock_guard g(mu_);
-    if (hits(bad_read_, off, buf.size())) {
-      failed_reads.fetch_add(1);
-      return -EIO;
-    }
-  }
-  const ssize_t r = inner_->read(off, buf);
-  if (r > 0) read_bytes.fetch_add(static_cast<uint64_t>(r));
-  return r;
-}
-
-ssize_t WrapBackend::read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) {
+ssize_t WrapBackend::counted_read(uint64_t off, uint64_t len,
+                                  const std::function<ssize_t()>& read_fn) {
   {
     std::lock_guard g(mu_);
     if (hits(bad_read_, off, len)) {
@@ -160,43 +145,66 @@ ssize_t WrapBackend::read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_
       return -EIO;
     }
   }
-  const ssize_t r = inner_->read_into_fd(off, len, fd, fd_off);
+  const ssize_t r = read_fn();
   if (r == -EOPNOTSUPP) return r;  // the engine falls back to read(), counted there
   read_calls.fetch_add(1);
   if (r > 0) read_bytes.fetch_add(static_cast<uint64_t>(r));
   return r;
 }
 
-int WrapBackend::write(uint64_t off, std::span<const std::byte> buf) {
+ssize_t WrapBackend::read(uint64_t off, std::span<std::byte> buf) {
+  return counted_read(off, buf.size(), [&] { return inner_->read(off, buf); });
+}
+
+ssize_t WrapBackend::read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) {
+  return counted_read(off, len, [&] { return inner_->read_into_fd(off, len, fd, fd_off); });
+}
+
+ssize_t WrapBackend::read_aligned(uint64_t off, std::span<std::byte> buf) {
+  return counted_read(off, buf.size(), [&] { return inner_->read_aligned(off, buf); });
+}
+
+int WrapBackend::counted_write(uint64_t off, uint64_t len, const std::function<int()>& write_fn) {
   {
     std::lock_guard g(mu_);
-    if (hits(bad_write_, off, buf.size())) {
+    if (hits(bad_write_, off, len)) {
       failed_writes.fetch_add(1);
       return -EIO;
     }
   }
-  const int r = inner_->write(off, buf);
+  const int r = write_fn();
   if (r == 0) {
     write_calls.fetch_add(1);
-    write_bytes.fetch_add(buf.size());
+    write_bytes.fetch_add(len);
     std::lock_guard g(mu_);
-    writes_.push_back({off, buf.size()});
+    writes_.push_back({off, len});
   }
-  return r;
+  return r;  // -EOPNOTSUPP (write_aligned): the engine calls write(), counted there
+}
+
+int WrapBackend::write(uint64_t off, std::span<const std::byte> buf) {
+  return counted_write(off, buf.size(), [&] { return inner_->write(off, buf); });
+}
+
+int WrapBackend::write_aligned(uint64_t off, std::span<const std::byte> buf) {
+  return counted_write(off, buf.size(), [&] { return inner_->write_aligned(off, buf); });
+}
+
+int WrapBackend::mkwrite_check(uint64_t off, uint64_t len) {
+  mkwrite_calls.fetch_add(1);
+  std::lock_guard g(mu_);
+  return hits(bad_mkwrite_, off, len) ? -ENOSPC : 0;
 }
 
 int WrapBackend::page_mkwrite(uint64_t off, size_t len) {
-  mkwrite_calls.fetch_add(1);
-  {
-    std::lock_guard g(mu_);
-    if (hits(bad_mkwrite_, off, len)) return -ENOSPC;
-  }
+  if (int e = mkwrite_check(off, len)) return e;
   return inner_->page_mkwrite(off, len);
 }
 
-int WrapBackend::truncate(uint64_t new_size) { return inner_->truncate(new_size); }
-int WrapBackend::punch_hole(uint64_t off, uint64_t len) { return inner_->punch_hole(off, len); }
-int WrapBackend::sync() { return inner_->sync(); }
+int WrapBackend::page_mkwrite(MkwritePage& page) {
+  if (int e = mkwrite_check(page.offset(), page.size())) return e;
+  return inner_->page_mkwrite(page);
+}
 
 void WrapBackend::fail_reads(std::set<uint64_t> pages) {
   std::lock_guard g(mu_);

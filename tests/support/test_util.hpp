@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "faultline/faultline.hpp"
+#include "faultline/forwarding_backend.hpp"
 
 namespace ft {
 
@@ -66,24 +67,25 @@ std::vector<std::byte> pread_file(const std::string& path, uint64_t off, std::si
 void pwrite_file(const std::string& path, uint64_t off, std::span<const std::byte> data);
 uint64_t file_size(const std::string& path);
 
-/// A Backend wrapper: forwards to `inner`, counts the calls, records the
-/// ranges written, and fails read()/read_into_fd() with -EIO when the range
-/// touches a page in `bad_read_pages`, write() when it touches one in
-/// `bad_write_pages`, page_mkwrite() for pages in `bad_mkwrite_pages`.
-class WrapBackend : public faultline::Backend {
+/// A Backend wrapper: forwards every call to `inner` (ForwardingBackend: the
+/// optional paths too, so the engine takes the inner backend's fill and
+/// write-back paths), counts the calls, records the ranges written, and fails
+/// the reads (read, read_into_fd, read_aligned) with -EIO when the range
+/// touches a page in `bad_read_pages`, the writes (write, write_aligned) when
+/// it touches one in `bad_write_pages`, page_mkwrite (both forms) for pages in
+/// `bad_mkwrite_pages`.
+class WrapBackend : public faultline::ForwardingBackend {
  public:
   explicit WrapBackend(std::shared_ptr<faultline::Backend> inner, std::string id_suffix = ":wrap");
 
   std::string identity() const override;
-  bool writable() const override;
-  int64_t size() override;
   ssize_t read(uint64_t off, std::span<std::byte> buf) override;
   ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) override;
+  ssize_t read_aligned(uint64_t off, std::span<std::byte> buf) override;
   int write(uint64_t off, std::span<const std::byte> buf) override;
+  int write_aligned(uint64_t off, std::span<const std::byte> buf) override;
   int page_mkwrite(uint64_t off, size_t len) override;
-  int truncate(uint64_t new_size) override;
-  int punch_hole(uint64_t off, uint64_t len) override;
-  int sync() override;
+  int page_mkwrite(MkwritePage& page) override;
 
   void fail_reads(std::set<uint64_t> pages);
   void fail_writes(std::set<uint64_t> pages);
@@ -106,7 +108,13 @@ class WrapBackend : public faultline::Backend {
 
  private:
   bool hits(const std::set<uint64_t>& pages, uint64_t off, uint64_t len) const;
-  std::shared_ptr<faultline::Backend> inner_;
+  /// A read of [off, off+len) by `read_fn` (one of inner's read paths):
+  /// failed when it hits a bad page, counted unless inner lacks the path.
+  ssize_t counted_read(uint64_t off, uint64_t len, const std::function<ssize_t()>& read_fn);
+  /// The same for a write of [off, off+len) (recorded in writes()).
+  int counted_write(uint64_t off, uint64_t len, const std::function<int()>& write_fn);
+  /// -ENOSPC for a page in bad_mkwrite_pages (counting every call), else 0.
+  int mkwrite_check(uint64_t off, uint64_t len);
   std::string id_;
   mutable std::mutex mu_;
   std::set<uint64_t> bad_read_, bad_write_, bad_mkwrite_;

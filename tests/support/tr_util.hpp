@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "faultline/faultline.hpp"
+#include "faultline/forwarding_backend.hpp"
 #include "test_util.hpp"
 #include "testing/testing.hpp"
 
@@ -189,39 +190,28 @@ inline std::vector<std::pair<uint64_t, uint64_t>> data_ranges(int fd) {
 inline uint64_t round_up(uint64_t v) { return (v + kPs - 1) / kPs * kPs; }
 
 /// A backend wrapper whose writable() is false (a read-only object), for
-/// EROFS checks with either backend.
-class ReadOnlyBackend : public fl::Backend {
+/// EROFS checks with either backend; reads are forwarded (every read path).
+class ReadOnlyBackend : public fl::ForwardingBackend {
  public:
-  explicit ReadOnlyBackend(std::shared_ptr<fl::Backend> inner) : inner_(std::move(inner)) {}
+  explicit ReadOnlyBackend(std::shared_ptr<fl::Backend> inner) : ForwardingBackend(std::move(inner)) {}
   std::string identity() const override { return inner_->identity() + ":ro"; }
   bool writable() const override { return false; }
-  int64_t size() override { return inner_->size(); }
-  ssize_t read(uint64_t off, std::span<std::byte> buf) override { return inner_->read(off, buf); }
   int write(uint64_t, std::span<const std::byte>) override { return -EROFS; }
+  int write_aligned(uint64_t, std::span<const std::byte>) override { return -EROFS; }
+  int page_mkwrite(uint64_t, size_t) override { return -EROFS; }
+  int page_mkwrite(MkwritePage&) override { return -EROFS; }
   int truncate(uint64_t) override { return -EROFS; }
   int punch_hole(uint64_t, uint64_t) override { return -EROFS; }
   int sync() override { return 0; }
-
- private:
-  std::shared_ptr<fl::Backend> inner_;
 };
 
 /// A backend wrapper without hole support: punch_hole fails EOPNOTSUPP.
-class NoHoleBackend : public fl::Backend {
+class NoHoleBackend : public fl::ForwardingBackend {
  public:
-  explicit NoHoleBackend(std::shared_ptr<fl::Backend> inner) : inner_(std::move(inner)) {}
+  explicit NoHoleBackend(std::shared_ptr<fl::Backend> inner) : ForwardingBackend(std::move(inner)) {}
   std::string identity() const override { return inner_->identity() + ":nohole"; }
-  bool writable() const override { return inner_->writable(); }
-  int64_t size() override { return inner_->size(); }
-  ssize_t read(uint64_t off, std::span<std::byte> buf) override { return inner_->read(off, buf); }
-  int write(uint64_t off, std::span<const std::byte> b) override { return inner_->write(off, b); }
-  int truncate(uint64_t s) override { return inner_->truncate(s); }
   int punch_hole(uint64_t, uint64_t) override { return -EOPNOTSUPP; }
   bool can_punch_hole() const override { return false; }
-  int sync() override { return inner_->sync(); }
-
- private:
-  std::shared_ptr<fl::Backend> inner_;
 };
 
 class TrTest : public ::testing::TestWithParam<Kind> {};
