@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "testing/testing.hpp"
+#include "fixtures.hpp"
 #include "test_util.hpp"
 
 using namespace faultline;
@@ -31,19 +32,7 @@ EngineConfig quiet_cfg() {
   return c;
 }
 
-struct AsyncTest : ::testing::Test {
-  ft::TempDir dir;
-  std::string path;
-  std::shared_ptr<ft::WrapBackend> wrap;
-  std::shared_ptr<ft::WrapBackend> make(uint64_t size) {
-    path = dir.make_file("async", size);
-    wrap = std::make_shared<ft::WrapBackend>(make_file_backend(path));
-    return wrap;
-  }
-  std::set<uint64_t> written() const {
-    auto v = wrap->written_pages();
-    return {v.begin(), v.end()};
-  }
+struct AsyncTest : ft::WrappedFileTest {
   void SetUp() override {
     Engine probe(quiet_cfg());
     if (!probe.features().wp_async) GTEST_SKIP() << "kernel lacks UFFD_FEATURE_WP_ASYNC";

@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "fixtures.hpp"
 #include "test_util.hpp"
 #include "tr_util.hpp"
 
@@ -42,12 +43,9 @@ EngineConfig limited(uint64_t limit) {
 }
 
 TEST(Reclaim, EvictsCleanPagesThatComeBackFromTheBackend) {
-  ft::TempDir d;
   const uint64_t pages = 64;
-  const auto path = d.make_file("r", pages * kPage, 7);
-  Engine eng(no_flusher());
-  File f = eng.open(path);
-  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  ft::MappedFile t(pages, 7, {.cfg = no_flusher(), .access = Access::ReadOnly});
+  auto& [d, path, eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   settle(f);
   EXPECT_EQ(f.stats().cached_pages, pages);
@@ -71,12 +69,9 @@ TEST(Reclaim, EvictsCleanPagesThatComeBackFromTheBackend) {
 }
 
 TEST(Reclaim, StatsCountHitsMissesAndRuns) {
-  ft::TempDir d;
   const uint64_t pages = 8;
-  const auto path = d.make_file("r", pages * kPage, 6);
-  Engine eng(no_flusher());
-  File f = eng.open(path);
-  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  ft::MappedFile t(pages, 6, {.cfg = no_flusher(), .access = Access::ReadOnly});
+  auto& [d, path, eng, f, m] = t;
   (void)ft::touch_read(m.data(), kPage);  // one fault: its page came from the backend
   EXPECT_EQ(f.stats().cache_misses, 1u);
   EXPECT_EQ(f.stats().cache_hits, 0u);
@@ -94,12 +89,9 @@ TEST(Reclaim, StatsCountHitsMissesAndRuns) {
 }
 
 TEST(Reclaim, DirtyPagesStay) {
-  ft::TempDir d;
   const uint64_t pages = 16;
-  const auto path = d.make_file("r", pages * kPage, 3);
-  Engine eng(no_flusher());
-  File f = eng.open(path);
-  Mapping m = f.map(0, pages * kPage);
+  ft::MappedFile t(pages, 3, {.cfg = no_flusher()});
+  auto& [d, path, eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   for (uint64_t i = 0; i < pages; i += 2) m.data()[i * kPage + 1] = std::byte{0x77};
   EXPECT_EQ(f.stats().dirty_pages, pages / 2);
@@ -120,12 +112,10 @@ TEST(Reclaim, DirtyPagesStay) {
 }
 
 TEST(Reclaim, PrivateCopiesSurvive) {
-  ft::TempDir d;
   const uint64_t pages = 8;
-  const auto path = d.make_file("r", pages * kPage, 4);
-  Engine eng(no_flusher());
-  File f = eng.open(path);
-  Mapping p = f.map(0, pages * kPage, Access::ReadWrite, Sharing::Private);
+  ft::MappedFile t(pages, 4,
+                   {.cfg = no_flusher(), .access = Access::ReadWrite, .sharing = Sharing::Private});
+  auto& [d, path, eng, f, p] = t;
   ft::touch_read(p.data(), pages * kPage);
   p.data()[5] = std::byte{0x42};  // the process's own copy of page 0
   settle(f);
@@ -140,14 +130,9 @@ TEST(Reclaim, PrivateCopiesSurvive) {
 TEST(Reclaim, AsyncWrittenPagesAreKeptAndWritten) {
   Engine probe(no_flusher());
   if (!probe.features().wp_async) GTEST_SKIP() << "kernel lacks UFFD_FEATURE_WP_ASYNC";
-  ft::TempDir d;
   const uint64_t pages = 16;
-  const auto path = d.make_file("r", pages * kPage, 5);
-  Engine eng(no_flusher());
-  FileOptions o;
-  o.dirty_tracking = DirtyTracking::Async;
-  File f = eng.open(make_file_backend(path), o);
-  Mapping m = f.map(0, pages * kPage);
+  ft::MappedFile t(pages, 5, {.cfg = no_flusher(), .file = {.dirty_tracking = DirtyTracking::Async}});
+  auto& [d, path, eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   m.data()[3 * kPage] = std::byte{0x33};  // no event: only the PTE knows
   EXPECT_EQ(f.stats().dirty_pages, 0u);
@@ -162,12 +147,9 @@ TEST(Reclaim, AsyncWrittenPagesAreKeptAndWritten) {
 }
 
 TEST(Reclaim, MemoryLimitKeepsTheCacheNearIt) {
-  ft::TempDir d;
   const uint64_t pages = 2048, limit = 256;
-  const auto path = d.make_file("r", pages * kPage, 8);
-  Engine eng(limited(limit));
-  File f = eng.open(path);
-  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  ft::MappedFile t(pages, 8, {.cfg = limited(limit), .access = Access::ReadOnly});
+  auto& [d, path, eng, f, m] = t;
   EXPECT_TRUE(same(m.data(), ft::pattern(0, pages * kPage, 8)));
   EXPECT_TRUE(ft::eventually([&] { return eng.stats().cached_pages <= limit; }))
       << eng.stats().cached_pages << " pages cached";
@@ -176,12 +158,9 @@ TEST(Reclaim, MemoryLimitKeepsTheCacheNearIt) {
 }
 
 TEST(Reclaim, MemoryLimitWritesDirtyPagesBackToFreeThem) {
-  ft::TempDir d;
   const uint64_t pages = 2048, limit = 256;
-  const auto path = d.make_file("r", pages * kPage, 9);
-  Engine eng(limited(limit));
-  File f = eng.open(path);
-  Mapping m = f.map(0, pages * kPage);
+  ft::MappedFile t(pages, 9, {.cfg = limited(limit)});
+  auto& [d, path, eng, f, m] = t;
   for (uint64_t i = 0; i < pages; ++i) m.data()[i * kPage + 9] = static_cast<std::byte>(i);
   EXPECT_TRUE(ft::eventually([&] { return eng.stats().cached_pages <= limit; }))
       << eng.stats().cached_pages << " pages cached, " << eng.stats().dirty_pages << " dirty";
@@ -247,12 +226,9 @@ uint8_t load_byte(const std::byte* p) { return static_cast<uint8_t>(*static_cast
 // it faults (MINOR, a hit) and is kept, and the untouched pages go. With the
 // old clock a mapped page touched without a fault never looked used.
 TEST(Reclaim, PageTouchedAfterBeingSampledIsKept) {
-  ft::TempDir d;
   const uint64_t pages = 16;
-  const auto path = d.make_file("r", pages * kPage, 11);
-  Engine eng(one_page_faults());
-  File f = eng.open(path);
-  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  ft::MappedFile t(pages, 11, {.cfg = one_page_faults(), .access = Access::ReadOnly});
+  auto& [d, path, eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   settle(f);  // every page read through the API: accessed
   EXPECT_EQ(eng.reclaim(1), 1u);
@@ -279,12 +255,9 @@ TEST(Reclaim, PageTouchedAfterBeingSampledIsKept) {
 // A store to a sampled page (its PTE zapped: the store faults as MINOR|WRITE)
 // dirties it under the lock (R6); reclaim then keeps it until it is written.
 TEST(Reclaim, StoreToASampledPageIsNeverDropped) {
-  ft::TempDir d;
   const uint64_t pages = 8;
-  const auto path = d.make_file("r", pages * kPage, 12);
-  Engine eng(one_page_faults());
-  File f = eng.open(path);
-  Mapping m = f.map(0, pages * kPage);
+  ft::MappedFile t(pages, 12, {.cfg = one_page_faults()});
+  auto& [d, path, eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   settle(f);
   EXPECT_EQ(eng.reclaim(1), 1u);  // samples the mapped pages, evicts one
@@ -307,12 +280,10 @@ TEST(Reclaim, StoreToASampledPageIsNeverDropped) {
 // touch misses. (The old clock saw no use of a mapped page: every lap of
 // its hand evicted the hot set with the scan.)
 TEST(Reclaim, HotSetSurvivesAScan) {
-  ft::TempDir d;
   const uint64_t limit = 512, hot = 64, scan_first = 1024, pages = scan_first + 6 * limit;
-  const auto path = d.make_file("r", pages * kPage, 13);
-  Engine eng(one_page_faults(limit));
-  File f = eng.open(path, /*writable=*/false);
-  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  ft::MappedFile t(pages, 13,
+                   {.cfg = one_page_faults(limit), .access = Access::ReadOnly, .writable = false});
+  auto& [d, path, eng, f, m] = t;
   const uint64_t chunk = 64;  // scan pages per round
   const uint64_t rounds = (pages - scan_first) / (2 * chunk);
   uint64_t hot_misses_late = 0, bad = 0;

@@ -12,6 +12,7 @@
 
 #include "testing/testing.hpp"
 
+#include "fixtures.hpp"
 #include "test_util.hpp"
 
 using namespace faultline;
@@ -19,21 +20,7 @@ using ft::kPage;
 
 namespace {
 
-struct WbTest : ::testing::Test {
-  ft::TempDir dir;
-  std::string path;
-  std::shared_ptr<ft::WrapBackend> wrap;
-  /// A file of `size` pattern bytes behind a counting wrapper.
-  std::shared_ptr<ft::WrapBackend> make(uint64_t size) {
-    path = dir.make_file("wb", size);
-    wrap = std::make_shared<ft::WrapBackend>(make_file_backend(path));
-    return wrap;
-  }
-  std::set<uint64_t> written() const {
-    auto v = wrap->written_pages();
-    return {v.begin(), v.end()};
-  }
-};
+using WbTest = ft::WrappedFileTest;
 
 /// One page per fault, write-around up to `write_around` pages, no
 /// read-around, no flusher (no background write-back: only the test's threads
