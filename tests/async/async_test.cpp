@@ -32,6 +32,9 @@ EngineConfig quiet_cfg() {
   return c;
 }
 
+/// An async File in an engine with no flusher (ft::ViewedFile's options).
+ft::MappedFile::Options async_view() { return {.cfg = quiet_cfg(), .file = async_opts()}; }
+
 struct AsyncTest : ft::WrappedFileTest {
   void SetUp() override {
     Engine probe(quiet_cfg());
@@ -47,9 +50,8 @@ TEST_F(AsyncTest, StoresReachTheBackendAfterSync) {
   const uint64_t size = 100 * kPage;
   auto be = make(size);
   auto want = ft::pattern(0, size);
-  Engine eng(quiet_cfg());
-  File f = eng.open(be, async_opts());
-  Mapping m = f.map(0, size);
+  ft::ViewedFile t(be, size, async_view());
+  auto& [eng, f, m] = t;
   EXPECT_EQ(ft::touch_read(m.data(), size) != 0, true);  // installs everything write-protected
   store(m, 7, 0xab, 100);
   store(m, 50 * kPage - 10, 0xcd, 20);  // across a page boundary
@@ -70,9 +72,8 @@ TEST_F(AsyncTest, StoresReachTheBackendAfterSync) {
 TEST_F(AsyncTest, UntouchedPagesAreNotWrittenAndASecondSyncWritesNothing) {
   const uint64_t pages = 128;
   auto be = make(pages * kPage);
-  Engine eng(quiet_cfg());
-  File f = eng.open(be, async_opts());
-  Mapping m = f.map(0, pages * kPage);
+  ft::ViewedFile t(be, pages * kPage, async_view());
+  auto& [eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   for (uint64_t pg : {3, 40, 41, 100}) store(m, pg * kPage + 5, 0x11);
   f.sync();
@@ -86,9 +87,8 @@ TEST_F(AsyncTest, UntouchedPagesAreNotWrittenAndASecondSyncWritesNothing) {
 TEST_F(AsyncTest, AStoreAfterSyncIsWrittenByTheNextSync) {
   const uint64_t pages = 64;
   auto be = make(pages * kPage);
-  Engine eng(quiet_cfg());
-  File f = eng.open(be, async_opts());
-  Mapping m = f.map(0, pages * kPage);
+  ft::ViewedFile t(be, pages * kPage, async_view());
+  auto& [eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   store(m, 10 * kPage, 0x21);
   f.sync();
@@ -111,9 +111,8 @@ TEST_F(AsyncTest, StoreIntoAHoleIsDirty) {
   // dirty by the handler (no scan needed).
   const uint64_t pages = 32;
   auto be = make(pages * kPage);
-  Engine eng(quiet_cfg());
-  File f = eng.open(be, async_opts());
-  Mapping m = f.map(0, pages * kPage);
+  ft::ViewedFile t(be, pages * kPage, async_view());
+  auto& [eng, f, m] = t;
   store(m, 5 * kPage + 3, 0x77);
   EXPECT_GE(f.stats().dirty_pages, 1u);
   f.sync();
@@ -163,9 +162,8 @@ TEST_F(AsyncTest, TwoAsyncViewsOfOneFile) {
 TEST_F(AsyncTest, InvalidateLaundersWrittenPages) {
   const uint64_t pages = 64;
   auto be = make(pages * kPage);
-  Engine eng(quiet_cfg());
-  File f = eng.open(be, async_opts());
-  Mapping m = f.map(0, pages * kPage);
+  ft::ViewedFile t(be, pages * kPage, async_view());
+  auto& [eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   store(m, 12 * kPage + 9, 0x61);
   store(m, 13 * kPage, 0x62);
@@ -187,9 +185,8 @@ TEST_F(AsyncTest, InvalidateKeepsConcurrentStores) {
   // F7 in async mode: stores racing with invalidate are never lost.
   const uint64_t pages = 64;
   auto be = make(pages * kPage);
-  Engine eng(quiet_cfg());
-  File f = eng.open(be, async_opts());
-  Mapping m = f.map(0, pages * kPage);
+  ft::ViewedFile t(be, pages * kPage, async_view());
+  auto& [eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   std::atomic<bool> stop{false};
   std::atomic<uint32_t> last{0};
@@ -228,9 +225,8 @@ TEST_F(AsyncTest, StoreBetweenScanAndDropIsNotLost) {
 #else
   const uint64_t pages = 16;
   auto be = make(pages * kPage);
-  Engine eng(quiet_cfg());
-  File f = eng.open(be, async_opts());
-  Mapping m = f.map(0, pages * kPage);
+  ft::ViewedFile t(be, pages * kPage, async_view());
+  auto& [eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   faultline::testing::reset();
   faultline::testing::arm("async.after_scan");
@@ -263,9 +259,8 @@ TEST_F(AsyncTest, StoreBetweenScanAndDropIsNotLost) {
 TEST_F(AsyncTest, TruncateAndPunchDropWrittenPages) {
   const uint64_t pages = 64;
   auto be = make(pages * kPage);
-  Engine eng(quiet_cfg());
-  File f = eng.open(be, async_opts());
-  Mapping m = f.map(0, pages * kPage);
+  ft::ViewedFile t(be, pages * kPage, async_view());
+  auto& [eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   store(m, 10 * kPage, 0x71, kPage);  // punched
   store(m, 50 * kPage, 0x72, kPage);  // truncated
@@ -284,9 +279,8 @@ TEST_F(AsyncTest, EngineCloseWritesBack) {
   const uint64_t pages = 32;
   auto be = make(pages * kPage);
   {
-    Engine eng(quiet_cfg());
-    File f = eng.open(be, async_opts());
-    Mapping m = f.map(0, pages * kPage);
+    ft::ViewedFile t(be, pages * kPage, async_view());
+    auto& [eng, f, m] = t;
     ft::touch_read(m.data(), pages * kPage);
     store(m, 3 * kPage, 0x81);
     store(m, 30 * kPage, 0x82);
@@ -317,9 +311,8 @@ TEST_F(AsyncTest, UnmapKeepsStoresForTheNextSync) {
 TEST_F(AsyncTest, RepeatedStoresRaiseNoWriteProtectFaults) {
   const uint64_t pages = 256;
   auto be = make(pages * kPage);
-  Engine eng(quiet_cfg());
-  File f = eng.open(be, async_opts());
-  Mapping m = f.map(0, pages * kPage);
+  ft::ViewedFile t(be, pages * kPage, async_view());
+  auto& [eng, f, m] = t;
   ft::touch_read(m.data(), pages * kPage);
   for (int round = 0; round < 5; ++round) {
     for (uint64_t pg = 0; pg < pages; ++pg) store(m, pg * kPage + round, 0xa0);

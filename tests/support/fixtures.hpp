@@ -57,4 +57,17 @@ struct MappedFile {
   faultline::Mapping m;
 };
 
+/// The same for a backend the test made: an engine of its own, `be` opened
+/// in it and a view of its first `len` bytes.
+///   ft::ViewedFile t(be, len, {.cfg = cfg, .file = opts});
+///   auto& [eng, f, m] = t;
+struct ViewedFile {
+  ViewedFile(std::shared_ptr<faultline::Backend> be, uint64_t len, const MappedFile::Options& o)
+      : eng(o.cfg), f(eng.open(std::move(be), o.file)), m(f.map(0, len, o.access, o.sharing)) {}
+
+  faultline::Engine eng;
+  faultline::File f;
+  faultline::Mapping m;
+};
+
 }  // namespace ft
