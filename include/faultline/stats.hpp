@@ -68,6 +68,10 @@ struct Stats {
   /// Pages reclaim sampled: unmapped from every shared view (the frame kept)
   /// so that their next access faults and shows they are in use (R9).
   uint64_t pages_sampled = 0;
+  /// Pages read ahead of a sequential stream in the background and left
+  /// cached, unmapped, for the stream's next fault to map (asynchronous
+  /// readahead: the read overlaps the stream's touching, issue 16 item 3).
+  uint64_t async_readahead_pages = 0;
   /// Pages cached now (uptodate; not a counter), in the File's pages for
   /// File::stats, in 4 KiB pages for Engine::stats.
   uint64_t cached_pages = 0;

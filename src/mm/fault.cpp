@@ -124,6 +124,8 @@ struct FileImpl::VmFault {
   const bool notify;     // page_mkwrite mode (not async dirty tracking)
   // The policy's decisions:
   bool sequential = false;   // the fault continues the view's readahead stream
+  bool marker = false;       // it met a readahead marker (PG_readahead): its window was read ahead
+  uint64_t ra_size = 0;      // the stream's next window, read ahead behind this one
   uint64_t ra_next = 0;      // the view's stream position at the look
   uint64_t ws = 0, we = 0;   // the window [ws, we), inside the view
   unsigned around = kFillAndMap;
@@ -145,6 +147,7 @@ struct FileImpl::FaultWindow {
   const bool write = false;  // must is stored to: installed writable and dirty (R6)
   const bool minor = false;
   const bool readahead = false;  // must is not needed: no SIGBUS, no fill past the budget
+  const bool install = true;  // false: fill only, map nothing (asynchronous readahead)
   const WriteAround* wa = nullptr;  // pages made writable with must
   uint64_t fill_budget = ~uint64_t{0};  // pages charged under the memory limit
   unsigned around = kFillAndMap;
@@ -382,11 +385,17 @@ void FileImpl::choose_window(VmFault& vmf) {
   const int advice = m.advice.load(std::memory_order_relaxed);
   const uint64_t ra_start = m.ra_start.load(std::memory_order_relaxed);
   vmf.ra_next = m.ra_next.load(std::memory_order_relaxed);
+  // A readahead marker continues its stream whatever the view's other faults
+  // did since (several streams in one view); consumed by the first fault.
+  Page* const mp = advice == static_cast<int>(Advice::Random) ? nullptr : index_.find(pg);
+  vmf.marker = mp && mp->test_and_clear(PG_readahead);
   vmf.sequential =
       advice == static_cast<int>(Advice::Sequential) ||
-      (advice == static_cast<int>(Advice::Normal) && vmf.ra_next != ~uint64_t{0} &&
-       (pg == vmf.ra_next ||
-        (m.ra_stream.load(std::memory_order_relaxed) && pg >= ra_start && pg < vmf.ra_next)));
+      (advice == static_cast<int>(Advice::Normal) &&
+       (vmf.marker ||
+        (vmf.ra_next != ~uint64_t{0} &&
+         (pg == vmf.ra_next ||
+          (m.ra_stream.load(std::memory_order_relaxed) && pg >= ra_start && pg < vmf.ra_next)))));
   if (vmf.sequential) {
     const uint64_t cur = advice == static_cast<int>(Advice::Sequential)
                              ? readahead_max_pages()
@@ -395,7 +404,10 @@ void FileImpl::choose_window(VmFault& vmf) {
     const uint64_t next = std::min<uint64_t>(readahead_max_pages(), cur * 2);
     m.ra_pages.store(static_cast<uint32_t>(next), std::memory_order_relaxed);
     vmf.ws = pg;
-    vmf.we = pg + std::max<uint64_t>(next, 1);
+    // At a marker the window is the one read ahead (cur pages, cached: a
+    // hit that maps them); the stream's next window is read behind it.
+    vmf.we = pg + std::max<uint64_t>(vmf.marker ? cur : next, 1);
+    vmf.ra_size = std::max<uint64_t>(next, 1);
   } else {
     choose_fault_around(vmf, advice);
   }
@@ -594,13 +606,21 @@ bool FileImpl::lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval,
 }
 
 void FileImpl::readahead(VmFault& vmf) {
-  // Asynchronous readahead: the faulting thread already runs; fill and map
-  // the next window now, so the stream rarely waits for a round trip. Within
-  // the memory limit without waiting (the invalidate_lock is held): no room,
-  // no readahead.
+  // Asynchronous readahead (the kernel's PG_readahead / async_size): the
+  // faulting thread already runs (its install woke it); this handler reads
+  // the stream's next window into frames meanwhile and leaves it cached and
+  // unmapped, its first page marked PG_readahead. The stream's fault on the
+  // marker finds the window cached (a hit: it maps it) and starts the read of
+  // the window after it, so the reads stay one window ahead of the touching
+  // and overlap it. A fault on a page still being read waits on its page
+  // lock (R1c: held until filled) and finds it uptodate. A store stream
+  // (write-around into this window) has it installed writable now, as before.
+  // Within the memory limit without waiting (the invalidate_lock is held):
+  // no room, no readahead.
   MappingImpl& m = vmf.m;
   const uint64_t ws = vmf.we;
-  const uint64_t we = std::min<uint64_t>(vmf.we + (vmf.we - vmf.ws), m.pgoff + m.npages);
+  const uint64_t we = std::min<uint64_t>(vmf.we + vmf.ra_size, m.pgoff + m.npages);
+  const bool install = !vmf.ra_wa.gens.empty();
   const uint64_t need = count_missing(ws, we);
   const Charge budget(this, charge(need, 0, /*may_wait=*/false));
   if (need != 0 && budget.pages() == 0) return;
@@ -609,10 +629,17 @@ void FileImpl::readahead(VmFault& vmf) {
     first = PageLock(index_.get(ws), std::try_to_lock);  // R1c (R12: try-lock)
     if (!first) return;
   }
+  if (!install) index_.get(ws)->set(PG_readahead);  // under its lock; dropped pages lose it
+  FL_POINT("readahead.after_lock");
   // A failed fill of its first page must not poison a page nobody touched.
   FaultWindow w{.f = *this, .m = m, .ws = ws, .we = we, .must = ws, .readahead = true,
-                .wa = vmf.ra_wa.gens.empty() ? nullptr : &vmf.ra_wa, .fill_budget = budget.pages()};
-  if (install_window(w, std::move(first))) m.ra_next.store(we, std::memory_order_relaxed);
+                .install = install, .wa = install ? &vmf.ra_wa : nullptr,
+                .fill_budget = budget.pages()};
+  const bool installed = install_window(w, std::move(first));
+  if (install && installed) m.ra_next.store(we, std::memory_order_relaxed);
+  if (!install)
+    count(&Counters::async_readahead_pages,
+          static_cast<uint64_t>(std::count(w.filled.begin(), w.filled.end(), 1)));
 }
 
 // ---------------------------------------------------------------------------
@@ -632,13 +659,13 @@ bool FileImpl::install_window(FaultWindow& w, PageLock must_lock) {
   w.read_poison();
   w.dirty();
   FL_POINT("fault.before_install");
-  const bool installed = w.map();
+  const bool installed = w.install && w.map();
   // Error on the faulting page: SIGBUS for this access, the rest of the file
   // keeps working.
   if (w.must_error && !w.readahead) send_sigbus(w.m, w.m.addr_of(w.must));
   for (uint64_t i = 0; i < w.size(); ++i)
     if (w.pages[i]) w.drop(i);  // R1: unlock only after the PTEs are in
-  if (!installed && !w.must_error) wake(w.m, w.m.addr_of(w.must));
+  if (w.install && !installed && !w.must_error) wake(w.m, w.m.addr_of(w.must));
   uncharge(w.late_charge);
   return installed;
 }
@@ -788,8 +815,9 @@ bool FileImpl::FaultWindow::map() {
   // explicitly every time (WP markers stick). Returns whether `must` is
   // mapped (EEXIST counts: it is mapped in this view either way).
   // Mapped again: reclaim samples a page before it judges it unused (R9).
+  // A marker mapped here is spent: the stream will not fault on it.
   for (uint64_t i = 0; i < size(); ++i)
-    if (installable(i)) pages[i]->clear(PG_sampled);
+    if (installable(i)) pages[i]->clear(PG_sampled | PG_readahead);
   bool must_installed = false;
   uint64_t mapped_around = 0;
   for_each_run(

@@ -29,6 +29,10 @@ enum PageFlag : uint32_t {
   PG_main = 1u << 7,        // in the main queue (else the small one)
   PG_sampled = 1u << 8,     // mapped in no shared view since it was cached or sampled
   PG_ghost = 1u << 9,       // evicted from the small queue at evicted_at (not cached)
+  // The readahead marker (the kernel's PG_readahead): the first page of a
+  // window read ahead of a stream; the fault that meets it continues the
+  // stream (src/mm/fault.cpp readahead, DESIGN section 2).
+  PG_readahead = 1u << 10,
 };
 
 struct Page {

@@ -35,7 +35,9 @@
 // breaker), remote.changed (a backend's change notification, on the backend's
 // thread, holding a reference to the File), read.before_user_copy (File::read
 // between a batch and its copy into the caller's buffer, no lock of the File
-// held: R11), and the sleeping waits wait.* below.
+// held: R11), readahead.after_lock (a stream's asynchronous readahead holding
+// its first page, marked, and the invalidate_lock shared, nothing read yet),
+// and the sleeping waits wait.* below.
 #pragma once
 #include <chrono>
 #include <cstdint>

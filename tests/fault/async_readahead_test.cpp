@@ -1,0 +1,256 @@
+// Asynchronous readahead (issue 16 item 3; DESIGN section 2 "Asynchronous
+// readahead"): a sequential stream's next window is read by a fault handler
+// after the stream's thread was woken, left cached and unmapped with a
+// readahead marker on its first page; the stream's fault on the marker maps
+// it (a hit) and starts the read of the window after it. Thread placement is
+// proven with the race harness's schedule points (DESIGN section 4, "How a
+// race test places its second thread"); a timeout only guards a deadlock.
+// Label: fault.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "faultline/forwarding_backend.hpp"
+#include "faultline/guarded.hpp"
+#include "test_util.hpp"
+#include "testing/testing.hpp"
+
+using namespace faultline;
+using ft::kPage;
+
+namespace {
+
+constexpr uint64_t kWindow = 16;  // fault_around_pages
+constexpr uint64_t kRa = 32;      // readahead_max_pages
+constexpr uint64_t kPages = 256;
+
+EngineConfig config() {
+  EngineConfig cfg;
+  cfg.fault_threads = 2;  // a fault on a page being read ahead is served beside the readahead
+  cfg.max_fault_threads = 4;
+  cfg.fault_around_pages = kWindow;
+  cfg.read_around_pages = 0;
+  cfg.readahead_max_pages = kRa;
+  cfg.flusher = false;
+  return cfg;
+}
+
+/// Reads of pages at or past gate_pg wait until open() (the test holds the
+/// readahead inside the backend).
+class GatedBackend final : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  ssize_t read(uint64_t off, std::span<std::byte> buf) override {
+    wait(off);
+    return ForwardingBackend::read(off, buf);
+  }
+  ssize_t read_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) override {
+    wait(off);
+    return ForwardingBackend::read_into_fd(off, len, fd, fd_off);
+  }
+  void close(uint64_t pg) {
+    std::lock_guard g(mu_);
+    gate_pg_ = pg;
+  }
+  void open() {
+    std::lock_guard g(mu_);
+    gate_pg_ = ~uint64_t{0};
+    cv_.notify_all();
+  }
+  bool someone_waits() {
+    std::lock_guard g(mu_);
+    return waiting_ > 0;
+  }
+
+ private:
+  void wait(uint64_t off) {
+    std::unique_lock g(mu_);
+    if (off / kPage < gate_pg_) return;
+    ++waiting_;
+    cv_.wait(g, [&] { return off / kPage < gate_pg_; });
+    --waiting_;
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t gate_pg_ = ~uint64_t{0};
+  int waiting_ = 0;
+};
+
+struct Obj {
+  std::shared_ptr<GatedBackend> be;
+  std::vector<std::byte> want;
+  File f;
+  Mapping m;
+  explicit Obj(Engine& eng, const std::string& name, Access access = Access::ReadOnly) {
+    static std::atomic<int> n{0};
+    auto mem = make_memory_backend(
+        "async_ra_" + name + std::to_string(::getpid()) + "_" + std::to_string(n++), 0);
+    want = ft::pattern(0, kPages * kPage);
+    EXPECT_EQ(0, mem->write(0, want));
+    be = std::make_shared<GatedBackend>(mem);
+    f = eng.open(be);
+    m = f.map(0, kPages * kPage, access);
+  }
+  ~Obj() { be->open(); }  // a failed check must not leave a handler in the backend
+  void touch(uint64_t pg) {
+    const uint64_t off = pg * kPage + 11;
+    const std::byte got = static_cast<volatile const std::byte*>(m.data())[off];
+    EXPECT_EQ(got, want[off]) << "page " << pg;
+  }
+  uint64_t faults() const {
+    const Stats s = f.stats();
+    return s.missing_faults + s.minor_faults;
+  }
+  /// Starts the stream: page 0 (a random miss: its window [0, 16) is read,
+  /// page 0 mapped), page 1 (a hit: the window mapped), then page 16, the
+  /// page after that window: the stream's first sequential fault, which reads
+  /// [16, 48) and wakes its thread; the handler then reads [48, 80) ahead.
+  void start_stream() {
+    for (uint64_t pg = 0; pg <= kWindow; ++pg) touch(pg);
+  }
+};
+
+TEST(AsyncReadahead, NextWindowIsReadWhileTheStreamTouchesThisOne) {
+  Engine eng(config());
+  Obj o(eng, "overlap");
+  o.be->close(3 * kWindow);  // the readahead of [48, 80) waits in the backend
+  o.start_stream();
+  // The stream's thread runs while the readahead is still inside the backend.
+  ASSERT_TRUE(ft::eventually([&] { return o.be->someone_waits(); }));
+  const uint64_t faults = o.faults();
+  for (uint64_t pg = kWindow + 1; pg < 3 * kWindow; ++pg) o.touch(pg);
+  EXPECT_EQ(o.faults(), faults) << "[16, 48) was mapped by the stream's fault";
+  EXPECT_TRUE(o.be->someone_waits()) << "the readahead was still reading meanwhile";
+  EXPECT_EQ(o.f.stats().async_readahead_pages, 0u);
+  o.be->open();
+  // The window read ahead is cached, unmapped, before the stream reaches it.
+  ASSERT_TRUE(ft::eventually([&] { return o.f.stats().async_readahead_pages == kRa; }))
+      << o.f.stats().async_readahead_pages;
+  Stats s = o.f.stats();
+  EXPECT_EQ(s.cached_pages, 3 * kWindow + kRa);
+  EXPECT_EQ(s.pages_installed, 3 * kWindow) << "read ahead, not mapped";
+  // The stream reaches it: one fault (the marker: a hit, no read), which
+  // maps the whole window and reads the next one ahead.
+  const uint64_t hits = s.cache_hits;
+  const uint64_t before = o.faults();
+  for (uint64_t pg = 3 * kWindow; pg < 3 * kWindow + kRa; ++pg) o.touch(pg);
+  EXPECT_EQ(o.faults(), before + 1);
+  EXPECT_EQ(o.f.stats().cache_hits, hits + 1);
+  ASSERT_TRUE(ft::eventually([&] { return o.f.stats().async_readahead_pages == 2 * kRa; }));
+  // To the end: every page read once, a fault per window.
+  const uint64_t mid = o.faults();
+  for (uint64_t pg = 3 * kWindow + kRa; pg < kPages; ++pg) o.touch(pg);
+  s = o.f.stats();
+  EXPECT_EQ(s.pages_filled, kPages);
+  EXPECT_EQ(s.bytes_read, kPages * kPage);
+  EXPECT_EQ(o.faults() - mid, (kPages - 3 * kWindow - kRa + kRa - 1) / kRa) << "one per window";
+  EXPECT_EQ(s.read_errors, 0u);
+}
+
+#if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING
+namespace ftest = faultline::testing;
+
+/// Runs fn on a thread; wait_blocked() tells whether it reached a sleeping
+/// wait (`wait.*`) before it finished (a fact, never a guess from time).
+class Bg {
+ public:
+  template <class F>
+  explicit Bg(F&& fn) : base_(ftest::reached("wait.")) {
+    t_ = std::thread([this, fn = std::forward<F>(fn)] {
+      fn();
+      done_ = true;
+      ftest::notify();
+    });
+  }
+  ~Bg() {
+    if (t_.joinable()) t_.join();
+  }
+  bool blocked() {
+    const auto r = ftest::wait_reached("wait.", base_ + 1, [this] { return done_.load(); });
+    EXPECT_NE(r, ftest::Reach::timed_out) << "neither waited nor finished";
+    return r == ftest::Reach::reached;
+  }
+  void join() { t_.join(); }
+
+ private:
+  int base_;
+  std::atomic<bool> done_{false};
+  std::thread t_;
+};
+#endif
+
+TEST(AsyncReadahead, FaultOnAPageBeingReadAheadWaitsForItsLock) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  // R1c: the readahead holds the marker page locked (and the invalidate_lock
+  // shared) until its window is filled; the stream's fault on it sleeps on
+  // the page lock, then finds it uptodate: a hit, nothing read twice.
+  Engine eng(config());
+  Obj o(eng, "lock");
+  ftest::reset();
+  ftest::arm("readahead.after_lock");
+  o.start_stream();
+  ASSERT_TRUE(ftest::wait_parked("readahead.after_lock"));
+  Bg stream([&] { o.touch(3 * kWindow); });
+  EXPECT_TRUE(stream.blocked()) << "the fault did not wait for the page being read ahead";
+  ftest::release("readahead.after_lock");
+  stream.join();
+  ftest::reset();
+  for (uint64_t pg = 3 * kWindow; pg < kPages; ++pg) o.touch(pg);
+  const Stats s = o.f.stats();
+  EXPECT_EQ(s.pages_filled, kPages) << "each page read once";
+  EXPECT_GE(s.async_readahead_pages, kRa);
+  EXPECT_EQ(s.read_errors + s.sigbus_sent, 0u);
+#endif
+}
+
+TEST(AsyncReadahead, TruncateRacingTheReadaheadLeavesNothingPastEofAndLosesNothing) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  // Truncate into the window being read ahead: it waits for the readahead
+  // (the invalidate_lock, R1b), then drops what the readahead read past the
+  // new EOF (R3); a page written before (dirty, inside the window, below
+  // the new EOF) keeps its data, in the cache and in the backend.
+  Engine eng(config());
+  Obj o(eng, "truncate", Access::ReadWrite);
+  const uint64_t dirty_pg = 3 * kWindow + 4;  // 52, inside [48, 80)
+  const auto mine = ft::pattern(dirty_pg * kPage, kPage, 5);
+  o.f.write(dirty_pg * kPage, mine);
+  std::memcpy(o.want.data() + dirty_pg * kPage, mine.data(), kPage);
+  const uint64_t new_size = 60 * kPage + 123;
+  ftest::reset();
+  ftest::arm("readahead.after_lock");
+  o.start_stream();
+  ASSERT_TRUE(ftest::wait_parked("readahead.after_lock"));
+  Bg trunc([&] { o.f.truncate(new_size); });
+  EXPECT_TRUE(trunc.blocked()) << "truncate did not wait for the readahead";
+  ftest::release("readahead.after_lock");
+  trunc.join();
+  ftest::reset();
+  EXPECT_EQ(o.f.size(), new_size);
+  EXPECT_EQ(ftest::FileAccess::frame_bytes(o.f), 61 * kPage) << "the memfd grew back";
+  EXPECT_LE(o.f.stats().cached_pages, 61u) << "a page past EOF stayed cached";
+  // Below EOF: the file's data, the written page included (view and read).
+  for (uint64_t pg = 0; pg < 60; ++pg) o.touch(pg);
+  std::vector<std::byte> got(new_size);
+  ASSERT_EQ(o.f.read(0, got), new_size);
+  EXPECT_EQ(-1, ft::first_diff(got.data(), o.want.data(), new_size));
+  // The EOF page's tail reads zeros; past it, SIGBUS.
+  EXPECT_EQ(o.m.data()[new_size + 1], std::byte{0});
+  const auto bus = guarded([&] { (void)*reinterpret_cast<const volatile char*>(o.m.data() + 61 * kPage); });
+  EXPECT_TRUE(bus.has_value()) << "an access past EOF got data";
+  o.f.sync();
+  std::vector<std::byte> back(kPage);
+  ASSERT_EQ(o.be->read(dirty_pg * kPage, back), static_cast<ssize_t>(kPage));
+  EXPECT_EQ(0, std::memcmp(back.data(), mine.data(), kPage)) << "the written page was lost";
+  EXPECT_EQ(o.be->size(), static_cast<int64_t>(new_size));
+#endif
+}
+
+}  // namespace
