@@ -267,6 +267,14 @@ void EngineCore::throttle_writer() {
                         [&] { return !over_dirty_limit() || flush_stop_; });
 }
 
+std::vector<std::shared_ptr<FileImpl>> EngineCore::live_files() {
+  std::vector<std::shared_ptr<FileImpl>> files;
+  std::lock_guard fg(files_mu_);
+  for (auto& [k, w] : files_)
+    if (auto f = w.lock()) files.push_back(std::move(f));
+  return files;
+}
+
 void EngineCore::flusher_loop() {
   set_thread_name("fl-flush");
   std::unique_lock g(flush_mu_);
@@ -281,12 +289,7 @@ void EngineCore::flusher_loop() {
     reap_files();  // references a backend's thread handed over (defect 8)
     const uint64_t written_before = stats.pages_written_back.load(std::memory_order_relaxed);
     if (cfg.flusher || throttled || kicked) {
-      std::vector<std::shared_ptr<FileImpl>> files;
-      {
-        std::lock_guard fg(files_mu_);
-        for (auto& [k, w] : files_)
-          if (auto f = w.lock()) files.push_back(std::move(f));
-      }
+      std::vector<std::shared_ptr<FileImpl>> files = live_files();
       // Kicked (MS_ASYNC, throttling, the memory limit) or over the background
       // threshold: write everything back; otherwise only pages dirty for
       // longer than the expiry.
@@ -310,6 +313,7 @@ void EngineCore::flusher_loop() {
         const uint64_t cached = nr_cached.load(std::memory_order_relaxed);
         if (cached > low) reclaim(cached - low, /*round_down=*/true);  // never below low
       }
+      age();  // sample what reclaim judges next (R9), after reclaim took its share
       reclaim_kicked_.store(false, std::memory_order_relaxed);
     }
     // A pass that wrote nothing while stores waited at the limit: holding
@@ -328,12 +332,7 @@ void EngineCore::close() {
   std::lock_guard g(close_mu_);
   if (closed_.exchange(true)) return;
   // Write every File back while the views still work.
-  std::vector<std::shared_ptr<FileImpl>> files;
-  {
-    std::lock_guard fg(files_mu_);
-    for (auto& [k, w] : files_)
-      if (auto f = w.lock()) files.push_back(std::move(f));
-  }
+  std::vector<std::shared_ptr<FileImpl>> files = live_files();
   for (auto& f : files)
     if (int e = f->writeback_all())  // data and size, as sync and the last close
       log("faultline: write-back of " + f->key + " at engine close failed: " + std::strerror(-e));

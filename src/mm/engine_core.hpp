@@ -127,6 +127,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// takes none where less than a page of that File is wanted, so a limit of
   /// a few frames is not kept a frame below itself.
   uint64_t reclaim(uint64_t pages, bool round_down = false);
+  /// Background aging ahead of reclaim (the flusher; FileImpl::age): past 3/4
+  /// of the memory limit, each File samples the pages its reclaim judges next.
+  void age();
+  /// References to the open Files (a File may be freed when the last goes).
+  std::vector<std::shared_ptr<FileImpl>> live_files();
   KernelFeatures feats;
   Counters stats;
 

@@ -151,6 +151,11 @@ class FileImpl {
   /// their PTEs) before judging them unused. Returns the pages evicted (this
   /// File's pages).
   uint64_t shrink(uint64_t want);
+  /// Background aging (the flusher, as kswapd ages the inactive list ahead
+  /// of reclaim): samples the mapped, unjudged pages among the first `ahead`
+  /// entries of the small queue, in place, so they can show an access before
+  /// reclaim reaches them.
+  void age(uint64_t ahead);
   // errseq: (sequence << 16) | SEEN | errno (the kernel's errseq_t layout).
   static constexpr uint64_t kErrseqSeen = 1u << 15;
   static int errseq_errno(uint64_t v) { return static_cast<int>(v & (kErrseqSeen - 1)); }
@@ -428,6 +433,8 @@ class FileImpl {
   /// Pops up to `max` live entries of a queue (main or small) for reclaim.
   std::vector<LruEntry> lru_pop(bool main, size_t max);
   void lru_push(bool main, const std::vector<LruEntry>& es);
+  /// Copies of up to `max` entries at the head of the small queue (it stays).
+  std::vector<LruEntry> lru_peek_small(size_t max);
   /// Zaps the PTEs of the locked, clean pages `pg` (ascending) in every shared
   /// view so their next access faults (a MINOR fault: the frames stay);
   /// returns which of them an async view shows written (now dirty, R7).

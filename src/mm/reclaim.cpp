@@ -114,6 +114,12 @@ std::vector<FileImpl::LruEntry> FileImpl::lru_pop(bool main, size_t max) {
   return out;
 }
 
+std::vector<FileImpl::LruEntry> FileImpl::lru_peek_small(size_t max) {
+  std::lock_guard g(lru_mu_);
+  const size_t n = std::min(max, small_.size());
+  return std::vector<LruEntry>(small_.begin(), small_.begin() + static_cast<ptrdiff_t>(n));
+}
+
 void FileImpl::lru_push(bool main, const std::vector<LruEntry>& es) {
   if (es.empty()) return;
   std::lock_guard g(lru_mu_);
@@ -177,7 +183,6 @@ struct FileImpl::ReclaimBatch {
   std::vector<LruEntry> to_main;   // accessed since their last look
   std::vector<LruEntry> sample;    // mapped, maybe used unseen: sample first
   std::vector<LruEntry> evict;     // candidates, checked again under the lock
-  std::vector<bool> evict_unsampled;  // small queue past the sample budget
   std::vector<LruEntry> unlooked;  // enough candidates: back to the head
   // Eviction: the candidates locked and rechecked (R9), ascending.
   std::vector<Page*> held;
@@ -188,9 +193,8 @@ struct FileImpl::ReclaimBatch {
 void FileImpl::sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
                                uint64_t& sample_budget) {
   // An unlocked look: the flags decide again under the lock (R9). Unsampled
-  // pages get sampled now; in the small queue past the budget they are
-  // judged by their faults alone (a ghost hit brings a wrongly evicted page
-  // back to main), in main they wait for a later call.
+  // pages get sampled now; in main past the budget they wait for a later
+  // call.
   for (const LruEntry& e : es) {
     if (b.evict.size() >= room) {
       b.unlooked.push_back(e);  // enough candidates: back to the head, in order
@@ -209,13 +213,16 @@ void FileImpl::sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es,
       b.to_main.push_back(e);
     } else if (f & PG_sampled) {
       b.evict.push_back(e);
-      b.evict_unsampled.push_back(false);
-    } else if (sample_budget > 0) {
-      --sample_budget;
+    } else if (sample_budget > 0 || b.from_small) {
+      // The small queue samples past the budget too: a mapped page evicted
+      // unseen is a guess, and a wrong one costs a miss (a read, ~100x a
+      // zap). Cached before the first eviction, a whole hot set sits in
+      // small, unsampled; evicting the pages past the budget flushed it when
+      // a scan came (bench --out-of-core scan+hot: hot_kept 0.005). Each page
+      // is sampled at most once per trip through its queue, so the cost stays
+      // one zap per eviction once the queue has gone round.
+      if (sample_budget > 0) --sample_budget;
       b.sample.push_back(e);
-    } else if (b.from_small) {
-      b.evict.push_back(e);
-      b.evict_unsampled.push_back(true);
     } else {
       b.back.push_back(e);
     }
@@ -268,7 +275,7 @@ void FileImpl::lock_for_eviction(ReclaimBatch& b) {
       const uint32_t f = p->flags.load(std::memory_order_acquire) & ~PG_locked;
       if (p->gen.load(std::memory_order_acquire) != e.gen)
         continue;  // dropped (maybe cached again: its new entry is queued)
-      if (!evictable(f) || (f & PG_referenced) || !(b.evict_unsampled[i] || (f & PG_sampled))) {
+      if (!evictable(f) || (f & PG_referenced) || !(f & PG_sampled)) {
         b.back.push_back(e);
         continue;
       }
@@ -322,6 +329,32 @@ uint64_t FileImpl::evict_pages(ReclaimBatch& b) {
   return freed;
 }
 
+void FileImpl::age(uint64_t ahead) {
+  // The pages reclaim will judge next are at the small queue's head. A mapped
+  // one is touched without faults, so unsampled it cannot show an access;
+  // sampled now, in place (the queue's order stays), it has until reclaim
+  // reaches it to take the minor fault that marks it referenced. A hot set
+  // cached before the first eviction (all of it in small) is then promoted
+  // to main when reclaim starts, instead of being sampled by the fault that
+  // needs room and judged one trip through small later, when a thread slowed
+  // by those very minor faults may not have touched it again (bench
+  // --out-of-core scan+hot). Each page is sampled at most once until it is
+  // accessed or evicted (sampled and referenced pages are skipped).
+  std::unique_lock one(reclaim_mu_, std::try_to_lock);  // reclaim is at it: it samples
+  if (!one.owns_lock() || ahead == 0) return;
+  const std::vector<LruEntry> es = lru_peek_small(static_cast<size_t>(ahead));
+  for (size_t i = 0; i < es.size(); i += kReclaimBatchPages) {
+    ReclaimBatch b;
+    for (size_t k = i; k < std::min(es.size(), i + kReclaimBatchPages); ++k) {
+      const Page* p = index_.find(es[k].pg);
+      if (!p || p->gen.load(std::memory_order_acquire) != es[k].gen) continue;  // stale
+      const uint32_t f = p->flags.load(std::memory_order_acquire);
+      if (evictable(f) && !(f & (PG_referenced | PG_sampled))) b.sample.push_back(es[k]);
+    }
+    sample_pages(b);  // try-locks, zaps, sets PG_sampled; the entries stay queued
+  }
+}
+
 std::vector<FileImpl::LruEntry> FileImpl::pop_batch(ReclaimBatch& b, const uint64_t idle[2],
                                                     uint64_t visits) {
   // S3-FIFO: evict from small while it holds >= 1/kSmallShare of the cached
@@ -350,8 +383,9 @@ uint64_t FileImpl::shrink(uint64_t want) {
   if (!one.owns_lock() || want == 0) return 0;
   uint64_t freed = 0;
   // Bounds per call: each queued page is looked at about three times at most
-  // (promote or sample, then evict), and at most 2 x want + a batch pages are
-  // sampled (zaps cost ~1-4 us each; direct reclaim runs on the fault path).
+  // (promote or sample, then evict), and at most 2 x want + a batch pages of
+  // main are sampled (zaps cost ~1-4 us each; direct reclaim runs on the
+  // fault path). The small queue samples what it must (sort_candidates).
   uint64_t visits, sample_budget = 2 * want + kReclaimBatchPages;
   {
     std::lock_guard g(lru_mu_);
@@ -394,13 +428,20 @@ void EngineCore::note_cached() {
     kick_flusher();
 }
 
+void EngineCore::age() {
+  // Past 3/4 of the limit (reclaim is coming): each File samples the pages
+  // its reclaim will judge next, a quarter of the limit's worth.
+  const uint64_t limit = cfg.memory_limit_pages;
+  if (!limit || nr_cached.load(std::memory_order_relaxed) + nr_charged.load(std::memory_order_relaxed) <=
+                    limit - limit / 4)
+    return;
+  std::vector<std::shared_ptr<FileImpl>> files = live_files();
+  for (auto& f : files) f->age(limit / 4 / (f->page_size() / kBasePageSize));
+  files.clear();  // a File may be freed here
+}
+
 uint64_t EngineCore::reclaim(uint64_t pages, bool round_down) {
-  std::vector<std::shared_ptr<FileImpl>> files;
-  {
-    std::lock_guard fg(files_mu_);
-    for (auto& [k, w] : files_)
-      if (auto f = w.lock()) files.push_back(std::move(f));
-  }
+  std::vector<std::shared_ptr<FileImpl>> files = live_files();
   uint64_t freed = 0;
   if (!files.empty()) {
     // Round robin: each call starts with the next File.

@@ -13,4 +13,6 @@ uint64_t FileAccess::frame_bytes(const File& f) {
   return static_cast<uint64_t>(st.st_size);
 }
 
+void FileAccess::age(File& f, uint64_t ahead) { f.impl().age(ahead); }
+
 }  // namespace faultline::testing

@@ -118,6 +118,9 @@ struct FileAccess {
   /// The size of the memfd that holds f's frames: it must always equal size()
   /// rounded up to the page.
   static uint64_t frame_bytes(const File& f);
+  /// The flusher's background aging of f (FileImpl::age: sample the mapped,
+  /// unjudged pages among the first `ahead` of the small queue), now.
+  static void age(File& f, uint64_t ahead);
 };
 
 }  // namespace faultline::testing

@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 
 #include "fixtures.hpp"
 #include "test_util.hpp"
+#include "testing/testing.hpp"
 #include "tr_util.hpp"
 
 using namespace faultline;
@@ -307,6 +309,51 @@ TEST(Reclaim, HotSetSurvivesAScan) {
   EXPECT_GT(s.pages_reclaimed, 2 * limit);
   EXPECT_GT(s.pages_sampled, 0u);
   EXPECT_EQ(hot_misses_late, 0u) << "the scan flushed the hot set";
+}
+
+// Issue 16 item 4: a hot set cached before the first eviction sits in the
+// small queue, mapped and unjudged. The flusher's aging (past 3/4 of the
+// limit) samples it ahead of reclaim; touched afterwards (MINOR faults: each
+// page shows its use), it moves to main at the first eviction and a scan of
+// four times the limit, with no hot touch during it, leaves it cached.
+// Without aging the scan's reclaim samples the hot pages itself and evicts
+// them one trip through small later, untouched: every hot page misses.
+TEST(Reclaim, HotSetCachedBeforeTheFirstEvictionSurvivesAScan) {
+  ft::TempDir d;
+  const uint64_t limit = 512, hot = 128, filler = 300, scan = 4 * limit;
+  const uint64_t filler_first = hot * 16, scan_first = filler_first + 2 * filler;
+  const uint64_t pages = scan_first + 2 * scan;
+  const auto path = d.make_file("r", pages * kPage, 14);
+  Engine eng(one_page_faults(limit));
+  File f = eng.open(path, /*writable=*/false);
+  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  uint64_t bad = 0;
+  auto touch = [&](uint64_t pg) {
+    bad += load_byte(m.data() + pg * kPage) != static_cast<uint8_t>(ft::pat(pg * kPage, 14));
+  };
+  for (uint64_t h = 0; h < hot; ++h) touch(h * 16);  // scattered: one page of every 16
+  for (uint64_t k = 0; k < filler; ++k) touch(filler_first + 2 * k);  // no readahead
+  ASSERT_EQ(f.stats().cached_pages, hot + filler);
+  ASSERT_GT(hot + filler, limit - limit / 4) << "past the aging mark";
+  ASSERT_EQ(f.stats().pages_reclaimed, 0u) << "no eviction yet";
+  // Aging samples every mapped page; a page its handler has not unlocked yet
+  // is skipped (try-lock) and taken by the next call.
+  for (int i = 0; i < 2000 && f.stats().pages_sampled < hot + filler; ++i) {
+    faultline::testing::FileAccess::age(f, limit);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a condition, polled
+  }
+  EXPECT_EQ(f.stats().pages_sampled, hot + filler);
+  const Stats s1 = f.stats();
+  for (uint64_t h = 0; h < hot; ++h) touch(h * 16);
+  const Stats s2 = f.stats();
+  EXPECT_EQ(s2.minor_faults - s1.minor_faults, hot) << "the aged hot pages were still mapped";
+  for (uint64_t k = 0; k < scan; ++k) touch(scan_first + 2 * k);  // no readahead: a miss each
+  const Stats s3 = f.stats();
+  EXPECT_GT(s3.pages_reclaimed, scan - limit);
+  for (uint64_t h = 0; h < hot; ++h) touch(h * 16);
+  EXPECT_EQ(f.stats().cache_misses - s3.cache_misses, 0u) << "the scan flushed the hot set";
+  EXPECT_EQ(bad, 0u);
+  EXPECT_LE(eng.stats().peak_cached_pages, limit);
 }
 
 // Issue 16 item 1, write-back: stores all over a cold file 8x the limit are

@@ -21,6 +21,7 @@
 #include <functional>
 #include <numeric>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -395,15 +396,21 @@ struct Run {
   }
 };
 
-/// scan+hot's hot thread: one pass over its hot set (untimed warm-up), then
-/// random touches on it only.
+/// scan+hot's hot thread: one pass over its hot set in random order (untimed
+/// warm-up; in page order it would be a strided scan that read-around turns
+/// into a read of the whole file), then random touches on it only.
 void hot_thread(Run& run, PerThread& me) {
   PageGen g(OocWorkload::Hotset, run.plan.pages, 77, /*hot_only=*/true);
   uint64_t s = 0;
   std::optional<DirectBuffer> buf;
   if (run.touch.direct_fd >= 0) buf.emplace(kPage, /*huge=*/false);
-  for (uint64_t i = 0; i < g.hot_pages() && !run.stop.load(std::memory_order_relaxed); ++i)
+  std::vector<uint64_t> order(g.hot_pages());
+  std::iota(order.begin(), order.end(), uint64_t{0});
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(77));
+  for (uint64_t i : order) {
+    if (run.stop.load(std::memory_order_relaxed)) break;
     s += run.touch(g.hot_page(i), buf ? buf->get() : nullptr);
+  }
   me.sum = s;
   run.hot_warm.store(true, std::memory_order_release);
   random_loop(me, run.touch, g, run.stop, run.measuring);
@@ -432,7 +439,8 @@ void touch_thread(Run& run, unsigned k) {
 
 /// The measured window, as snapshots at its start and end. scan: the whole
 /// scan (or --seconds); scan+hot: the hot thread alone for half the time
-/// (hot_before_per_s), then the scans beside it; else the second half.
+/// (hot_before_per_s: its second half), then the scans beside it; else the
+/// second half.
 std::pair<Snap, Snap> measured_window(Run& run, OocResult& r) {
   const auto seconds = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(run.plan.seconds));
   Snap a, b;
@@ -443,8 +451,11 @@ std::pair<Snap, Snap> measured_window(Run& run, OocResult& r) {
   } else if (run.scan_hot) {
     while (!run.hot_warm.load(std::memory_order_acquire) && !run.pt[0].done.load())
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // Alone for half the run, measured over its second half (the engine's
+    // aging ahead of reclaim settles in the first).
+    std::this_thread::sleep_for(seconds / 4);
     const Snap h0 = run.snap();
-    std::this_thread::sleep_for(seconds / 2);
+    std::this_thread::sleep_for(seconds / 4);
     a = run.snap();
     r.hot_before_per_s = static_cast<double>(a.hot - h0.hot) / std::chrono::duration<double>(a.t - h0.t).count();
     run.measuring.store(true);
