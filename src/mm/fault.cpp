@@ -85,10 +85,11 @@ class MkwriteRef final : public Backend::MkwritePage {
 // whose later faults tell whether reading around pays, DESIGN section 2
 // "Adaptive read-around").
 enum Around : unsigned { kMapCached = 0, kFillAround = 1, kMapFilled = 2, kFillAndMap = 3 };
+}  // namespace
 
 // Frames charged under the memory limit (issue 16) for a scope: the fill's
 // pages are cached (counted by nr_cached) by its end.
-class Charge {
+class FileImpl::Charge {
  public:
   Charge(FileImpl* f, uint64_t pages) : f_(f), pages_(pages) {}
   Charge(const Charge&) = delete;
@@ -101,7 +102,6 @@ class Charge {
   FileImpl* f_;
   uint64_t pages_;
 };
-}  // namespace
 
 // Pages [first, first + gens.size()) after a storing fault's page whose
 // page_mkwrite succeeded (generation at that time), to be made writable and
@@ -160,7 +160,6 @@ struct FileImpl::FaultWindow {
   std::vector<char> filled{};  // filled here
   std::vector<bool> poisoned{};  // answered with POISON in this view (empty: none)
   bool must_error = false;     // must's fill failed: SIGBUS
-  uint64_t late_charge = 0;    // must, cached at the look and evicted since
 
   uint64_t size() const { return we - ws; }
   uint64_t mi() const { return must - ws; }
@@ -532,10 +531,19 @@ void FileImpl::read_fault(VmFault& vmf) {
     }
   }
   FL_POINT("fault.after_mkwrite");
-  const Charge budget(this, charge_fault(vmf));
+  Charge budget(this, charge_fault(vmf));
   std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::defer_lock);
   PageLock lock;
-  if (!lock_fault(vmf, inval, lock)) return;
+  for (;;) {
+    if (!lock_fault(vmf, inval, lock)) return;
+    if (charge_evicted(vmf, budget)) break;
+    // VM_FAULT_RETRY: no room for the faulting page under the locks. Drop
+    // them, wait for room (as a fault holding no lock may), do it again.
+    lock.unlock();
+    if (inval.owns_lock()) inval.unlock();
+    count(&Counters::fault_retries);
+    budget.add(charge(1, 1, /*may_wait=*/true));
+  }
   // Write-around into the readahead window happens after the storing thread
   // is woken: counted from before the wake, so a sync waits for it.
   const LateDirtying late(this, !vmf.ra_wa.gens.empty());
@@ -566,6 +574,17 @@ void FileImpl::read_fault(VmFault& vmf) {
     backend().update_time();
     FL_POINT("fault.after_time_update");
   }
+}
+
+bool FileImpl::charge_evicted(const VmFault& vmf, Charge& budget) {
+  // A page cached at the look charged nothing (charge_fault); if it was
+  // evicted before its lock, its fill needs room now. Under the locks only
+  // without waiting (direct reclaim's try-locks): none, and the fault is
+  // retried (false), so the cache never passes the limit.
+  if (budget.pages() > 0 || index_.get(vmf.pg)->test(PG_uptodate)) return true;
+  const uint64_t got = charge(1, 0, /*may_wait=*/false);
+  budget.add(got);
+  return got > 0;
 }
 
 bool FileImpl::lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval, PageLock& lock) {
@@ -666,7 +685,6 @@ bool FileImpl::install_window(FaultWindow& w, PageLock must_lock) {
   for (uint64_t i = 0; i < w.size(); ++i)
     if (w.pages[i]) w.drop(i);  // R1: unlock only after the PTEs are in
   if (w.install && !installed && !w.must_error) wake(w.m, w.m.addr_of(w.must));
-  uncharge(w.late_charge);
   return installed;
 }
 
@@ -710,13 +728,12 @@ void FileImpl::FaultWindow::trim() {
   // The memory limit: fill no more pages than were charged, the faulting page
   // first (a fault always gets its page; readahead may get nothing).
   if (fill_budget == ~uint64_t{0}) return;
+  // (The fault's own page always has room: read_fault charged it under its
+  // lock, charge_evicted. Readahead's first page has none when it got none.)
   uint64_t left = fill_budget;
   if (pages[mi()] && needs_fill(mi())) {
     if (left) --left;
     else if (readahead) drop(mi());
-    // Charged now (reclaim evicts sampled pages whose touch is this fault):
-    // try-locks only under these locks, over by this page at worst.
-    else late_charge = f.charge(1, 1, /*may_wait=*/false);
   }
   for (uint64_t i = 0; i < size(); ++i) {
     if (is_must(i) || !pages[i] || !needs_fill(i)) continue;

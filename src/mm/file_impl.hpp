@@ -187,6 +187,7 @@ class FileImpl {
   struct WriteAround;  // pages made writable and dirty with a store (write-around, R5)
   struct VmFault;      // one fault's context (the kernel's struct vm_fault)
   struct FaultWindow;  // one window being locked, filled and installed
+  class Charge;        // frames charged under the memory limit, for a scope
   // The read fault: the policy, decided with no lock held, then the locked install.
   void read_fault(VmFault& vmf);
   /// The window [ws, we): the readahead stream or an aligned fault-around window.
@@ -206,6 +207,9 @@ class FileImpl {
   /// Takes the invalidate_lock shared (R1b) and the faulting page's lock
   /// (R1a), rechecks (R2, R5); false: the access was woken to retry.
   bool lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval, PageLock& lock);
+  /// Under those locks: room for the faulting page if it was evicted since
+  /// the look, without waiting; false: none (the fault is retried).
+  bool charge_evicted(const VmFault& vmf, Charge& budget);
   /// Fills, installs and unlocks the window; `must` (its faulting page) comes
   /// locked by the caller. Returns whether `must` was installed.
   bool install_window(FaultWindow& w, PageLock must);

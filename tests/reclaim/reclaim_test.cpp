@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "fixtures.hpp"
+#include "testing/testing.hpp"
 #include "test_util.hpp"
 #include "testing/testing.hpp"
 #include "tr_util.hpp"
@@ -202,10 +203,10 @@ TEST(Reclaim, LimitBoundsFramesAndKernelCacheWithFaultingThreads) {
   EXPECT_EQ(bad.load(), 0u);
   const Stats s = eng.stats();
   EXPECT_GT(s.pages_reclaimed, 0u);
-  // A fault whose page was evicted between its look and its page lock
-  // charges that page under the lock and cannot wait for reclaim there: over
-  // by one page per such fault in flight at worst (DESIGN R9). Issue 16's
-  // bound: the limit + 5%, for any number of faulting threads.
+  // A fault whose page was evicted between its look and its page lock now
+  // waits for room holding no lock (FaultOnAPageEvictedBeforeItsLockWaitsForRoom),
+  // but this test still sees 514 of 512 in 4 of 32 runs: another excess, not
+  // found yet. Issue 16's bound: the limit + 5%.
   EXPECT_LE(s.peak_cached_pages, limit + limit / 20) << "the engine's cache passed its limit";
   EXPECT_LE(ft::kernel_cached_pages(path, 0, pages * kPage), limit / 20)
       << "the kernel cached the file beside the engine's frames";
@@ -222,6 +223,52 @@ EngineConfig one_page_faults(uint64_t limit = 0) {
 }
 
 uint8_t load_byte(const std::byte* p) { return static_cast<uint8_t>(*static_cast<const volatile std::byte*>(p)); }
+
+// A fault whose page was cached at its look charges nothing; evicted before
+// its page lock, the page needs room under that lock. With none (the rest of
+// the cache is dirty: nothing to evict), the fault must not fill over the
+// limit: it drops its locks, waits for room and faults again (the kernel's
+// VM_FAULT_RETRY). It used to charge the page under the lock without waiting,
+// over the limit by one page per such fault.
+TEST(Reclaim, FaultOnAPageEvictedBeforeItsLockWaitsForRoom) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = faultline::testing;
+  ft::TempDir d;
+  const uint64_t limit = 8;
+  const auto path = d.make_file("r", 2 * limit * kPage, 12);
+  Engine eng(one_page_faults(limit));
+  File f = eng.open(path);
+  std::vector<std::byte> buf(kPage);
+  f.read(0, buf);  // page 0 cached, not mapped: its fault charges nothing
+  Mapping m = f.map(0, kPage, Access::ReadOnly);
+  fts::reset();
+  fts::arm("fault.before_lock");
+  std::atomic<bool> done{false};
+  uint8_t got = 0;
+  std::thread t([&] {
+    got = load_byte(m.data());
+    done = true;
+    fts::notify();
+  });
+  ASSERT_TRUE(fts::wait_parked("fault.before_lock"));
+  for (int i = 0; i < 4 && f.stats().cached_pages > 0; ++i) eng.reclaim(1);
+  ASSERT_EQ(f.stats().cached_pages, 0u) << "page 0 was not evicted";
+  for (uint64_t pg = 1; pg <= limit; ++pg) f.write(pg * kPage, buf);  // dirty: not evictable
+  ASSERT_EQ(eng.stats().cached_pages, limit);
+  fts::release("fault.before_lock");
+  // The fault finds no room under its lock: it must wait for room holding none.
+  EXPECT_EQ(fts::wait_reached("wait.memory_limit", 1, [&] { return done.load(); }),
+            fts::Reach::reached)
+      << "the fault filled its page without room";
+  f.sync();  // clean: reclaim can make room
+  t.join();
+  fts::reset();
+  EXPECT_EQ(got, static_cast<uint8_t>(ft::pat(0, 12)));
+  EXPECT_LE(eng.stats().peak_cached_pages, limit) << "the engine's cache passed its limit";
+#endif
+}
 
 // Issue 16 item 4: a page reclaim has looked at is sampled (unmapped from
 // every view, its frame kept) before it is judged unused; touched afterwards
