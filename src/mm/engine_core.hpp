@@ -114,9 +114,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// limit. When cache + reservations would pass it, reclaims first (direct
   /// reclaim, R9: try-locks only, so callers may hold page locks); when
   /// nothing could be freed and `may_wait` (the caller holds no page lock nor
-  /// the invalidate_lock), kicks the flusher (write-back) and waits for
-  /// reclaim to make room, bounded (~1 s, then it goes over rather than hang:
-  /// every page locked, dirty or failing write-back). Returns the pages
+  /// the invalidate_lock), kicks the flusher (write-back) and waits for an
+  /// eviction or a fill's end, then reclaims again; only after ~1 s in which
+  /// the engine made no progress at all (every page dirty with failing
+  /// write-back, or held by a stalled backend) does it go over by `min`
+  /// rather than hang. Without `may_wait` it never goes over but by `min`
+  /// (0 for faults: they retry holding no lock). Returns the pages
   /// reserved: `pages`, or as few as `min` (the caller fills less) when no
   /// more fits; `pages` unchanged without a limit. Release with uncharge().
   uint64_t charge(uint64_t pages, uint64_t min, bool may_wait);
@@ -202,7 +205,16 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool flush_kicked_ = false;
   std::atomic<bool> reclaim_kicked_{false};
   std::mutex reclaim_wait_mu_;
-  std::condition_variable reclaim_cv_;  // a reclaim or flusher pass ended (charge waits)
+  std::condition_variable reclaim_cv_;  // an eviction or a fill's end (charge waits)
+  std::atomic<uint64_t> progress_{0};      // evictions and fill ends so far (charge's waits)
+  std::atomic<uint64_t> room_waiters_{0};  // fills waiting in charge()
+  /// Reserves `pages` if the cache and the fills in progress stay within the
+  /// limit with them (memory_limit.cpp).
+  bool reserve(uint64_t pages);
+  /// The limit less the cache and the fills in progress (a hint: reserve decides).
+  uint64_t room() const;
+  /// Pages were evicted or a fill ended: wakes the fills waiting for room.
+  void note_progress();
   std::atomic<uint64_t> reclaim_rr_{0};  // the File reclaim starts with next
   bool flush_stop_ = false;
   struct DeferredWake {

@@ -455,7 +455,7 @@ uint64_t EngineCore::reclaim(uint64_t pages, bool round_down) {
   }
   files.clear();  // a File may be freed here
   reclaim_kicked_.store(false, std::memory_order_relaxed);
-  reclaim_cv_.notify_all();  // fills waiting for room (charge)
+  if (freed > 0) note_progress();  // fills waiting for room (charge)
   return freed;
 }
 

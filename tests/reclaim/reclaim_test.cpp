@@ -175,41 +175,48 @@ TEST(Reclaim, MemoryLimitWritesDirtyPagesBackToFreeThem) {
 }
 
 // Issue 16: the limit bounds frames plus what the engine makes the kernel
-// cache, for several faulting threads. A cold file 8x the limit, random
-// touches from 4 threads: the engine's cache never passes the limit (each
-// fault charges its frames first and reclaims when it would pass it), and
-// the kernel caches none of the file (fills read it with O_DIRECT).
+// cache, for any number of faulting threads. A cold file 8x the limit, random
+// touches from 4, then 16 threads (the same 1600 touches).
 TEST(Reclaim, LimitBoundsFramesAndKernelCacheWithFaultingThreads) {
   ft::TempDir d;
   const uint64_t limit = 512, pages = 8 * limit;
   const auto path = d.make_file("ooc", pages * kPage, 10);
-  ft::drop_cache(path, pages * kPage);
-  ASSERT_EQ(ft::kernel_cached_pages(path, 0, pages * kPage), 0u);
-  Engine eng(limited(limit));
-  File f = eng.open(path, /*writable=*/false);
-  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
-  std::atomic<uint64_t> bad{0};
-  std::vector<std::thread> ts;
-  for (uint32_t t = 0; t < 4; ++t)
-    ts.emplace_back([&, t] {
-      uint64_t x = 0x9E3779B97F4A7C15ull * (t + 1);
-      for (int i = 0; i < 400; ++i) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        const uint64_t off = (x % pages) * kPage + (x >> 40) % kPage;
-        if (m.data()[off] != ft::pat(off, 10)) bad.fetch_add(1);
-      }
-    });
-  for (auto& t : ts) t.join();
-  EXPECT_EQ(bad.load(), 0u);
-  const Stats s = eng.stats();
-  EXPECT_GT(s.pages_reclaimed, 0u);
-  // A fault whose page was evicted between its look and its page lock now
-  // waits for room holding no lock (FaultOnAPageEvictedBeforeItsLockWaitsForRoom),
-  // but this test still sees 514 of 512 in 4 of 32 runs: another excess, not
-  // found yet. Issue 16's bound: the limit + 5%.
-  EXPECT_LE(s.peak_cached_pages, limit + limit / 20) << "the engine's cache passed its limit";
-  EXPECT_LE(ft::kernel_cached_pages(path, 0, pages * kPage), limit / 20)
-      << "the kernel cached the file beside the engine's frames";
+  for (const uint32_t threads : {4u, 16u}) {
+    SCOPED_TRACE(std::to_string(threads) + " faulting threads");
+    ft::drop_cache(path, pages * kPage);
+    ASSERT_EQ(ft::kernel_cached_pages(path, 0, pages * kPage), 0u);
+    Engine eng(limited(limit));
+    File f = eng.open(path, /*writable=*/false);
+    Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+    std::atomic<uint64_t> bad{0};
+    std::vector<std::thread> ts;
+    for (uint32_t t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        uint64_t x = 0x9E3779B97F4A7C15ull * (t + 1);
+        for (uint32_t i = 0; i < 1600 / threads; ++i) {
+          x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+          const uint64_t off = (x % pages) * kPage + (x >> 40) % kPage;
+          if (m.data()[off] != ft::pat(off, 10)) bad.fetch_add(1);
+        }
+      });
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(bad.load(), 0u);
+    const Stats s = eng.stats();
+    EXPECT_GT(s.pages_reclaimed, 0u);
+    // Frames (what the engine charges): the limit exactly. Each fault
+    // charges its frames before any lock and, with no room, reclaims or
+    // waits holding none (DESIGN R9); it used to go over by a page after
+    // 100 waits, which other threads' failed reclaims cut short (514-518 of
+    // 512 in 6 of 40 runs).
+    EXPECT_LE(s.peak_cached_pages, limit) << "the engine's cache passed its limit";
+    // The kernel's cache of the file: none. Every fill reads a range the
+    // kernel does not cache with O_DIRECT (the file backend), so the engine
+    // adds nothing to it, and frames + kernel cache stay within the limit
+    // (issue 16 allows 5% more). (A file system refusing O_DIRECT would
+    // splice the fills through the kernel's cache: most of the file.)
+    EXPECT_EQ(ft::kernel_cached_pages(path, 0, pages * kPage), 0u)
+        << "the kernel cached the file beside the engine's frames";
+  }
 }
 
 
