@@ -215,7 +215,10 @@ struct FileImpl::FaultWindow {
 };
 
 void FileImpl::wake(MappingImpl& m, uintptr_t addr) {
-  m.uffd->wake(addr & ~(uintptr_t{page_size()} - 1), page_size());
+  // Result discarded: UFFDIO_WAKE fails only for a range it rejects (EINVAL:
+  // never one aligned page; it needs no registration) or a closed uffd
+  // (closing it woke every waiter): nothing to handle (engine.cpp wake_page).
+  (void)m.uffd->wake(addr & ~(uintptr_t{page_size()} - 1), page_size());
 }
 
 void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
@@ -236,15 +239,29 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   // to every other thread's stores, with no event, until the DONTNEED.
   // (No PTE: the DONTNEED is a no-op. A failed madvise leaves the PTE: the
   // POISON below then gets EEXIST and the page is zapped again there.)
-  if (m.shared && zap_before_unprotect()) ::madvise(reinterpret_cast<void*>(a), page_size(), MADV_DONTNEED);
-  if (m.tracks_writes()) m.uffd->writeprotect(a, page_size(), false, true);
+  // A failed madvise must not be followed by the un-protect: it would make
+  // the present PTE writable, and stores would go through with no
+  // page_mkwrite and no dirtying (R5, R6). It stays protected; POISON then
+  // fails and the access is retried below (a new page_mkwrite). The
+  // un-protect's own failure needs nothing: the marker stays, POISON fails,
+  // the page stays protected.
+  auto zap_then_unprotect = [&] {
+    const bool zapped = ::madvise(reinterpret_cast<void*>(a), page_size(), MADV_DONTNEED) == 0;
+    if (zapped && m.tracks_writes()) (void)m.uffd->writeprotect(a, page_size(), false, true);
+  };
+  if (m.shared && zap_before_unprotect()) {
+    zap_then_unprotect();
+  } else if (m.tracks_writes()) {
+    // No zap (a private view, or breaker R5): the marker only. Result
+    // discarded as above.
+    (void)m.uffd->writeprotect(a, page_size(), false, true);
+  }
   FL_POINT("sigbus.before_poison");
   int e = m.uffd->poison(a, page_size());
   if (e == -EEXIST && m.shared) {
     // A present PTE (a store to an installed page was refused): drop this
     // view's PTE — the frame stays in the memfd — then poison.
-    ::madvise(reinterpret_cast<void*>(a), page_size(), MADV_DONTNEED);
-    if (m.tracks_writes()) m.uffd->writeprotect(a, page_size(), false, true);
+    zap_then_unprotect();
     e = m.uffd->poison(a, page_size());
   }
   if (e != 0) {
@@ -912,7 +929,10 @@ void FileImpl::write_around_after_wp(MappingImpl& m, uint64_t pg) {
       break;
     if (mark_dirty(q)) count(&Counters::pages_write_around);
   }
-  if (run) m.uffd->writeprotect(m.addr_of(wa.first), run << page_shift_, false, true);
+  // Result discarded: the pages are dirty (R6: before writable), so a failed
+  // un-protect only leaves them write-protected: a store to one faults and
+  // wp_fault makes it writable then (nobody waits for this call: DONTWAKE).
+  if (run) (void)m.uffd->writeprotect(m.addr_of(wa.first), run << page_shift_, false, true);
 }
 
 void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
@@ -961,7 +981,7 @@ void FileImpl::wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr) {
     backend().update_time();
     lock.unlock();
     FL_POINT("wp.before_unprotect");
-    m.uffd->writeprotect(a, page_size(), false);
+    if (m.uffd->writeprotect(a, page_size(), false) != 0) wake(m, addr);  // as wp_unprotect
     return;
   }
   FL_POINT("wp.before_unprotect");
@@ -979,7 +999,12 @@ void FileImpl::wp_unprotect(MappingImpl& m, uint64_t pg, uintptr_t a, PageLock& 
   const bool throttle = core->throttle_stores();
   if (throttle) count(&Counters::stores_throttled);
   const LateDirtying late(this, true);  // before the wake: sync waits for it
-  m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle);
+  // A failed un-protect (EAGAIN: the address space is changing; ENOENT: the
+  // view is going) leaves the page write-protected — dirty already (R6), so
+  // nothing is lost — and the storing thread asleep: wake it (unless its wake
+  // is deferred anyway); its store faults again and is served then.
+  if (m.uffd->writeprotect(a, page_size(), false, /*dontwake=*/throttle) != 0 && !throttle)
+    wake(m, a);
   lock.unlock();
   if (throttle) core->defer_wake(m.uffd, a, page_size());
   FL_POINT("wp.after_wake");
