@@ -442,9 +442,16 @@ void FileImpl::choose_fault_around(VmFault& vmf, int advice) {
   vmf.we = vmf.ws + fa;
   const Page* cached = index_.find(pg);
   const bool hit = cached && cached->test(PG_uptodate);
-  // Random advice: only the faulting page is read (the cached neighbours are
-  // still mapped, as the kernel's fault-around does under MADV_RANDOM).
+  // Random advice: only the faulting page is read.
   const bool whole = advice == static_cast<int>(Advice::Normal) && read_around(m, pg, hit);
+  // A miss that reads only its page (random advice, or read-around off)
+  // maps only its page: its cached neighbours were mostly mapped already,
+  // and each costs a CONTINUE that finds it so (EEXIST; ~16 ioctls per miss
+  // at 1/8 of the file cached, docs/MEASUREMENTS.md M6.4), or was unmapped
+  // by reclaim's sampling, which a map without an access would undo. (The
+  // kernel's fault-around checks the PTEs for free.) A hit still maps the
+  // cached window (a read-around probe's locality, below).
+  if (!whole && !hit) vmf.ws = pg, vmf.we = pg + 1;
   // Whole: read the window, map the faulting page and what was cached before;
   // the pages read for it are probes (a later fault on one is a hit). Else
   // read pg alone (if not cached) and map the cached window.
