@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <sys/uio.h>
 
 #include "mm/sleeping_lock.hpp"
 #include <span>
@@ -443,8 +444,9 @@ class FileImpl {
   /// view so their next access faults (a MINOR fault: the frames stay);
   /// returns which of them an async view shows written (now dirty, R7).
   std::vector<bool> sample_unmap(const std::vector<uint64_t>& pg);
-  /// MADV_DONTNEED of view m's pages [lo, hi) but its poisoned ones.
-  void zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi);
+  /// The ranges of view m's pages [lo, hi) but its poisoned ones, appended
+  /// to `zap` (sample_unmap zaps them all with one MADV_DONTNEED call).
+  void zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi, std::vector<iovec>& zap);
   // shrink's steps (reclaim.cpp): pop a batch from the queue S3-FIFO picks,
   // sort it by an unlocked look, sample the mapped pages, evict the
   // candidates still evictable under their try-locks (R9).

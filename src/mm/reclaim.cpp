@@ -25,10 +25,16 @@
 // next turn. Private views are not sampled (MADV_DONTNEED would drop their
 // copy-on-write copies, F5): accesses through them go unseen.
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <mutex>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "mm/engine_core.hpp"
@@ -51,6 +57,33 @@ constexpr uint64_t kSmallShare = 10;
 // write-back (R9). (PG_error on an uptodate clean page: an earlier write-back
 // failed and a later one succeeded — the backend has the data.)
 bool evictable(uint32_t flags) { return (flags & PG_uptodate) && !(flags & kBusy); }
+
+/// MADV_DONTNEED of every range in `zap`: one process_madvise(2) call per
+/// kIovMax ranges (Linux 6.13+ allows any advice on the caller's own
+/// process; 6.16+ flushes the TLB once per call, not once per range), else
+/// (an older kernel) one madvise per range. Zapping a range twice is
+/// harmless (the pages are locked: nothing maps them again meanwhile), so
+/// a short or failed batch is redone range by range. False if a range failed.
+bool madvise_dontneed(std::span<const iovec> zap) {
+  constexpr size_t kIovMax = 1024;                     // UIO_MAXIOV
+  constexpr int kPidfdSelfProcess = -10001;            // PIDFD_SELF_THREAD_GROUP (6.15+)
+  static std::atomic<bool> batch_works{true};
+  bool ok = true;
+  for (size_t at = 0; at < zap.size(); at += kIovMax) {
+    const std::span<const iovec> part = zap.subspan(at, std::min(kIovMax, zap.size() - at));
+    if (part.size() > 1 && batch_works.load(std::memory_order_relaxed)) {
+      size_t bytes = 0;
+      for (const iovec& v : part) bytes += v.iov_len;
+      const long r = ::syscall(SYS_process_madvise, kPidfdSelfProcess, part.data(), part.size(),
+                               MADV_DONTNEED, 0u);
+      if (r >= 0 && static_cast<size_t>(r) == bytes) continue;
+      if (r < 0 && (errno == EBADF || errno == EINVAL || errno == ENOSYS || errno == EPERM))
+        batch_works.store(false, std::memory_order_relaxed);  // not on this kernel
+    }
+    for (const iovec& v : part) ok &= ::madvise(v.iov_base, v.iov_len, MADV_DONTNEED) == 0;
+  }
+  return ok;
+}
 
 /// R9 (E1, E2): reclaim takes each picked page with a try-lock and checks it
 /// again under the lock before it evicts it. Breaker: the picked pages are
@@ -127,19 +160,16 @@ void FileImpl::lru_push(bool main, const std::vector<LruEntry>& es) {
   q.insert(q.end(), es.begin(), es.end());
 }
 
-void FileImpl::zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi) {
+void FileImpl::zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi, std::vector<iovec>& zap) {
   // Around the pages this view answered with POISON: MADV_DONTNEED would
   // clear the poison (the page must keep raising SIGBUS).
   std::lock_guard pm(m.poison_mu);
   uint64_t from = lo;
   for (auto it = m.poisoned.lower_bound(lo); from < hi;) {
     const uint64_t to = (it == m.poisoned.end() || *it >= hi) ? hi : *it;
-    // Result discarded: a zap that fails leaves the PTEs, so the page's
-    // accesses go unseen and it may be judged unused (evicted: clean, its
-    // data is in the backend). Nothing is lost.
     if (to > from)
-      (void)::madvise(reinterpret_cast<void*>(m.addr_of(from)), (to - from) << page_shift_,
-                      MADV_DONTNEED);
+      zap.push_back({reinterpret_cast<void*>(m.addr_of(from)),
+                     static_cast<size_t>((to - from) << page_shift_)});
     if (to >= hi) break;
     from = to + 1;
     ++it;
@@ -152,6 +182,7 @@ std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg) {
   std::vector<bool> written(pg.size(), false);
   const uint64_t eof = eof_pages();
   auto consecutive = [&](uint64_t k, uint64_t l) { return pg[l] == pg[k] + 1; };
+  std::vector<iovec> zap;  // zapped together below, still under the rmap lock (R15)
   auto g = lock_rmap();
   for (MappingImpl* m : rmap_) {
     if (!m->shared) continue;  // F5: DONTNEED would drop private copies
@@ -160,7 +191,7 @@ std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg) {
       const uint64_t lo = std::max(pg[a], vlo), hi = std::min(pg[b - 1] + 1, vhi);
       if (lo >= hi) return;
       if (!m->async_wp()) {
-        zap_unpoisoned(*m, lo, hi);
+        zap_unpoisoned(*m, lo, hi, zap);
         return;
       }
       // R7 (async): a store through this view left no trace but its PTE;
@@ -173,6 +204,10 @@ std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg) {
       }
     });
   }
+  // Result discarded: a zap that fails leaves the PTEs, so the page's
+  // accesses go unseen and it may be judged unused (evicted: clean, its data
+  // is in the backend). Nothing is lost.
+  (void)madvise_dontneed(zap);
   return written;
 }
 

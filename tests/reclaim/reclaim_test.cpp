@@ -308,6 +308,35 @@ TEST(Reclaim, PageTouchedAfterBeingSampledIsKept) {
   EXPECT_TRUE(same(m.data(), ft::pattern(0, pages * kPage, 11)));
 }
 
+// The sampling zaps of one reclaim call go to the kernel together (one
+// process_madvise(MADV_DONTNEED) for many ranges where the kernel allows it,
+// else one madvise each): pages apart from each other, one range each, are
+// all unmapped — each later touch faults (MINOR, a hit).
+TEST(Reclaim, SampledPagesApartAreAllUnmapped) {
+  ft::TempDir d;
+  const uint64_t pages = 64;
+  const auto path = d.make_file("r", pages * kPage, 13);
+  Engine eng(one_page_faults());
+  File f = eng.open(path);
+  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  std::vector<std::byte> one(kPage);
+  for (uint64_t i = 0; i < pages; i += 2) (void)load_byte(m.data() + i * kPage);
+  for (uint64_t i = 0; i < pages; i += 2) f.read(i * kPage, one);  // settle: accessed
+  const uint64_t cached = pages / 2;
+  ASSERT_EQ(f.stats().cached_pages, cached);
+  EXPECT_EQ(eng.reclaim(1), 1u);
+  const Stats s1 = f.stats();
+  EXPECT_EQ(s1.pages_sampled, cached) << "every mapped page is sampled before one is evicted";
+  for (uint64_t i = pages; i >= 2;) {
+    i -= 2;
+    EXPECT_EQ(load_byte(m.data() + i * kPage), static_cast<uint8_t>(ft::pat(i * kPage, 13)));
+  }
+  const Stats s2 = f.stats();
+  EXPECT_EQ(s2.minor_faults - s1.minor_faults, cached - 1) << "a sampled page stayed mapped";
+  EXPECT_EQ(s2.cache_hits - s1.cache_hits, cached - 1);
+  EXPECT_EQ(s2.cache_misses - s1.cache_misses, 1u);
+}
+
 // A store to a sampled page (its PTE zapped: the store faults as MINOR|WRITE)
 // dirties it under the lock (R6); reclaim then keeps it until it is written.
 TEST(Reclaim, StoreToASampledPageIsNeverDropped) {
