@@ -306,6 +306,10 @@ class FileBackend final : public Backend {
   bool cached_whole(uint64_t off, size_t len) const {
     uint64_t nr_cache = 0;
     if (!cachestat(off, len, &nr_cache)) return false;
+    // Nothing cached (a cold miss) or all of it: no need for the size (an
+    // fstat per fill). A range at or past the end reads short either way.
+    if (nr_cache == 0) return false;
+    if (nr_cache >= (len + kBasePageSize - 1) / kBasePageSize) return true;
     const int64_t sz = const_cast<FileBackend*>(this)->size();
     const uint64_t end = std::min<uint64_t>(off + len, sz < 0 ? 0 : static_cast<uint64_t>(sz));
     const uint64_t pages = end > off ? (end - off + kBasePageSize - 1) / kBasePageSize : 0;
