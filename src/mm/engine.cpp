@@ -51,6 +51,20 @@ namespace {
 /// EngineConfig::max_fault_threads above this is refused (EINVAL): each
 /// handler reserves a stack, and more cannot be in flight usefully.
 constexpr unsigned kMaxFaultThreads = 4096;
+
+/// Adds (op EPOLL_CTL_ADD) or re-arms (EPOLL_CTL_MOD) a userfaultfd in the
+/// handlers' epoll set, one-shot: epoll_wait hands it to one handler, which
+/// re-arms it after reading one event, and the re-arm wakes one more handler
+/// only if another event is queued. (Level-triggered, every event woke a
+/// second idle handler — epoll puts a level-triggered file back on its ready
+/// list and wakes the next waiter — which mostly found nothing: MEASUREMENTS
+/// M6.4.)
+bool arm_uffd(int epfd, Userfaultfd* u, int op) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.ptr = u;
+  return ::epoll_ctl(epfd, op, u->fd(), &ev) == 0;
+}
 }  // namespace
 
 Status EngineCore::check_config(const EngineConfig& cfg) {
@@ -94,10 +108,9 @@ EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
   // async one) is served at once by threads already waiting.
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) throw_errno("faultline: epoll_create1");
+  if (!arm_uffd(epoll_fd_, &uffd, EPOLL_CTL_ADD)) throw_errno("faultline: epoll_ctl");
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.ptr = &uffd;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, uffd.fd(), &ev) != 0) throw_errno("faultline: epoll_ctl");
   ev.data.ptr = nullptr;  // the stop eventfd
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &ev) != 0) throw_errno("faultline: epoll_ctl");
 }
@@ -117,10 +130,7 @@ Status EngineCore::make_async_uffd() {
   auto u = std::make_unique<Userfaultfd>(/*wp_async=*/true);
   const int pm = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (pm < 0) return Status::from_errno("faultline: open(/proc/self/pagemap) for PAGEMAP_SCAN");
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.ptr = u.get();
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, u->fd(), &ev) != 0) {
+  if (!arm_uffd(epoll_fd_, u.get(), EPOLL_CTL_ADD)) {
     const int e = errno;
     ::close(pm);
     return {-e, "faultline: epoll_ctl(async userfaultfd)"};
@@ -604,11 +614,25 @@ bool EngineCore::handler_events(Handler* self) {
       log(std::string("faultline: epoll_wait: ") + std::strerror(errno));
       return false;
     }
+    bool stop = false;
     for (int k = 0; k < r; ++k) {
       auto* u = static_cast<Userfaultfd*>(evs[k].data.ptr);
-      if (!u) return false;  // stop_fd_
-      if (evs[k].events & (EPOLLERR | EPOLLHUP)) return false;
-      const ssize_t n = ::read(u->fd(), &msg, sizeof msg);
+      if (!u) {
+        stop = true;  // stop_fd_: after the userfaultfds this wait returned (re-armed)
+        continue;
+      }
+      // One-shot: re-armed at once after one read (or an error, which the
+      // next handler then sees too), so the next queued event is served
+      // beside this one.
+      const bool err = evs[k].events & (EPOLLERR | EPOLLHUP);
+      const ssize_t n = err ? -1 : ::read(u->fd(), &msg, sizeof msg);
+      const int read_errno = errno;
+      if (!arm_uffd(epoll_fd_, u, EPOLL_CTL_MOD) && errno != ENOENT && errno != EBADF) {
+        log(std::string("faultline: epoll_ctl(re-arm userfaultfd): ") + std::strerror(errno));
+        return false;
+      }
+      errno = read_errno;
+      if (err) return false;
       if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) continue;  // another handler took it
         log(std::string("faultline: read(userfaultfd): ") + std::strerror(errno));
@@ -619,6 +643,7 @@ bool EngineCore::handler_events(Handler* self) {
       dispatch(*u, msg.arg.pagefault.address, msg.arg.pagefault.flags);
       idle_handlers_.fetch_add(1, std::memory_order_acq_rel);
     }
+    if (stop) return false;
   }
 }
 
