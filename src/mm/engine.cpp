@@ -58,7 +58,7 @@ constexpr unsigned kMaxFaultThreads = 4096;
 /// only if another event is queued. (Level-triggered, every event woke a
 /// second idle handler — epoll puts a level-triggered file back on its ready
 /// list and wakes the next waiter — which mostly found nothing: MEASUREMENTS
-/// M6.4.)
+/// M6.5.)
 bool arm_uffd(int epfd, Userfaultfd* u, int op) {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;

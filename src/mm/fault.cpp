@@ -447,7 +447,7 @@ void FileImpl::choose_fault_around(VmFault& vmf, int advice) {
   // A miss that reads only its page (random advice, or read-around off)
   // maps only its page: its cached neighbours were mostly mapped already,
   // and each costs a CONTINUE that finds it so (EEXIST; ~16 ioctls per miss
-  // at 1/8 of the file cached, docs/MEASUREMENTS.md M6.4), or was unmapped
+  // at 1/8 of the file cached, docs/MEASUREMENTS.md M6.5), or was unmapped
   // by reclaim's sampling, which a map without an access would undo. (The
   // kernel's fault-around checks the PTEs for free.) A hit still maps the
   // cached window (a read-around probe's locality, below).
