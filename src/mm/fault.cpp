@@ -228,7 +228,7 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   // poison between the ioctl and the record.
   count(&Counters::sigbus_sent);
   {
-    std::lock_guard g(m.poison_mu);
+    MutexLock g(m.poison_mu);
     m.poisoned.insert(pg);
   }
   // R5 (W10): after a refused page_mkwrite no store may go through, so a
@@ -266,7 +266,7 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   }
   if (e != 0) {
     {
-      std::lock_guard g(m.poison_mu);
+      MutexLock g(m.poison_mu);
       m.poisoned.erase(pg);
     }
     count(&Counters::sigbus_sent, static_cast<uint64_t>(-1));  // not sent after all
@@ -817,7 +817,7 @@ void FileImpl::FaultWindow::read_poison() {
   // Pages this view answered with POISON keep raising SIGBUS until the range
   // is invalidated, punched or truncated: CONTINUE would replace the poison
   // marker, so fault-around skips them.
-  std::lock_guard g(m.poison_mu);
+  MutexLock g(m.poison_mu);
   if (m.poisoned.empty()) return;
   poisoned.assign(size(), false);
   for (auto it = m.poisoned.lower_bound(ws); it != m.poisoned.end() && *it < we; ++it)

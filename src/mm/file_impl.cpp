@@ -188,7 +188,7 @@ FileImpl::~FileImpl() {
 }
 
 void FileImpl::upgrade_backend(std::shared_ptr<Backend> b) {
-  std::lock_guard g(backend_mu_);
+  MutexLock g(backend_mu_);
   if (backend().writable() || !b->writable()) return;
   backend_.store(b.get(), std::memory_order_release);
   backends_.push_back(std::move(b));
@@ -200,22 +200,13 @@ void FileImpl::count(Counter c, uint64_t n) {
 }
 
 void FileImpl::add_mapping(MappingImpl* m) {
-  std::lock_guard g(rmap_mu_);
+  MutexLock g(rmap_mu_);
   rmap_.push_back(m);
 }
 
 void FileImpl::remove_mapping(MappingImpl* m) {
-  std::lock_guard g(rmap_mu_);
+  MutexLock g(rmap_mu_);
   rmap_.erase(std::remove(rmap_.begin(), rmap_.end(), m), rmap_.end());
-}
-
-std::unique_lock<std::mutex> FileImpl::lock_rmap() {
-  std::unique_lock g(rmap_mu_, std::try_to_lock);
-  if (!g.owns_lock()) {
-    FL_POINT("wait.rmap_lock");
-    g.lock();
-  }
-  return g;
 }
 
 void FileImpl::unmap_view(MappingImpl* m, const std::function<void()>& unmap) {
@@ -228,7 +219,7 @@ void FileImpl::unmap_view(MappingImpl* m, const std::function<void()>& unmap) {
   // R15: munmap and leave the reverse map in one step. A walk that holds the
   // rmap lock sees the view still mapped or not at all; munmap (mmap_lock)
   // nests inside the rmap lock, as the walks' madvise / ioctls do.
-  std::lock_guard g(rmap_mu_);
+  MutexLock g(rmap_mu_);
   unmap();
   FL_POINT("mapping.after_munmap");
   rmap_.erase(std::remove(rmap_.begin(), rmap_.end(), m), rmap_.end());
@@ -445,8 +436,8 @@ Status FileImpl::read(uint64_t off, std::span<std::byte> out, size_t& done) {
     // invalidate that would deadlock with a writer-preferring lock).
     uint64_t len = 0;
     const Status s = [&]() -> Status {
-      std::shared_lock size_guard(i_rwsem_);
-      std::shared_lock inval(invalidate_lock_);
+      SharedLock size_guard(i_rwsem_);
+      SharedLock inval(invalidate_lock_);
       const uint64_t size = i_size();
       if (pos >= size) return {};
       const uint64_t end = std::min<uint64_t>(size, want_end);
@@ -537,7 +528,7 @@ Status FileImpl::write_batch(uint64_t& pos, uint64_t end, const std::byte* src) 
   std::unique_lock<SleepingRwLock> excl(i_rwsem_, std::defer_lock);
   std::shared_lock<SleepingRwLock> shared(i_rwsem_, std::defer_lock);
   if (Status s = lock_size_for_write(chunk_end_max, excl, shared); !s.ok()) return s;
-  std::shared_lock inval(invalidate_lock_);  // fills exclude invalidation (R1)
+  SharedLock inval(invalidate_lock_);  // fills exclude invalidation (R1)
   LockedRun run(*this, pg, want);
   const uint64_t n = run.size();
   // R7 (W11): stable pages — no page under write-back changes.
@@ -562,6 +553,7 @@ Status FileImpl::lock_size_for_write(uint64_t write_end, std::unique_lock<Sleepi
     FL_POINT("write.before_size_lock");
     if (grow) {
       excl.lock();
+      i_rwsem_.AssertHeld();     // the analysis cannot follow excl / shared
       return extend(write_end);  // a no-op if it grew meanwhile
     }
     shared.lock();

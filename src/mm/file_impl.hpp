@@ -19,7 +19,9 @@
 #include <shared_mutex>
 #include <sys/uio.h>
 
+#include "mm/mutex.hpp"
 #include "mm/sleeping_lock.hpp"
+#include "mm/thread_annotations.hpp"
 #include <span>
 #include <string>
 #include <utility>
@@ -109,7 +111,7 @@ class FileImpl {
   /// The cache side of a shrink (R3): i_size, pages past it, the partial
   /// page's tail, the memfd, poison records. Done whole even when a syscall
   /// fails; then the Status of the first failure.
-  Status shrink_cache(uint64_t new_size);
+  Status shrink_cache(uint64_t new_size) REQUIRES(i_rwsem_, invalidate_lock_);
 
   // --- writeback ------------------------------------------------------------
   /// Writes back every dirty page in [first, last) (only those dirty for at
@@ -259,15 +261,15 @@ class FileImpl {
     FileImpl& f_;
     uint64_t pg_, n_;
   };
-  /// Makes the pages of a locked run uptodate (fill those that are not).
-  /// 0 or -errno (the pages of the failed fill get PG_error).
-  [[nodiscard]] int make_uptodate(uint64_t pg, uint64_t n);
+  /// Makes the pages of a locked run uptodate (fill those that are not;
+  /// fills exclude invalidation, R1). 0 or -errno (the pages of the failed
+  /// fill get PG_error).
+  [[nodiscard]] int make_uptodate(uint64_t pg, uint64_t n) REQUIRES_SHARED(invalidate_lock_);
   /// Gives the access at addr in view m SIGBUS (UFFDIO_POISON, DESIGN sec. 2).
   void send_sigbus(MappingImpl& m, uintptr_t addr);
   void wake(MappingImpl& m, uintptr_t addr);
-  /// Grows i_size and the memfd to new_size (nothing if not larger); the
-  /// caller holds i_rwsem_ exclusively.
-  Status extend(uint64_t new_size);
+  /// Grows i_size and the memfd to new_size (nothing if not larger).
+  Status extend(uint64_t new_size) REQUIRES(i_rwsem_);
   // write()'s steps. One batch: [pos, at most end) over at most
   // io_batch_pages() pages, from src (the caller's bytes at pos); advances
   // pos to where it ended.
@@ -278,7 +280,8 @@ class FileImpl {
                            std::shared_lock<SleepingRwLock>& shared);
   /// Locked run: fills the pages a write of [pos, chunk_end) covers only in
   /// part, so they hold the file's data first. 0 or -errno.
-  [[nodiscard]] int read_partial_pages(uint64_t pos, uint64_t chunk_end);
+  [[nodiscard]] int read_partial_pages(uint64_t pos, uint64_t chunk_end)
+      REQUIRES_SHARED(invalidate_lock_);
   /// Locked run: copies src into the frames of [pos, chunk_end).
   Status copy_into_frames(uint64_t pos, uint64_t chunk_end, const std::byte* src);
   /// Pages per read()/write() batch: 1 MiB worth, at least one page.
@@ -388,13 +391,22 @@ class FileImpl {
   /// Forgets every view's poison records from page pg on (past a new EOF).
   void forget_poison_from(uint64_t pg);
 
+  // Lock-free on purpose: page_shift_, memfd_, alias_, alias_len_ are set in
+  // the constructor, stable_pages_ and async_ by set_options before
+  // EngineCore::open publishes the File; all are read-only after that.
   const unsigned page_shift_;
   bool stable_pages_ = false;
   bool async_ = false;
   std::atomic<uint32_t> harvested_ms_{0};  // async: when harvest() last scanned the whole File
+  // Written under backend_mu_ (upgrade_backend), read without it: an atomic
+  // pointer into backends_, which keeps every backend alive.
   std::atomic<Backend*> backend_;
-  std::vector<std::shared_ptr<Backend>> backends_;  // keeps every backend alive
-  std::mutex backend_mu_;
+  Mutex backend_mu_;
+  std::vector<std::shared_ptr<Backend>> backends_ GUARDED_BY(backend_mu_);
+  // Written under i_rwsem_ exclusive (and invalidate_lock_ for a shrink); an
+  // atomic, not GUARDED_BY, read without the lock on purpose: the fault path
+  // rechecks it under the page lock (R2); who needs it to stay put holds
+  // i_rwsem_ (R3).
   std::atomic<uint64_t> i_size_{0};
   int memfd_ = -1;
   // hugetlb only: the alias view, one unregistered MAP_SHARED | MAP_NORESERVE
@@ -414,11 +426,11 @@ class FileImpl {
   // Order: i_rwsem_ -> invalidate_lock_ -> reclaim_mu_ -> page locks.
   SleepingRwLock invalidate_lock_{"wait.invalidate_lock.exclusive",
                                   "wait.invalidate_lock.shared"};
-  std::mutex rmap_mu_;
-  /// rmap_mu_ for a walk of the views; a caller that must sleep on it passes
-  /// the wait point wait.rmap_lock first (R15: F13 proves a walk waits there).
-  std::unique_lock<std::mutex> lock_rmap();
-  std::vector<MappingImpl*> rmap_;
+  Mutex rmap_mu_;
+  /// The wait point of a walk of the views: MutexLock(rmap_mu_, kRmapWait)
+  /// passes it before sleeping on rmap_mu_ (R15: F13 proves a walk waits there).
+  static constexpr const char* kRmapWait = "wait.rmap_lock";
+  std::vector<MappingImpl*> rmap_ GUARDED_BY(rmap_mu_);
   std::atomic<uint64_t> wb_err_{0};  // errseq: (sequence << 16) | errno
   std::atomic<uint64_t> nr_dirty_{0};
   std::atomic<uint64_t> nr_cached_{0};      // uptodate pages (this File's pages)
@@ -431,8 +443,8 @@ class FileImpl {
     uint64_t pg;
     uint32_t gen;
   };
-  std::mutex lru_mu_;
-  std::deque<LruEntry> small_, main_;
+  Mutex lru_mu_;
+  std::deque<LruEntry> small_ GUARDED_BY(lru_mu_), main_ GUARDED_BY(lru_mu_);
   std::atomic<uint64_t> nr_main_{0};        // uptodate pages with PG_main
   std::atomic<uint32_t> small_evicted_{0};  // pages evicted from small_ (the ghosts' clock)
   /// Pops up to `max` live entries of a queue (main or small) for reclaim.
@@ -468,7 +480,7 @@ class FileImpl {
   // would send new faults into the slot the first sync still waits for.
   std::atomic<uint64_t> late_epoch_{0};
   std::atomic<uint32_t> late_dirtying_[2]{};
-  std::mutex late_sync_mu_;
+  Mutex late_sync_mu_;
   unsigned begin_late_dirtying();
   void end_late_dirtying(unsigned slot);
   void wait_late_dirtying();
@@ -491,7 +503,7 @@ class FileImpl {
     unsigned slot_;
   };
  private:
-  std::mutex reclaim_mu_;                   // one reclaim of this File at a time; harvest_view
+  Mutex reclaim_mu_;                        // one reclaim of this File at a time; harvest_view
 };
 
 }  // namespace faultline::detail

@@ -8,6 +8,8 @@
 #include <set>
 
 #include "faultline/mapping.hpp"
+#include "mm/mutex.hpp"
+#include "mm/thread_annotations.hpp"
 
 namespace faultline::detail {
 
@@ -58,8 +60,8 @@ class MappingImpl {
 
   // Pages of this view answered with UFFDIO_POISON (they raise SIGBUS until
   // invalidate / punch / truncate clears exactly them).
-  std::mutex poison_mu;
-  std::set<uint64_t> poisoned;
+  Mutex poison_mu;
+  std::set<uint64_t> poisoned GUARDED_BY(poison_mu);
 
   // Readahead state (benign races: a hint, not a correctness property).
   std::atomic<uint64_t> ra_start{~uint64_t{0}};  // first page of the stream's last window

@@ -115,7 +115,7 @@ void FileImpl::mark_uptodate(uint64_t pg, Page* p) {
     nr_main_.fetch_sub(1, std::memory_order_relaxed);
   }
   {
-    std::lock_guard g(lru_mu_);
+    MutexLock g(lru_mu_);
     (ghost ? main_ : small_).push_back({pg, p->gen.load(std::memory_order_acquire)});
     // Entries of pages dropped by truncate / punch / invalidate stay until
     // reclaim pops them; without a memory limit nothing does: keep the queues
@@ -134,7 +134,7 @@ void FileImpl::mark_uptodate(uint64_t pg, Page* p) {
 
 std::vector<FileImpl::LruEntry> FileImpl::lru_pop(bool main, size_t max) {
   std::vector<LruEntry> out;
-  std::lock_guard g(lru_mu_);
+  MutexLock g(lru_mu_);
   auto& q = main ? main_ : small_;
   while (out.size() < max && !q.empty()) {
     const LruEntry e = q.front();
@@ -148,14 +148,14 @@ std::vector<FileImpl::LruEntry> FileImpl::lru_pop(bool main, size_t max) {
 }
 
 std::vector<FileImpl::LruEntry> FileImpl::lru_peek_small(size_t max) {
-  std::lock_guard g(lru_mu_);
+  MutexLock g(lru_mu_);
   const size_t n = std::min(max, small_.size());
   return std::vector<LruEntry>(small_.begin(), small_.begin() + static_cast<ptrdiff_t>(n));
 }
 
 void FileImpl::lru_push(bool main, const std::vector<LruEntry>& es) {
   if (es.empty()) return;
-  std::lock_guard g(lru_mu_);
+  MutexLock g(lru_mu_);
   auto& q = main ? main_ : small_;
   q.insert(q.end(), es.begin(), es.end());
 }
@@ -163,7 +163,7 @@ void FileImpl::lru_push(bool main, const std::vector<LruEntry>& es) {
 void FileImpl::zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi, std::vector<iovec>& zap) {
   // Around the pages this view answered with POISON: MADV_DONTNEED would
   // clear the poison (the page must keep raising SIGBUS).
-  std::lock_guard pm(m.poison_mu);
+  MutexLock pm(m.poison_mu);
   uint64_t from = lo;
   for (auto it = m.poisoned.lower_bound(lo); from < hi;) {
     const uint64_t to = (it == m.poisoned.end() || *it >= hi) ? hi : *it;
@@ -183,7 +183,7 @@ std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg) {
   const uint64_t eof = eof_pages();
   auto consecutive = [&](uint64_t k, uint64_t l) { return pg[l] == pg[k] + 1; };
   std::vector<iovec> zap;  // zapped together below, still under the rmap lock (R15)
-  auto g = lock_rmap();
+  MutexLock g(rmap_mu_, kRmapWait);
   for (MappingImpl* m : rmap_) {
     if (!m->shared) continue;  // F5: DONTNEED would drop private copies
     const uint64_t vlo = m->pgoff, vhi = m->pgoff + m->npages;
@@ -375,8 +375,9 @@ void FileImpl::age(uint64_t ahead) {
   // by those very minor faults may not have touched it again (bench
   // --out-of-core scan+hot). Each page is sampled at most once until it is
   // accessed or evicted (sampled and referenced pages are skipped).
-  std::unique_lock one(reclaim_mu_, std::try_to_lock);  // reclaim is at it: it samples
-  if (!one.owns_lock() || ahead == 0) return;
+  if (!reclaim_mu_.try_lock()) return;  // reclaim is at it: it samples
+  MutexLock one(reclaim_mu_, std::adopt_lock);
+  if (ahead == 0) return;
   const std::vector<LruEntry> es = lru_peek_small(static_cast<size_t>(ahead));
   for (size_t i = 0; i < es.size(); i += kReclaimBatchPages) {
     ReclaimBatch b;
@@ -399,7 +400,7 @@ std::vector<FileImpl::LruEntry> FileImpl::pop_batch(ReclaimBatch& b, const uint6
   const uint64_t nmain = std::min(nr_main_.load(std::memory_order_relaxed), cached);
   b.from_small = (cached - nmain) * kSmallShare >= cached;
   auto stuck = [&](bool main) {
-    std::lock_guard g(lru_mu_);
+    MutexLock g(lru_mu_);
     return idle[main] >= (main ? main_ : small_).size();
   };
   if (stuck(!b.from_small)) b.from_small = !b.from_small;
@@ -414,8 +415,9 @@ std::vector<FileImpl::LruEntry> FileImpl::pop_batch(ReclaimBatch& b, const uint6
 }
 
 uint64_t FileImpl::shrink(uint64_t want) {
-  std::unique_lock one(reclaim_mu_, std::try_to_lock);  // another reclaim is at it
-  if (!one.owns_lock() || want == 0) return 0;
+  if (!reclaim_mu_.try_lock()) return 0;  // another reclaim is at it
+  MutexLock one(reclaim_mu_, std::adopt_lock);
+  if (want == 0) return 0;
   uint64_t freed = 0;
   // Bounds per call: each queued page is looked at about three times at most
   // (promote or sample, then evict), and at most 2 x want + a batch pages of
@@ -423,7 +425,7 @@ uint64_t FileImpl::shrink(uint64_t want) {
   // fault path). The small queue samples what it must (sort_candidates).
   uint64_t visits, sample_budget = 2 * want + kReclaimBatchPages;
   {
-    std::lock_guard g(lru_mu_);
+    MutexLock g(lru_mu_);
     visits = 3 * (small_.size() + main_.size()) + kReclaimBatchPages;
   }
   // Entries looked at in a row without progress (everything locked, dirty or
@@ -437,7 +439,7 @@ uint64_t FileImpl::shrink(uint64_t want) {
     visits -= std::min<uint64_t>(visits, es.size());
     sort_candidates(b, es, want - freed, sample_budget);
     if (!b.unlooked.empty()) {
-      std::lock_guard g(lru_mu_);
+      MutexLock g(lru_mu_);
       auto& q = b.from_small ? small_ : main_;
       q.insert(q.begin(), b.unlooked.begin(), b.unlooked.end());
     }

@@ -59,9 +59,9 @@ void FileImpl::drop_page(Page* p) {
 void FileImpl::clear_poison(uint64_t first, uint64_t last) {
   // Exactly the poisoned pages: a wider MADV_DONTNEED in a private view would
   // drop the process's own copies (F5). R15: no view here is unmapped yet.
-  auto g = lock_rmap();
+  MutexLock g(rmap_mu_, kRmapWait);
   for (MappingImpl* m : rmap_) {
-    std::lock_guard pg(m->poison_mu);
+    MutexLock pg(m->poison_mu);
     for (auto it = m->poisoned.lower_bound(first); it != m->poisoned.end() && *it < last;) {
       // Result discarded: DONTNEED of a live, page-aligned view fails only
       // for a VM_LOCKED range (a view the user mlock()ed): the poison then
@@ -164,7 +164,7 @@ void FileImpl::dirty_written_locked(uint64_t pg, std::span<Page* const> run) {
   // are zapped here, under the locks, so no store slips between the check
   // and the drop (it faults and waits for the lock).
   const uint64_t eof = eof_pages();
-  auto g = lock_rmap();
+  MutexLock g(rmap_mu_, kRmapWait);
   for (MappingImpl* m : rmap_) {
     if (!m->async_wp()) continue;
     for (uint64_t k : zap_written(*m, pg, pg + run.size()))
@@ -297,9 +297,9 @@ Status FileImpl::shrink_cache(uint64_t new_size) {
 
 void FileImpl::forget_poison_from(uint64_t pg) {
   // Poison records past the new end are gone with the PTEs.
-  std::lock_guard g(rmap_mu_);
+  MutexLock g(rmap_mu_);
   for (MappingImpl* m : rmap_) {
-    std::lock_guard pm(m->poison_mu);
+    MutexLock pm(m->poison_mu);
     m->poisoned.erase(m->poisoned.lower_bound(pg), m->poisoned.end());
   }
 }
@@ -308,8 +308,8 @@ Status FileImpl::truncate(uint64_t new_size) {
   if (!backend().writable()) return {-EROFS, "faultline: truncate of read-only " + key};
   if ((new_size >> page_shift_) >= PageIndex::kMaxPages)
     return {-EFBIG, "faultline: truncate beyond the largest file size"};
-  std::unique_lock size_guard(i_rwsem_);
-  std::unique_lock inval(invalidate_lock_);
+  ExclusiveLock size_guard(i_rwsem_);
+  ExclusiveLock inval(invalidate_lock_);
   const bool shrink = new_size < i_size();
   // R3 (F11): a shrink drops the cache before the backend shrinks; a growth
   // grows the backend first.
@@ -328,7 +328,7 @@ Status FileImpl::punch_hole(uint64_t off, uint64_t len) {
   if (!backend().writable()) return {-EROFS, "faultline: punch_hole of read-only " + key};
   if (!backend().can_punch_hole())
     return {-EOPNOTSUPP, "faultline: the backend of " + key + " cannot punch holes"};
-  std::unique_lock size_guard(i_rwsem_);
+  ExclusiveLock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
   lock_out_fills(inval);  // R4: no fill brings old data back meanwhile
   const uint64_t size = i_size();
@@ -363,7 +363,7 @@ Status FileImpl::punch_hole(uint64_t off, uint64_t len) {
 Status FileImpl::invalidate(uint64_t off, uint64_t len, std::vector<uint64_t>& failed) {
   if (len == 0) return {-EINVAL, "faultline: invalidate of zero length"};
   if (off + len < off) return {-EINVAL, "faultline: invalidate range overflows"};
-  std::shared_lock size_guard(i_rwsem_);
+  SharedLock size_guard(i_rwsem_);
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
   lock_out_fills(inval);  // R4
   const auto [first, last] = pages_of(off, len);  // invalidate(0, UINT64_MAX): all (defect 5)
@@ -375,8 +375,8 @@ Status FileImpl::invalidate(uint64_t off, uint64_t len, std::vector<uint64_t>& f
 void FileImpl::remote_changed(uint64_t off, uint64_t len) {
   FL_POINT("remote.changed");  // on the backend's thread (defect 8's test parks it here)
   if (len == 0) return;
-  std::shared_lock size_guard(i_rwsem_);
-  std::unique_lock inval(invalidate_lock_);
+  SharedLock size_guard(i_rwsem_);
+  ExclusiveLock inval(invalidate_lock_);
   const auto [first, last] = pages_of(off, len);  // a sink's "everything": clamped (defect 5)
   invalidate_remote_pages(first, last);
 }
@@ -395,8 +395,8 @@ void FileImpl::remote_resized(uint64_t new_size) {
               " bytes, more than the largest file size: ignored");
     return;
   }
-  std::unique_lock size_guard(i_rwsem_);
-  std::unique_lock inval(invalidate_lock_);
+  ExclusiveLock size_guard(i_rwsem_);
+  ExclusiveLock inval(invalidate_lock_);
   // (extend: nothing when the size is unchanged)
   const Status s = new_size < i_size() ? shrink_cache(new_size) : extend(new_size);
   if (!s.ok())

@@ -104,7 +104,7 @@ int FileImpl::mkclean(uint64_t pg, uint64_t n) {
   // ENOENT: no registered view there (R15 keeps munmapped views out of the
   // reverse map, so a reused range is never write-protected; kept defensive).
   int err = 0;
-  auto g = lock_rmap();
+  MutexLock g(rmap_mu_, kRmapWait);
   for (MappingImpl* m : rmap_) {
     if (!m->tracks_writes()) continue;
     const uint64_t a = std::max(pg, m->pgoff), b = std::min(pg + n, m->pgoff + m->npages);
@@ -167,7 +167,7 @@ int FileImpl::scan_view(MappingImpl& m, uint64_t first, uint64_t last, uint64_t 
 std::vector<std::pair<uint64_t, uint64_t>> FileImpl::written_hint(uint64_t first, uint64_t last) {
   std::vector<std::pair<uint64_t, uint64_t>> runs;
   {
-    std::lock_guard g(rmap_mu_);
+    MutexLock g(rmap_mu_);
     for (MappingImpl* m : rmap_) {
       if (!m->async_wp()) continue;
       scan_view(*m, first, last, PAGE_IS_WRITTEN, false,
@@ -190,7 +190,7 @@ uint64_t FileImpl::harvest_locked(uint64_t pg, uint64_t n) {
   // R7 (async): under the page locks, one scan per view re-protects the
   // written pages and reports them atomically; they become dirty here.
   const uint64_t eof = eof_pages();
-  std::lock_guard g(rmap_mu_);
+  MutexLock g(rmap_mu_);
   for (MappingImpl* m : rmap_) {
     if (!m->async_wp()) continue;
     scan_view(*m, pg, pg + n, PAGE_IS_WRITTEN, true, [&](uint64_t s, uint64_t k, uint64_t) {
@@ -265,7 +265,7 @@ void FileImpl::harvest_view(MappingImpl& m) {
   // Order: invalidate_lock -> reclaim_mu_ -> page locks.
   std::unique_lock inval(invalidate_lock_, std::defer_lock);
   hold_off_invalidate(inval);  // R7d
-  std::lock_guard no_reclaim(reclaim_mu_);
+  MutexLock no_reclaim(reclaim_mu_);
   const std::vector<uint64_t> written = zap_written(m, m.pgoff, m.pgoff + m.npages);
   FL_POINT("teardown.after_zap");
   for (uint64_t pg : written) {
@@ -370,7 +370,7 @@ int FileImpl::write_out(uint64_t pg, uint64_t n, uint64_t len) {
 
 int FileImpl::writeback_size() {
   // Size changes hold i_rwsem_ exclusively: the size read here stays valid.
-  std::shared_lock size_guard(i_rwsem_);
+  SharedLock size_guard(i_rwsem_);
   const int64_t bs = backend().size();
   if (bs < 0 || static_cast<uint64_t>(bs) >= i_size()) return 0;
   if (int e = backend().truncate(i_size()); e < 0) {
@@ -423,7 +423,7 @@ void FileImpl::wait_late_dirtying() {
   // the new one (a store after sync began is not sync's to write). One sync
   // at a time: another flip now would make the new faults count in the slot
   // waited for here, which they could then hold off forever.
-  std::lock_guard one_sync(late_sync_mu_);
+  MutexLock one_sync(late_sync_mu_);
   const unsigned slot = late_epoch_.fetch_add(1, std::memory_order_seq_cst) & 1;
   uint32_t v = late_dirtying_[slot].load(std::memory_order_seq_cst);
   if (v == 0) return;
@@ -512,7 +512,7 @@ int FileImpl::writeback(uint64_t first, uint64_t last, uint32_t min_age_ms, bool
   if (async_ && harvest_written) {
     // R7 (async, W9): not while a view's teardown has zapped written PTEs
     // whose pages are not dirty yet (it holds the invalidate_lock exclusive).
-    std::shared_lock inval(invalidate_lock_);
+    SharedLock inval(invalidate_lock_);
     harvest(first, last);
   }
   int first_err = 0;
