@@ -141,13 +141,16 @@ TEST(AsyncReadahead, NextWindowIsReadWhileTheStreamTouchesThisOne) {
   EXPECT_EQ(o.faults(), before + 1);
   EXPECT_EQ(o.f.stats().cache_hits, hits + 1);
   ASSERT_TRUE(ft::eventually([&] { return o.f.stats().async_readahead_pages == 2 * kRa; }));
-  // To the end: every page read once, a fault per window.
-  const uint64_t mid = o.faults();
+  // To the end, ungated: every page read once. (No fault count here: the
+  // stream now races the readahead of each next window, and a touch that
+  // arrives while that window is still being read faults on a page of it and
+  // waits for its lock — one fault or several per window, by timing. The one
+  // fault per window read ahead in time is checked above, where the gate
+  // decides the order.)
   for (uint64_t pg = 3 * kWindow + kRa; pg < kPages; ++pg) o.touch(pg);
   s = o.f.stats();
   EXPECT_EQ(s.pages_filled, kPages);
   EXPECT_EQ(s.bytes_read, kPages * kPage);
-  EXPECT_EQ(o.faults() - mid, (kPages - 3 * kWindow - kRa + kRa - 1) / kRa) << "one per window";
   EXPECT_EQ(s.read_errors, 0u);
 }
 
