@@ -599,12 +599,16 @@ void EngineCore::handler_loop(Handler* self) {
 
 bool EngineCore::handler_events(Handler* self) {
   // One event per read: the others stay queued on the userfaultfd for the
-  // idle handlers (level-triggered epoll wakes the next one), so a fault
-  // never waits behind another fault's fill in this thread.
+  // idle handlers (its one-shot registration is re-armed right after the
+  // read, which wakes the next one), so a fault never waits behind another
+  // fault's fill in this thread. One ready item per epoll_wait: epoll
+  // disarms every one-shot item it returns, so a second userfaultfd returned
+  // here would stay disarmed, its faults unseen by every other handler,
+  // while this one serves a fill (or for good if this handler then exited).
   uffd_msg msg;
-  epoll_event evs[4];
+  epoll_event evs[1];
   for (;;) {
-    const int r = ::epoll_wait(epoll_fd_, evs, 4, kHandlerIdleExitMs);
+    const int r = ::epoll_wait(epoll_fd_, evs, 1, kHandlerIdleExitMs);
     if (r == 0) {
       if (handler_may_exit(self)) return true;
       continue;
