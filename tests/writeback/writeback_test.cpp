@@ -524,7 +524,15 @@ TEST_F(WbTest, WriteAroundSequentialStoresTakeFewFaultsAndLoseNothing) {
   for (uint64_t p = 0; p < pages; ++p) m.data()[p * kPage + 7] = std::byte{0x5a};
   const auto st = f.stats();
   const uint64_t faults = st.missing_faults + st.minor_faults + st.wp_faults;
-  EXPECT_LT(faults, pages / 8) << "write-around should make sequential stores cheap";
+  // Without write-around every page's first store is a fault of its own
+  // (fault-around is 1 page): `pages` faults at least. With it, the second
+  // fault already continues the stream and makes the next pages writable and
+  // dirty before this thread runs again, so fewer. How many fewer is timing:
+  // the handler wakes the storing thread before it installs the write-around
+  // and readahead pages, and a thread that overtakes it meets pages still
+  // write-protected (8 faults quiet, up to ~80 under load, measured): a
+  // speed figure for the benchmarks, not a bound for this test.
+  EXPECT_LT(faults, pages) << "write-around should make sequential stores cheaper";
   EXPECT_GT(st.pages_write_around, 0u);
   EXPECT_LE(st.pages_write_around, pages);
   f.sync();
