@@ -151,6 +151,8 @@ struct FileImpl::FaultWindow {
   const WriteAround* wa = nullptr;  // pages made writable with must
   uint64_t fill_budget = ~uint64_t{0};  // pages charged under the memory limit
   unsigned around = kFillAndMap;
+  VmFault* next = nullptr;  // a stream fault: its readahead's first page is locked before the map
+  PageLock next_lock{};
 
   // Under the locks. pages[i] null: left out (not locked, past EOF, over the
   // budget, its fill failed): not filled, not installed, unlocked.
@@ -498,12 +500,12 @@ void FileImpl::plan_write_around(VmFault& vmf) {
   }
 }
 
-uint64_t FileImpl::count_missing(uint64_t ws, uint64_t we) {
+uint64_t FileImpl::count_missing(uint64_t ws, uint64_t we, bool skip_locked) {
   we = std::min(we, eof_pages());
   uint64_t n = 0;
   for (uint64_t k = ws; k < we; ++k) {
     const Page* p = index_.find(k);
-    if (!p || !p->test(PG_uptodate)) ++n;
+    if (!p || (!p->test(PG_uptodate) && !(skip_locked && p->locked()))) ++n;
   }
   return n;
 }
@@ -530,10 +532,18 @@ uint64_t FileImpl::charge_fault(const VmFault& vmf) {
   // read-around only the faulting page is filled, and charged.
   const Page* fp = index_.find(vmf.pg);
   const bool pg_missing = !fp || !fp->test(PG_uptodate);
+  // A stream's page locked now is most likely being read ahead (the stream
+  // caught up with its readahead: the fault waits on the page lock, R1c, and
+  // finds it uptodate): the readahead charged it. Charging it again would
+  // reclaim a window's worth for nothing. If it is not uptodate under the
+  // lock after all, the window's fill is trimmed to the budget and the
+  // faulting page gets room from charge_evicted (or the fault is retried).
+  const bool skip_locked = vmf.sequential;
   const uint64_t want = (vmf.around & kFillAround)
-                            ? count_missing(vmf.ws, std::max(vmf.we, vmf.pg + 1))
-                            : count_missing(vmf.pg, vmf.pg + 1);
-  return charge(want, pg_missing ? 1 : 0, /*may_wait=*/true);
+                            ? count_missing(vmf.ws, std::max(vmf.we, vmf.pg + 1), skip_locked)
+                            : count_missing(vmf.pg, vmf.pg + 1, skip_locked);
+  const bool pg_in_flight = skip_locked && fp && fp->locked();
+  return charge(want, pg_missing && !pg_in_flight ? 1 : 0, /*may_wait=*/true);
 }
 
 // ---------------------------------------------------------------------------
@@ -584,11 +594,11 @@ void FileImpl::read_fault(VmFault& vmf) {
                 .write = vmf.write, .minor = vmf.minor,
                 .wa = vmf.wa.gens.empty() ? nullptr : &vmf.wa,
                 .fill_budget = budget.pages(), .around = vmf.around};
+  publish_stream(vmf);
+  w.next = &vmf;
   if (!install_window(w, std::move(lock))) return;
-  m.ra_start.store(vmf.stream_we ? vmf.stream_ws : vmf.ws, std::memory_order_relaxed);
-  m.ra_next.store(vmf.stream_we ? vmf.stream_we : vmf.we, std::memory_order_relaxed);
-  m.ra_stream.store(vmf.sequential, std::memory_order_relaxed);
-  if (vmf.sequential && vmf.we < m.pgoff + m.npages && vmf.we < eof_pages()) readahead(vmf);
+  if (vmf.sequential && vmf.we < m.pgoff + m.npages && vmf.we < eof_pages())
+    readahead(vmf, std::move(w.next_lock));
   if (vmf.write) {
     // R6: the time update (mtime) for a store that arrived as a MISSING /
     // MINOR fault (and its write-around): after the unlock, never under a
@@ -648,9 +658,40 @@ bool FileImpl::lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval,
   return true;
 }
 
-void FileImpl::readahead(VmFault& vmf) {
+void FileImpl::publish_stream(const VmFault& vmf) {
+  // The view's stream position, published before the install: the install
+  // wakes the thread, which may touch the whole window and fault at its end
+  // before this handler gets further (a hint, relaxed; a window the install
+  // then trims still counts as the stream's).
+  MappingImpl& m = vmf.m;
+  m.ra_start.store(vmf.stream_we ? vmf.stream_ws : vmf.ws, std::memory_order_relaxed);
+  m.ra_next.store(vmf.stream_we ? vmf.stream_we : vmf.we, std::memory_order_relaxed);
+  m.ra_stream.store(vmf.sequential, std::memory_order_relaxed);
+}
+
+PageLock FileImpl::lock_readahead(VmFault& vmf) {
+  // The first page of the stream's next window is locked (R1c; R12: a
+  // try-lock, above the window's pages) and marked after the fault's fill
+  // and before its map wakes the thread: a stream that touches this window
+  // faster than the readahead charges and locks would otherwise reach the
+  // next window first, read it synchronously, and from then on always be
+  // ahead of its readahead. With the lock taken here its fault waits for the
+  // read (R1c).
+  MappingImpl& m = vmf.m;
+  if (!vmf.sequential || vmf.we >= m.pgoff + m.npages || vmf.we >= eof_pages() ||
+      !lock_window_pages())
+    return {};
+  Page* q = index_.get(vmf.we);
+  PageLock first(q, std::try_to_lock);
+  if (first && vmf.ra_wa.gens.empty() && !q->test(PG_uptodate))
+    q->set(PG_readahead);  // under its lock; dropped pages lose it
+  return first;
+}
+
+void FileImpl::readahead(VmFault& vmf, PageLock first) {
   // Asynchronous readahead (the kernel's PG_readahead / async_size): the
-  // faulting thread already runs (its install woke it); this handler reads
+  // faulting thread already runs (its install woke it; the window's first
+  // page was locked before, lock_readahead); this handler reads
   // the stream's next window into frames meanwhile and leaves it cached and
   // unmapped, its first page marked PG_readahead. The stream's fault on the
   // marker finds the window cached (a hit: it maps it) and starts the read of
@@ -664,14 +705,12 @@ void FileImpl::readahead(VmFault& vmf) {
   const uint64_t ws = vmf.we;
   const uint64_t we = std::min<uint64_t>(vmf.we + vmf.ra_size, m.pgoff + m.npages);
   const bool install = !vmf.ra_wa.gens.empty();
+  // Its first page comes locked (lock_readahead, R1c) unless a breaker is on.
+  if (lock_window_pages() && !first) return;
+  FL_POINT("readahead.before_charge");
   const uint64_t need = count_missing(ws, we);
   const Charge budget(this, charge(need, 0, /*may_wait=*/false));
   if (need != 0 && budget.pages() == 0) return;
-  PageLock first;
-  if (lock_window_pages()) {
-    first = PageLock(index_.get(ws), std::try_to_lock);  // R1c (R12: try-lock)
-    if (!first) return;
-  }
   if (!install) index_.get(ws)->set(PG_readahead);  // under its lock; dropped pages lose it
   FL_POINT("readahead.after_lock");
   // A failed fill of its first page must not poison a page nobody touched.
@@ -702,12 +741,20 @@ bool FileImpl::install_window(FaultWindow& w, PageLock must_lock) {
   w.read_poison();
   w.dirty();
   FL_POINT("fault.before_install");
+  // After the fill (a slow fill holds no other fault off the next window's
+  // page) and before the map wakes the thread.
+  if (w.next) w.next_lock = lock_readahead(*w.next);
   const bool installed = w.install && w.map();
   // Error on the faulting page: SIGBUS for this access, the rest of the file
   // keeps working.
   if (w.must_error && !w.readahead) send_sigbus(w.m, w.m.addr_of(w.must));
+  // R1: unlock only after the PTEs are in. `must` last: a fault waiting on
+  // it (the stream reaching a window still being read ahead) then finds the
+  // rest of the window unlocked, where its try-locks (R12) would skip pages
+  // still held and map the window one page at a time.
   for (uint64_t i = 0; i < w.size(); ++i)
-    if (w.pages[i]) w.drop(i);  // R1: unlock only after the PTEs are in
+    if (w.pages[i] && !w.is_must(i)) w.drop(i);
+  if (w.mi() < w.size() && w.pages[w.mi()]) w.drop(w.mi());
   if (w.install && !installed && !w.must_error) wake(w.m, w.m.addr_of(w.must));
   return installed;
 }

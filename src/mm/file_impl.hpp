@@ -206,7 +206,8 @@ class FileImpl {
   uint64_t charge_fault(const VmFault& vmf);
   /// Pages of [ws, we) below EOF that are not uptodate: an unlocked look, what
   /// a fill of that window charges under the memory limit.
-  uint64_t count_missing(uint64_t ws, uint64_t we);
+  /// `skip_locked`: not the pages locked now (being filled by another thread).
+  uint64_t count_missing(uint64_t ws, uint64_t we, bool skip_locked = false);
   /// Takes the invalidate_lock shared (R1b) and the faulting page's lock
   /// (R1a), rechecks (R2, R5); false: the access was woken to retry.
   bool lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval, PageLock& lock);
@@ -217,7 +218,11 @@ class FileImpl {
   /// locked by the caller. Returns whether `must` was installed.
   bool install_window(FaultWindow& w, PageLock must);
   /// Asynchronous readahead of the window after the fault's (no waiting).
-  void readahead(VmFault& vmf);
+  void readahead(VmFault& vmf, PageLock first);
+  /// The next window's first page, try-locked and marked before the map.
+  PageLock lock_readahead(VmFault& vmf);
+  /// The view's readahead stream position after this fault (before the map).
+  void publish_stream(const VmFault& vmf);
   void wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr);
   /// R6: the locked, dirty page made writable, then unlocked; write-around.
   void wp_unprotect(MappingImpl& m, uint64_t pg, uintptr_t a, PageLock& lock);

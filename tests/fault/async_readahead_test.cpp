@@ -204,10 +204,50 @@ TEST(AsyncReadahead, FaultOnAPageBeingReadAheadWaitsForItsLock) {
   ftest::release("readahead.after_lock");
   stream.join();
   ftest::reset();
-  for (uint64_t pg = 3 * kWindow; pg < kPages; ++pg) o.touch(pg);
+  // The readahead unlocks the marker page last: the fault that waited on it
+  // then finds the rest of the window unlocked and maps all of it (its
+  // try-locks, R12, would skip pages still held: a fault per page).
+  const uint64_t faults = o.faults();
+  for (uint64_t pg = 3 * kWindow; pg < 3 * kWindow + kRa; ++pg) o.touch(pg);
+  EXPECT_EQ(o.faults(), faults) << "the marker's fault did not map the whole window";
+  for (uint64_t pg = 3 * kWindow + kRa; pg < kPages; ++pg) o.touch(pg);
   const Stats s = o.f.stats();
   EXPECT_EQ(s.pages_filled, kPages) << "each page read once";
   EXPECT_GE(s.async_readahead_pages, kRa);
+  EXPECT_EQ(s.read_errors + s.sigbus_sent, 0u);
+#endif
+}
+
+TEST(AsyncReadahead, StreamFasterThanTheReadaheadStillWaitsForIt) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  // The next window's first page is locked before the install wakes the
+  // stream (lock_readahead): a stream that reaches the next window while its
+  // readahead has not even charged its frames yet (parked before the charge,
+  // as a slow direct reclaim would leave it) waits for that readahead on the
+  // page lock and finds the window read (a hit), instead of reading it
+  // itself and leaving the readahead behind it for good.
+  Engine eng(config());
+  Obj o(eng, "ahead");
+  ftest::reset();
+  ftest::arm("readahead.before_charge");
+  o.start_stream();
+  ASSERT_TRUE(ftest::wait_parked("readahead.before_charge"));
+  const uint64_t misses = o.f.stats().cache_misses;
+  Bg stream([&] { o.touch(3 * kWindow); });
+  EXPECT_TRUE(stream.blocked()) << "the stream overtook its readahead";
+  ftest::release("readahead.before_charge");
+  stream.join();
+  ftest::reset();
+  EXPECT_EQ(o.f.stats().cache_misses, misses) << "the stream read the window the readahead was for";
+  // The parked readahead read its window (counted after its unlock, which
+  // woke the stream; the stream's fault then started the next one's).
+  EXPECT_TRUE(ft::eventually([&] { return o.f.stats().async_readahead_pages >= kRa; }))
+      << o.f.stats().async_readahead_pages;
+  for (uint64_t pg = 3 * kWindow; pg < kPages; ++pg) o.touch(pg);
+  const Stats s = o.f.stats();
+  EXPECT_EQ(s.pages_filled, kPages) << "each page read once";
   EXPECT_EQ(s.read_errors + s.sigbus_sent, 0u);
 #endif
 }
