@@ -124,7 +124,7 @@ EngineCore::~EngineCore() {
 
 Status EngineCore::make_async_uffd() {
   if (async_ptr_.load(std::memory_order_acquire)) return {};
-  std::lock_guard g(async_mu_);
+  MutexLock g(async_mu_);
   if (async_uffd_) return {};
   if (Status s = check_open(); !s.ok()) return s;
   auto u = std::make_unique<Userfaultfd>(/*wp_async=*/true);
@@ -159,7 +159,7 @@ Status EngineCore::check_open() const {
 
 Status EngineCore::start() {
   {
-    std::lock_guard g(pool_mu_);
+    MutexLock g(pool_mu_);
     for (unsigned i = 0; i < cfg.fault_threads; ++i)
       if (!spawn_handler_locked())
         return {-EAGAIN, "faultline: cannot start the fault-handler threads"};
@@ -215,7 +215,7 @@ void EngineCore::reap_handlers_locked() {
 }
 
 bool EngineCore::handler_may_exit(Handler* self) {
-  std::lock_guard g(pool_mu_);
+  MutexLock g(pool_mu_);
   if (pool_stop_ || nr_handlers.load(std::memory_order_relaxed) <= cfg.fault_threads) return false;
   // Out of the pool under the lock: two idle handlers never both leave it
   // below fault_threads.
@@ -233,7 +233,7 @@ EngineCore::FillScope::FillScope(EngineCore& c) : c_(c) {
   // A handler about to block in the backend: leave one handler waiting on
   // the userfaultfd for the faults that arrive meanwhile.
   if (t_handler_of != &c || c.idle_handlers_.load(std::memory_order_acquire) > 0) return;
-  std::lock_guard g(c.pool_mu_);
+  MutexLock g(c.pool_mu_);
   if (c.idle_handlers_.load(std::memory_order_acquire) == 0 &&
       c.nr_handlers.load(std::memory_order_relaxed) < c.cfg.max_fault_threads)
     c.spawn_handler_locked();  // refused: this fault is still served, only not beside others
@@ -242,14 +242,14 @@ EngineCore::FillScope::FillScope(EngineCore& c) : c_(c) {
 EngineCore::FillScope::~FillScope() { c_.fills_in_flight.fetch_sub(1, std::memory_order_acq_rel); }
 
 void EngineCore::kick_flusher() {
-  std::lock_guard g(flush_mu_);
+  MutexLock g(flush_mu_);
   flush_kicked_ = true;
   flush_cv_.notify_all();
 }
 
 void EngineCore::defer_wake(Userfaultfd* u, uintptr_t addr, size_t len) {
   {
-    std::lock_guard g(flush_mu_);
+    MutexLock g(flush_mu_);
     deferred_wakes_.push_back({u, addr, len});
     flush_kicked_ = true;
   }
@@ -259,7 +259,7 @@ void EngineCore::defer_wake(Userfaultfd* u, uintptr_t addr, size_t len) {
 void EngineCore::release_deferred_wakes() {
   std::vector<DeferredWake> w;
   {
-    std::lock_guard g(flush_mu_);
+    MutexLock g(flush_mu_);
     w.swap(deferred_wakes_);
   }
   // UFFDIO_WAKE fails only for a range it rejects (EINVAL: these were
@@ -272,14 +272,14 @@ void EngineCore::release_deferred_wakes() {
 void EngineCore::throttle_writer() {
   if (!throttle_stores()) return;
   kick_flusher();
-  std::unique_lock g(flush_mu_);
-  throttle_cv_.wait_for(g, std::chrono::seconds(1),
-                        [&] { return !over_dirty_limit() || flush_stop_; });
+  MutexLock g(flush_mu_);
+  throttle_cv_.wait_for(flush_mu_, std::chrono::seconds(1),
+                        [&]() REQUIRES(flush_mu_) { return !over_dirty_limit() || flush_stop_; });
 }
 
 std::vector<std::shared_ptr<FileImpl>> EngineCore::live_files() {
   std::vector<std::shared_ptr<FileImpl>> files;
-  std::lock_guard fg(files_mu_);
+  MutexLock fg(files_mu_);
   for (auto& [k, w] : files_)
     if (auto f = w.lock()) files.push_back(std::move(f));
   return files;
@@ -287,10 +287,10 @@ std::vector<std::shared_ptr<FileImpl>> EngineCore::live_files() {
 
 void EngineCore::flusher_loop() {
   set_thread_name("fl-flush");
-  std::unique_lock g(flush_mu_);
+  MutexLock g(flush_mu_);
   for (;;) {
-    flush_cv_.wait_for(g, std::chrono::milliseconds(cfg.flush_interval_ms),
-                       [&] { return flush_kicked_ || flush_stop_; });
+    flush_cv_.wait_for(flush_mu_, std::chrono::milliseconds(cfg.flush_interval_ms),
+                       [&]() REQUIRES(flush_mu_) { return flush_kicked_ || flush_stop_; });
     if (flush_stop_) break;
     const bool kicked = flush_kicked_;
     flush_kicked_ = false;
@@ -339,7 +339,7 @@ void EngineCore::flusher_loop() {
 }
 
 void EngineCore::close() {
-  std::lock_guard g(close_mu_);
+  MutexLock g(close_mu_);
   if (closed_.exchange(true)) return;
   // Write every File back while the views still work.
   std::vector<std::shared_ptr<FileImpl>> files = live_files();
@@ -350,14 +350,14 @@ void EngineCore::close() {
   // then close the userfaultfd last.
   std::vector<std::shared_ptr<MappingImpl>> maps;
   {
-    std::shared_lock mg(maps_mu_);
+    SharedLock mg(maps_mu_);
     for (auto& [a, m] : maps_) maps.push_back(m);
   }
   for (auto& m : maps) m->teardown();
   maps.clear();
   std::list<Handler> handlers;
   {
-    std::lock_guard pg(pool_mu_);
+    MutexLock pg(pool_mu_);
     pool_stop_ = true;  // no handler starts another from here on
     handlers.swap(handlers_);
   }
@@ -368,7 +368,7 @@ void EngineCore::close() {
     if (h.thread.joinable()) h.thread.join();
   handlers.clear();
   {
-    std::lock_guard fg(flush_mu_);
+    MutexLock fg(flush_mu_);
     flush_stop_ = true;
   }
   flush_cv_.notify_all();
@@ -378,14 +378,14 @@ void EngineCore::close() {
   {
     // No backend thread runs a change into a File any more (from here on
     // they return at once); the references they handed over go here.
-    std::unique_lock rg(reap_mu_);
+    MutexLock rg(reap_mu_);
     reap_closed_ = true;
-    reap_cv_.wait(rg, [&] { return sinks_running_ == 0; });
+    reap_cv_.wait(reap_mu_, [&]() REQUIRES(reap_mu_) { return sinks_running_ == 0; });
   }
   reap_files();
   files.clear();
   {
-    std::lock_guard ag(async_mu_);
+    MutexLock ag(async_mu_);
     if (async_uffd_) async_uffd_->close();
   }
   uffd.close();
@@ -437,7 +437,7 @@ Status EngineCore::open(std::shared_ptr<Backend> backend, FileOptions options,
   // last reference's destructor takes files_mu_: forget_file).
   std::vector<std::shared_ptr<FileImpl>> looked_at;
   {
-    std::unique_lock g(files_mu_);
+    MutexLock g(files_mu_);
     for (auto it = files_.find(key); it != files_.end(); it = files_.find(key)) {
       if (auto existing = it->second.lock()) {
         existing->upgrade_backend(std::move(backend));
@@ -452,7 +452,7 @@ Status EngineCore::open(std::shared_ptr<Backend> backend, FileOptions options,
       g.unlock();
       FL_POINT("wait.open_closing");  // R14: about to sleep (race C1)
       g.lock();
-      files_cv_.wait(g, [&] {
+      files_cv_.wait(files_mu_, [&]() REQUIRES(files_mu_) {
         auto i = files_.find(key);
         return i == files_.end() || !i->second.expired();
       });
@@ -488,7 +488,7 @@ void EngineCore::from_backend_thread(const std::weak_ptr<FileImpl>& w,
   // that thread. So the reference goes to the flusher, which drops it.
   std::shared_ptr<FileImpl> f;
   {
-    std::lock_guard g(reap_mu_);
+    MutexLock g(reap_mu_);
     if (reap_closed_) return;  // the engine is closed: no handle can use the File
     f = w.lock();
     if (!f) return;
@@ -496,7 +496,7 @@ void EngineCore::from_backend_thread(const std::weak_ptr<FileImpl>& w,
   }
   auto hand_off = [&] {
     {
-      std::lock_guard g(reap_mu_);
+      MutexLock g(reap_mu_);
       reap_.push_back(std::move(f));
       --sinks_running_;
     }
@@ -515,14 +515,14 @@ void EngineCore::from_backend_thread(const std::weak_ptr<FileImpl>& w,
 void EngineCore::reap_files() {
   std::vector<std::shared_ptr<FileImpl>> r;
   {
-    std::lock_guard g(reap_mu_);
+    MutexLock g(reap_mu_);
     r.swap(reap_);
   }
   r.clear();  // a File may be destroyed here (never on a backend's thread)
 }
 
 void EngineCore::forget_file(const std::string& key, const FileImpl* f) {
-  std::lock_guard g(files_mu_);
+  MutexLock g(files_mu_);
   auto it = files_.find(key);
   if (it == files_.end()) return;
   auto cur = it->second.lock();
@@ -531,12 +531,12 @@ void EngineCore::forget_file(const std::string& key, const FileImpl* f) {
 }
 
 void EngineCore::add_mapping(const std::shared_ptr<MappingImpl>& m) {
-  std::unique_lock g(maps_mu_);
+  ExclusiveLock g(maps_mu_);
   maps_[m->start] = m;
 }
 
 bool EngineCore::remove_mapping(MappingImpl* m) {
-  std::unique_lock g(maps_mu_);
+  ExclusiveLock g(maps_mu_);
   m->dead.store(true, std::memory_order_release);
   auto it = maps_.find(m->start);
   if (it == maps_.end() || it->second.get() != m) return false;
@@ -545,7 +545,7 @@ bool EngineCore::remove_mapping(MappingImpl* m) {
 }
 
 std::shared_ptr<MappingImpl> EngineCore::lookup(uintptr_t addr) {
-  std::shared_lock g(maps_mu_);
+  SharedLock g(maps_mu_);
   auto it = maps_.upper_bound(addr);
   if (it == maps_.begin()) return nullptr;
   --it;
@@ -591,7 +591,7 @@ void EngineCore::handler_loop(Handler* self) {
   if (handler_events(self)) return;
   // Stopped, or a failed epoll / read: out of the pool too, so that no fill
   // counts on it as the idle handler.
-  std::lock_guard g(pool_mu_);
+  MutexLock g(pool_mu_);
   nr_handlers.fetch_sub(1, std::memory_order_acq_rel);
   idle_handlers_.fetch_sub(1, std::memory_order_acq_rel);
   self->exited = true;

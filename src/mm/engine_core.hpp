@@ -3,20 +3,20 @@
 #pragma once
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "mm/counters.hpp"
 #include "faultline/engine.hpp"
+#include "mm/mutex.hpp"
+#include "mm/sleeping_lock.hpp"
+#include "mm/thread_annotations.hpp"
 #include "os/sys_error.hpp"
 #include "os/uffd.hpp"
 
@@ -164,12 +164,14 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
  private:
   struct Handler {
     std::thread thread;
-    bool exited = false;  // under pool_mu_: returned from handler_loop, join it
+    // Under pool_mu_ (not GUARDED_BY: a nested struct cannot name the
+    // EngineCore's lock): returned from handler_loop, join it.
+    bool exited = false;
   };
-  /// Starts a handler thread (pool_mu_ held). False when the system refused.
-  bool spawn_handler_locked();
-  /// Joins the handlers that exited (pool_mu_ held).
-  void reap_handlers_locked();
+  /// Starts a handler thread. False when the system refused.
+  bool spawn_handler_locked() REQUIRES(pool_mu_);
+  /// Joins the handlers that exited.
+  void reap_handlers_locked() REQUIRES(pool_mu_);
   /// A handler idle for kHandlerIdleExitMs: whether it leaves the pool (more
   /// than EngineConfig::fault_threads alive); if so it is out of the counts
   /// and marked exited.
@@ -184,28 +186,37 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// The live view containing addr, with an in-flight reference taken.
   std::shared_ptr<MappingImpl> lookup(uintptr_t addr);
 
+  // Lock-free on purpose: start_, stop_fd_ and epoll_fd_ are set in the
+  // constructor and read-only after; flusher_ is started by start() and
+  // joined by close() (under close_mu_), no other thread touches it.
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::atomic<bool> closed_{false};
-  std::mutex close_mu_;
-  std::shared_mutex maps_mu_;
-  std::map<uintptr_t, std::shared_ptr<MappingImpl>> maps_;  // by start address
-  std::mutex files_mu_;
+  Mutex close_mu_;  // one close() at a time (it guards no member: closed_ is atomic)
+  SleepingRwLock maps_mu_;  // no wait points: no race test waits on it
+  // The live views by start address.
+  std::map<uintptr_t, std::shared_ptr<MappingImpl>> maps_ GUARDED_BY(maps_mu_);
+  Mutex files_mu_;
   // Open Files by key. An expired entry is a File being torn down (R14:
   // open() waits on files_cv_ until forget_file erases it).
-  std::map<std::string, std::weak_ptr<FileImpl>> files_;
-  std::condition_variable files_cv_;
-  std::mutex pool_mu_;
-  std::list<Handler> handlers_;  // every handler thread started and not yet joined
-  bool pool_stop_ = false;       // close(): start no more handlers
-  std::atomic<uint64_t> idle_handlers_{0};  // handlers waiting for an event (not dispatching)
+  std::map<std::string, std::weak_ptr<FileImpl>> files_ GUARDED_BY(files_mu_);
+  CondVar files_cv_;
+  Mutex pool_mu_;
+  // Every handler thread started and not yet joined.
+  std::list<Handler> handlers_ GUARDED_BY(pool_mu_);
+  bool pool_stop_ GUARDED_BY(pool_mu_) = false;  // close(): start no more handlers
+  // Handlers waiting for an event (not dispatching). Atomic, not under
+  // pool_mu_: a handler changes it around each dispatch; a spawn rechecks it
+  // under pool_mu_ (FillScope). nr_handlers likewise (changed under pool_mu_,
+  // read without it).
+  std::atomic<uint64_t> idle_handlers_{0};
   std::thread flusher_;
-  std::mutex flush_mu_;
-  std::condition_variable flush_cv_;     // wakes the flusher
-  std::condition_variable throttle_cv_;  // wakes throttled writers
-  bool flush_kicked_ = false;
+  Mutex flush_mu_;
+  CondVar flush_cv_;     // wakes the flusher
+  CondVar throttle_cv_;  // wakes throttled writers
+  bool flush_kicked_ GUARDED_BY(flush_mu_) = false;
   std::atomic<bool> reclaim_kicked_{false};
-  std::mutex reclaim_wait_mu_;
-  std::condition_variable reclaim_cv_;  // an eviction or a fill's end (charge waits)
+  Mutex reclaim_wait_mu_;  // guards no member: the wait of charge() (progress_ is atomic)
+  CondVar reclaim_cv_;  // an eviction or a fill's end (charge waits)
   std::atomic<uint64_t> progress_{0};      // evictions and fill ends so far (charge's waits)
   std::atomic<uint64_t> room_waiters_{0};  // fills waiting in charge()
   /// Reserves `pages` if the cache and the fills in progress stay within the
@@ -216,24 +227,26 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// Pages were evicted or a fill ended: wakes the fills waiting for room.
   void note_progress();
   std::atomic<uint64_t> reclaim_rr_{0};  // the File reclaim starts with next
-  bool flush_stop_ = false;
+  bool flush_stop_ GUARDED_BY(flush_mu_) = false;
   struct DeferredWake {
     Userfaultfd* uffd;  // the engine's or its async one (both live until close)
     uintptr_t addr;
     size_t len;
   };
-  std::vector<DeferredWake> deferred_wakes_;
+  std::vector<DeferredWake> deferred_wakes_ GUARDED_BY(flush_mu_);
   void reap_files();  // drops the references from_backend_thread handed over
-  std::mutex reap_mu_;
-  std::condition_variable reap_cv_;
-  std::vector<std::shared_ptr<FileImpl>> reap_;
-  int sinks_running_ = 0;
-  bool reap_closed_ = false;
+  Mutex reap_mu_;
+  CondVar reap_cv_;
+  std::vector<std::shared_ptr<FileImpl>> reap_ GUARDED_BY(reap_mu_);
+  int sinks_running_ GUARDED_BY(reap_mu_) = 0;
+  bool reap_closed_ GUARDED_BY(reap_mu_) = false;
   std::atomic<bool> wb_stalled_{false};
   int stop_fd_ = -1;  // eventfd that stops the handler threads
   int epoll_fd_ = -1;  // the handler threads wait here: uffd, async uffd, stop_fd_
-  std::mutex async_mu_;
-  std::unique_ptr<Userfaultfd> async_uffd_;
+  Mutex async_mu_;
+  std::unique_ptr<Userfaultfd> async_uffd_ GUARDED_BY(async_mu_);
+  // Set once under async_mu_ (pagemap_fd_ before it), read without it:
+  // async_uffd() and make_async_uffd()'s fast path (acquire / release).
   std::atomic<Userfaultfd*> async_ptr_{nullptr};
   std::atomic<int> pagemap_fd_{-1};
 };

@@ -4,7 +4,6 @@
 // flusher is its kswapd). Eviction itself is reclaim.cpp (R9).
 #include <algorithm>
 #include <chrono>
-#include <mutex>
 
 #include "mm/engine_core.hpp"
 #include "testing/sched.hpp"
@@ -49,7 +48,7 @@ void EngineCore::note_progress() {
   // a waiter either sees this progress or is counted here.
   progress_.fetch_add(1, std::memory_order_seq_cst);
   if (room_waiters_.load(std::memory_order_seq_cst) == 0) return;
-  { std::lock_guard g(reclaim_wait_mu_); }  // a waiter between its check and its wait sees it
+  { MutexLock g(reclaim_wait_mu_); }  // a waiter between its check and its wait sees it
   reclaim_cv_.notify_all();
 }
 
@@ -91,8 +90,8 @@ uint64_t EngineCore::charge(uint64_t pages, uint64_t min, bool may_wait) {
     FL_POINT("wait.memory_limit");  // a sleeping wait (race harness)
     room_waiters_.fetch_add(1, std::memory_order_seq_cst);
     {
-      std::unique_lock g(reclaim_wait_mu_);
-      reclaim_cv_.wait_for(g, kWaitRound,
+      MutexLock g(reclaim_wait_mu_);
+      reclaim_cv_.wait_for(reclaim_wait_mu_, kWaitRound,
                            [&] { return progress_.load(std::memory_order_seq_cst) != seen; });
     }
     room_waiters_.fetch_sub(1, std::memory_order_relaxed);

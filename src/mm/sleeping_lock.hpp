@@ -1,5 +1,6 @@
 // Internal: the File's reader/writer locks (the kernel's i_rwsem and
-// invalidate_lock) with the race harness's wait points.
+// invalidate_lock) with the race harness's wait points; also the engine's
+// view registry lock (EngineCore::maps_mu_, no wait points).
 //
 // A std::shared_mutex whose lock() / lock_shared() first try the lock and,
 // when that fails (the lock was seen held: the thread is about to sleep),
@@ -24,6 +25,9 @@ class CAPABILITY("rwlock") SleepingRwLock {
  public:
   SleepingRwLock(const char* exclusive_wait, const char* shared_wait)
       : exclusive_wait_(exclusive_wait), shared_wait_(shared_wait) {}
+  /// A reader/writer lock with no wait points (no race test waits on it:
+  /// EngineCore::maps_mu_).
+  SleepingRwLock() : SleepingRwLock(nullptr, nullptr) {}
   SleepingRwLock(const SleepingRwLock&) = delete;
   SleepingRwLock& operator=(const SleepingRwLock&) = delete;
 
@@ -33,7 +37,7 @@ class CAPABILITY("rwlock") SleepingRwLock {
       owner_.acquired();
       return;
     }
-    FL_POINT(exclusive_wait_);
+    if (exclusive_wait_) FL_POINT(exclusive_wait_);
 #endif
     m_.lock();
     owner_.acquired();
@@ -41,7 +45,7 @@ class CAPABILITY("rwlock") SleepingRwLock {
   void lock_shared() ACQUIRE_SHARED() {
 #if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING
     if (m_.try_lock_shared()) return;
-    FL_POINT(shared_wait_);
+    if (shared_wait_) FL_POINT(shared_wait_);
 #endif
     m_.lock_shared();
   }
