@@ -566,6 +566,12 @@ void FileImpl::read_fault(VmFault& vmf) {
   }
   FL_POINT("fault.after_mkwrite");
   Charge budget(this, charge_fault(vmf));
+  // R1b's invalidate_lock, shared. A std::shared_lock, not the annotated
+  // SharedLock: lock_fault takes it, and drops and retakes it on a retry,
+  // through this reference, and Clang 14's analysis follows a scoped lock
+  // only in the function that declares it (a lock taken in a callee through
+  // a reference parameter cannot be annotated). So the analysis does not see
+  // this lock: nothing in the fault path is marked as requiring it.
   std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::defer_lock);
   PageLock lock;
   for (;;) {

@@ -359,24 +359,28 @@ class FileImpl {
   /// Writes back a locked dirty run (R7: mkclean, clear dirty, set writeback,
   /// unlock, copy out, write, end writeback). 0 or -errno (also in errseq).
   int writeback_run(uint64_t pg, std::vector<PageLock>& run);
-  // Dropping pages (truncate.cpp). Callers hold i_rwsem_ and the
-  // invalidate_lock exclusive (R4: no fill between the drop and the backend).
+  // Dropping pages (truncate.cpp). Callers hold i_rwsem_ (shared at least)
+  // and the invalidate_lock exclusive (R4: no fill between the drop and the
+  // backend); the analysis checks it.
   /// Truncates the cached pages of [first, last) (punch_hole; the kernel's
   /// truncate_inode_pages_range): each page is locked (sleeping, ascending),
   /// its write-back waited for, dropped from the index and its frame punched
   /// (unmapped from every view, private copies kept, R4), then unlocked.
   /// Dirty pages go too: their data is discarded.
-  void truncate_pages(uint64_t first, uint64_t last);
+  void truncate_pages(uint64_t first, uint64_t last)
+      REQUIRES_SHARED(i_rwsem_) REQUIRES(invalidate_lock_);
   /// Invalidates the cached pages of [first, last) (the kernel's
   /// invalidate_inode_pages2_range): truncate_pages' sequence, but dirty
   /// pages (async: also those written through a view, read off a zap under
   /// the locks) are laundered first (R4, R7b). A page that cannot be
   /// laundered is kept, its offset appended to `failed` (the kernel's -EBUSY).
-  void invalidate_pages(uint64_t first, uint64_t last, std::vector<uint64_t>* failed);
+  void invalidate_pages(uint64_t first, uint64_t last, std::vector<uint64_t>* failed)
+      REQUIRES_SHARED(i_rwsem_) REQUIRES(invalidate_lock_);
   /// A change made underneath (Backend::ChangeSink): as invalidate_pages, but
   /// dirty pages are neither laundered nor dropped (conflicts, counted: ours
   /// are written later); only clean pages go.
-  void invalidate_remote_pages(uint64_t first, uint64_t last);
+  void invalidate_remote_pages(uint64_t first, uint64_t last)
+      REQUIRES_SHARED(i_rwsem_) REQUIRES(invalidate_lock_);
   /// The sequence the three share: for each run of cached pages in [first,
   /// last), lock it (R4), pass `point`, wait for write-back, fn(pg, run), unlock.
   template <class Fn>

@@ -77,6 +77,14 @@ class CAPABILITY("rwlock") SleepingRwLock {
 class SCOPED_CAPABILITY ExclusiveLock {
  public:
   explicit ExclusiveLock(SleepingRwLock& l) ACQUIRE(l) : l_(l), held_(true) { l_.lock(); }
+  /// A lock a protocol rule takes: `rule_on` is the rule's guard (FL_RULE /
+  /// FL_GUARD, e.g. truncate.cpp fills_locked_out()), false only while a race
+  /// test breaks that rule (test builds), and then the lock is not taken. The
+  /// analysis checks the production build, where the guard is always true:
+  /// it counts the lock as held from here.
+  ExclusiveLock(SleepingRwLock& l, bool rule_on) ACQUIRE(l) : l_(l), held_(rule_on) {
+    if (held_) l_.lock();
+  }
   ExclusiveLock(SleepingRwLock& l, std::defer_lock_t) EXCLUDES(l) : l_(l), held_(false) {}
   ~ExclusiveLock() RELEASE() {
     if (held_) l_.unlock();

@@ -35,9 +35,8 @@ inline bool size_and_pages_first() { return FL_RULE(3); }
 /// hold the invalidate_lock, so no fill reads old data back in. Breaker:
 /// neither lock.
 inline bool drop_under_page_lock() { return FL_RULE(4); }
-inline void lock_out_fills(std::unique_lock<SleepingRwLock>& inval) {
-  if (FL_RULE(4)) inval.lock();
-}
+/// R4's invalidate_lock, exclusive (ExclusiveLock(l, rule_on)).
+inline bool fills_locked_out() { return FL_RULE(4); }
 /// R7b (F7): invalidate's launder write-protects every view before it copies
 /// out (a store after the copy would land in a frame about to be dropped).
 inline bool launder_mkclean_first() { return FL_GUARD(7, 'b'); }
@@ -329,8 +328,8 @@ Status FileImpl::punch_hole(uint64_t off, uint64_t len) {
   if (!backend().can_punch_hole())
     return {-EOPNOTSUPP, "faultline: the backend of " + key + " cannot punch holes"};
   ExclusiveLock size_guard(i_rwsem_);
-  std::unique_lock inval(invalidate_lock_, std::defer_lock);
-  lock_out_fills(inval);  // R4: no fill brings old data back meanwhile
+  // R4: no fill brings old data back meanwhile.
+  ExclusiveLock inval(invalidate_lock_, fills_locked_out());
   const uint64_t size = i_size();
   const uint64_t end = std::min<uint64_t>(off + len, size);
   if (off >= end) return {};
@@ -364,8 +363,7 @@ Status FileImpl::invalidate(uint64_t off, uint64_t len, std::vector<uint64_t>& f
   if (len == 0) return {-EINVAL, "faultline: invalidate of zero length"};
   if (off + len < off) return {-EINVAL, "faultline: invalidate range overflows"};
   SharedLock size_guard(i_rwsem_);
-  std::unique_lock inval(invalidate_lock_, std::defer_lock);
-  lock_out_fills(inval);  // R4
+  ExclusiveLock inval(invalidate_lock_, fills_locked_out());  // R4
   const auto [first, last] = pages_of(off, len);  // invalidate(0, UINT64_MAX): all (defect 5)
   invalidate_pages(first, last, &failed);
   clear_poison(first, last);  // also pages invalidate_pages skipped (never cached)

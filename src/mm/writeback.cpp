@@ -71,9 +71,8 @@ std::byte* wb_buffer(size_t n) {
 inline bool mkclean_before_copy() { return FL_GUARD(7, 'a'); }
 /// R7d (W9): a view's teardown keeps invalidate, remote changes and syncs'
 /// scans out from its zap until the written pages are dirty.
-inline void hold_off_invalidate(std::unique_lock<SleepingRwLock>& inval) {
-  if (FL_GUARD(7, 'd')) inval.lock();
-}
+/// (The invalidate_lock, exclusive: ExclusiveLock(l, rule_on).)
+inline bool invalidate_held_off() { return FL_GUARD(7, 'd'); }
 /// R8 (W7): write-back errors are a sequence every handle reports once
 /// (errseq). Breaker: one error slot, cleared by whoever reports it first.
 inline bool errseq_per_handle() { return FL_RULE(8); }
@@ -263,8 +262,7 @@ void FileImpl::harvest_view(MappingImpl& m) {
   // wait until those pages are dirty. Reclaim must not evict one of them
   // meanwhile either: it only try-locks reclaim_mu_ (it skips this File).
   // Order: invalidate_lock -> reclaim_mu_ -> page locks.
-  std::unique_lock inval(invalidate_lock_, std::defer_lock);
-  hold_off_invalidate(inval);  // R7d
+  ExclusiveLock inval(invalidate_lock_, invalidate_held_off());  // R7d
   MutexLock no_reclaim(reclaim_mu_);
   const std::vector<uint64_t> written = zap_written(m, m.pgoff, m.pgoff + m.npages);
   FL_POINT("teardown.after_zap");
