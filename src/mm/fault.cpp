@@ -566,12 +566,9 @@ void FileImpl::read_fault(VmFault& vmf) {
   }
   FL_POINT("fault.after_mkwrite");
   Charge budget(this, charge_fault(vmf));
-  // R1b's invalidate_lock, shared. A std::shared_lock, not the annotated
-  // SharedLock: lock_fault takes it, and drops and retakes it on a retry,
-  // through this reference, and Clang 14's analysis follows a scoped lock
-  // only in the function that declares it (a lock taken in a callee through
-  // a reference parameter cannot be annotated). So the analysis does not see
-  // this lock: nothing in the fault path is marked as requiring it.
+  // R1b's invalidate_lock, shared: a std::shared_lock the thread-safety
+  // analysis does not see (lock_fault takes, drops and retakes it through a
+  // reference; DESIGN section 5).
   std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::defer_lock);
   PageLock lock;
   for (;;) {
@@ -587,15 +584,7 @@ void FileImpl::read_fault(VmFault& vmf) {
   // Write-around into the readahead window happens after the storing thread
   // is woken: counted from before the wake, so a sync waits for it.
   const LateDirtying late(this, !vmf.ra_wa.gens.empty());
-  // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
-  // A hit is an access reclaim must see (R9: a page it sampled faults here).
-  Page* p = index_.get(vmf.pg);
-  if (p->test(PG_uptodate)) {
-    count(&Counters::cache_hits);
-    p->set(PG_referenced);
-  } else {
-    count(&Counters::cache_misses);
-  }
+  count_hit(vmf.pg);
   FaultWindow w{.f = *this, .m = m, .ws = vmf.ws, .we = vmf.we, .must = vmf.pg,
                 .write = vmf.write, .minor = vmf.minor,
                 .wa = vmf.wa.gens.empty() ? nullptr : &vmf.wa,
@@ -662,6 +651,18 @@ bool FileImpl::lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval,
     return false;
   }
   return true;
+}
+
+void FileImpl::count_hit(uint64_t pg) {
+  // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
+  // A hit is an access reclaim must see (R9: a page it sampled faults here).
+  Page* p = index_.get(pg);
+  if (p->test(PG_uptodate)) {
+    count(&Counters::cache_hits);
+    p->set(PG_referenced);
+  } else {
+    count(&Counters::cache_misses);
+  }
 }
 
 void FileImpl::publish_stream(const VmFault& vmf) {

@@ -221,6 +221,8 @@ class FileImpl {
   void readahead(VmFault& vmf, PageLock first);
   /// The next window's first page, try-locked and marked before the map.
   PageLock lock_readahead(VmFault& vmf);
+  /// Under the faulting page's lock: a cache hit (referenced) or a miss.
+  void count_hit(uint64_t pg);
   /// The view's readahead stream position after this fault (before the map).
   void publish_stream(const VmFault& vmf);
   void wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr);
