@@ -444,8 +444,13 @@ void FileImpl::choose_fault_around(VmFault& vmf, int advice) {
   vmf.we = vmf.ws + fa;
   const Page* cached = index_.find(pg);
   const bool hit = cached && cached->test(PG_uptodate);
-  // Random advice: only the faulting page is read.
-  const bool whole = advice == static_cast<int>(Advice::Normal) && read_around(m, pg, hit);
+  // Random advice: only the faulting page is read. A fault on a page reclaim
+  // unmapped to sample it is no read-around hit: it says the page is used,
+  // not that its neighbours were (counted, hot pages kept mmap_miss near 0
+  // and read-around on for the cold misses between: a hot-set run read 66k
+  // unused pages in 5 s and churned the hot set out, M6.9).
+  const bool refault = hit && cached->test(PG_zapped);
+  const bool whole = advice == static_cast<int>(Advice::Normal) && !refault && read_around(m, pg, hit);
   // A miss that reads only its page (random advice, or read-around off)
   // maps only its page: its cached neighbours were mostly mapped already,
   // and each costs a CONTINUE that finds it so (EEXIST; ~16 ioctls per miss
@@ -912,7 +917,7 @@ bool FileImpl::FaultWindow::map() {
   // Mapped again: reclaim samples a page before it judges it unused (R9).
   // A marker mapped here is spent: the stream will not fault on it.
   for (uint64_t i = 0; i < size(); ++i)
-    if (installable(i)) pages[i]->clear(PG_sampled | PG_readahead);
+    if (installable(i)) pages[i]->clear(PG_sampled | PG_readahead | PG_zapped);
   bool must_installed = false;
   uint64_t mapped_around = 0;
   for_each_run(

@@ -33,6 +33,10 @@ enum PageFlag : uint32_t {
   // window read ahead of a stream; the fault that meets it continues the
   // stream (src/mm/fault.cpp readahead, DESIGN section 2).
   PG_readahead = 1u << 10,
+  // Unmapped by reclaim's sampling (sample_pages) since its last install: its
+  // next fault is that sample's answer, not a read-around hit (fault.cpp
+  // choose_fault_around: the view's mmap_miss ignores it).
+  PG_zapped = 1u << 11,
 };
 
 struct Page {

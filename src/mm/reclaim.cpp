@@ -282,8 +282,10 @@ void FileImpl::sample_pages(ReclaimBatch& b) {
     held_pg.push_back(e.pg);
   }
   const std::vector<bool> written = sample_unmap(held_pg);
-  for (size_t i = 0; i < held.size(); ++i)
+  for (size_t i = 0; i < held.size(); ++i) {
+    held[i].page()->set(PG_zapped);
     if (!written[i]) held[i].page()->set(PG_sampled);
+  }
   count(&Counters::pages_sampled, held.size());
   held.clear();  // unlocks
   b.back.insert(b.back.end(), b.sample.begin(), b.sample.end());

@@ -52,7 +52,7 @@ void FileImpl::drop_page(Page* p) {
   // Reclaim's state (its queue entry goes stale: the generation). PG_main
   // and nr_main_ change together.
   if (p->test_and_clear(PG_main)) nr_main_.fetch_sub(1, std::memory_order_relaxed);
-  p->clear(PG_error | PG_referenced | PG_sampled | PG_ghost | PG_readahead);
+  p->clear(PG_error | PG_referenced | PG_sampled | PG_ghost | PG_readahead | PG_zapped);
 }
 
 void FileImpl::clear_poison(uint64_t first, uint64_t last) {
