@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <shared_mutex>
 #include <sys/mman.h>
@@ -28,10 +30,16 @@
 #include "mm/runs.hpp"
 #include "testing/sched.hpp"
 #include "os/uffd.hpp"
+#include "os/zap.hpp"
 
 namespace faultline::detail {
 
 namespace {
+/// Times in a row a SIGBUS may fail to be sent at one page of a view (its
+/// thread woken to fault again each time) before the thread is left blocked
+/// (send_sigbus).
+constexpr uint32_t kSigbusTries = 8;
+
 // Rule guards (DESIGN section 3). Each is true while its rule's guard is on:
 // always, unless a race test broke that rule (FAULTLINE_BREAK; constant true
 // without FAULTLINE_TESTING). Under a breaker only the line that asks changes.
@@ -247,8 +255,10 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   // fails and the access is retried below (a new page_mkwrite). The
   // un-protect's own failure needs nothing: the marker stays, POISON fails,
   // the page stays protected.
+  // The zap is MADV_DONTNEED_LOCKED (zap_ptes): plain MADV_DONTNEED fails
+  // with EINVAL in an mlock()ed view, and every retry then refused again.
   auto zap_then_unprotect = [&] {
-    const bool zapped = ::madvise(reinterpret_cast<void*>(a), page_size(), MADV_DONTNEED) == 0;
+    const bool zapped = zap_ptes(reinterpret_cast<void*>(a), page_size()) == 0;
     if (zapped && m.tracks_writes()) (void)m.uffd->writeprotect(a, page_size(), false, true);
   };
   if (m.shared && zap_before_unprotect()) {
@@ -266,13 +276,36 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
     zap_then_unprotect();
     e = m.uffd->poison(a, page_size());
   }
-  if (e != 0) {
-    {
-      MutexLock g(m.poison_mu);
+  uint32_t failures = 0;
+  {
+    MutexLock g(m.poison_mu);
+    if (e == 0) {
+      m.sigbus_failures.erase(pg);
+    } else {
       m.poisoned.erase(pg);
+      failures = ++m.sigbus_failures[pg];
+      if (failures >= kSigbusTries) m.sigbus_failures.erase(pg);  // counted afresh if woken
     }
-    count(&Counters::sigbus_sent, static_cast<uint64_t>(-1));  // not sent after all
+  }
+  if (e == 0) return;
+  count(&Counters::sigbus_sent, static_cast<uint64_t>(-1));  // not sent after all
+  // Not sent: the thread is woken to fault again (a new page_mkwrite, or a
+  // new fill). Bounded: a SIGBUS that cannot be sent kSigbusTries times in a
+  // row at this page of this view is reported, and the thread is left
+  // blocked in its fault (until the view's teardown wakes it, or a later
+  // install of the page), rather than fault again forever, a handler
+  // spinning with it.
+  if (failures < kSigbusTries) {
     wake(m, addr);
+    return;
+  }
+  {
+    char at[32];
+    std::snprintf(at, sizeof at, "%#lx", static_cast<unsigned long>(a));
+    core->log("faultline: cannot send SIGBUS for page " + std::to_string(pg) + " of " + key +
+              " (view address " + at + "): UFFDIO_POISON failed " + std::to_string(failures) +
+              " times in a row (" + std::strerror(-e) +
+              "); the faulting thread stays blocked until the view is unmapped");
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <set>
 
 #include "faultline/mapping.hpp"
@@ -62,6 +63,10 @@ class MappingImpl {
   // invalidate / punch / truncate clears exactly them).
   Mutex poison_mu;
   std::set<uint64_t> poisoned GUARDED_BY(poison_mu);
+  // Pages whose SIGBUS could not be sent (UFFDIO_POISON failed), with the
+  // failures in a row: past a bound the faulting thread is no longer woken to
+  // fault again (fault.cpp send_sigbus). Erased when a SIGBUS is sent.
+  std::map<uint64_t, uint32_t> sigbus_failures GUARDED_BY(poison_mu);
 
   // Readahead state (benign races: a hint, not a correctness property).
   std::atomic<uint64_t> ra_start{~uint64_t{0}};  // first page of the stream's last window

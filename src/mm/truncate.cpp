@@ -15,6 +15,7 @@
 #include "mm/runs.hpp"
 #include "testing/sched.hpp"
 #include "os/sys_error.hpp"
+#include "os/zap.hpp"
 
 // Lock order here (DESIGN section 5): i_rwsem_ (size lock) -> invalidate_lock
 // -> page locks, ascending (shrink_cache's partial EOF page is the one
@@ -62,11 +63,11 @@ void FileImpl::clear_poison(uint64_t first, uint64_t last) {
   for (MappingImpl* m : rmap_) {
     MutexLock pg(m->poison_mu);
     for (auto it = m->poisoned.lower_bound(first); it != m->poisoned.end() && *it < last;) {
-      // Result discarded: DONTNEED of a live, page-aligned view fails only
-      // for a VM_LOCKED range (a view the user mlock()ed): the poison then
-      // stays until the view is unmapped (a known limitation).
+      // Result discarded: the zap of a live, page-aligned view fails only
+      // where the kernel lacks MADV_DONTNEED_LOCKED (before 5.18) and the
+      // view is mlock()ed: the poison then stays until the view is unmapped.
       if (*it >= m->pgoff && *it < m->pgoff + m->npages)
-        ::madvise(reinterpret_cast<void*>(m->addr_of(*it)), page_size(), MADV_DONTNEED);
+        (void)zap_ptes(reinterpret_cast<void*>(m->addr_of(*it)), page_size());
       it = m->poisoned.erase(it);
     }
   }

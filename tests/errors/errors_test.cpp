@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstring>
 #include <latch>
+#include <optional>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "testing/testing.hpp"
 #include "test_util.hpp"
 
 using namespace faultline;
@@ -141,6 +143,82 @@ TEST_P(ReadErrorTest, SeveralThreadsOnABadPageAllGetSigbus) {
       },
       std::chrono::seconds(20), "threads faulting a bad page");
   EXPECT_EQ(got.load(), kThreads);
+}
+
+// An mlock()ed shared view (issue 16 review): MADV_DONTNEED refuses
+// VM_LOCKED ranges (EINVAL), so the SIGBUS path could not drop the present
+// PTE of a store page_mkwrite refused: POISON failed, the thread was woken,
+// faulted again and was refused again, forever (a handler spinning with it).
+// The store must get SIGBUS, the SIGBUS path passed once. Without the fix the
+// test sees the path's second pass (schedule point sigbus.before_poison),
+// fails, and lets the store through (page_mkwrite accepts again) to end.
+TEST_P(ReadErrorTest, RefusedMkwriteInAnMlockedViewGetsSigbus) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = faultline::testing;
+  const uint64_t size = 8 * kPage;
+  make(size);
+  EngineConfig cfg;
+  cfg.flusher = false;
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, size);
+  // Populates the view (read faults: every page installed write-protected).
+  ASSERT_EQ(0, ::mlock(m.data(), size)) << std::strerror(errno);
+  be->fail_mkwrite({4});
+  fts::reset();
+  std::atomic<bool> done{false};
+  std::optional<BusError> err;
+  std::thread t([&] {
+    err = store(m.data() + 4 * kPage + 8);
+    done = true;
+    fts::notify();
+  });
+  if (fts::wait_reached("sigbus.before_poison", 2, [&] { return done.load(); }) !=
+      fts::Reach::stopped) {
+    ADD_FAILURE() << "the refused store faulted again instead of getting SIGBUS";
+    be->fail_mkwrite({});  // let it through: the test ends
+  }
+  t.join();
+  fts::reset();
+  ASSERT_TRUE(err);
+  EXPECT_PRED1(ft::io_error_code_ok, err->code);
+  EXPECT_EQ(err->addr, static_cast<void*>(m.data() + 4 * kPage + 8));
+  EXPECT_EQ(f.stats().mkwrite_errors, 1u);
+  EXPECT_EQ(f.stats().dirty_pages, 0u);
+  // The view keeps working: other pages take stores.
+  m.data()[5 * kPage] = std::byte{9};
+  EXPECT_EQ(f.stats().dirty_pages, 1u);
+  ::munlock(m.data(), size);
+#endif
+}
+
+// Invalidate clears a read error's poison in an mlock()ed view too: it zapped
+// the poisoned PTE with MADV_DONTNEED, which refuses VM_LOCKED ranges, so the
+// page kept raising SIGBUS after the error was gone and the range invalidated.
+TEST_P(ReadErrorTest, InvalidateClearsPoisonInAnMlockedView) {
+  const uint64_t size = 8 * kPage;
+  make(size);
+  const auto want = ft::pattern(0, size);
+  EngineConfig cfg;
+  cfg.flusher = false;
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, size, Access::ReadOnly);
+  ASSERT_EQ(0, ::mlock(m.data(), size)) << std::strerror(errno);  // populates
+  f.invalidate(3 * kPage, kPage);  // punched: the locked PTE goes too
+  be->fail_reads({3});
+  auto err = load(m.data() + 3 * kPage);
+  ASSERT_TRUE(err) << "a read error must give SIGBUS";
+  be->fail_reads({});
+  f.invalidate(3 * kPage, kPage);  // the error is gone: so must the poison be
+  err = load(m.data() + 3 * kPage);
+  EXPECT_FALSE(err) << "the page still raises SIGBUS after invalidate";
+  if (!err) {
+    EXPECT_EQ(-1, ft::first_diff(m.data() + 3 * kPage, want.data() + 3 * kPage, kPage));
+  }
+  ::munlock(m.data(), size);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ReadErrorTest, ::testing::Values(Inner::File, Inner::Memory),
