@@ -60,6 +60,12 @@ constexpr unsigned kMaxFaultThreads = 4096;
 /// list and wakes the next waiter — which mostly found nothing: MEASUREMENTS
 /// M6.5.)
 bool arm_uffd(int epfd, Userfaultfd* u, int op) {
+  if (op == EPOLL_CTL_MOD) {
+    if (const int e = FL_FAIL("handler.rearm")) {  // tests: a failed re-arm
+      errno = e;
+      return false;
+    }
+  }
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
   ev.data.ptr = u;
@@ -175,6 +181,29 @@ thread_local EngineCore* t_handler_of = nullptr;
 /// EngineConfig::fault_threads (its stack and fill buffer are freed); the
 /// kernel's io-wq workers do the same after 5 s.
 constexpr int kHandlerIdleExitMs = 2000;
+/// A handler holding a userfaultfd it could not re-arm tries again this often
+/// (handler_events).
+constexpr int kRearmRetryMs = 10;
+
+/// A handler's wait while it holds userfaultfds it could not re-arm
+/// (handler_events): the epoll set (the other userfaultfd, the stop eventfd)
+/// and those userfaultfds, for up to kRearmRetryMs. 1 with `ev` set as
+/// epoll_wait would, 0 on a timeout, -1 with errno.
+int wait_disarmed(int epfd, const std::vector<Userfaultfd*>& disarmed, epoll_event& ev) {
+  std::vector<pollfd> p{{epfd, POLLIN, 0}};
+  for (Userfaultfd* u : disarmed) p.push_back({u->fd(), POLLIN, 0});
+  const int n = ::poll(p.data(), p.size(), kRearmRetryMs);
+  if (n <= 0) return n;
+  for (size_t k = 1; k < p.size(); ++k) {
+    if (!p[k].revents) continue;
+    ev.data.ptr = disarmed[k - 1];
+    ev.events = (p[k].revents & POLLIN ? EPOLLIN : 0u) |
+                (p[k].revents & (POLLERR | POLLNVAL) ? EPOLLERR : 0u) |
+                (p[k].revents & POLLHUP ? EPOLLHUP : 0u);
+    return 1;
+  }
+  return ::epoll_wait(epfd, &ev, 1, 0);
+}
 }  // namespace
 
 bool EngineCore::spawn_handler_locked() {
@@ -605,10 +634,41 @@ bool EngineCore::handler_events(Handler* self) {
   // disarms every one-shot item it returns, so a second userfaultfd returned
   // here would stay disarmed, its faults unseen by every other handler,
   // while this one serves a fill (or for good if this handler then exited).
+  //
+  // A re-arm that fails (epoll_ctl MOD: ENOMEM, ...) leaves the userfaultfd
+  // out of every other handler's reach. This handler then keeps it
+  // (`disarmed`): it waits on it with poll(2) beside the epoll set, serves
+  // its events, and tries the re-arm again after each one and every
+  // kRearmRetryMs, until one works; it does not leave the pool meanwhile.
+  // Each failure and the recovery are logged.
   uffd_msg msg;
   epoll_event evs[1];
+  std::vector<Userfaultfd*> disarmed;
+  auto rearm = [&](Userfaultfd* u) {
+    const bool was = std::find(disarmed.begin(), disarmed.end(), u) != disarmed.end();
+    if (arm_uffd(epoll_fd_, u, EPOLL_CTL_MOD) || errno == ENOENT || errno == EBADF) {
+      if (was) {
+        std::erase(disarmed, u);
+        log("faultline: userfaultfd re-armed");
+      }
+      return;
+    }
+    const int e = errno;
+    FL_POINT("handler.rearm_failed");
+    if (was) return;
+    log(std::string("faultline: epoll_ctl(re-arm userfaultfd): ") + std::strerror(e) +
+        ": this handler serves it alone until a re-arm works");
+    disarmed.push_back(u);
+  };
   for (;;) {
-    const int r = ::epoll_wait(epoll_fd_, evs, 1, kHandlerIdleExitMs);
+    for (size_t k = disarmed.size(); k-- > 0;) rearm(disarmed[k]);
+    int r;
+    if (disarmed.empty()) {
+      r = ::epoll_wait(epoll_fd_, evs, 1, kHandlerIdleExitMs);
+    } else {
+      r = wait_disarmed(epoll_fd_, disarmed, evs[0]);
+      if (r == 0) continue;  // try the re-arm again
+    }
     if (r == 0) {
       if (handler_may_exit(self)) return true;
       continue;
@@ -631,10 +691,7 @@ bool EngineCore::handler_events(Handler* self) {
       const bool err = evs[k].events & (EPOLLERR | EPOLLHUP);
       const ssize_t n = err ? -1 : ::read(u->fd(), &msg, sizeof msg);
       const int read_errno = errno;
-      if (!arm_uffd(epoll_fd_, u, EPOLL_CTL_MOD) && errno != ENOENT && errno != EBADF) {
-        log(std::string("faultline: epoll_ctl(re-arm userfaultfd): ") + std::strerror(errno));
-        return false;
-      }
+      rearm(u);
       errno = read_errno;
       if (err) return false;
       if (n < 0) {

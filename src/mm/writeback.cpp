@@ -20,20 +20,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
-// FL_FAIL("site"): the errno a test injected for the syscall at "site"
-// (testing::fail_next), or 0; always 0 without the race harness.
-#if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING
-namespace faultline::detail {
-int injected_error(const char* site);
-}
-#define FL_FAIL(site)                                                                    \
-  (::faultline::detail::g_points_live.load(std::memory_order_relaxed) > 0               \
-       ? ::faultline::detail::injected_error(site)                                       \
-       : 0)
-#else
-#define FL_FAIL(site) 0
-#endif
-
 namespace faultline::detail {
 
 namespace {

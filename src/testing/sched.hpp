@@ -7,7 +7,9 @@
 // FL_GUARD(n, 'a')  the same for one of the separately breakable guards of a
 //                   rule (DESIGN.md section 3: R1a, R1b, ...): off with "R1a"
 //                   or with the whole rule ("R1").
-// Both compile to nothing without FAULTLINE_TESTING (the default).
+// FL_FAIL("site")   the errno a test injected for the syscall at "site"
+//                   (testing::fail_next), or 0.
+// All compile to nothing without FAULTLINE_TESTING (the default).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -17,6 +19,7 @@ extern std::atomic<int> g_points_live;     // > 0 while hits are counted / point
 // Per rule n: bit 0 = the whole rule broken, bit k = its guard 'a' + k - 1.
 extern std::atomic<uint32_t> g_broken_rules[32];
 void sched_point(const char* name);
+int injected_error(const char* site);  // testing.cpp (test builds only)
 }  // namespace faultline::detail
 
 #if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING
@@ -32,10 +35,15 @@ void sched_point(const char* name);
   (__builtin_expect(!(::faultline::detail::g_broken_rules[n].load(std::memory_order_relaxed) & \
                       (1u | (1u << ((sub) - 'a' + 1)))),                                 \
                     1))
+#define FL_FAIL(site)                                                                    \
+  (::faultline::detail::g_points_live.load(std::memory_order_relaxed) > 0               \
+       ? ::faultline::detail::injected_error(site)                                       \
+       : 0)
 #else
 #define FL_POINT(name) \
   do {                 \
   } while (0)
 #define FL_RULE(n) true
 #define FL_GUARD(n, sub) true
+#define FL_FAIL(site) 0
 #endif

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "testing/testing.hpp"
 #include "test_util.hpp"
 
 using namespace faultline;
@@ -210,6 +211,55 @@ TEST(HandlerPool, IdleHandlersLeaveAndCloseJoinsEveryThread) {
   eng.close();
   EXPECT_EQ(eng.stats().fault_threads, 0u);
   EXPECT_EQ(engine_threads(), before) << "a thread the engine started was not joined";
+}
+
+// Issue 16 review: a failed re-arm of the one-shot userfaultfd (epoll_ctl
+// MOD, e.g. ENOMEM) ended its handler and left the userfaultfd out of the
+// epoll set: no handler saw its faults again (the faulting threads hung). Now
+// the handler keeps it, serves it (poll) and re-arms it until that works. One
+// handler; every re-arm fails (injected) while six threads fault, then the
+// re-arms work again and six more faults are served through the epoll set.
+TEST(HandlerPool, AFailedRearmLosesNoFault) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = faultline::testing;
+  constexpr unsigned kThreads = 6;
+  auto be = gated("pool_rearm", 2 * kThreads);
+  be->open();
+  EngineConfig cfg = one_page_per_fault();
+  cfg.fault_threads = 1;
+  cfg.max_fault_threads = 1;
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, 2 * kThreads * kPage, Access::ReadOnly);
+  fts::reset();
+  fts::fail_next("handler.rearm", ENOMEM, 1 << 30);
+  std::vector<int> seen;
+  ft::run_with_timeout(
+      [&] {
+        auto ts = fault_pages(m, kThreads, 1, seen);
+        for (auto& t : ts) t.join();
+      },
+      std::chrono::seconds(20), "faults while every re-arm fails");
+  EXPECT_GE(fts::reached("handler.rearm_failed"), 1);
+  for (unsigned i = 0; i < kThreads; ++i) EXPECT_EQ(seen[i], static_cast<int>(i + 1)) << "page " << i;
+  fts::reset();  // re-arms work again
+  std::vector<int> later(kThreads, -1);
+  ft::run_with_timeout(
+      [&] {
+        std::vector<std::thread> ts;
+        for (unsigned i = 0; i < kThreads; ++i)
+          ts.emplace_back([&, i] {
+            later[i] = *reinterpret_cast<const volatile unsigned char*>(m.data() + (kThreads + i) * kPage);
+          });
+        for (auto& t : ts) t.join();
+      },
+      std::chrono::seconds(20), "faults after the re-arm works again");
+  for (unsigned i = 0; i < kThreads; ++i)
+    EXPECT_EQ(later[i], static_cast<int>(kThreads + i + 1)) << "page " << kThreads + i;
+  EXPECT_EQ(eng.stats().fault_threads, 1u);
+#endif
 }
 
 TEST(HandlerPool, BadMaximumIsEinval) {
