@@ -105,6 +105,11 @@ class FileImpl::Charge {
   ~Charge() { f_->uncharge(pages_); }
   uint64_t pages() const { return pages_; }
   void add(uint64_t n) { pages_ += n; }
+  // Given back now: the fill's pages are cached (nr_cached) already.
+  void release() {
+    f_->uncharge(pages_);
+    pages_ = 0;
+  }
 
  private:
   FileImpl* f_;
@@ -630,6 +635,9 @@ void FileImpl::read_fault(VmFault& vmf) {
   publish_stream(vmf);
   w.next = &vmf;
   if (!install_window(w, std::move(lock))) return;
+  // The window's pages are cached (nr_cached): its charge ends here, before
+  // the readahead below charges and fills the next window.
+  budget.release();
   if (vmf.sequential && vmf.we < m.pgoff + m.npages && vmf.we < eof_pages())
     readahead(vmf, std::move(w.next_lock));
   if (vmf.write) {

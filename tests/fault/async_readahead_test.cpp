@@ -252,6 +252,37 @@ TEST(AsyncReadahead, StreamFasterThanTheReadaheadStillWaitsForIt) {
 #endif
 }
 
+// Issue 16 review: a fault's memory charge (its window's frames) stayed
+// counted, beside the same pages in the cache, until read_fault ended, which
+// is after the asynchronous readahead: the readahead's fill then saw the
+// window twice (evictions for nothing). Parked at the readahead's start
+// (first page locked, its frames charged, nothing read): the charge is the
+// readahead's window only; the fault's window [16, 48) is cached, not charged.
+TEST(AsyncReadahead, TheFaultsChargeEndsBeforeItsReadahead) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  EngineConfig cfg = config();
+  cfg.memory_limit_pages = 1024;  // far above the pages this test fills
+  Engine eng(cfg);
+  Obj o(eng, "charge");
+  ftest::reset();
+  ftest::arm("readahead.after_lock");
+  o.start_stream();  // page 16's fault installs [16, 48), then reads [48, 80) ahead
+  ASSERT_TRUE(ftest::wait_parked("readahead.after_lock"));
+  const Stats s = eng.stats();
+  ftest::release("readahead.after_lock");
+  ftest::reset();
+  EXPECT_EQ(s.cached_pages, 3 * kWindow);
+  EXPECT_EQ(s.charged_pages, kRa) << "the fault's window is charged beside its cached pages";
+  // The readahead's charge ends with it (after its pages are counted).
+  ASSERT_TRUE(ft::eventually([&] {
+    return o.f.stats().async_readahead_pages == kRa && eng.stats().charged_pages == 0;
+  }));
+  EXPECT_EQ(eng.stats().cached_pages, 3 * kWindow + kRa);
+#endif
+}
+
 TEST(AsyncReadahead, TruncateRacingTheReadaheadLeavesNothingPastEofAndLosesNothing) {
 #if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
   GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
