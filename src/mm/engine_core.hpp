@@ -122,7 +122,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// (0 for faults: they retry holding no lock). Returns the pages
   /// reserved: `pages`, or as few as `min` (the caller fills less) when no
   /// more fits; `pages` unchanged without a limit. Release with uncharge().
-  uint64_t charge(uint64_t pages, uint64_t min, bool may_wait);
+  /// `unit`: the File's frame in 4 KiB pages (512 for 2 MiB frames): what is
+  /// reserved is a whole number of frames (pages and min are).
+  uint64_t charge(uint64_t pages, uint64_t min, bool may_wait, uint64_t unit = 1);
   void uncharge(uint64_t pages);
   /// Evicts up to `pages` (4 KiB units) clean pages over all Files, round
   /// robin (R9). Returns the 4 KiB pages freed. A File's page may free more

@@ -555,11 +555,10 @@ uint64_t FileImpl::count_missing(uint64_t ws, uint64_t we, bool skip_locked) {
 
 uint64_t FileImpl::charge(uint64_t pages, uint64_t min, bool may_wait) {
   const unsigned s = page_shift_ - kBasePageShift;
-  const uint64_t got = core->charge(pages << s, min << s, may_wait);
   // Whole pages of this File only (a 2 MiB frame is 512 4 KiB pages): what
-  // the limit trimmed to less than a frame goes back now, or it would stay
-  // charged for good (uncharge() gives back whole pages).
-  core->uncharge(got & ((uint64_t{1} << s) - 1));
+  // is reserved is whole frames (uncharge() gives back whole pages).
+  const uint64_t got = core->charge(pages << s, min << s, may_wait, uint64_t{1} << s);
+  FL_BUG_ON(got & ((uint64_t{1} << s) - 1));
   return got >> s;
 }
 

@@ -52,13 +52,16 @@ void EngineCore::note_progress() {
   reclaim_cv_.notify_all();
 }
 
-uint64_t EngineCore::charge(uint64_t pages, uint64_t min, bool may_wait) {
+uint64_t EngineCore::charge(uint64_t pages, uint64_t min, bool may_wait, uint64_t unit) {
   const uint64_t limit = cfg.memory_limit_pages;
   if (!limit || pages == 0) return pages;
   min = std::min(min, pages);
   // No fill takes more than a quarter of the limit at once (a readahead
-  // window larger than that is trimmed).
-  pages = std::max(min, std::min(pages, std::max<uint64_t>(limit / 4, 1)));
+  // window larger than that is trimmed), but always a whole frame: a 2 MiB
+  // File under a limit of less than 4 frames got less than one, which it
+  // gives back, after its reclaim may have evicted a frame for it.
+  auto whole = [unit](uint64_t n) { return n / unit * unit; };
+  pages = std::max(min, std::min(pages, std::max<uint64_t>(whole(limit / 4), unit)));
   uint64_t seen = progress_.load(std::memory_order_seq_cst);
   for (int idle = 0;;) {
     if (reserve(pages)) {
@@ -69,11 +72,15 @@ uint64_t EngineCore::charge(uint64_t pages, uint64_t min, bool may_wait) {
     // Direct reclaim (R9: try-locks and rechecks; safe under page locks).
     // What it freed may go to another fill first: then look again (the
     // engine progressed: no round is lost, and no fill goes over for it).
-    if (reclaim(pages - std::min(pages, room()) + kDirectReclaimExtra) > 0) continue;
+    // (The extra pages are for 4 KiB frames: with 2 MiB ones they would
+    // round up to one more frame.)
+    if (reclaim(pages - std::min(pages, room()) + (unit == 1 ? kDirectReclaimExtra : 0)) > 0)
+      continue;
     // Nothing freed: the cache is locked, dirty or under write-back, or
     // another thread is reclaiming the same File right now. What fits now,
     // at least `min`: a smaller fill rather than a wait.
-    for (uint64_t g = std::min(room(), pages); g > 0 && g >= min; g = std::min(room(), pages))
+    for (uint64_t g = whole(std::min(room(), pages)); g > 0 && g >= min;
+         g = whole(std::min(room(), pages)))
       if (reserve(g)) return g;
     // Over the limit by `min` only: without `may_wait` (the caller holds page
     // locks or the invalidate_lock: write-back or a fill it would wait for

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <fstream>
+#include <thread>
 #include <sys/mman.h>
 
 #include "testing/faulty_backend.hpp"
@@ -614,6 +615,57 @@ TEST_F(Frames2M, LimitSmallerThanAFrameIsEinvalAtOpen) {
   // 4 KiB frames are fine under it.
   fl::File f4 = eng.open(fl::make_file_backend(path, false));
   EXPECT_EQ(f4.size(), 2 * kH);
+}
+
+// Issue 16 review: under a limit of less than 4 frames a quarter of the
+// limit is less than one frame. A fault whose cached frame was evicted
+// between its look and its lock charges under its locks without waiting
+// (charge_evicted): it reserved that quarter (reclaiming a frame to make room
+// for it), gave it back as less than a whole frame and started over: its
+// eviction was for nothing if another fill took the room meanwhile. Now it
+// reserves a whole frame at once. Limit 3 frames, frames 0-2 cached; a fault
+// on frame 0 (a second view: cached, it charges nothing) is parked before its
+// lock while frame 0 is invalidated and frame 3 fills the cache again.
+TEST_F(Frames2M, AFaultWhoseFrameWasEvictedChargesAWholeFrameUnderAFewFrameLimit) {
+#if !(defined(FAULTLINE_TESTING) && FAULTLINE_TESTING)
+  GTEST_SKIP() << "needs the race harness: build with -DFAULTLINE_TESTING=ON (scripts/test.sh does)";
+#else
+  namespace fts = fl::testing;
+  ft::TempDir d;
+  const auto path = sparse_marked_file(d, "few", 6);
+  fl::EngineConfig cfg;
+  cfg.flusher = false;
+  cfg.memory_limit_pages = 3 * kFramePages;
+  cfg.fault_around_pages = 1;
+  cfg.read_around_pages = 0;  // one frame per fault
+  fl::Engine eng(cfg);
+  fl::File f = eng.open(fl::make_file_backend(path, false), opts2m());
+  fl::Mapping m = f.map(0, 6 * kH, fl::Access::ReadOnly);
+  m.advise(fl::Advice::Random);  // no stream, no readahead
+  for (uint64_t k = 0; k < 3; ++k) ASSERT_EQ(marker(m, k), k + 1);
+  fl::Mapping m2 = f.map(0, kH, fl::Access::ReadOnly);
+  fts::reset();
+  fts::arm("fault.before_lock");
+  uint64_t got = 0;
+  std::thread t([&] { got = marker(m2, 0); });
+  ASSERT_TRUE(fts::wait_parked("fault.before_lock"));
+  f.invalidate(0, kH);          // frame 0 dropped (the fault holds no lock yet)
+  EXPECT_EQ(marker(m, 3), 4u);  // the cache is full again
+  const uint64_t retries = f.stats().fault_retries;
+  fts::release("fault.before_lock");
+  t.join();
+  fts::reset();
+  EXPECT_EQ(got, 1u);
+  // At most one retry: frame 0 dropped after the look (R2's recheck). None
+  // for room: its charge under the locks evicted one frame and took it
+  // (without the fix: a second retry, for room). (Under load, once in a run
+  // of the area's tests after the rebase onto 54c7791, no retry and two
+  // evictions were seen: not understood yet, so neither count is exact.)
+  EXPECT_LE(f.stats().fault_retries - retries, 1u);
+  EXPECT_LE(f.stats().pages_reclaimed, 2u);
+  EXPECT_LE(eng.stats().peak_cached_pages, cfg.memory_limit_pages);
+  EXPECT_TRUE(ft::eventually([&] { return eng.stats().charged_pages == 0; }));
+#endif
 }
 
 // The pool a 2 MiB File needs counts the engine's other 2 MiB Files: their
