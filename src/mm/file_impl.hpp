@@ -465,8 +465,9 @@ class FileImpl {
   std::vector<LruEntry> lru_peek_small(size_t max);
   /// Zaps the PTEs of the locked, clean pages `pg` (ascending) in every shared
   /// view so their next access faults (a MINOR fault: the frames stay);
-  /// returns which of them an async view shows written (now dirty, R7).
-  std::vector<bool> sample_unmap(const std::vector<uint64_t>& pg);
+  /// returns which of them an async view shows written (now dirty, R7), and
+  /// in `mapped` which lie in a shared view (the others had nothing to zap).
+  std::vector<bool> sample_unmap(const std::vector<uint64_t>& pg, std::vector<bool>& mapped);
   /// The ranges of view m's pages [lo, hi) but its poisoned ones, appended
   /// to `zap` (sample_unmap zaps them all with one MADV_DONTNEED call).
   void zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi, std::vector<iovec>& zap);

@@ -176,10 +176,12 @@ void FileImpl::zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi, std::vec
   }
 }
 
-std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg) {
+std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg,
+                                         std::vector<bool>& mapped) {
   // The pages are locked (R9's try-locks) and clean. R15: the views are
   // walked under the rmap lock (no range another mmap may own).
   std::vector<bool> written(pg.size(), false);
+  mapped.assign(pg.size(), false);
   const uint64_t eof = eof_pages();
   auto consecutive = [&](uint64_t k, uint64_t l) { return pg[l] == pg[k] + 1; };
   std::vector<iovec> zap;  // zapped together below, still under the rmap lock (R15)
@@ -190,6 +192,7 @@ std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg) {
     for_each_run(pg.size(), [](uint64_t) { return true; }, consecutive, [&](uint64_t a, uint64_t b) {
       const uint64_t lo = std::max(pg[a], vlo), hi = std::min(pg[b - 1] + 1, vhi);
       if (lo >= hi) return;
+      for (uint64_t k = lo; k < hi; ++k) mapped[a + (k - pg[a])] = true;
       if (!m->async_wp()) {
         zap_unpoisoned(*m, lo, hi, zap);
         return;
@@ -281,12 +284,17 @@ void FileImpl::sample_pages(ReclaimBatch& b) {
     held.push_back(std::move(lock));
     held_pg.push_back(e.pg);
   }
-  const std::vector<bool> written = sample_unmap(held_pg);
+  // A page in no shared view (its view unmapped, or private views only) has
+  // no PTE to zap: marked sampled all the same (its next access faults), but
+  // not counted as sampled.
+  std::vector<bool> mapped;
+  const std::vector<bool> written = sample_unmap(held_pg, mapped);
   for (size_t i = 0; i < held.size(); ++i) {
     held[i].page()->set(PG_zapped);
     if (!written[i]) held[i].page()->set(PG_sampled);
   }
-  count(&Counters::pages_sampled, held.size());
+  count(&Counters::pages_sampled,
+        static_cast<uint64_t>(std::count(mapped.begin(), mapped.end(), true)));
   held.clear();  // unlocks
   b.back.insert(b.back.end(), b.sample.begin(), b.sample.end());
 }
