@@ -61,12 +61,16 @@ bool evictable(uint32_t flags) { return (flags & PG_uptodate) && !(flags & kBusy
 /// MADV_DONTNEED of every range in `zap`: one process_madvise(2) call per
 /// kIovMax ranges (Linux 6.13+ allows any advice on the caller's own
 /// process; 6.16+ flushes the TLB once per call, not once per range), else
-/// (an older kernel) one madvise per range. Zapping a range twice is
+/// (an older kernel) one madvise per range. The process is named by the
+/// sentinel PIDFD_SELF_THREAD_GROUP: -10001 in the uapi of later kernels
+/// (linux/fcntl.h, 6.18), but -20000 in 6.15's (linux/pidfd.h), the first
+/// kernel with the sentinels: there, and before it, -10001 is no pidfd
+/// (EBADF) and the zaps go range by range. Zapping a range twice is
 /// harmless (the pages are locked: nothing maps them again meanwhile), so
 /// a short or failed batch is redone range by range. False if a range failed.
 bool madvise_dontneed(std::span<const iovec> zap) {
   constexpr size_t kIovMax = 1024;                     // UIO_MAXIOV
-  constexpr int kPidfdSelfProcess = -10001;            // PIDFD_SELF_THREAD_GROUP (6.15+)
+  constexpr int kPidfdSelfProcess = -10001;  // PIDFD_SELF_THREAD_GROUP (after 6.15: above)
   static std::atomic<bool> batch_works{true};
   bool ok = true;
   for (size_t at = 0; at < zap.size(); at += kIovMax) {
