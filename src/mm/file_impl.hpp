@@ -461,8 +461,20 @@ class FileImpl {
   /// Pops up to `max` live entries of a queue (main or small) for reclaim.
   std::vector<LruEntry> lru_pop(bool main, size_t max);
   void lru_push(bool main, const std::vector<LruEntry>& es);
-  /// Copies of up to `max` entries at the head of the small queue (it stays).
-  std::vector<LruEntry> lru_peek_small(size_t max);
+  // Aging's cursor (FileImpl::age), so that each flusher pass copies only
+  // the entries it has not looked at yet: small_.front() is entry number
+  // small_head_ of all those the small queue ever held (approximately: a
+  // batch reclaim puts back at the head may be renumbered by the stale
+  // entries it dropped), and age_pos_ the number of the first entry the next
+  // pass looks at. Renumbering (the stale entries' cleanup) starts it over.
+  uint64_t small_head_ GUARDED_BY(lru_mu_) = 0;
+  uint64_t age_pos_ GUARDED_BY(lru_mu_) = 0;
+  /// Copies of up to `max` small-queue entries from number `pos` on (or
+  /// aging's cursor, or the head, if later), among the first `ahead` of the
+  /// queue (it stays); `pos` becomes the number of the first one copied.
+  std::vector<LruEntry> lru_age_batch(uint64_t& pos, uint64_t ahead, size_t max);
+  /// Aging looked at every entry before number `pos`.
+  void lru_aged_to(uint64_t pos);
   /// Zaps the PTEs of the locked, clean pages `pg` (ascending) in every shared
   /// view so their next access faults (a MINOR fault: the frames stay);
   /// returns which of them an async view shows written (now dirty, R7), and

@@ -131,6 +131,7 @@ void FileImpl::mark_uptodate(uint64_t pg, Page* p) {
           return !x || x->gen.load(std::memory_order_acquire) != e.gen || !x->test(PG_uptodate);
         });
       }
+      age_pos_ = small_head_;  // renumbered: aging starts over at the head
     }
   }
   core->note_cached();
@@ -143,6 +144,7 @@ std::vector<FileImpl::LruEntry> FileImpl::lru_pop(bool main, size_t max) {
   while (out.size() < max && !q.empty()) {
     const LruEntry e = q.front();
     q.pop_front();
+    if (!main) ++small_head_;
     const Page* p = index_.find(e.pg);
     // Dropped (and maybe cached again, with an entry of its own) since: stale.
     if (!p || p->gen.load(std::memory_order_acquire) != e.gen || !p->test(PG_uptodate)) continue;
@@ -151,10 +153,19 @@ std::vector<FileImpl::LruEntry> FileImpl::lru_pop(bool main, size_t max) {
   return out;
 }
 
-std::vector<FileImpl::LruEntry> FileImpl::lru_peek_small(size_t max) {
+std::vector<FileImpl::LruEntry> FileImpl::lru_age_batch(uint64_t& pos, uint64_t ahead,
+                                                        size_t max) {
   MutexLock g(lru_mu_);
-  const size_t n = std::min(max, small_.size());
-  return std::vector<LruEntry>(small_.begin(), small_.begin() + static_cast<ptrdiff_t>(n));
+  pos = std::max({pos, age_pos_, small_head_});
+  const uint64_t end = small_head_ + std::min<uint64_t>(ahead, small_.size());
+  if (pos >= end) return {};
+  const auto from = small_.begin() + static_cast<ptrdiff_t>(pos - small_head_);
+  return std::vector<LruEntry>(from, from + static_cast<ptrdiff_t>(std::min<uint64_t>(max, end - pos)));
+}
+
+void FileImpl::lru_aged_to(uint64_t pos) {
+  MutexLock g(lru_mu_);
+  age_pos_ = pos;
 }
 
 void FileImpl::lru_push(bool main, const std::vector<LruEntry>& es) {
@@ -391,18 +402,36 @@ void FileImpl::age(uint64_t ahead) {
   // accessed or evicted (sampled and referenced pages are skipped).
   if (!reclaim_mu_.try_lock()) return;  // reclaim is at it: it samples
   MutexLock one(reclaim_mu_, std::adopt_lock);
+  // Incremental: each pass goes on from where the last one stopped (a
+  // cursor into the small queue), copying one batch of entries at a time
+  // under lru_mu_, so a pass over a queue already aged copies nothing. The
+  // cursor stops at the first page a pass wanted but could not try-lock (a
+  // handler still holds it): the next pass starts there.
   if (ahead == 0) return;
-  const std::vector<LruEntry> es = lru_peek_small(static_cast<size_t>(ahead));
-  for (size_t i = 0; i < es.size(); i += kReclaimBatchPages) {
+  auto wanted = [&](const LruEntry& e) {
+    const Page* p = index_.find(e.pg);
+    if (!p || p->gen.load(std::memory_order_acquire) != e.gen) return false;  // stale
+    // Locked (a handler installing it): wanted all the same; the try-lock
+    // decides, and the cursor stops there if it fails.
+    const uint32_t f = p->flags.load(std::memory_order_acquire) & ~PG_locked;
+    return evictable(f) && !(f & (PG_referenced | PG_sampled));
+  };
+  uint64_t pos = 0, stop = ~uint64_t{0};
+  for (;;) {
+    const std::vector<LruEntry> es = lru_age_batch(pos, ahead, kReclaimBatchPages);
+    if (es.empty()) break;
+    FL_POINT("age.batch");  // tests: a batch copied
     ReclaimBatch b;
-    for (size_t k = i; k < std::min(es.size(), i + kReclaimBatchPages); ++k) {
-      const Page* p = index_.find(es[k].pg);
-      if (!p || p->gen.load(std::memory_order_acquire) != es[k].gen) continue;  // stale
-      const uint32_t f = p->flags.load(std::memory_order_acquire);
-      if (evictable(f) && !(f & (PG_referenced | PG_sampled))) b.sample.push_back(es[k]);
-    }
+    for (const LruEntry& e : es)
+      if (wanted(e)) b.sample.push_back(e);
     sample_pages(b);  // try-locks, zaps, sets PG_sampled; the entries stay queued
+    // Still wanted: its try-lock failed (an async view's written page is
+    // dirty now: not wanted).
+    for (size_t i = 0; i < es.size() && stop == ~uint64_t{0}; ++i)
+      if (wanted(es[i])) stop = pos + i;
+    pos += es.size();
   }
+  lru_aged_to(std::min(stop, pos));
 }
 
 std::vector<FileImpl::LruEntry> FileImpl::pop_batch(ReclaimBatch& b, const uint64_t idle[2],
@@ -456,6 +485,7 @@ uint64_t FileImpl::shrink(uint64_t want) {
       MutexLock g(lru_mu_);
       auto& q = b.from_small ? small_ : main_;
       q.insert(q.begin(), b.unlooked.begin(), b.unlooked.end());
+      if (b.from_small) small_head_ -= std::min<uint64_t>(small_head_, b.unlooked.size());
     }
     lru_push(true, b.to_main);
     sample_pages(b);

@@ -37,7 +37,9 @@
 // between a batch and its copy into the caller's buffer, no lock of the File
 // held: R11), readahead.after_lock (a stream's asynchronous readahead holding
 // its first page, marked, and the invalidate_lock shared, nothing read yet),
-// and the sleeping waits wait.* below.
+// handler.rearm_failed (a fault handler could not re-arm its userfaultfd in
+// the epoll set; fault-injection site handler.rearm), age.batch (aging copied
+// a batch of the small queue), and the sleeping waits wait.* below.
 #pragma once
 #include <chrono>
 #include <cstdint>
