@@ -187,9 +187,11 @@ TEST_P(ReadErrorTest, RefusedMkwriteInAnMlockedViewGetsSigbus) {
   EXPECT_EQ(err->addr, static_cast<void*>(m.data() + 4 * kPage + 8));
   EXPECT_EQ(f.stats().mkwrite_errors, 1u);
   EXPECT_EQ(f.stats().dirty_pages, 0u);
-  // The view keeps working: other pages take stores.
+  // The view keeps working: other pages take stores (write-around may dirty
+  // the pages after it too: at least one).
   m.data()[5 * kPage] = std::byte{9};
-  EXPECT_EQ(f.stats().dirty_pages, 1u);
+  EXPECT_GE(f.stats().dirty_pages, 1u);
+  EXPECT_EQ(m.data()[5 * kPage], std::byte{9});
   ::munlock(m.data(), size);
 #endif
 }
