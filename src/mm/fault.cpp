@@ -633,7 +633,11 @@ void FileImpl::read_fault(VmFault& vmf) {
                 .fill_budget = budget.pages(), .around = vmf.around};
   publish_stream(vmf);
   w.next = &vmf;
-  if (!install_window(w, std::move(lock))) return;
+  if (!install_window(w, std::move(lock))) {
+    // No readahead after all: its marker goes, under the lock still held.
+    if (w.next_lock) w.next_lock.page()->clear(PG_readahead);
+    return;
+  }
   // The window's pages are cached (nr_cached): its charge ends here, before
   // the readahead below charges and fills the next window.
   budget.release();
@@ -762,7 +766,12 @@ void FileImpl::readahead(VmFault& vmf, PageLock first) {
   FL_POINT("readahead.before_charge");
   const uint64_t need = count_missing(ws, we);
   const Charge budget(this, charge(need, 0, /*may_wait=*/false));
-  if (need != 0 && budget.pages() == 0) return;
+  if (need != 0 && budget.pages() == 0) {
+    // No room: no readahead, and no marker on a page nobody read (the next
+    // fault on it would be taken for the stream's).
+    if (first) first.page()->clear(PG_readahead);
+    return;
+  }
   if (!install) index_.get(ws)->set(PG_readahead);  // under its lock; dropped pages lose it
   FL_POINT("readahead.after_lock");
   // A failed fill of its first page must not poison a page nobody touched.

@@ -35,7 +35,8 @@
 // breaker), remote.changed (a backend's change notification, on the backend's
 // thread, holding a reference to the File), read.before_user_copy (File::read
 // between a batch and its copy into the caller's buffer, no lock of the File
-// held: R11), readahead.after_lock (a stream's asynchronous readahead holding
+// held: R11), readahead.before_charge (a stream's asynchronous readahead
+// holding its first page, not yet charged), readahead.after_lock (a stream's asynchronous readahead holding
 // its first page, marked, and the invalidate_lock shared, nothing read yet),
 // handler.rearm_failed (a fault handler could not re-arm its userfaultfd in
 // the epoll set; fault-injection site handler.rearm), age.batch (aging copied
