@@ -68,6 +68,9 @@ struct Stats {
   /// Pages reclaim sampled: unmapped from every shared view (the frame kept)
   /// so that their next access faults and shows they are in use (R9).
   uint64_t pages_sampled = 0;
+  /// Faults a handler read while polling the userfaultfd after serving the
+  /// one before (EngineConfig::fault_poll_us): no handler was woken for them.
+  uint64_t faults_polled = 0;
   /// Pages read ahead of a sequential stream in the background and left
   /// cached, unmapped, for the stream's next fault to map (asynchronous
   /// readahead: the read overlaps the stream's touching, issue 16 item 3).

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <iostream>
 #include <poll.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -51,6 +52,8 @@ namespace {
 /// EngineConfig::max_fault_threads above this is refused (EINVAL): each
 /// handler reserves a stack, and more cannot be in flight usefully.
 constexpr unsigned kMaxFaultThreads = 4096;
+/// EngineConfig::fault_poll_us above this is refused (EINVAL).
+constexpr unsigned kMaxFaultPollUs = 10000;
 
 /// Adds (op EPOLL_CTL_ADD) or re-arms (EPOLL_CTL_MOD) a userfaultfd in the
 /// handlers' epoll set, one-shot: epoll_wait hands it to one handler, which
@@ -71,6 +74,23 @@ bool arm_uffd(int epfd, Userfaultfd* u, int op) {
   ev.data.ptr = u;
   return ::epoll_ctl(epfd, op, u->fd(), &ev) == 0;
 }
+
+/// Takes a userfaultfd out of the handlers' epoll set without removing it
+/// (a one-shot item with no events armed): a fault then wakes no handler
+/// sleeping in epoll_wait. arm_uffd(EPOLL_CTL_MOD) puts it back, and reports
+/// a fault queued meanwhile to a sleeping handler at once.
+bool disarm_uffd(int epfd, Userfaultfd* u) {
+  epoll_event ev{};
+  ev.events = EPOLLONESHOT;
+  ev.data.ptr = u;
+  return ::epoll_ctl(epfd, EPOLL_CTL_MOD, u->fd(), &ev) == 0;
+}
+
+int64_t mono_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 }  // namespace
 
 Status EngineCore::check_config(const EngineConfig& cfg) {
@@ -79,6 +99,9 @@ Status EngineCore::check_config(const EngineConfig& cfg) {
     return {-EINVAL, "faultline: max_fault_threads (" + std::to_string(cfg.max_fault_threads) +
                          ") must be >= fault_threads (" + std::to_string(cfg.fault_threads) +
                          ") and <= " + std::to_string(kMaxFaultThreads)};
+  if (cfg.fault_poll_us > kMaxFaultPollUs)
+    return {-EINVAL, "faultline: fault_poll_us (" + std::to_string(cfg.fault_poll_us) +
+                         ") must be <= " + std::to_string(kMaxFaultPollUs)};
   if (cfg.fault_around_pages == 0 || cfg.readahead_max_pages == 0)
     return {-EINVAL, "faultline: fault_around_pages and readahead_max_pages must be >= 1"};
   // Issue 16, bad input: a limit below one fault window could never hold a
@@ -700,12 +723,58 @@ bool EngineCore::handler_events(Handler* self) {
         return false;
       }
       if (n != sizeof msg || msg.event != UFFD_EVENT_PAGEFAULT) continue;
-      idle_handlers_.fetch_sub(1, std::memory_order_acq_rel);
-      dispatch(*u, msg.arg.pagefault.address, msg.arg.pagefault.flags);
-      idle_handlers_.fetch_add(1, std::memory_order_acq_rel);
+      serve(*u, msg);
+      // Faults coming one after another (a thread missing page after page):
+      // read the next one polling, not asleep.
+      while (u == &uffd && poll_fault(*u, msg)) serve(*u, msg);
     }
     if (stop) return false;
   }
+}
+
+void EngineCore::serve(Userfaultfd& u, const uffd_msg& msg) {
+  // The gap since the last fault served: polling pays while it is short.
+  const int64_t now = mono_ns();
+  poll_worth_.store(now - last_served_ns_.load(std::memory_order_relaxed) <
+                        int64_t{cfg.fault_poll_us} * 1000,
+                    std::memory_order_relaxed);
+  idle_handlers_.fetch_sub(1, std::memory_order_acq_rel);
+  dispatch(u, msg.arg.pagefault.address, msg.arg.pagefault.flags);
+  idle_handlers_.fetch_add(1, std::memory_order_acq_rel);
+  last_served_ns_.store(mono_ns(), std::memory_order_relaxed);
+}
+
+bool EngineCore::poll_fault(Userfaultfd& u, uffd_msg& msg) {
+  // One poller at a time, and only while faults come less than
+  // fault_poll_us apart (EngineConfig::fault_poll_us).
+  if (cfg.fault_poll_us == 0 || !poll_worth_.load(std::memory_order_relaxed) ||
+      poller_.exchange(true, std::memory_order_acquire))
+    return false;
+  // Out of the epoll set while polling: a fault must not wake a sleeping
+  // handler (the wake-up this saves). No fault is lost: the poller reads
+  // every fault queued until it stops, and re-arming reports one queued
+  // after its last read to a sleeping handler.
+  bool got = false;
+  if (disarm_uffd(epoll_fd_, &u)) {
+    const int64_t deadline = mono_ns() + int64_t{cfg.fault_poll_us} * 1000;
+    for (;;) {
+      const ssize_t n = ::read(u.fd(), &msg, sizeof msg);
+      if (n == sizeof msg && msg.event == UFFD_EVENT_PAGEFAULT) {
+        got = true;
+        break;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EINTR) break;  // epoll reports it to a handler
+      if (mono_ns() >= deadline) break;  // close's stop then wakes it in epoll_wait
+      ::sched_yield();  // a thread runnable here (the one this poller woke) goes first
+    }
+    // Re-armed right after the read, as handler_events does: the next
+    // queued fault goes to another handler while this one serves its own.
+    if (!arm_uffd(epoll_fd_, &u, EPOLL_CTL_MOD) && errno != ENOENT && errno != EBADF)
+      log(std::string("faultline: epoll_ctl(re-arm userfaultfd): ") + std::strerror(errno));
+  }
+  poller_.store(false, std::memory_order_release);
+  if (got) stats.faults_polled.fetch_add(1, std::memory_order_relaxed);
+  return got;
 }
 
 }  // namespace detail

@@ -185,6 +185,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void flusher_loop();
   void release_deferred_wakes();
   void dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags);
+  /// Serves one fault event read by a handler (dispatch, counted busy).
+  void serve(Userfaultfd& u, const uffd_msg& msg);
+  /// After serving a fault: polls u for the next one for up to
+  /// EngineConfig::fault_poll_us (one poller at a time, u out of the epoll
+  /// set meanwhile); true with it in msg.
+  bool poll_fault(Userfaultfd& u, uffd_msg& msg);
   /// The live view containing addr, with an in-flight reference taken.
   std::shared_ptr<MappingImpl> lookup(uintptr_t addr);
 
@@ -211,6 +217,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   // under pool_mu_ (FillScope). nr_handlers likewise (changed under pool_mu_,
   // read without it).
   std::atomic<uint64_t> idle_handlers_{0};
+  std::atomic<bool> poller_{false};          // a handler polls the userfaultfd (poll_fault)
+  std::atomic<bool> poll_worth_{true};       // the last fault came within fault_poll_us
+  std::atomic<int64_t> last_served_ns_{0};   // when the last fault was served (steady clock)
   std::thread flusher_;
   Mutex flush_mu_;
   CondVar flush_cv_;     // wakes the flusher

@@ -260,6 +260,80 @@ TEST(HandlerPool, AFailedRearmLosesNoFault) {
     EXPECT_EQ(later[i], static_cast<int>(kThreads + i + 1)) << "page " << kThreads + i;
   EXPECT_EQ(eng.stats().fault_threads, 1u);
 #endif
+
+// EngineConfig::fault_poll_us (docs/MEASUREMENTS.md M6.8): a handler that has
+// served a fault polls the userfaultfd for the next one, with the userfaultfd
+// out of the epoll set meanwhile. No fault may be lost to that (a lost one
+// hangs its thread: the test's timeout): threads faulting page after page,
+// with the longest poll allowed and a pool of one or four handlers, all get
+// their data, and close() ends whether or not a handler is polling. (Whether
+// a given fault is read polling depends on timing: only bounded here.)
+TEST(HandlerPool, FaultsReadWhilePollingAreAllServed) {
+  constexpr unsigned kThreads = 4;
+  constexpr uint64_t kPerThread = 96;
+  constexpr uint64_t kPages = kThreads * kPerThread;
+  auto mem = make_memory_backend("pool_poll", 0);
+  std::vector<std::byte> buf(kPages * kPage);
+  for (uint64_t i = 0; i < kPages; ++i)
+    std::memset(buf.data() + i * kPage, static_cast<int>((i * 7 + 1) & 0xff), kPage);
+  ASSERT_EQ(0, mem->write(0, buf));
+  for (unsigned max : {1u, 4u}) {
+    EngineConfig cfg = one_page_per_fault();
+    cfg.fault_threads = 1;
+    cfg.max_fault_threads = max;
+    cfg.fault_poll_us = 10000;
+    Engine eng(cfg);
+    File f = eng.open(mem);
+    Mapping m = f.map(0, kPages * kPage, Access::ReadOnly);
+    m.advise(Advice::Random);  // one fault per page
+    std::vector<int> bad(kThreads, 0);
+    std::vector<std::thread> ts;
+    for (unsigned t = 0; t < kThreads; ++t)
+      ts.emplace_back([&, t] {
+        // Interleaved pages: the threads' faults arrive mixed.
+        for (uint64_t k = 0; k < kPerThread; ++k) {
+          const uint64_t pg = k * kThreads + t;
+          const auto v = *reinterpret_cast<const volatile unsigned char*>(m.data() + pg * kPage);
+          bad[t] += v != static_cast<unsigned char>((pg * 7 + 1) & 0xff);
+        }
+      });
+    for (auto& t : ts) t.join();
+    for (unsigned t = 0; t < kThreads; ++t) EXPECT_EQ(bad[t], 0) << "thread " << t << ", pool " << max;
+    const Stats s = eng.stats();
+    EXPECT_EQ(s.cache_misses, kPages) << "pool " << max;
+    EXPECT_LE(s.faults_polled, s.missing_faults + s.minor_faults) << "pool " << max;
+    m.unmap();
+    f.close();
+    eng.close();  // a handler may be polling: it stops within fault_poll_us
+    EXPECT_EQ(eng.stats().fault_threads, 0u);
+  }
+}
+
+// fault_poll_us = 0: no handler polls, every fault is read from epoll_wait.
+TEST(HandlerPool, NoPollingWhenTurnedOff) {
+  constexpr uint64_t kPages = 64;
+  auto be = gated("pool_nopoll", kPages);
+  be->open();
+  EngineConfig cfg = one_page_per_fault();
+  cfg.fault_poll_us = 0;
+  Engine eng(cfg);
+  File f = eng.open(be);
+  Mapping m = f.map(0, kPages * kPage, Access::ReadOnly);
+  m.advise(Advice::Random);
+  for (uint64_t pg = 0; pg < kPages; ++pg)
+    EXPECT_EQ(*reinterpret_cast<const volatile unsigned char*>(m.data() + pg * kPage),
+              static_cast<unsigned char>((pg + 1) & 0xff));
+  EXPECT_EQ(eng.stats().cache_misses, kPages);
+  EXPECT_EQ(eng.stats().faults_polled, 0u);
+}
+
+TEST(HandlerPool, BadPollTimeIsEinval) {
+  EngineConfig c;
+  c.fault_poll_us = 10001;
+  EXPECT_ERRNO(EINVAL, Engine{c});
+  c.fault_poll_us = 10000;
+  Engine eng(c);
+  EXPECT_EQ(eng.config().fault_poll_us, 10000u);
 }
 
 TEST(HandlerPool, BadMaximumIsEinval) {

@@ -185,6 +185,11 @@ void add_out_of_core_options(CLI::App* cmd, BenchOptions& o, CLI::Option* size, 
                            "--out-of-core: comma list of faultline, faultline-2M, mmap, "
                            "mmap-random, direct, or all")
                ->capture_default_str());
+  need_ooc(cmd->add_option("--fault-poll-us", o.fault_poll_us,
+                           "--out-of-core: EngineConfig.fault_poll_us for the faultline rows "
+                           "(a handler polls for the next fault this long before it sleeps; 0: off)")
+               ->check(CLI::Range(0u, 10000u))
+               ->capture_default_str());
   need_ooc(cmd->add_option("--direct-depth", o.direct_depth,
                            "--out-of-core: O_DIRECT 4 KiB reads in flight for the direct rows "
                            "(default: the device's queue depth, at most 32)")

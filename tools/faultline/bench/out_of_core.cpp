@@ -460,6 +460,7 @@ EngineConfig engine_config(const BenchOptions& o) {
   EngineConfig cfg;
   cfg.log = [](std::string_view m) { fmt::print(stderr, "{}\n", m); };
   if (o.fault_around != cfg.fault_around_pages) cfg.fault_around_pages = o.fault_around;
+  cfg.fault_poll_us = o.fault_poll_us;
   return cfg;
 }
 
