@@ -63,12 +63,12 @@ struct EngineConfig {
   /// it sleeps, while faults arrive less than this far apart: a thread that
   /// misses page after page then has its next fault read at once, instead of
   /// waking a sleeping handler (a cross-CPU wake-up of an idle vCPU, or a
-  /// scheduling delay on a busy machine: docs/MEASUREMENTS.md M6.8). At most
+  /// scheduling delay on a busy machine: docs/MEASUREMENTS.md M6.10). At most
   /// one handler polls at a time, and the userfaultfd is taken out of the
   /// handlers' epoll set meanwhile, so no sleeping handler is woken for a
   /// fault the poller reads. 0 (the default): never poll; at most 10000.
   /// Off by default: on a loaded 2-CPU machine the poller took CPU the
-  /// faulting thread needed and lost (M6.8); not yet measured quiet.
+  /// faulting thread needed and lost (M6.10); not yet measured quiet.
   unsigned fault_poll_us = 0;
   /// Pages per fault for non-sequential access: an aligned window around the
   /// faulting page (1 disables fault-around). Adaptive per Mapping, like the
