@@ -260,8 +260,9 @@ TEST(HandlerPool, AFailedRearmLosesNoFault) {
     EXPECT_EQ(later[i], static_cast<int>(kThreads + i + 1)) << "page " << kThreads + i;
   EXPECT_EQ(eng.stats().fault_threads, 1u);
 #endif
+}
 
-// EngineConfig::fault_poll_us (docs/MEASUREMENTS.md M6.8): a handler that has
+// EngineConfig::fault_poll_us (docs/MEASUREMENTS.md M6.10): a handler that has
 // served a fault polls the userfaultfd for the next one, with the userfaultfd
 // out of the epoll set meanwhile. No fault may be lost to that (a lost one
 // hangs its thread: the test's timeout): threads faulting page after page,
