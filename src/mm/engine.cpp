@@ -632,7 +632,17 @@ void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags) {
     log(std::string("faultline: fault handling failed: ") + e.what());
     wake_page(u, addr);
   }
-  if (m->inflight.fetch_sub(1, std::memory_order_acq_rel) == 1) m->inflight.notify_all();
+  // This handler's reference goes before its in-flight count: the view's
+  // owner, waiting in teardown for the count, then drops the last reference
+  // itself, so the File's write-back at its last view and handle runs on the
+  // owner's thread (a read of the file right after the unmap sees the stores;
+  // before, it could run here a moment later: WbTest.LastHandleAndViewGone-
+  // WritesBack failed once under ASan). The view outlives the reset: its
+  // owner's reference stays until teardown has seen the count at 0. Nothing
+  // of it is touched after the decrement (teardown polls: no notify).
+  MappingImpl* const view = m.get();
+  m.reset();
+  view->inflight.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 void EngineCore::handler_loop(Handler* self) {

@@ -2,6 +2,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include <chrono>
+#include <thread>
+
 #include "mm/engine_core.hpp"
 #include "mm/file_impl.hpp"
 #include "mm/mapping_impl.hpp"
@@ -38,7 +41,12 @@ void MappingImpl::teardown() {
     // handler never works on a view that is gone (or on a new view that
     // reuses its addresses).
     core->remove_mapping(this);
-    for (uint32_t v = inflight.load(); v != 0; v = inflight.load()) inflight.wait(v);
+    // (Polled with back-off: a handler's decrement is its last access to the
+    // view, engine.cpp dispatch, so it cannot notify.)
+    for (unsigned i = 0; inflight.load(std::memory_order_acquire) != 0; ++i) {
+      if (i < 64) std::this_thread::yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(i < 2000 ? 50 : 1000));
+    }
     // Async dirty tracking: the written PTEs are the only record of stores
     // through this view; make those pages dirty before munmap drops them.
     if (async_wp()) {
