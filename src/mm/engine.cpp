@@ -659,21 +659,21 @@ void EngineCore::handler_loop(Handler* self) {
   self->exited = true;
 }
 
+// One event per read: the others stay queued on the userfaultfd for the
+// idle handlers (its one-shot registration is re-armed right after the
+// read, which wakes the next one), so a fault never waits behind another
+// fault's fill in this thread. One ready item per epoll_wait: epoll
+// disarms every one-shot item it returns, so a second userfaultfd returned
+// here would stay disarmed, its faults unseen by every other handler,
+// while this one serves a fill (or for good if this handler then exited).
+//
+// A re-arm that fails (epoll_ctl MOD: ENOMEM, ...) leaves the userfaultfd
+// out of every other handler's reach. This handler then keeps it
+// (`disarmed`): it waits on it with poll(2) beside the epoll set, serves
+// its events, and tries the re-arm again after each one and every
+// kRearmRetryMs, until one works; it does not leave the pool meanwhile.
+// Each failure and the recovery are logged.
 bool EngineCore::handler_events(Handler* self) {
-  // One event per read: the others stay queued on the userfaultfd for the
-  // idle handlers (its one-shot registration is re-armed right after the
-  // read, which wakes the next one), so a fault never waits behind another
-  // fault's fill in this thread. One ready item per epoll_wait: epoll
-  // disarms every one-shot item it returns, so a second userfaultfd returned
-  // here would stay disarmed, its faults unseen by every other handler,
-  // while this one serves a fill (or for good if this handler then exited).
-  //
-  // A re-arm that fails (epoll_ctl MOD: ENOMEM, ...) leaves the userfaultfd
-  // out of every other handler's reach. This handler then keeps it
-  // (`disarmed`): it waits on it with poll(2) beside the epoll set, serves
-  // its events, and tries the re-arm again after each one and every
-  // kRearmRetryMs, until one works; it does not leave the pool meanwhile.
-  // Each failure and the recovery are logged.
   uffd_msg msg;
   epoll_event evs[1];
   std::vector<Userfaultfd*> disarmed;
