@@ -641,7 +641,12 @@ void FileImpl::read_fault(VmFault& vmf) {
   // The window's pages are cached (nr_cached): its charge ends here, before
   // the readahead below charges and fills the next window.
   budget.release();
-  if (vmf.sequential && vmf.we < m.pgoff + m.npages && vmf.we < eof_pages())
+  // Decided once, by lock_readahead: a truncate may lower EOF meanwhile (it
+  // sets i_size before it waits for the invalidate_lock, R3), and a second
+  // look could skip the readahead with its first page still locked (held
+  // across update_time below, W5) and marked. The readahead rechecks EOF
+  // under its locks (R2). Breaker R1c: no lock, the same test.
+  if (lock_window_pages() ? static_cast<bool>(w.next_lock) : readahead_wanted(vmf))
     readahead(vmf, std::move(w.next_lock));
   if (vmf.write) {
     // R6: the time update (mtime) for a store that arrived as a MISSING /
@@ -725,6 +730,11 @@ void FileImpl::publish_stream(const VmFault& vmf) {
   m.ra_stream.store(vmf.sequential, std::memory_order_relaxed);
 }
 
+bool FileImpl::readahead_wanted(const VmFault& vmf) {
+  // A stream fault whose next window starts inside the view and below EOF.
+  return vmf.sequential && vmf.we < vmf.m.pgoff + vmf.m.npages && vmf.we < eof_pages();
+}
+
 PageLock FileImpl::lock_readahead(VmFault& vmf) {
   // The first page of the stream's next window is locked (R1c; R12: a
   // try-lock, above the window's pages) and marked after the fault's fill
@@ -733,10 +743,7 @@ PageLock FileImpl::lock_readahead(VmFault& vmf) {
   // next window first, read it synchronously, and from then on always be
   // ahead of its readahead. With the lock taken here its fault waits for the
   // read (R1c).
-  MappingImpl& m = vmf.m;
-  if (!vmf.sequential || vmf.we >= m.pgoff + m.npages || vmf.we >= eof_pages() ||
-      !lock_window_pages())
-    return {};
+  if (!readahead_wanted(vmf) || !lock_window_pages()) return {};
   Page* q = index_.get(vmf.we);
   PageLock first(q, std::try_to_lock);
   if (first && vmf.ra_wa.gens.empty() && !q->test(PG_uptodate))

@@ -221,6 +221,8 @@ class FileImpl {
   void readahead(VmFault& vmf, PageLock first);
   /// The next window's first page, try-locked and marked before the map.
   PageLock lock_readahead(VmFault& vmf);
+  /// Whether this fault's stream gets a readahead of its next window.
+  bool readahead_wanted(const VmFault& vmf);
   /// Under the faulting page's lock: a cache hit (referenced) or a miss.
   void count_hit(uint64_t pg);
   /// The view's readahead stream position after this fault (before the map).
