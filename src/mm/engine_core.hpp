@@ -106,6 +106,13 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     return l && nr_cached.load(std::memory_order_relaxed) +
                         nr_charged.load(std::memory_order_relaxed) > l - l / 32;
   }
+  /// Past 3/4 of the limit (reclaim is coming): aging's mark, and stream
+  /// pages cached from here on are the streams' own pressure (R9).
+  bool near_memory_limit() const {
+    const uint64_t l = cfg.memory_limit_pages;
+    return l && nr_cached.load(std::memory_order_relaxed) +
+                        nr_charged.load(std::memory_order_relaxed) > l - l / 4;
+  }
   /// A page became uptodate: past the background mark, wake the flusher
   /// (once per pass).
   void note_cached();

@@ -161,6 +161,7 @@ struct FileImpl::FaultWindow {
   const bool minor = false;
   const bool readahead = false;  // must is not needed: no SIGBUS, no fill past the budget
   const bool install = true;  // false: fill only, map nothing (asynchronous readahead)
+  const bool stream = false;  // a stream's window: its fills are PG_stream (reclaim, R9)
   const WriteAround* wa = nullptr;  // pages made writable with must
   uint64_t fill_budget = ~uint64_t{0};  // pages charged under the memory limit
   unsigned around = kFillAndMap;
@@ -626,9 +627,9 @@ void FileImpl::read_fault(VmFault& vmf) {
   // Write-around into the readahead window happens after the storing thread
   // is woken: counted from before the wake, so a sync waits for it.
   const LateDirtying late(this, !vmf.ra_wa.gens.empty());
-  count_hit(vmf.pg);
+  count_hit(vmf.pg, vmf.sequential);
   FaultWindow w{.f = *this, .m = m, .ws = vmf.ws, .we = vmf.we, .must = vmf.pg,
-                .write = vmf.write, .minor = vmf.minor,
+                .write = vmf.write, .minor = vmf.minor, .stream = vmf.sequential,
                 .wa = vmf.wa.gens.empty() ? nullptr : &vmf.wa,
                 .fill_budget = budget.pages(), .around = vmf.around};
   publish_stream(vmf);
@@ -707,13 +708,15 @@ bool FileImpl::lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval,
   return true;
 }
 
-void FileImpl::count_hit(uint64_t pg) {
+void FileImpl::count_hit(uint64_t pg, bool stream) {
   // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
-  // A hit is an access reclaim must see (R9: a page it sampled faults here).
+  // A hit is an access reclaim must see (R9: a page it sampled faults here),
+  // but for a stream's fault on a page its stream read (ahead): that is the
+  // page's one use (PG_stream, the kernel's VM_SEQ_READ), not a reuse.
   Page* p = index_.get(pg);
   if (p->test(PG_uptodate)) {
     count(&Counters::cache_hits);
-    p->set(PG_referenced);
+    if (!(stream && p->test(PG_stream))) p->set(PG_referenced);
   } else {
     count(&Counters::cache_misses);
   }
@@ -783,7 +786,7 @@ void FileImpl::readahead(VmFault& vmf, PageLock first) {
   FL_POINT("readahead.after_lock");
   // A failed fill of its first page must not poison a page nobody touched.
   FaultWindow w{.f = *this, .m = m, .ws = ws, .we = we, .must = ws, .readahead = true,
-                .install = install, .wa = install ? &vmf.ra_wa : nullptr,
+                .install = install, .stream = true, .wa = install ? &vmf.ra_wa : nullptr,
                 .fill_budget = budget.pages()};
   const bool installed = install_window(w, std::move(first));
   if (install && installed) m.ra_next.store(we, std::memory_order_relaxed);
@@ -903,7 +906,7 @@ void FileImpl::FaultWindow::fill() {
 
 void FileImpl::FaultWindow::mark_filled(uint64_t k) {
   pages[k]->clear(PG_error);
-  f.mark_uptodate(ws + k, pages[k]);
+  f.mark_uptodate(ws + k, pages[k], stream);
 }
 
 void FileImpl::FaultWindow::fill_failed(uint64_t i, uint64_t j, int err) {

@@ -146,14 +146,19 @@ class FileImpl {
   bool mark_dirty(Page* p);
   bool clear_dirty(Page* p);
   /// Page pg's data is in its frame (cache accounting; the memory limit;
-  /// reclaim's queues). Page locked.
-  void mark_uptodate(uint64_t pg, Page* p);
+  /// reclaim's queues: `stream`, read by a sequential stream, PG_stream).
+  /// Page locked.
+  void mark_uptodate(uint64_t pg, Page* p, bool stream = false);
   uint64_t nr_cached() const { return nr_cached_.load(std::memory_order_relaxed); }
-  /// Reclaim (R9): evicts up to `want` clean pages of this File, chosen by
-  /// S3-FIFO over the small and main queues, sampling mapped pages (zapping
-  /// their PTEs) before judging them unused. Returns the pages evicted (this
-  /// File's pages).
-  uint64_t shrink(uint64_t want);
+  /// Reclaim (R9): evicts up to `want` clean pages of this File: with
+  /// `streams`, from the stream queue only (pages read by sequential streams
+  /// and used by nothing else: FIFO, mapped ones unsampled while the streams'
+  /// own pressure lasts); else by S3-FIFO over the small and main queues,
+  /// sampling mapped pages (zapping their PTEs) before judging them unused.
+  /// Returns the pages evicted (this File's pages).
+  uint64_t shrink(uint64_t want, bool streams = false);
+  /// Pages in the stream queue (PG_stream).
+  uint64_t nr_stream() const { return nr_stream_.load(std::memory_order_relaxed); }
   /// Background aging (the flusher, as kswapd ages the inactive list ahead
   /// of reclaim): samples the mapped, unjudged pages among the first `ahead`
   /// entries of the small queue, in place, so they can show an access before
@@ -224,7 +229,7 @@ class FileImpl {
   /// Whether this fault's stream gets a readahead of its next window.
   bool readahead_wanted(const VmFault& vmf);
   /// Under the faulting page's lock: a cache hit (referenced) or a miss.
-  void count_hit(uint64_t pg);
+  void count_hit(uint64_t pg, bool stream);
   /// The view's readahead stream position after this fault (before the map).
   void publish_stream(const VmFault& vmf);
   void wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr);
@@ -458,11 +463,25 @@ class FileImpl {
   };
   Mutex lru_mu_;
   std::deque<LruEntry> small_ GUARDED_BY(lru_mu_), main_ GUARDED_BY(lru_mu_);
+  // Pages read by sequential streams (PG_stream), in the order cached: a
+  // FIFO evicted before small and main (a scan must not flush the hot set,
+  // nor cost it a sampling fault per page).
+  std::deque<LruEntry> stream_ GUARDED_BY(lru_mu_);
   std::atomic<uint64_t> nr_main_{0};        // uptodate pages with PG_main
+  std::atomic<uint64_t> nr_stream_{0};      // uptodate pages with PG_stream
+  // Stream pages cached while the engine was near its limit: the streams'
+  // own pressure, which lets as many mapped stream pages go unsampled.
+  std::atomic<uint64_t> stream_credit_{0};
+  enum class Lru : uint8_t { kSmall, kMain, kStream };
+  std::deque<LruEntry>& lru_queue(Lru q) REQUIRES(lru_mu_) {
+    return q == Lru::kSmall ? small_ : q == Lru::kMain ? main_ : stream_;
+  }
   std::atomic<uint32_t> small_evicted_{0};  // pages evicted from small_ (the ghosts' clock)
-  /// Pops up to `max` live entries of a queue (main or small) for reclaim.
-  std::vector<LruEntry> lru_pop(bool main, size_t max);
-  void lru_push(bool main, const std::vector<LruEntry>& es);
+  /// Pops up to `max` live entries of a queue for reclaim.
+  std::vector<LruEntry> lru_pop(Lru q, size_t max);
+  void lru_push(Lru q, const std::vector<LruEntry>& es);
+  /// Puts entries popped but not looked at back at the queue's head, in order.
+  void lru_unpop(Lru q, const std::vector<LruEntry>& es);
   // Aging's cursor (FileImpl::age), so that each flusher pass copies only
   // the entries it has not looked at yet: small_.front() is entry number
   // small_head_ of all those the small queue ever held (approximately: a
@@ -492,6 +511,10 @@ class FileImpl {
   std::vector<LruEntry> pop_batch(ReclaimBatch& b, const uint64_t idle[2], uint64_t visits);
   void sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
                        uint64_t& sample_budget);
+  void sort_stream_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
+                              uint64_t& credit);
+  uint64_t shrink_streams(uint64_t want);
+  uint64_t shrink_fifo(uint64_t want);
   void sample_pages(ReclaimBatch& b);
   void lock_for_eviction(ReclaimBatch& b);
   uint64_t evict_pages(ReclaimBatch& b);

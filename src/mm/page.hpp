@@ -26,7 +26,7 @@ enum PageFlag : uint32_t {
   PG_error = 1u << 5,
   // Reclaim's policy state (S3-FIFO with access sampling, src/reclaim.cpp, R9):
   PG_referenced = 1u << 6,  // accessed (a fault hit, an API read) since reclaim last looked
-  PG_main = 1u << 7,        // in the main queue (else the small one)
+  PG_main = 1u << 7,        // in the main queue (else the small one, or the stream one: PG_stream)
   PG_sampled = 1u << 8,     // mapped in no shared view since it was cached or sampled
   PG_ghost = 1u << 9,       // evicted from the small queue at evicted_at (not cached)
   // The readahead marker (the kernel's PG_readahead): the first page of a
@@ -37,6 +37,11 @@ enum PageFlag : uint32_t {
   // next fault is that sample's answer, not a read-around hit (fault.cpp
   // choose_fault_around: the view's mmap_miss ignores it).
   PG_zapped = 1u << 11,
+  // Cached by a sequential stream (its fault's window or its readahead) and
+  // used since by nothing but that stream: in the stream queue, evicted first
+  // (reclaim.cpp, R9; the kernel does not count a reference through a
+  // sequentially read mapping, VM_SEQ_READ in mm/rmap.c folio_referenced_one).
+  PG_stream = 1u << 12,
 };
 
 struct Page {

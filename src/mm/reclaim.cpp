@@ -13,6 +13,13 @@
 // holds at least a tenth of the File's cached pages: a scan's pages pass
 // through small and leave from it, and the hot pages in main stay.
 //
+// Stream pages first. A page a sequential stream read (PG_stream) is in a
+// third FIFO, evicted before small and main (every File's, before any File's
+// S3-FIFO queues): a scan's pages are used once. The stream's own faults on
+// it are not a reuse (the kernel's VM_SEQ_READ); another access sends it to
+// main. Mapped, it goes unsampled while the streams' credit lasts (stream
+// pages cached near the limit), else it is sampled like a small-queue page.
+//
 // Access information. A fault on a cached page and an API read are accesses
 // (PG_referenced); a page that stays mapped is touched with no fault. So a
 // mapped page is sampled before it can be judged unused: its PTEs are zapped
@@ -95,7 +102,7 @@ bool madvise_dontneed(std::span<const iovec> zap) {
 inline bool evict_under_trylock() { return FL_RULE(9); }
 }  // namespace
 
-void FileImpl::mark_uptodate(uint64_t pg, Page* p) {
+void FileImpl::mark_uptodate(uint64_t pg, Page* p, bool stream) {
   if (p->test_and_set(PG_uptodate)) {
     p->set(PG_referenced);  // cached already: written or read again, an access
     return;
@@ -112,20 +119,32 @@ void FileImpl::mark_uptodate(uint64_t pg, Page* p) {
           std::max<uint64_t>(cached, kReclaimBatchPages);
   p->clear(PG_referenced);
   p->set(PG_sampled);
-  // PG_main and nr_main_ change together (atomic flag transitions).
+  // A page read by a stream goes to the stream queue (a ghost read again is
+  // a reuse all the same: main). Near the limit it is the stream's own
+  // pressure: one credit, one mapped stream page evicted unsampled.
+  stream = stream && !ghost;
+  if (stream && core->near_memory_limit()) stream_credit_.fetch_add(1, std::memory_order_relaxed);
+  // PG_main / nr_main_ and PG_stream / nr_stream_ change together (atomic
+  // flag transitions).
   if (ghost) {
     if (!p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
   } else if (p->test_and_clear(PG_main)) {
     nr_main_.fetch_sub(1, std::memory_order_relaxed);
   }
+  if (stream) {
+    if (!p->test_and_set(PG_stream)) nr_stream_.fetch_add(1, std::memory_order_relaxed);
+  } else if (p->test_and_clear(PG_stream)) {
+    nr_stream_.fetch_sub(1, std::memory_order_relaxed);
+  }
   {
     MutexLock g(lru_mu_);
-    (ghost ? main_ : small_).push_back({pg, p->gen.load(std::memory_order_acquire)});
+    lru_queue(ghost ? Lru::kMain : stream ? Lru::kStream : Lru::kSmall)
+        .push_back({pg, p->gen.load(std::memory_order_acquire)});
     // Entries of pages dropped by truncate / punch / invalidate stay until
     // reclaim pops them; without a memory limit nothing does: keep the queues
     // within a few times the cached pages.
-    if (small_.size() + main_.size() > 2 * cached + 1024) {
-      for (auto* q : {&small_, &main_}) {
+    if (small_.size() + main_.size() + stream_.size() > 2 * cached + 1024) {
+      for (auto* q : {&small_, &main_, &stream_}) {
         std::erase_if(*q, [&](const LruEntry& e) {
           const Page* x = index_.find(e.pg);
           return !x || x->gen.load(std::memory_order_acquire) != e.gen || !x->test(PG_uptodate);
@@ -137,14 +156,14 @@ void FileImpl::mark_uptodate(uint64_t pg, Page* p) {
   core->note_cached();
 }
 
-std::vector<FileImpl::LruEntry> FileImpl::lru_pop(bool main, size_t max) {
+std::vector<FileImpl::LruEntry> FileImpl::lru_pop(Lru which, size_t max) {
   std::vector<LruEntry> out;
   MutexLock g(lru_mu_);
-  auto& q = main ? main_ : small_;
+  auto& q = lru_queue(which);
   while (out.size() < max && !q.empty()) {
     const LruEntry e = q.front();
     q.pop_front();
-    if (!main) ++small_head_;
+    if (which == Lru::kSmall) ++small_head_;
     const Page* p = index_.find(e.pg);
     // Dropped (and maybe cached again, with an entry of its own) since: stale.
     if (!p || p->gen.load(std::memory_order_acquire) != e.gen || !p->test(PG_uptodate)) continue;
@@ -168,11 +187,19 @@ void FileImpl::lru_aged_to(uint64_t pos) {
   age_pos_ = pos;
 }
 
-void FileImpl::lru_push(bool main, const std::vector<LruEntry>& es) {
+void FileImpl::lru_push(Lru which, const std::vector<LruEntry>& es) {
   if (es.empty()) return;
   MutexLock g(lru_mu_);
-  auto& q = main ? main_ : small_;
+  auto& q = lru_queue(which);
   q.insert(q.end(), es.begin(), es.end());
+}
+
+void FileImpl::lru_unpop(Lru which, const std::vector<LruEntry>& es) {
+  if (es.empty()) return;
+  MutexLock g(lru_mu_);
+  auto& q = lru_queue(which);
+  q.insert(q.begin(), es.begin(), es.end());
+  if (which == Lru::kSmall) small_head_ -= std::min<uint64_t>(small_head_, es.size());
 }
 
 void FileImpl::zap_unpoisoned(MappingImpl& m, uint64_t lo, uint64_t hi, std::vector<iovec>& zap) {
@@ -231,7 +258,9 @@ std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg,
 
 // One batch of queue entries as shrink sorts them (an unlocked look).
 struct FileImpl::ReclaimBatch {
-  bool from_small = true;
+  Lru queue = Lru::kSmall;  // popped from
+  bool credited = false;    // stream queue: mapped pages taken on the streams' credit
+  bool from_small() const { return queue == Lru::kSmall; }
   std::vector<LruEntry> back;      // to the queue's tail: busy, sampled, or kept
   std::vector<LruEntry> to_main;   // accessed since their last look
   std::vector<LruEntry> sample;    // mapped, maybe used unseen: sample first
@@ -261,12 +290,12 @@ void FileImpl::sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es,
       // Accessed since its last look: small -> main (promotion), main: once
       // more round.
       p->clear(PG_referenced);
-      if (b.from_small && !p->test_and_set(PG_main))
+      if (b.from_small() && !p->test_and_set(PG_main))
         nr_main_.fetch_add(1, std::memory_order_relaxed);
       b.to_main.push_back(e);
     } else if (f & PG_sampled) {
       b.evict.push_back(e);
-    } else if (sample_budget > 0 || b.from_small) {
+    } else if (sample_budget > 0 || b.from_small()) {
       // The small queue samples past the budget too: a mapped page evicted
       // unseen is a guess, and a wrong one costs a miss (a read, ~100x a
       // zap). Cached before the first eviction, a whole hot set sits in
@@ -318,7 +347,9 @@ void FileImpl::lock_for_eviction(ReclaimBatch& b) {
   // Lock what can be locked without waiting, and recheck under the lock that
   // it is the same page (generation), still clean, uptodate, not under
   // write-back and not accessed since the look (a fault sets PG_referenced;
-  // an install clears PG_sampled). Ascending page order.
+  // an install clears PG_sampled, which a stream page taken mapped, on
+  // credit, does not need). Ascending page order.
+  const bool need_sampled = b.queue != Lru::kStream || !b.credited;
   std::vector<size_t> order(b.evict.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::sort(order.begin(), order.end(),
@@ -335,7 +366,7 @@ void FileImpl::lock_for_eviction(ReclaimBatch& b) {
       const uint32_t f = p->flags.load(std::memory_order_acquire) & ~PG_locked;
       if (p->gen.load(std::memory_order_acquire) != e.gen)
         continue;  // dropped (maybe cached again: its new entry is queued)
-      if (!evictable(f) || (f & PG_referenced) || !(f & PG_sampled)) {
+      if (!evictable(f) || (f & PG_referenced) || (need_sampled && !(f & PG_sampled))) {
         b.back.push_back(e);
         continue;
       }
@@ -374,7 +405,7 @@ uint64_t FileImpl::evict_pages(ReclaimBatch& b) {
     for (uint64_t k = a; k < e; ++k) {
       FL_BUG_ON(r9 && !held[k]->locked());  // R9: evicted under its lock
       drop_page(held[k]);
-      if (b.from_small) {
+      if (b.from_small()) {
         held[k]->evicted_at.store(small_evicted_.fetch_add(1, std::memory_order_relaxed),
                                   std::memory_order_relaxed);
         held[k]->set(PG_ghost);
@@ -439,28 +470,116 @@ std::vector<FileImpl::LruEntry> FileImpl::pop_batch(ReclaimBatch& b, const uint6
   // S3-FIFO: evict from small while it holds >= 1/kSmallShare of the cached
   // pages. A queue gone round with no progress is left for the other one;
   // both so, or both empty: nothing (the call ends).
+  // (The stream queue's pages are not the small queue's share.)
   const uint64_t cached = nr_cached_.load(std::memory_order_relaxed);
-  const uint64_t nmain = std::min(nr_main_.load(std::memory_order_relaxed), cached);
-  b.from_small = (cached - nmain) * kSmallShare >= cached;
+  const uint64_t fifo = cached - std::min(nr_stream_.load(std::memory_order_relaxed), cached);
+  const uint64_t nmain = std::min(nr_main_.load(std::memory_order_relaxed), fifo);
+  bool small = (fifo - nmain) * kSmallShare >= fifo;
   auto stuck = [&](bool main) {
     MutexLock g(lru_mu_);
     return idle[main] >= (main ? main_ : small_).size();
   };
-  if (stuck(!b.from_small)) b.from_small = !b.from_small;
-  if (stuck(!b.from_small)) return {};
+  if (stuck(!small)) small = !small;
+  if (stuck(!small)) return {};
   const size_t take = static_cast<size_t>(std::min<uint64_t>(kReclaimBatchPages, visits));
-  std::vector<LruEntry> es = lru_pop(!b.from_small, take);
+  auto queue = [](bool sm) { return sm ? Lru::kSmall : Lru::kMain; };
+  std::vector<LruEntry> es = lru_pop(queue(small), take);
   if (es.empty()) {
-    b.from_small = !b.from_small;
-    es = lru_pop(!b.from_small, take);
+    small = !small;
+    es = lru_pop(queue(small), take);
   }
+  b.queue = queue(small);
   return es;
 }
 
-uint64_t FileImpl::shrink(uint64_t want) {
+uint64_t FileImpl::shrink(uint64_t want, bool streams) {
   if (!reclaim_mu_.try_lock()) return 0;  // another reclaim is at it
   MutexLock one(reclaim_mu_, std::adopt_lock);
   if (want == 0) return 0;
+  const uint64_t freed = streams ? shrink_streams(want) : shrink_fifo(want);
+  count(&Counters::pages_reclaimed, freed);
+  return freed;
+}
+
+void FileImpl::sort_stream_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es,
+                                      uint64_t room, uint64_t& credit) {
+  // An unlocked look, as sort_candidates: the flags decide again under the
+  // lock (R9).
+  for (const LruEntry& e : es) {
+    if (b.evict.size() >= room) {
+      b.unlooked.push_back(e);
+      continue;
+    }
+    Page* p = index_.find(e.pg);
+    const uint32_t f = p->flags.load(std::memory_order_acquire);
+    if (!evictable(f)) {
+      b.back.push_back(e);  // locked, dirty or under write-back: later
+    } else if (f & PG_referenced) {
+      // Used by something other than its stream (a fault of another view or
+      // thread, an API read): a reuse, to main (S3-FIFO's promotion).
+      p->clear(PG_referenced);
+      if (p->test_and_clear(PG_stream)) nr_stream_.fetch_sub(1, std::memory_order_relaxed);
+      if (!p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
+      b.to_main.push_back(e);
+    } else if (f & PG_sampled) {
+      b.evict.push_back(e);  // mapped nowhere since it was read, or sampled
+    } else if (credit > 0) {
+      --credit;
+      b.credited = true;
+      b.evict.push_back(e);  // used once, by its stream (a credit taken)
+    } else {
+      b.sample.push_back(e);  // read before the pressure: judged as small's pages
+    }
+  }
+}
+
+uint64_t FileImpl::shrink_streams(uint64_t want) {
+  // Pages read by sequential streams go first, oldest first: a scan's pages
+  // are used once, and a hot set cached beside it is neither evicted nor
+  // sampled (each sample costs the hot thread a minor fault: bench
+  // --out-of-core scan+hot). A mapped stream page is evicted unsampled while
+  // the streams' credit lasts (stream pages cached near the limit: the
+  // pressure is theirs); past it, it is sampled first like a small-queue page
+  // (a file read through once and then used in place keeps what it uses).
+  // Each entry is looked at once per call: a page sampled here is judged by
+  // a later call, after its view had the time to touch it.
+  uint64_t freed = 0, visits, idle = 0;
+  {
+    MutexLock g(lru_mu_);
+    visits = stream_.size();
+  }
+  while (freed < want && visits > 0) {
+    ReclaimBatch b;
+    b.queue = Lru::kStream;
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(kReclaimBatchPages, visits));
+    const std::vector<LruEntry> es = lru_pop(Lru::kStream, take);
+    if (es.empty()) break;
+    visits -= std::min<uint64_t>(visits, es.size());
+    // Credit for the batch's room, what it does not use given back below.
+    const uint64_t room = want - freed;
+    uint64_t took = stream_credit_.load(std::memory_order_relaxed);
+    while (took > 0 && !stream_credit_.compare_exchange_weak(took, took - std::min(took, room),
+                                                             std::memory_order_relaxed)) {
+    }
+    took = std::min(took, room);
+    uint64_t credit = took;
+    sort_stream_candidates(b, es, room, credit);
+    stream_credit_.fetch_add(credit, std::memory_order_relaxed);
+    lru_unpop(Lru::kStream, b.unlooked);
+    lru_push(Lru::kMain, b.to_main);
+    sample_pages(b);
+    const uint64_t evicted = evict_pages(b);
+    freed += evicted;
+    lru_push(Lru::kStream, b.back);
+    const bool progress = !b.to_main.empty() || !b.sample.empty() || evicted > 0;
+    idle = progress ? 0 : idle + (es.size() - b.unlooked.size());
+    MutexLock g(lru_mu_);
+    if (idle >= stream_.size()) break;  // gone round without progress
+  }
+  return freed;
+}
+
+uint64_t FileImpl::shrink_fifo(uint64_t want) {
   uint64_t freed = 0;
   // Bounds per call: each queued page is looked at about three times at most
   // (promote or sample, then evict), and at most 2 x want + a batch pages of
@@ -481,22 +600,16 @@ uint64_t FileImpl::shrink(uint64_t want) {
     if (es.empty()) break;
     visits -= std::min<uint64_t>(visits, es.size());
     sort_candidates(b, es, want - freed, sample_budget);
-    if (!b.unlooked.empty()) {
-      MutexLock g(lru_mu_);
-      auto& q = b.from_small ? small_ : main_;
-      q.insert(q.begin(), b.unlooked.begin(), b.unlooked.end());
-      if (b.from_small) small_head_ -= std::min<uint64_t>(small_head_, b.unlooked.size());
-    }
-    lru_push(true, b.to_main);
+    lru_unpop(b.queue, b.unlooked);
+    lru_push(Lru::kMain, b.to_main);
     sample_pages(b);
     const uint64_t evicted = evict_pages(b);
     freed += evicted;
-    lru_push(!b.from_small, b.back);
+    lru_push(b.queue, b.back);
     const bool progress = !b.to_main.empty() || !b.sample.empty() || evicted > 0;
-    uint64_t& idle_here = idle[!b.from_small];
+    uint64_t& idle_here = idle[!b.from_small()];
     idle_here = progress ? 0 : idle_here + (es.size() - b.unlooked.size());
   }
-  count(&Counters::pages_reclaimed, freed);
   return freed;
 }
 
@@ -512,12 +625,17 @@ void EngineCore::note_cached() {
 void EngineCore::age() {
   // Past 3/4 of the limit (reclaim is coming): each File samples the pages
   // its reclaim will judge next, a quarter of the limit's worth.
+  // Stream pages do not count: reclaim takes them first, and a scan beside a
+  // hot set would otherwise have the hot set sampled (a minor fault per page
+  // for the hot thread) for nothing.
   const uint64_t limit = cfg.memory_limit_pages;
-  if (!limit || nr_cached.load(std::memory_order_relaxed) + nr_charged.load(std::memory_order_relaxed) <=
-                    limit - limit / 4)
-    return;
+  if (!near_memory_limit()) return;
   std::vector<std::shared_ptr<FileImpl>> files = live_files();
-  for (auto& f : files) f->age(limit / 4 / (f->page_size() / kBasePageSize));
+  uint64_t stream = 0;
+  for (auto& f : files) stream += f->nr_stream() * (f->page_size() / kBasePageSize);
+  const uint64_t used = nr_cached.load(std::memory_order_relaxed) + nr_charged.load(std::memory_order_relaxed);
+  if (used - std::min(used, stream) > limit - limit / 4)
+    for (auto& f : files) f->age(limit / 4 / (f->page_size() / kBasePageSize));
   files.clear();  // a File may be freed here
 }
 
@@ -526,12 +644,15 @@ uint64_t EngineCore::reclaim(uint64_t pages, bool round_down) {
   uint64_t freed = 0;
   if (!files.empty()) {
     // Round robin: each call starts with the next File.
+    // Every File's stream pages first, then S3-FIFO File by File (R9).
     const size_t start = reclaim_rr_.fetch_add(1, std::memory_order_relaxed) % files.size();
-    for (size_t k = 0; k < files.size() && freed < pages; ++k) {
-      FileImpl& f = *files[(start + k) % files.size()];
-      const uint64_t per = f.page_size() / kBasePageSize;  // 4 KiB pages per page of f
-      const uint64_t want = (pages - freed + (round_down ? 0 : per - 1)) / per;
-      freed += f.shrink(want) * per;
+    for (const bool streams : {true, false}) {
+      for (size_t k = 0; k < files.size() && freed < pages; ++k) {
+        FileImpl& f = *files[(start + k) % files.size()];
+        const uint64_t per = f.page_size() / kBasePageSize;  // 4 KiB pages per page of f
+        const uint64_t want = (pages - freed + (round_down ? 0 : per - 1)) / per;
+        freed += f.shrink(want, streams) * per;
+      }
     }
   }
   files.clear();  // a File may be freed here

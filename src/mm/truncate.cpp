@@ -51,8 +51,9 @@ void FileImpl::drop_page(Page* p) {
     core->nr_cached.fetch_sub(uint64_t{1} << (page_shift_ - kBasePageShift), std::memory_order_relaxed);
   }
   // Reclaim's state (its queue entry goes stale: the generation). PG_main
-  // and nr_main_ change together.
+  // and nr_main_, PG_stream and nr_stream_ change together.
   if (p->test_and_clear(PG_main)) nr_main_.fetch_sub(1, std::memory_order_relaxed);
+  if (p->test_and_clear(PG_stream)) nr_stream_.fetch_sub(1, std::memory_order_relaxed);
   p->clear(PG_error | PG_referenced | PG_sampled | PG_ghost | PG_readahead | PG_zapped);
 }
 

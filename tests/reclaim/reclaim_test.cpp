@@ -285,7 +285,8 @@ TEST(Reclaim, PageTouchedAfterBeingSampledIsKept) {
   const uint64_t pages = 16;
   ft::MappedFile t(pages, 11, {.cfg = one_page_faults(), .access = Access::ReadOnly});
   auto& [d, path, eng, f, m] = t;
-  ft::touch_read(m.data(), pages * kPage);
+  // Descending: no sequential stream (its pages would go to the stream queue).
+  for (uint64_t i = pages; i-- > 0;) (void)load_byte(m.data() + i * kPage);
   settle(f);  // every page read through the API: accessed
   EXPECT_EQ(eng.reclaim(1), 1u);
   const Stats s1 = f.stats();
@@ -435,6 +436,82 @@ TEST(Reclaim, HotSetCachedBeforeTheFirstEvictionSurvivesAScan) {
   EXPECT_GT(s3.pages_reclaimed, scan - limit);
   for (uint64_t h = 0; h < hot; ++h) touch(h * 16);
   EXPECT_EQ(f.stats().cache_misses - s3.cache_misses, 0u) << "the scan flushed the hot set";
+  EXPECT_EQ(bad, 0u);
+  EXPECT_LE(eng.stats().peak_cached_pages, limit);
+}
+
+// Issue 16 item 4 (bench --out-of-core scan+hot): a scan's pages are read by
+// a stream (PG_stream) and evicted first, oldest first, unsampled while the
+// scan's own pressure lasts (stream pages cached past 3/4 of the limit); a hot
+// set cached beside it is neither evicted nor sampled (each sample cost the
+// hot thread a minor fault: the hot set sat at the head of the small queue,
+// which reclaim and aging sampled, then evicted what the thread had not
+// touched again).
+TEST(Reclaim, AScanEvictsItsOwnPagesAndLeavesTheHotSetMapped) {
+  ft::TempDir d;
+  const uint64_t limit = 512, hot = 128, scan = 4 * limit;
+  const uint64_t scan_first = hot * 16, pages = scan_first + scan;
+  const auto path = d.make_file("r", pages * kPage, 17);
+  EngineConfig c = one_page_faults(limit);
+  c.readahead_max_pages = 32;
+  Engine eng(c);
+  File f = eng.open(path, /*writable=*/false);
+  Mapping m = f.map(0, pages * kPage, Access::ReadOnly);
+  uint64_t bad = 0;
+  auto touch = [&](uint64_t pg) {
+    bad += load_byte(m.data() + pg * kPage) != static_cast<uint8_t>(ft::pat(pg * kPage, 17));
+  };
+  for (uint64_t h = 0; h < hot; ++h) touch(h * 16);  // scattered: no stream
+  for (uint64_t k = 0; k < scan; ++k) touch(scan_first + k);  // a stream
+  const Stats s1 = f.stats();
+  EXPECT_GT(s1.pages_reclaimed, scan - limit);
+  // Sampled at most: the scan's pages cached before the 3/4 mark (no credit).
+  EXPECT_LE(s1.pages_sampled, limit - limit / 4 - hot);
+  for (uint64_t h = 0; h < hot; ++h) touch(h * 16);
+  const Stats s2 = f.stats();
+  EXPECT_EQ(s2.cache_misses - s1.cache_misses, 0u) << "the scan flushed the hot set";
+  EXPECT_EQ(s2.minor_faults - s1.minor_faults, 0u) << "the scan had the hot set sampled";
+  EXPECT_EQ(bad, 0u);
+  EXPECT_LE(eng.stats().peak_cached_pages, limit);
+}
+
+// The other side of the stream queue's credit: a file read through once by a
+// stream with no pressure (no credit), then used in place (mapped: no
+// faults), keeps the pages it uses when pressure comes later: they are
+// sampled before they are judged, as small-queue pages are, not evicted
+// unseen as a scan's would be.
+TEST(Reclaim, AFileReadOnceThenUsedInPlaceKeepsWhatItUses) {
+  ft::TempDir d;
+  const uint64_t limit = 512, load = 256, other = 4 * limit;
+  const uint64_t pages = load + 2 * other;
+  const auto path = d.make_file("r", pages * kPage, 18);
+  EngineConfig c = one_page_faults(limit);
+  c.readahead_max_pages = 32;
+  Engine eng(c);
+  File f = eng.open(path, /*writable=*/false);
+  // Two views: the load's stream ends with its view (no readahead past it,
+  // which would run, and reclaim, behind the touches that follow).
+  Mapping ml = f.map(0, load * kPage, Access::ReadOnly);
+  Mapping mo = f.map(load * kPage, (pages - load) * kPage, Access::ReadOnly);
+  uint64_t bad = 0;
+  auto touch = [&](uint64_t pg) {
+    const std::byte* a = pg < load ? ml.data() + pg * kPage : mo.data() + (pg - load) * kPage;
+    bad += load_byte(a) != static_cast<uint8_t>(ft::pat(pg * kPage, 18));
+  };
+  for (uint64_t k = 0; k < load; ++k) touch(k);  // read through once: a stream
+  uint64_t use_misses = 0;
+  auto use = [&] {  // a quarter of it, in place
+    const uint64_t before = f.stats().cache_misses;
+    for (uint64_t k = 1; k < load; k += 4) touch(k);  // (page 0, the view's first fault, is no stream's)
+    use_misses += f.stats().cache_misses - before;
+  };
+  use();
+  for (uint64_t k = 0; k < other; ++k) {
+    touch(load + 2 * k);  // misses, no stream: the pressure
+    use();
+  }
+  EXPECT_GT(f.stats().pages_reclaimed, other - limit);
+  EXPECT_EQ(use_misses, 0u) << "used pages were evicted unseen";
   EXPECT_EQ(bad, 0u);
   EXPECT_LE(eng.stats().peak_cached_pages, limit);
 }
