@@ -446,10 +446,22 @@ void FileImpl::choose_window(VmFault& vmf) {
   // did since (several streams in one view); consumed by the first fault.
   Page* const mp = advice == static_cast<int>(Advice::Random) ? nullptr : index_.find(pg);
   vmf.marker = mp && mp->test_and_clear(PG_readahead);
+  // Context readahead (the kernel's page_cache_sync_ra looks for the cached
+  // pages a stream leaves behind it): a miss whose page before was read by a
+  // stream continues a stream the view's one position lost (several streams
+  // in one view, or a stream that overtook its readahead). Misses only: a
+  // fault on a cached page there is a use of it (sampled, or a read-around
+  // probe), not a stream's next read.
+  const bool miss = !(mp && mp->test(PG_uptodate));
+  const Page* const prev = advice == static_cast<int>(Advice::Normal) && miss && pg > m.pgoff
+                               ? index_.find(pg - 1) : nullptr;
+  const bool behind_stream =
+      prev && (prev->flags.load(std::memory_order_acquire) & (PG_uptodate | PG_stream)) ==
+                  (PG_uptodate | PG_stream);
   vmf.sequential =
       advice == static_cast<int>(Advice::Sequential) ||
       (advice == static_cast<int>(Advice::Normal) &&
-       (vmf.marker ||
+       (vmf.marker || behind_stream ||
         (vmf.ra_next != ~uint64_t{0} &&
          (pg == vmf.ra_next ||
           (m.ra_stream.load(std::memory_order_relaxed) && pg >= ra_start && pg < vmf.ra_next)))));
@@ -711,12 +723,15 @@ bool FileImpl::lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval,
 void FileImpl::count_hit(uint64_t pg, bool stream) {
   // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
   // A hit is an access reclaim must see (R9: a page it sampled faults here),
-  // but for a stream's fault on a page its stream read (ahead): that is the
-  // page's one use (PG_stream, the kernel's VM_SEQ_READ), not a reuse.
+  // but for a stream's fault on a page a stream read and nothing mapped
+  // since (read ahead): that is the page's one use (PG_stream, the kernel's
+  // VM_SEQ_READ), not a reuse. (A page unmapped by sampling, PG_zapped, was
+  // mapped before: its fault is a reuse, whoever makes it.)
   Page* p = index_.get(pg);
   if (p->test(PG_uptodate)) {
     count(&Counters::cache_hits);
-    if (!(stream && p->test(PG_stream))) p->set(PG_referenced);
+    const uint32_t f = p->flags.load(std::memory_order_acquire);
+    if (!(stream && (f & PG_stream) && !(f & PG_zapped))) p->set(PG_referenced);
   } else {
     count(&Counters::cache_misses);
   }

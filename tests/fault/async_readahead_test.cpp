@@ -154,6 +154,26 @@ TEST(AsyncReadahead, NextWindowIsReadWhileTheStreamTouchesThisOne) {
   EXPECT_EQ(s.read_errors, 0u);
 }
 
+// Context readahead (the kernel's page_cache_sync_ra looks for the cached
+// pages a stream leaves behind): a fault right after a page a stream read
+// continues that stream though the view's stream position moved elsewhere
+// (several streams in one view: 8 scanning threads in bench --out-of-core
+// scan read 256-page fault-around windows instead, as read-around probes).
+TEST(AsyncReadahead, AFaultRightAfterAStreamsPagesContinuesIt) {
+  Engine eng(config());
+  Obj o(eng, "context");
+  o.start_stream();  // [0, 16) a random window, [16, 48) the stream's, [48, 80) read ahead
+  ASSERT_TRUE(ft::eventually([&] { return o.f.stats().async_readahead_pages == kRa; }));
+  const uint64_t end = 3 * kWindow + kRa;
+  ASSERT_EQ(o.f.stats().cached_pages, end);
+  o.touch(kPages - kWindow);  // elsewhere: the view's stream position moves there
+  const uint64_t filled = o.f.stats().pages_filled;
+  o.touch(end);  // right after the stream's pages
+  // A stream's window (kRa pages, then a readahead), not the aligned
+  // fault-around window [80, 96) of a random fault.
+  EXPECT_GE(o.f.stats().pages_filled - filled, kRa);
+}
+
 #if defined(FAULTLINE_TESTING) && FAULTLINE_TESTING
 namespace ftest = faultline::testing;
 
