@@ -49,6 +49,7 @@
 #include "mm/file_impl.hpp"
 #include "mm/mapping_impl.hpp"
 #include "mm/runs.hpp"
+#include "os/zap.hpp"
 #include "testing/sched.hpp"
 
 namespace faultline::detail {
@@ -65,7 +66,9 @@ constexpr uint64_t kSmallShare = 10;
 // failed and a later one succeeded — the backend has the data.)
 bool evictable(uint32_t flags) { return (flags & PG_uptodate) && !(flags & kBusy); }
 
-/// MADV_DONTNEED of every range in `zap`: one process_madvise(2) call per
+/// MADV_DONTNEED of every range in `zap` (MADV_DONTNEED_LOCKED, src/os/zap.hpp:
+/// a view the user mlock()ed is sampled too; plain MADV_DONTNEED refused it
+/// with EINVAL, so its pages were never seen used): one process_madvise(2) call per
 /// kIovMax ranges (Linux 6.13+ allows any advice on the caller's own
 /// process; 6.16+ flushes the TLB once per call, not once per range), else
 /// (an older kernel) one madvise per range. The process is named by the
@@ -86,12 +89,12 @@ bool madvise_dontneed(std::span<const iovec> zap) {
       size_t bytes = 0;
       for (const iovec& v : part) bytes += v.iov_len;
       const long r = ::syscall(SYS_process_madvise, kPidfdSelfProcess, part.data(), part.size(),
-                               MADV_DONTNEED, 0u);
+                               MADV_DONTNEED_LOCKED, 0u);
       if (r >= 0 && static_cast<size_t>(r) == bytes) continue;
       if (r < 0 && (errno == EBADF || errno == EINVAL || errno == ENOSYS || errno == EPERM))
         batch_works.store(false, std::memory_order_relaxed);  // not on this kernel
     }
-    for (const iovec& v : part) ok &= ::madvise(v.iov_base, v.iov_len, MADV_DONTNEED) == 0;
+    for (const iovec& v : part) ok &= zap_ptes(v.iov_base, v.iov_len) == 0;
   }
   return ok;
 }

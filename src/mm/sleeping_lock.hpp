@@ -92,11 +92,13 @@ class SCOPED_CAPABILITY ExclusiveLock {
   ExclusiveLock(const ExclusiveLock&) = delete;
   ExclusiveLock& operator=(const ExclusiveLock&) = delete;
   void lock() ACQUIRE() {
+    FL_BUG_ON(held_);
     l_.lock();
     held_ = true;
   }
+  /// Releases it if held (not taken under a rule's breaker: nothing to release).
   void unlock() RELEASE() {
-    l_.unlock();
+    if (held_) l_.unlock();
     held_ = false;
   }
 
