@@ -617,7 +617,7 @@ void wake_page(const Userfaultfd& u, uintptr_t addr) {
 }
 }  // namespace
 
-void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags) {
+void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags, uint32_t tid) {
   auto m = lookup(addr);
   if (!m) {
     // No live view: let the thread retry (it meets the munmap, or the view
@@ -627,7 +627,7 @@ void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags) {
     return;
   }
   try {
-    m->file->handle_fault(*m, addr, flags);
+    m->file->handle_fault(*m, addr, flags, tid);
   } catch (const std::exception& e) {
     log(std::string("faultline: fault handling failed: ") + e.what());
     wake_page(u, addr);
@@ -749,7 +749,8 @@ void EngineCore::serve(Userfaultfd& u, const uffd_msg& msg) {
                         int64_t{cfg.fault_poll_us} * 1000,
                     std::memory_order_relaxed);
   idle_handlers_.fetch_sub(1, std::memory_order_acq_rel);
-  dispatch(u, msg.arg.pagefault.address, msg.arg.pagefault.flags);
+  // (ptid: 0 where the kernel lacks UFFD_FEATURE_THREAD_ID.)
+  dispatch(u, msg.arg.pagefault.address, msg.arg.pagefault.flags, msg.arg.pagefault.feat.ptid);
   idle_handlers_.fetch_add(1, std::memory_order_acq_rel);
   last_served_ns_.store(mono_ns(), std::memory_order_relaxed);
 }

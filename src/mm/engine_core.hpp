@@ -191,7 +191,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool handler_events(Handler* self);
   void flusher_loop();
   void release_deferred_wakes();
-  void dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags);
+  void dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags, uint32_t tid = 0);
   /// Serves one fault event read by a handler (dispatch, counted busy).
   void serve(Userfaultfd& u, const uffd_msg& msg);
   /// After serving a fault: polls u for the next one for up to

@@ -139,7 +139,8 @@ struct FileImpl::VmFault {
   bool sequential = false;   // the fault continues the view's readahead stream
   bool marker = false;       // it met a readahead marker (PG_readahead): its window was read ahead
   uint64_t ra_size = 0;      // the stream's next window, read ahead behind this one
-  uint64_t ra_next = 0;      // the view's stream position at the look
+  uint64_t ra_next = 0;      // the stream position (this thread's, in this view) at the look
+  MappingImpl::Stream st{};  // this thread's stream in the view, published before the install
   uint64_t ws = 0, we = 0;   // the window [ws, we), inside the view
   unsigned around = kFillAndMap;
   uint64_t stream_ws = 0, stream_we = 0;  // the stream's window for the next fault, if not [ws, we)
@@ -315,7 +316,7 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   }
 }
 
-void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
+void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags, uint32_t tid) {
   const uint64_t pg = m.pgoff + ((addr - m.start) >> page_shift_);
   if (flags & UFFD_PAGEFAULT_FLAG_WP) {
     count(&Counters::wp_faults);
@@ -337,6 +338,7 @@ void FileImpl::handle_fault(MappingImpl& m, uintptr_t addr, uint64_t flags) {
   }
   VmFault vmf(m, pg, addr, (flags & UFFD_PAGEFAULT_FLAG_WRITE) && m.tracks_writes(), minor,
               m.async_wp());
+  vmf.st = m.stream_of(tid);
   read_fault(vmf);
 }
 
@@ -440,8 +442,9 @@ void FileImpl::choose_window(VmFault& vmf) {
   MappingImpl& m = vmf.m;
   const uint64_t pg = vmf.pg;
   const int advice = m.advice.load(std::memory_order_relaxed);
-  const uint64_t ra_start = m.ra_start.load(std::memory_order_relaxed);
-  vmf.ra_next = m.ra_next.load(std::memory_order_relaxed);
+  MappingImpl::Stream& st = vmf.st;  // this thread's stream
+  const uint64_t ra_start = st.start;
+  vmf.ra_next = st.next;
   // A readahead marker continues its stream whatever the view's other faults
   // did since (several streams in one view); consumed by the first fault.
   Page* const mp = advice == static_cast<int>(Advice::Random) ? nullptr : index_.find(pg);
@@ -464,14 +467,14 @@ void FileImpl::choose_window(VmFault& vmf) {
        (vmf.marker || behind_stream ||
         (vmf.ra_next != ~uint64_t{0} &&
          (pg == vmf.ra_next ||
-          (m.ra_stream.load(std::memory_order_relaxed) && pg >= ra_start && pg < vmf.ra_next)))));
+          (st.stream && pg >= ra_start && pg < vmf.ra_next)))));
   if (vmf.sequential) {
     const uint64_t cur = advice == static_cast<int>(Advice::Sequential)
                              ? readahead_max_pages()
                              : std::max<uint64_t>(fault_around_pages(),
-                                                  m.ra_pages.load(std::memory_order_relaxed));
+                                                  st.pages);
     const uint64_t next = std::min<uint64_t>(readahead_max_pages(), cur * 2);
-    m.ra_pages.store(static_cast<uint32_t>(next), std::memory_order_relaxed);
+    st.pages = static_cast<uint32_t>(next);
     vmf.ws = pg;
     // At a marker the window is the one read ahead (cur pages, cached: a
     // hit that maps them); the stream's next window is read behind it.
@@ -490,7 +493,7 @@ void FileImpl::choose_fault_around(VmFault& vmf, int advice) {
   MappingImpl& m = vmf.m;
   const uint64_t pg = vmf.pg;
   const uint64_t fa = fault_around_pages();
-  m.ra_pages.store(static_cast<uint32_t>(fa), std::memory_order_relaxed);
+  vmf.st.pages = static_cast<uint32_t>(fa);
   vmf.ws = pg - (pg % fa);
   vmf.we = vmf.ws + fa;
   const Page* cached = index_.find(pg);
@@ -738,14 +741,16 @@ void FileImpl::count_hit(uint64_t pg, bool stream) {
 }
 
 void FileImpl::publish_stream(const VmFault& vmf) {
-  // The view's stream position, published before the install: the install
-  // wakes the thread, which may touch the whole window and fault at its end
-  // before this handler gets further (a hint, relaxed; a window the install
-  // then trims still counts as the stream's).
+  // This thread's stream position in the view, published before the
+  // install: the install wakes the thread, which may touch the whole window
+  // and fault at its end before this handler gets further (a hint; a window
+  // the install then trims still counts as the stream's).
   MappingImpl& m = vmf.m;
-  m.ra_start.store(vmf.stream_we ? vmf.stream_ws : vmf.ws, std::memory_order_relaxed);
-  m.ra_next.store(vmf.stream_we ? vmf.stream_we : vmf.we, std::memory_order_relaxed);
-  m.ra_stream.store(vmf.sequential, std::memory_order_relaxed);
+  MappingImpl::Stream st = vmf.st;
+  st.start = vmf.stream_we ? vmf.stream_ws : vmf.ws;
+  st.next = vmf.stream_we ? vmf.stream_we : vmf.we;
+  st.stream = vmf.sequential;
+  m.set_stream(st);
 }
 
 bool FileImpl::readahead_wanted(const VmFault& vmf) {
@@ -804,7 +809,11 @@ void FileImpl::readahead(VmFault& vmf, PageLock first) {
                 .install = install, .stream = true, .wa = install ? &vmf.ra_wa : nullptr,
                 .fill_budget = budget.pages()};
   const bool installed = install_window(w, std::move(first));
-  if (install && installed) m.ra_next.store(we, std::memory_order_relaxed);
+  if (install && installed) {
+    MappingImpl::Stream st = m.stream_of(vmf.st.tid);
+    st.next = we;
+    m.set_stream(st);
+  }
   if (!install)
     count(&Counters::async_readahead_pages,
           static_cast<uint64_t>(std::count(w.filled.begin(), w.filled.end(), 1)));

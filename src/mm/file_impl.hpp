@@ -169,7 +169,7 @@ class FileImpl {
   static int errseq_errno(uint64_t v) { return static_cast<int>(v & (kErrseqSeen - 1)); }
 
   // --- fault path (called by handler threads) --------------------------------
-  void handle_fault(MappingImpl& m, uintptr_t addr, uint64_t uffd_flags);
+  void handle_fault(MappingImpl& m, uintptr_t addr, uint64_t uffd_flags, uint32_t tid = 0);
 
   // --- views -------------------------------------------------------------
   void add_mapping(MappingImpl* m);

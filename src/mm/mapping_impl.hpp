@@ -1,5 +1,6 @@
 // Internal: a registered view (vma) of a File's memfd.
 #pragma once
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -68,10 +69,45 @@ class MappingImpl {
   // fault again (fault.cpp send_sigbus). Erased when a SIGBUS is sent.
   std::map<uint64_t, uint32_t> sigbus_failures GUARDED_BY(poison_mu);
 
-  // Readahead state (benign races: a hint, not a correctness property).
-  std::atomic<uint64_t> ra_start{~uint64_t{0}};  // first page of the stream's last window
-  std::atomic<uint64_t> ra_next{~uint64_t{0}};   // page that continues the stream
-  std::atomic<uint32_t> ra_pages{0};           // current window
+  // Readahead streams, one per faulting thread (the fault's thread id,
+  // UFFD_FEATURE_THREAD_ID; 0 without it: one for the view), up to
+  // kStreams, the least recently used replaced: threads that each scan their
+  // own part of one view keep their streams (one position per view lost
+  // them, DESIGN section 2 "Context readahead"). A hint, not a correctness
+  // property.
+  struct Stream {
+    uint32_t tid = 0;
+    uint32_t pages = 0;                // current window
+    uint64_t start = ~uint64_t{0};     // first page of the stream's last window
+    uint64_t next = ~uint64_t{0};      // page that continues the stream
+    bool stream = false;               // the last window continued a stream
+    uint64_t used = 0;                 // LRU clock
+  };
+  static constexpr size_t kStreams = 8;
+  /// Thread tid's stream (a fresh one if it has none, with the window of
+  /// the view's last stream: a thread that meets another's readahead marker
+  /// maps the window read ahead, not a fault-around window of it).
+  Stream stream_of(uint32_t tid) {
+    MutexLock g(stream_mu_);
+    for (const Stream& s : streams_)
+      if (s.used && s.tid == tid) return s;
+    return Stream{.tid = tid, .pages = last_pages_};
+  }
+  /// Records thread tid's stream (replacing the least recently used one).
+  void set_stream(const Stream& st) {
+    MutexLock g(stream_mu_);
+    Stream* slot = &streams_[0];
+    for (Stream& s : streams_) {
+      if (s.used && s.tid == st.tid) {
+        slot = &s;
+        break;
+      }
+      if (s.used < slot->used) slot = &s;
+    }
+    *slot = st;
+    slot->used = ++stream_clock_;
+    last_pages_ = st.pages;
+  }
   std::atomic<uint64_t> wa_start{~uint64_t{0}};  // first page of the store stream's last window
   std::atomic<uint64_t> wa_next{~uint64_t{0}};   // page a sequential store stream reaches next
   std::atomic<uint32_t> wa_pages{1};           // current write-around window
@@ -80,11 +116,14 @@ class MappingImpl {
   // that must read, -1 per one that finds its page cached; above
   // kMmapLotsaMiss a fault reads only its own page.
   std::atomic<uint32_t> mmap_miss{0};
-  std::atomic<bool> ra_stream{false};          // the last window continued a stream
   std::atomic<uint64_t> last_around{~uint64_t{0}};  // aligned window of the last random fault
   std::atomic<int> advice{0};                  // faultline::Advice
 
  private:
+  Mutex stream_mu_;  // a leaf
+  std::array<Stream, kStreams> streams_ GUARDED_BY(stream_mu_){};
+  uint64_t stream_clock_ GUARDED_BY(stream_mu_) = 0;
+  uint32_t last_pages_ GUARDED_BY(stream_mu_) = 0;
   std::once_flag torn_down_;
 };
 

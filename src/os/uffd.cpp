@@ -62,8 +62,11 @@ Userfaultfd::Userfaultfd(bool wp_async) {
   }
   ::close(probe);
 
+  // THREAD_ID: the faulting thread's id in each fault (a readahead stream
+  // per thread, DESIGN section 2 "Context readahead").
   const uint64_t want = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |
-                        UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON;
+                        UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON |
+                        UFFD_FEATURE_THREAD_ID;
   const uint64_t need = UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
                         UFFD_FEATURE_POISON;
   if ((avail & need) != need) {

@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <numeric>
 #include <random>
+#include <thread>
 
 #include "test_util.hpp"
 
@@ -114,6 +117,34 @@ TEST(ReadAround, LocalAccessKeepsReadingAround) {
   EXPECT_EQ(s.readaround_hits, kWindows);
   EXPECT_EQ(o.faults(), 2 * kWindows) << "one page per fault would be " << kPages;
   EXPECT_EQ(s.bytes_read, kPages * kPage) << "each page read once";
+}
+
+// A stream position per faulting thread (the fault's thread id): two threads
+// each scanning their own part of one view, in turns, each keep their
+// stream. With one position per view each thread's fault at its window's end
+// found the other's position there, and every window was a random fault's.
+TEST(ReadAround, ThreadsScanningOneViewEachKeepTheirStream) {
+  Engine eng(config());
+  Obj o(eng, "threads");
+  const uint64_t len = 8 * kWindow;
+  std::mutex mu;
+  std::condition_variable cv;
+  int turn = 0;
+  auto scan = [&](int me, uint64_t first) {
+    for (uint64_t pg = first; pg < first + len; ++pg) {
+      std::unique_lock g(mu);
+      cv.wait(g, [&] { return turn == me; });
+      o.touch(pg);
+      turn = 1 - me;
+      cv.notify_all();
+    }
+  };
+  std::thread a(scan, 0, 0), b(scan, 1, kPages / 2);
+  a.join();
+  b.join();
+  const Stats s = o.f.stats();
+  EXPECT_EQ(s.readaround_misses, 2u) << "one random fault per thread, then each its stream";
+  EXPECT_GT(s.async_readahead_pages, 0u);
 }
 
 TEST(ReadAround, SequentialStreamGrowsAfterTheWindowShrank) {
