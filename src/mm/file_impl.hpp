@@ -510,9 +510,7 @@ class FileImpl {
   struct ReclaimBatch;
   std::vector<LruEntry> pop_batch(ReclaimBatch& b, const uint64_t idle[2], uint64_t visits);
   void sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
-                       uint64_t& sample_budget);
-  void sort_stream_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
-                              uint64_t& credit);
+                       uint64_t& sample_budget, uint64_t& credit);
   uint64_t shrink_streams(uint64_t want);
   uint64_t shrink_fifo(uint64_t want);
   void sample_pages(ReclaimBatch& b);

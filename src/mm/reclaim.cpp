@@ -276,10 +276,12 @@ struct FileImpl::ReclaimBatch {
 };
 
 void FileImpl::sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
-                               uint64_t& sample_budget) {
+                               uint64_t& sample_budget, uint64_t& credit) {
   // An unlocked look: the flags decide again under the lock (R9). Unsampled
   // pages get sampled now; in main past the budget they wait for a later
-  // call.
+  // call; in the stream queue a credit (stream pages cached near the limit)
+  // lets a mapped page go unsampled: used once, by its stream.
+  const bool from_main = b.queue == Lru::kMain, from_stream = b.queue == Lru::kStream;
   for (const LruEntry& e : es) {
     if (b.evict.size() >= room) {
       b.unlooked.push_back(e);  // enough candidates: back to the head, in order
@@ -290,22 +292,27 @@ void FileImpl::sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es,
     if (!evictable(f)) {
       b.back.push_back(e);  // locked, dirty or under write-back: later
     } else if (f & PG_referenced) {
-      // Accessed since its last look: small -> main (promotion), main: once
-      // more round.
+      // Accessed since its last look: small -> main (promotion), stream ->
+      // main (used by something other than its stream: a fault of another
+      // view or thread, an API read), main: once more round.
       p->clear(PG_referenced);
-      if (b.from_small() && !p->test_and_set(PG_main))
-        nr_main_.fetch_add(1, std::memory_order_relaxed);
+      if (from_stream && p->test_and_clear(PG_stream)) nr_stream_.fetch_sub(1, std::memory_order_relaxed);
+      if (!from_main && !p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
       b.to_main.push_back(e);
     } else if (f & PG_sampled) {
+      b.evict.push_back(e);  // mapped nowhere since it was cached, or sampled
+    } else if (from_stream && credit > 0) {
+      --credit;
+      b.credited = true;
       b.evict.push_back(e);
-    } else if (sample_budget > 0 || b.from_small()) {
-      // The small queue samples past the budget too: a mapped page evicted
-      // unseen is a guess, and a wrong one costs a miss (a read, ~100x a
-      // zap). Cached before the first eviction, a whole hot set sits in
-      // small, unsampled; evicting the pages past the budget flushed it when
-      // a scan came (bench --out-of-core scan+hot: hot_kept 0.005). Each page
-      // is sampled at most once per trip through its queue, so the cost stays
-      // one zap per eviction once the queue has gone round.
+    } else if (sample_budget > 0 || !from_main) {
+      // The small (and stream) queue samples past the budget too: a mapped
+      // page evicted unseen is a guess, and a wrong one costs a miss (a read,
+      // ~100x a zap). Cached before the first eviction, a whole hot set sits
+      // in small, unsampled; evicting the pages past the budget flushed it
+      // when a scan came (bench --out-of-core scan+hot: hot_kept 0.005). Each
+      // page is sampled at most once per trip through its queue, so the cost
+      // stays one zap per eviction once the queue has gone round.
       if (sample_budget > 0) --sample_budget;
       b.sample.push_back(e);
     } else {
@@ -504,38 +511,6 @@ uint64_t FileImpl::shrink(uint64_t want, bool streams) {
   return freed;
 }
 
-void FileImpl::sort_stream_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es,
-                                      uint64_t room, uint64_t& credit) {
-  // An unlocked look, as sort_candidates: the flags decide again under the
-  // lock (R9).
-  for (const LruEntry& e : es) {
-    if (b.evict.size() >= room) {
-      b.unlooked.push_back(e);
-      continue;
-    }
-    Page* p = index_.find(e.pg);
-    const uint32_t f = p->flags.load(std::memory_order_acquire);
-    if (!evictable(f)) {
-      b.back.push_back(e);  // locked, dirty or under write-back: later
-    } else if (f & PG_referenced) {
-      // Used by something other than its stream (a fault of another view or
-      // thread, an API read): a reuse, to main (S3-FIFO's promotion).
-      p->clear(PG_referenced);
-      if (p->test_and_clear(PG_stream)) nr_stream_.fetch_sub(1, std::memory_order_relaxed);
-      if (!p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
-      b.to_main.push_back(e);
-    } else if (f & PG_sampled) {
-      b.evict.push_back(e);  // mapped nowhere since it was read, or sampled
-    } else if (credit > 0) {
-      --credit;
-      b.credited = true;
-      b.evict.push_back(e);  // used once, by its stream (a credit taken)
-    } else {
-      b.sample.push_back(e);  // read before the pressure: judged as small's pages
-    }
-  }
-}
-
 uint64_t FileImpl::shrink_streams(uint64_t want) {
   // Pages read by sequential streams go first, oldest first: a scan's pages
   // are used once, and a hot set cached beside it is neither evicted nor
@@ -565,8 +540,8 @@ uint64_t FileImpl::shrink_streams(uint64_t want) {
                                                              std::memory_order_relaxed)) {
     }
     took = std::min(took, room);
-    uint64_t credit = took;
-    sort_stream_candidates(b, es, room, credit);
+    uint64_t credit = took, no_budget = 0;  // (the stream queue samples what it must)
+    sort_candidates(b, es, room, no_budget, credit);
     stream_credit_.fetch_add(credit, std::memory_order_relaxed);
     lru_unpop(Lru::kStream, b.unlooked);
     lru_push(Lru::kMain, b.to_main);
@@ -602,7 +577,8 @@ uint64_t FileImpl::shrink_fifo(uint64_t want) {
     const std::vector<LruEntry> es = pop_batch(b, idle, visits);
     if (es.empty()) break;
     visits -= std::min<uint64_t>(visits, es.size());
-    sort_candidates(b, es, want - freed, sample_budget);
+    uint64_t no_credit = 0;
+    sort_candidates(b, es, want - freed, sample_budget, no_credit);
     lru_unpop(b.queue, b.unlooked);
     lru_push(Lru::kMain, b.to_main);
     sample_pages(b);
