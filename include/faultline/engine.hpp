@@ -150,7 +150,11 @@ struct EngineConfig {
   /// limit needs it. While over the mark each pass writes back everything
   /// (async Files: a full scan per pass).
   std::size_t memory_limit_pages = default_memory_limit_pages();
-  /// Where warnings go (THP setting, fallbacks). Default: stderr.
+  /// Where warnings go (THP setting, fallbacks, a SIGBUS that cannot be
+  /// sent). Default: stderr. Called on the engine's own threads, sometimes
+  /// with a page lock held (the fault path): it must not touch a faultline
+  /// mapping nor call into the Engine or its Files (that access would wait
+  /// for the lock its own call holds). Copy the message and return.
   std::function<void(std::string_view)> log;
 };
 
