@@ -151,10 +151,12 @@ struct EngineConfig {
   /// (async Files: a full scan per pass).
   std::size_t memory_limit_pages = default_memory_limit_pages();
   /// Where warnings go (THP setting, fallbacks, a SIGBUS that cannot be
-  /// sent). Default: stderr. Called on the engine's own threads, sometimes
-  /// with a page lock held (the fault path): it must not touch a faultline
-  /// mapping nor call into the Engine or its Files (that access would wait
-  /// for the lock its own call holds). Copy the message and return.
+  /// sent). Default: stderr. Called on the engine's threads (fault handlers,
+  /// the flusher, a backend's thread) and on the caller's inside Engine and
+  /// File calls (open, sync, close), sometimes with a page lock held (the
+  /// fault path): it must not touch a faultline mapping nor call into the
+  /// Engine or its Files (that access could wait for a lock its own call
+  /// holds). Copy the message and return.
   std::function<void(std::string_view)> log;
 };
 

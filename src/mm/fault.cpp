@@ -136,7 +136,7 @@ struct FileImpl::VmFault {
   const bool minor;      // MINOR: the frame is present (which says nothing of uptodate, R10)
   const bool notify;     // page_mkwrite mode (not async dirty tracking)
   // The policy's decisions:
-  bool sequential = false;   // the fault continues the view's readahead stream
+  bool sequential = false;   // the fault continues a readahead stream (this thread's, or a marker's)
   bool marker = false;       // it met a readahead marker (PG_readahead): its window was read ahead
   uint64_t ra_size = 0;      // the stream's next window, read ahead behind this one
   uint64_t ra_next = 0;      // the stream position (this thread's, in this view) at the look
@@ -451,8 +451,9 @@ void FileImpl::choose_window(VmFault& vmf) {
   vmf.marker = mp && mp->test_and_clear(PG_readahead);
   // Context readahead (the kernel's page_cache_sync_ra looks for the cached
   // pages a stream leaves behind it): a miss whose page before was read by a
-  // stream continues a stream the view's one position lost (several streams
-  // in one view, or a stream that overtook its readahead). Misses only: a
+  // stream continues that stream though this thread's position does not
+  // show it (a stream that overtook its readahead, or one another thread
+  // began, past the view's 8 positions). Misses only: a
   // fault on a cached page there is a use of it (sampled, or a read-around
   // probe), not a stream's next read.
   const bool miss = !(mp && mp->test(PG_uptodate));
@@ -726,15 +727,18 @@ bool FileImpl::lock_fault(VmFault& vmf, std::shared_lock<SleepingRwLock>& inval,
 void FileImpl::count_hit(uint64_t pg, bool stream) {
   // Hit ratio (Stats::cache_hits / cache_misses): the faulting page was cached.
   // A hit is an access reclaim must see (R9: a page it sampled faults here),
-  // but for a stream's fault on a page a stream read and nothing mapped
-  // since (read ahead): that is the page's one use (PG_stream, the kernel's
-  // VM_SEQ_READ), not a reuse. (A page unmapped by sampling, PG_zapped, was
-  // mapped before: its fault is a reuse, whoever makes it.)
+  // but for a stream's fault on a page a stream read that was mapped nowhere
+  // since it was cached (read ahead: PG_sampled and not PG_zapped): that is
+  // the page's first use (PG_stream, the kernel's VM_SEQ_READ), not a reuse.
+  // A page mapped before (by its stream, or unmapped by sampling since) is
+  // reused by any fault on it, a stream's too: a file scanned again through
+  // another view or by another thread is promoted.
   Page* p = index_.get(pg);
   if (p->test(PG_uptodate)) {
     count(&Counters::cache_hits);
     const uint32_t f = p->flags.load(std::memory_order_acquire);
-    if (!(stream && (f & PG_stream) && !(f & PG_zapped))) p->set(PG_referenced);
+    const bool first_use = stream && (f & PG_stream) && (f & PG_sampled) && !(f & PG_zapped);
+    if (!first_use) p->set(PG_referenced);
   } else {
     count(&Counters::cache_misses);
   }

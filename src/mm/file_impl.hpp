@@ -230,7 +230,8 @@ class FileImpl {
   bool readahead_wanted(const VmFault& vmf);
   /// Under the faulting page's lock: a cache hit (referenced) or a miss.
   void count_hit(uint64_t pg, bool stream);
-  /// The view's readahead stream position after this fault (before the map).
+  /// This thread's readahead stream position in the view after this fault
+  /// (before the map).
   void publish_stream(const VmFault& vmf);
   void wp_fault(MappingImpl& m, uint64_t pg, uintptr_t addr);
   /// R6: the locked, dirty page made writable, then unlocked; write-around.
@@ -469,9 +470,6 @@ class FileImpl {
   std::deque<LruEntry> stream_ GUARDED_BY(lru_mu_);
   std::atomic<uint64_t> nr_main_{0};        // uptodate pages with PG_main
   std::atomic<uint64_t> nr_stream_{0};      // uptodate pages with PG_stream
-  // Stream pages cached while the engine was near its limit: the streams'
-  // own pressure, which lets as many mapped stream pages go unsampled.
-  std::atomic<uint64_t> stream_credit_{0};
   enum class Lru : uint8_t { kSmall, kMain, kStream };
   std::deque<LruEntry>& lru_queue(Lru q) REQUIRES(lru_mu_) {
     return q == Lru::kSmall ? small_ : q == Lru::kMain ? main_ : stream_;
@@ -510,7 +508,7 @@ class FileImpl {
   struct ReclaimBatch;
   std::vector<LruEntry> pop_batch(ReclaimBatch& b, const uint64_t idle[2], uint64_t visits);
   void sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
-                       uint64_t& sample_budget, uint64_t& credit);
+                       uint64_t& sample_budget);
   uint64_t shrink_streams(uint64_t want);
   uint64_t shrink_fifo(uint64_t want);
   void sample_pages(ReclaimBatch& b);

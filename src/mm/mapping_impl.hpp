@@ -106,7 +106,7 @@ class MappingImpl {
     }
     *slot = st;
     slot->used = ++stream_clock_;
-    last_pages_ = st.pages;
+    if (st.stream) last_pages_ = st.pages;
   }
   std::atomic<uint64_t> wa_start{~uint64_t{0}};  // first page of the store stream's last window
   std::atomic<uint64_t> wa_next{~uint64_t{0}};   // page a sequential store stream reaches next

@@ -42,6 +42,9 @@ enum PageFlag : uint32_t {
   // (reclaim.cpp, R9; the kernel does not count a reference through a
   // sequentially read mapping, VM_SEQ_READ in mm/rmap.c folio_referenced_one).
   PG_stream = 1u << 12,
+  // A stream page cached past 3/4 of the limit: the pressure is the streams'
+  // own, and reclaim evicts it mapped, unsampled (R9).
+  PG_credit = 1u << 13,
 };
 
 struct Page {

@@ -17,8 +17,9 @@
 // third FIFO, evicted before small and main (every File's, before any File's
 // S3-FIFO queues): a scan's pages are used once. The stream's own faults on
 // it are not a reuse (the kernel's VM_SEQ_READ); another access sends it to
-// main. Mapped, it goes unsampled while the streams' credit lasts (stream
-// pages cached near the limit), else it is sampled like a small-queue page.
+// main. Mapped, it goes unsampled if it was cached near the limit (the
+// pressure is the streams', PG_credit), else it is sampled like a small-queue
+// page.
 //
 // Access information. A fault on a cached page and an API read are accesses
 // (PG_referenced); a page that stays mapped is touched with no fault. So a
@@ -123,10 +124,11 @@ void FileImpl::mark_uptodate(uint64_t pg, Page* p, bool stream) {
   p->clear(PG_referenced);
   p->set(PG_sampled);
   // A page read by a stream goes to the stream queue (a ghost read again is
-  // a reuse all the same: main). Near the limit it is the stream's own
-  // pressure: one credit, one mapped stream page evicted unsampled.
+  // a reuse all the same: main). Near the limit the pressure is the
+  // streams' own: reclaim may evict the page mapped, unsampled (PG_credit).
   stream = stream && !ghost;
-  if (stream && core->near_memory_limit()) stream_credit_.fetch_add(1, std::memory_order_relaxed);
+  if (stream && core->near_memory_limit()) p->set(PG_credit);
+  else p->clear(PG_credit);
   // PG_main / nr_main_ and PG_stream / nr_stream_ change together (atomic
   // flag transitions).
   if (ghost) {
@@ -262,7 +264,6 @@ std::vector<bool> FileImpl::sample_unmap(const std::vector<uint64_t>& pg,
 // One batch of queue entries as shrink sorts them (an unlocked look).
 struct FileImpl::ReclaimBatch {
   Lru queue = Lru::kSmall;  // popped from
-  bool credited = false;    // stream queue: mapped pages taken on the streams' credit
   bool from_small() const { return queue == Lru::kSmall; }
   std::vector<LruEntry> back;      // to the queue's tail: busy, sampled, or kept
   std::vector<LruEntry> to_main;   // accessed since their last look
@@ -276,11 +277,11 @@ struct FileImpl::ReclaimBatch {
 };
 
 void FileImpl::sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
-                               uint64_t& sample_budget, uint64_t& credit) {
+                               uint64_t& sample_budget) {
   // An unlocked look: the flags decide again under the lock (R9). Unsampled
   // pages get sampled now; in main past the budget they wait for a later
-  // call; in the stream queue a credit (stream pages cached near the limit)
-  // lets a mapped page go unsampled: used once, by its stream.
+  // call (the stream queue's likewise); a stream page cached near the limit
+  // (PG_credit) goes mapped, unsampled: used once, by its stream.
   const bool from_main = b.queue == Lru::kMain, from_stream = b.queue == Lru::kStream;
   for (const LruEntry& e : es) {
     if (b.evict.size() >= room) {
@@ -297,16 +298,15 @@ void FileImpl::sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es,
       // view or thread, an API read), main: once more round.
       p->clear(PG_referenced);
       if (from_stream && p->test_and_clear(PG_stream)) nr_stream_.fetch_sub(1, std::memory_order_relaxed);
+      p->clear(PG_credit);
       if (!from_main && !p->test_and_set(PG_main)) nr_main_.fetch_add(1, std::memory_order_relaxed);
       b.to_main.push_back(e);
     } else if (f & PG_sampled) {
       b.evict.push_back(e);  // mapped nowhere since it was cached, or sampled
-    } else if (from_stream && credit > 0) {
-      --credit;
-      b.credited = true;
+    } else if (from_stream && (f & PG_credit)) {
       b.evict.push_back(e);
-    } else if (sample_budget > 0 || !from_main) {
-      // The small (and stream) queue samples past the budget too: a mapped
+    } else if (sample_budget > 0 || b.from_small()) {
+      // The small queue samples past the budget too: a mapped
       // page evicted unseen is a guess, and a wrong one costs a miss (a read,
       // ~100x a zap). Cached before the first eviction, a whole hot set sits
       // in small, unsampled; evicting the pages past the budget flushed it
@@ -357,9 +357,8 @@ void FileImpl::lock_for_eviction(ReclaimBatch& b) {
   // Lock what can be locked without waiting, and recheck under the lock that
   // it is the same page (generation), still clean, uptodate, not under
   // write-back and not accessed since the look (a fault sets PG_referenced;
-  // an install clears PG_sampled, which a stream page taken mapped, on
-  // credit, does not need). Ascending page order.
-  const bool need_sampled = b.queue != Lru::kStream || !b.credited;
+  // an install clears PG_sampled, which a stream page cached near the limit,
+  // PG_credit, does not need). Ascending page order.
   std::vector<size_t> order(b.evict.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::sort(order.begin(), order.end(),
@@ -376,7 +375,8 @@ void FileImpl::lock_for_eviction(ReclaimBatch& b) {
       const uint32_t f = p->flags.load(std::memory_order_acquire) & ~PG_locked;
       if (p->gen.load(std::memory_order_acquire) != e.gen)
         continue;  // dropped (maybe cached again: its new entry is queued)
-      if (!evictable(f) || (f & PG_referenced) || (need_sampled && !(f & PG_sampled))) {
+      const bool unsampled_ok = b.queue == Lru::kStream && (f & PG_credit);
+      if (!evictable(f) || (f & PG_referenced) || (!unsampled_ok && !(f & PG_sampled))) {
         b.back.push_back(e);
         continue;
       }
@@ -515,13 +515,14 @@ uint64_t FileImpl::shrink_streams(uint64_t want) {
   // Pages read by sequential streams go first, oldest first: a scan's pages
   // are used once, and a hot set cached beside it is neither evicted nor
   // sampled (each sample costs the hot thread a minor fault: bench
-  // --out-of-core scan+hot). A mapped stream page is evicted unsampled while
-  // the streams' credit lasts (stream pages cached near the limit: the
-  // pressure is theirs); past it, it is sampled first like a small-queue page
-  // (a file read through once and then used in place keeps what it uses).
-  // Each entry is looked at once per call: a page sampled here is judged by
-  // a later call, after its view had the time to touch it.
-  uint64_t freed = 0, visits, idle = 0;
+  // --out-of-core scan+hot). A mapped stream page is evicted unsampled if it
+  // was cached near the limit (PG_credit: the pressure is the streams');
+  // else it is sampled first like a small-queue page (a file read through
+  // once and then used in place keeps what it uses), at most 2 x want + a
+  // batch per call, as main. Each entry is looked at once per call: a page
+  // sampled here is judged by a later call, after its view had the time to
+  // touch it.
+  uint64_t freed = 0, visits, idle = 0, sample_budget = 2 * want + kReclaimBatchPages;
   {
     MutexLock g(lru_mu_);
     visits = stream_.size();
@@ -533,16 +534,7 @@ uint64_t FileImpl::shrink_streams(uint64_t want) {
     const std::vector<LruEntry> es = lru_pop(Lru::kStream, take);
     if (es.empty()) break;
     visits -= std::min<uint64_t>(visits, es.size());
-    // Credit for the batch's room, what it does not use given back below.
-    const uint64_t room = want - freed;
-    uint64_t took = stream_credit_.load(std::memory_order_relaxed);
-    while (took > 0 && !stream_credit_.compare_exchange_weak(took, took - std::min(took, room),
-                                                             std::memory_order_relaxed)) {
-    }
-    took = std::min(took, room);
-    uint64_t credit = took, no_budget = 0;  // (the stream queue samples what it must)
-    sort_candidates(b, es, room, no_budget, credit);
-    stream_credit_.fetch_add(credit, std::memory_order_relaxed);
+    sort_candidates(b, es, want - freed, sample_budget);
     lru_unpop(Lru::kStream, b.unlooked);
     lru_push(Lru::kMain, b.to_main);
     sample_pages(b);
@@ -577,8 +569,7 @@ uint64_t FileImpl::shrink_fifo(uint64_t want) {
     const std::vector<LruEntry> es = pop_batch(b, idle, visits);
     if (es.empty()) break;
     visits -= std::min<uint64_t>(visits, es.size());
-    uint64_t no_credit = 0;
-    sort_candidates(b, es, want - freed, sample_budget, no_credit);
+    sort_candidates(b, es, want - freed, sample_budget);
     lru_unpop(b.queue, b.unlooked);
     lru_push(Lru::kMain, b.to_main);
     sample_pages(b);

@@ -54,7 +54,7 @@ void FileImpl::drop_page(Page* p) {
   // and nr_main_, PG_stream and nr_stream_ change together.
   if (p->test_and_clear(PG_main)) nr_main_.fetch_sub(1, std::memory_order_relaxed);
   if (p->test_and_clear(PG_stream)) nr_stream_.fetch_sub(1, std::memory_order_relaxed);
-  p->clear(PG_error | PG_referenced | PG_sampled | PG_ghost | PG_readahead | PG_zapped);
+  p->clear(PG_error | PG_referenced | PG_sampled | PG_ghost | PG_readahead | PG_zapped | PG_credit);
 }
 
 void FileImpl::clear_poison(uint64_t first, uint64_t last) {

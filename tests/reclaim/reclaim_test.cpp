@@ -311,6 +311,44 @@ TEST(Reclaim, PageTouchedAfterBeingSampledIsKept) {
   EXPECT_TRUE(same(m.data(), ft::pattern(0, pages * kPage, 11)));
 }
 
+// The credit is per page (PG_credit: a stream page cached past 3/4 of the
+// limit): a later scan of another part of the same File, whose pages are
+// cached under pressure, cannot let the pages read before it go unseen (a
+// per-File credit count let it: review of the stream queue). The part read
+// through with no pressure and then used in place keeps what it uses.
+TEST(Reclaim, AFileReadOnceThenUsedInPlaceThenAScanOfAnotherPartCannotEvictIt) {
+  ft::TempDir d;
+  const uint64_t limit = 512, load = 256, scan = 4 * limit;
+  const uint64_t pages = load + scan;
+  const auto path = d.make_file("r", pages * kPage, 20);
+  EngineConfig c = one_page_faults(limit);
+  c.readahead_max_pages = 32;
+  Engine eng(c);
+  File f = eng.open(path, /*writable=*/false);
+  Mapping ml = f.map(0, load * kPage, Access::ReadOnly);
+  Mapping ms = f.map(load * kPage, scan * kPage, Access::ReadOnly);
+  uint64_t bad = 0;
+  auto touch = [&](const Mapping& m, uint64_t first, uint64_t pg) {
+    bad += load_byte(m.data() + (pg - first) * kPage) != static_cast<uint8_t>(ft::pat(pg * kPage, 20));
+  };
+  for (uint64_t k = 0; k < load; ++k) touch(ml, 0, k);  // read through once: a stream, no pressure
+  uint64_t use_misses = 0;
+  auto use = [&] {  // a quarter of it, in place (page 0, the view's first fault, is no stream's)
+    const uint64_t before = f.stats().cache_misses;
+    for (uint64_t k = 1; k < load; k += 4) touch(ml, 0, k);
+    use_misses += f.stats().cache_misses - before;
+  };
+  use();
+  for (uint64_t k = load; k < pages; ++k) {
+    touch(ms, load, k);  // a scan of the rest: stream pages, most of them cached under pressure
+    use();
+  }
+  EXPECT_GT(f.stats().pages_reclaimed, scan - limit);
+  EXPECT_EQ(use_misses, 0u) << "used pages were evicted unseen";
+  EXPECT_EQ(bad, 0u);
+  EXPECT_LE(eng.stats().peak_cached_pages, limit);
+}
+
 // Issue 16 review: sampling zapped with MADV_DONTNEED, which refuses a
 // VM_LOCKED range (a view the user mlock()ed) with EINVAL: such a view's
 // pages were never unmapped, so their use went unseen. MADV_DONTNEED_LOCKED
