@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -311,44 +312,6 @@ TEST(Reclaim, PageTouchedAfterBeingSampledIsKept) {
   EXPECT_TRUE(same(m.data(), ft::pattern(0, pages * kPage, 11)));
 }
 
-// The credit is per page (PG_credit: a stream page cached past 3/4 of the
-// limit): a later scan of another part of the same File, whose pages are
-// cached under pressure, cannot let the pages read before it go unseen (a
-// per-File credit count let it: review of the stream queue). The part read
-// through with no pressure and then used in place keeps what it uses.
-TEST(Reclaim, AFileReadOnceThenUsedInPlaceThenAScanOfAnotherPartCannotEvictIt) {
-  ft::TempDir d;
-  const uint64_t limit = 512, load = 256, scan = 4 * limit;
-  const uint64_t pages = load + scan;
-  const auto path = d.make_file("r", pages * kPage, 20);
-  EngineConfig c = one_page_faults(limit);
-  c.readahead_max_pages = 32;
-  Engine eng(c);
-  File f = eng.open(path, /*writable=*/false);
-  Mapping ml = f.map(0, load * kPage, Access::ReadOnly);
-  Mapping ms = f.map(load * kPage, scan * kPage, Access::ReadOnly);
-  uint64_t bad = 0;
-  auto touch = [&](const Mapping& m, uint64_t first, uint64_t pg) {
-    bad += load_byte(m.data() + (pg - first) * kPage) != static_cast<uint8_t>(ft::pat(pg * kPage, 20));
-  };
-  for (uint64_t k = 0; k < load; ++k) touch(ml, 0, k);  // read through once: a stream, no pressure
-  uint64_t use_misses = 0;
-  auto use = [&] {  // a quarter of it, in place (page 0, the view's first fault, is no stream's)
-    const uint64_t before = f.stats().cache_misses;
-    for (uint64_t k = 1; k < load; k += 4) touch(ml, 0, k);
-    use_misses += f.stats().cache_misses - before;
-  };
-  use();
-  for (uint64_t k = load; k < pages; ++k) {
-    touch(ms, load, k);  // a scan of the rest: stream pages, most of them cached under pressure
-    use();
-  }
-  EXPECT_GT(f.stats().pages_reclaimed, scan - limit);
-  EXPECT_EQ(use_misses, 0u) << "used pages were evicted unseen";
-  EXPECT_EQ(bad, 0u);
-  EXPECT_LE(eng.stats().peak_cached_pages, limit);
-}
-
 // Issue 16 review: sampling zapped with MADV_DONTNEED, which refuses a
 // VM_LOCKED range (a view the user mlock()ed) with EINVAL: such a view's
 // pages were never unmapped, so their use went unseen. MADV_DONTNEED_LOCKED
@@ -539,45 +502,67 @@ TEST(Reclaim, AScanEvictsItsOwnPagesAndLeavesTheHotSetMapped) {
   EXPECT_LE(eng.stats().peak_cached_pages, limit);
 }
 
-// The other side of the stream queue's credit: a file read through once by a
-// stream with no pressure (no credit), then used in place (mapped: no
-// faults), keeps the pages it uses when pressure comes later: they are
-// sampled before they are judged, as small-queue pages are, not evicted
-// unseen as a scan's would be.
-TEST(Reclaim, AFileReadOnceThenUsedInPlaceKeepsWhatItUses) {
-  ft::TempDir d;
-  const uint64_t limit = 512, load = 256, other = 4 * limit;
-  const uint64_t pages = load + 2 * other;
-  const auto path = d.make_file("r", pages * kPage, 18);
-  EngineConfig c = one_page_faults(limit);
-  c.readahead_max_pages = 32;
-  Engine eng(c);
-  File f = eng.open(path, /*writable=*/false);
-  // Two views: the load's stream ends with its view (no readahead past it,
-  // which would run, and reclaim, behind the touches that follow).
-  Mapping ml = f.map(0, load * kPage, Access::ReadOnly);
-  Mapping mo = f.map(load * kPage, (pages - load) * kPage, Access::ReadOnly);
-  uint64_t bad = 0;
-  auto touch = [&](uint64_t pg) {
-    const std::byte* a = pg < load ? ml.data() + pg * kPage : mo.data() + (pg - load) * kPage;
-    bad += load_byte(a) != static_cast<uint8_t>(ft::pat(pg * kPage, 18));
-  };
-  for (uint64_t k = 0; k < load; ++k) touch(k);  // read through once: a stream
-  uint64_t use_misses = 0;
-  auto use = [&] {  // a quarter of it, in place
-    const uint64_t before = f.stats().cache_misses;
-    for (uint64_t k = 1; k < load; k += 4) touch(k);  // (page 0, the view's first fault, is no stream's)
-    use_misses += f.stats().cache_misses - before;
-  };
-  use();
-  for (uint64_t k = 0; k < other; ++k) {
-    touch(load + 2 * k);  // misses, no stream: the pressure
+// A file read through once by a stream with no pressure (no credit), then
+// used in place (mapped: no faults) while `pressure` (page k of `other`, in
+// order) needs room: returns the misses of those uses. The load's view ends
+// with it (no readahead past it, which would run, and reclaim, behind the
+// touches that follow); the pressure has its own view.
+struct ReadOnceThenUse {
+  static constexpr uint64_t kLimit = 512, kLoad = 256, kOther = 2 * 4 * kLimit;
+  uint64_t use_misses = 0, bad = 0, reclaimed = 0, peak = 0;
+  ReadOnceThenUse(uint8_t seed, const std::function<uint64_t(uint64_t)>& pressure, uint64_t steps) {
+    ft::TempDir d;
+    const auto path = d.make_file("r", (kLoad + kOther) * kPage, seed);
+    EngineConfig c = one_page_faults(kLimit);
+    c.readahead_max_pages = 32;
+    Engine eng(c);
+    File f = eng.open(path, /*writable=*/false);
+    Mapping ml = f.map(0, kLoad * kPage, Access::ReadOnly);
+    Mapping mo = f.map(kLoad * kPage, kOther * kPage, Access::ReadOnly);
+    auto touch = [&](uint64_t pg) {
+      const std::byte* a = pg < kLoad ? ml.data() + pg * kPage : mo.data() + (pg - kLoad) * kPage;
+      bad += load_byte(a) != static_cast<uint8_t>(ft::pat(pg * kPage, seed));
+    };
+    for (uint64_t k = 0; k < kLoad; ++k) touch(k);  // read through once: a stream
+    auto use = [&] {  // a quarter of it, in place (page 0, the view's first fault, is no stream's)
+      const uint64_t before = f.stats().cache_misses;
+      for (uint64_t k = 1; k < kLoad; k += 4) touch(k);
+      use_misses += f.stats().cache_misses - before;
+    };
     use();
+    for (uint64_t k = 0; k < steps; ++k) {
+      touch(kLoad + pressure(k));
+      use();
+    }
+    reclaimed = f.stats().pages_reclaimed;
+    peak = eng.stats().peak_cached_pages;
   }
-  EXPECT_GT(f.stats().pages_reclaimed, other - limit);
-  EXPECT_EQ(use_misses, 0u) << "used pages were evicted unseen";
-  EXPECT_EQ(bad, 0u);
-  EXPECT_LE(eng.stats().peak_cached_pages, limit);
+};
+
+// The other side of the stream queue's credit: the file read through once
+// keeps the pages it uses when pressure comes later: they are sampled before
+// they are judged, as small-queue pages are, not evicted unseen as a scan's
+// would be. Pressure: misses, no stream.
+TEST(Reclaim, AFileReadOnceThenUsedInPlaceKeepsWhatItUses) {
+  const uint64_t misses = 4 * ReadOnceThenUse::kLimit;
+  const ReadOnceThenUse r(18, [](uint64_t k) { return 2 * k; }, misses);
+  EXPECT_GT(r.reclaimed, misses - ReadOnceThenUse::kLimit);
+  EXPECT_EQ(r.use_misses, 0u) << "used pages were evicted unseen";
+  EXPECT_EQ(r.bad, 0u);
+  EXPECT_LE(r.peak, ReadOnceThenUse::kLimit);
+}
+
+// The credit is per page (PG_credit: a stream page cached past 3/4 of the
+// limit): a later scan of another part of the same File, whose pages are
+// cached under pressure, cannot let the pages read before it go unseen (a
+// per-File credit count let it: review of the stream queue).
+TEST(Reclaim, AFileReadOnceThenUsedInPlaceThenAScanOfAnotherPartCannotEvictIt) {
+  const uint64_t scan = 4 * ReadOnceThenUse::kLimit;
+  const ReadOnceThenUse r(20, [](uint64_t k) { return k; }, scan);
+  EXPECT_GT(r.reclaimed, scan - ReadOnceThenUse::kLimit);
+  EXPECT_EQ(r.use_misses, 0u) << "used pages were evicted unseen";
+  EXPECT_EQ(r.bad, 0u);
+  EXPECT_LE(r.peak, ReadOnceThenUse::kLimit);
 }
 
 // Issue 16 review: aging (FileImpl::age, as reclaim's sampling) counted in
