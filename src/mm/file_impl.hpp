@@ -509,6 +509,10 @@ class FileImpl {
   std::vector<LruEntry> pop_batch(ReclaimBatch& b, const uint64_t idle[2], uint64_t visits);
   void sort_candidates(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
                        uint64_t& sample_budget);
+  /// One popped batch through all of the above; returns the pages evicted,
+  /// `progress`: anything promoted, sampled or evicted.
+  uint64_t reclaim_batch(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
+                         uint64_t& sample_budget, bool& progress);
   uint64_t shrink_streams(uint64_t want);
   uint64_t shrink_fifo(uint64_t want);
   void sample_pages(ReclaimBatch& b);

@@ -511,6 +511,21 @@ uint64_t FileImpl::shrink(uint64_t want, bool streams) {
   return freed;
 }
 
+uint64_t FileImpl::reclaim_batch(ReclaimBatch& b, const std::vector<LruEntry>& es, uint64_t room,
+                                 uint64_t& sample_budget, bool& progress) {
+  // Sorted by an unlocked look; the entries not looked at back at the head,
+  // the accessed ones to main, the mapped ones sampled, the candidates
+  // evicted under their try-locks (R9), the rest back at the tail.
+  sort_candidates(b, es, room, sample_budget);
+  lru_unpop(b.queue, b.unlooked);
+  lru_push(Lru::kMain, b.to_main);
+  sample_pages(b);
+  const uint64_t evicted = evict_pages(b);
+  lru_push(b.queue, b.back);
+  progress = !b.to_main.empty() || !b.sample.empty() || evicted > 0;
+  return evicted;
+}
+
 uint64_t FileImpl::shrink_streams(uint64_t want) {
   // Pages read by sequential streams go first, oldest first: a scan's pages
   // are used once, and a hot set cached beside it is neither evicted nor
@@ -534,14 +549,8 @@ uint64_t FileImpl::shrink_streams(uint64_t want) {
     const std::vector<LruEntry> es = lru_pop(Lru::kStream, take);
     if (es.empty()) break;
     visits -= std::min<uint64_t>(visits, es.size());
-    sort_candidates(b, es, want - freed, sample_budget);
-    lru_unpop(Lru::kStream, b.unlooked);
-    lru_push(Lru::kMain, b.to_main);
-    sample_pages(b);
-    const uint64_t evicted = evict_pages(b);
-    freed += evicted;
-    lru_push(Lru::kStream, b.back);
-    const bool progress = !b.to_main.empty() || !b.sample.empty() || evicted > 0;
+    bool progress = false;
+    freed += reclaim_batch(b, es, want - freed, sample_budget, progress);
     idle = progress ? 0 : idle + (es.size() - b.unlooked.size());
     MutexLock g(lru_mu_);
     if (idle >= stream_.size()) break;  // gone round without progress
@@ -569,14 +578,8 @@ uint64_t FileImpl::shrink_fifo(uint64_t want) {
     const std::vector<LruEntry> es = pop_batch(b, idle, visits);
     if (es.empty()) break;
     visits -= std::min<uint64_t>(visits, es.size());
-    sort_candidates(b, es, want - freed, sample_budget);
-    lru_unpop(b.queue, b.unlooked);
-    lru_push(Lru::kMain, b.to_main);
-    sample_pages(b);
-    const uint64_t evicted = evict_pages(b);
-    freed += evicted;
-    lru_push(b.queue, b.back);
-    const bool progress = !b.to_main.empty() || !b.sample.empty() || evicted > 0;
+    bool progress = false;
+    freed += reclaim_batch(b, es, want - freed, sample_budget, progress);
     uint64_t& idle_here = idle[!b.from_small()];
     idle_here = progress ? 0 : idle_here + (es.size() - b.unlooked.size());
   }
