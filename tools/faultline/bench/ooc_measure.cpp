@@ -92,19 +92,28 @@ uint64_t major_faults() {
   return static_cast<uint64_t>(ru.ru_majflt);
 }
 
-/// The file's bytes in the kernel's page cache, through one untouched
-/// PROT_READ view (mincore charges nothing).
+/// The file's bytes in the kernel's page cache: cachestat(2) (Linux 6.5),
+/// which walks only the cached pages; else mincore through one untouched
+/// PROT_READ view (mincore charges nothing), which looks up every page of the
+/// file. Sampled every 50 ms beside the touching threads: with mincore over a
+/// 2 GiB file the sampler took ~18% of this 2-CPU machine's time (perf,
+/// 2026-12-07), CPU the touching threads of every method then lacked.
 class KernelCacheProbe {
  public:
-  KernelCacheProbe(const std::string& path, uint64_t size) : size_(size), vec_((size + kPage - 1) / kPage) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) throw_errno("open '" + path + "'");
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
+  KernelCacheProbe(const std::string& path, uint64_t size)
+      : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), size_(size) {
+    if (!fd_) throw_errno("open '" + path + "'");
+    if (cachestat_bytes()) return;
+    vec_.resize((size + kPage - 1) / kPage);
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd_.get(), 0);
     if (p == MAP_FAILED) throw_errno("mmap (mincore probe)");
     base_ = p;
   }
-  ~KernelCacheProbe() { ::munmap(base_, size_); }
+  ~KernelCacheProbe() {
+    if (base_) ::munmap(base_, size_);
+  }
   uint64_t bytes() {
+    if (!base_) return cachestat_bytes().value_or(0);
     if (::mincore(base_, size_, vec_.data()) != 0) return 0;
     uint64_t n = 0;
     for (unsigned char v : vec_) n += v & 1;
@@ -112,7 +121,20 @@ class KernelCacheProbe {
   }
 
  private:
-  void* base_ = nullptr;
+  std::optional<uint64_t> cachestat_bytes() const {
+    struct {
+      uint64_t off, len;
+    } range{0, size_};
+    struct {
+      uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+    } cs{};
+    constexpr long kSysCachestat = 451;
+    if (::syscall(kSysCachestat, fd_.get(), &range, &cs, 0) != 0) return std::nullopt;
+    return cs.nr_cache * kPage;
+  }
+
+  UniqueFd fd_;
+  void* base_ = nullptr;  // the mincore view, only without cachestat
   uint64_t size_;
   std::vector<unsigned char> vec_;
 };
