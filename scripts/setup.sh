@@ -19,7 +19,7 @@ while (($#)); do
   esac
 done
 pkgs=(build-essential cmake g++ googletest libgtest-dev libgmock-dev libbenchmark-dev
-      libcli11-dev libfmt-dev pkg-config clang)
+      libcli11-dev libfmt-dev liburing-dev pkg-config clang)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,7 @@
 #include "faultline/constants.hpp"
 #include "os/io.hpp"
 #include "os/sys_error.hpp"
+#include "os/uring.hpp"
 
 namespace faultline {
 
@@ -30,23 +31,38 @@ constexpr size_t kWillneedBytes = size_t{128} << 10;
 // is one DMA segment: requests into 4 KiB pages are cut at ~1 MiB here).
 constexpr size_t kDirectBufBytes = size_t{4} << 20;
 constexpr size_t kDirectBufAlign = size_t{2} << 20;
+// Fills longer than one piece are read in pieces of kPipeChunkBytes, up to
+// kPipeDepth of them in flight, each copied as soon as it and those before
+// it are in (PipelinedRead). Measured on the 1-thread 4 KiB scan (M6.14):
+// all pieces in flight at once complete together (the device shares its
+// bandwidth) and nothing overlaps; 2 in flight starve the device; 3-4
+// overlap best (0.92-1.07 GiB/s against 0.82 for one pread per window).
+constexpr size_t kPipeChunkBytes = size_t{512} << 10;
+constexpr size_t kPipeDepth = 4;
+static_assert(kDirectBufBytes % kPipeChunkBytes == 0);
+
+/// The calling thread's O_DIRECT bounce buffer.
+struct DirectBuffer {
+  std::byte* p = nullptr;
+  std::byte* get() {
+    if (p) return p;
+    void* q = std::aligned_alloc(kDirectBufAlign, kDirectBufBytes);
+    if (!q) return nullptr;
+    // A hint only: without THP the reads are merely cut in smaller requests.
+    (void)::madvise(q, kDirectBufBytes, MADV_HUGEPAGE);
+    return p = static_cast<std::byte*>(q);
+  }
+  ~DirectBuffer() { std::free(p); }
+};
+thread_local DirectBuffer t_direct_buf;
 
 /// The calling thread's O_DIRECT bounce buffer (nullptr when it cannot be had).
-std::byte* direct_buffer() {
-  struct Buf {
-    std::byte* p = nullptr;
-    Buf() {
-      void* q = std::aligned_alloc(kDirectBufAlign, kDirectBufBytes);
-      if (!q) return;
-      // A hint only: without THP the reads are merely cut in smaller requests.
-      (void)::madvise(q, kDirectBufBytes, MADV_HUGEPAGE);
-      p = static_cast<std::byte*>(q);
-    }
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf buf;
-  return buf.p;
-}
+std::byte* direct_buffer() { return t_direct_buf.get(); }
+
+/// Gives the thread's bounce buffer up without freeing it: reads the kernel
+/// may still complete into it (a failed io_uring) must not land in memory
+/// reused for anything else. The next fill gets a new one. Never expected.
+void retire_direct_buffer() { t_direct_buf.p = nullptr; }
 
 /// A pipe per thread for splice(backing -> pipe -> memfd), which takes
 /// explicit offsets on both files (sendfile would need the memfd's position).
@@ -272,6 +288,12 @@ class FileBackend final : public Backend {
     std::byte* buf = dfd >= 0 ? direct_buffer() : nullptr;
     if (!buf || (off & (kBasePageSize - 1)) || (len & (kBasePageSize - 1))) return -EOPNOTSUPP;
     size_t done = 0;
+    if (len > kPipeChunkBytes) {
+      PipelinedRead rd(dfd, buf, off, len, fd, fd_off);
+      const ssize_t r = rd.run();
+      if (r < 0 || !rd.fall_back) return r;
+      done = static_cast<size_t>(r);  // the ring failed part-way: pread the rest
+    }
     while (done < len) {
       const size_t want = std::min(len - done, kDirectBufBytes);
       const ssize_t r = ::pread(dfd, buf, want, static_cast<off_t>(off + done));
@@ -287,6 +309,133 @@ class FileBackend final : public Backend {
     }
     return static_cast<ssize_t>(done);
   }
+  /// A window read in kPipeChunkBytes pieces through the thread's io_uring,
+  /// kPipeDepth of them in flight, each copied into the memfd as soon as it
+  /// and those before it are in: the copies overlap the device's reads,
+  /// where one pread of the window left the device idle during the whole
+  /// copy (a 4 MiB stream window: ~2.2 ms read, then ~1.8 ms of copying into
+  /// the memfd, most of it allocating its pages; M6.14).
+  struct PipelinedRead {
+    PipelinedRead(int d, std::byte* b, uint64_t o, size_t l, int f, uint64_t fo)
+        : dfd(d), buf(b), off(o), len(l), fd(f), fd_off(fo) {}
+    int dfd;
+    std::byte* buf;
+    uint64_t off;
+    size_t len;
+    int fd;
+    uint64_t fd_off;
+    bool fall_back = false;  // no ring, or it failed: the caller preads from the result on
+    static constexpr size_t kSlots = kDirectBufBytes / kPipeChunkBytes;
+    struct Slot {
+      size_t at = 0;        // offset in the window of the piece it reads
+      ssize_t res = 0;      // the completion's result
+      bool busy = false;    // submitted, not reaped
+      bool arrived = false; // reaped, not copied
+    };
+    Slot slots[kSlots];
+    io_uring* ring = nullptr;
+    size_t next = 0;      // window offset of the next piece to submit
+    size_t done = 0;      // bytes copied into the memfd (in order)
+    size_t in_flight = 0;
+    bool stop = false;    // an error or the object's end: submit nothing more
+    bool ring_spoilt = false;  // SQEs the kernel did not take are left in it
+
+    ssize_t run() {
+      ring = detail::thread_ring();
+      if (!ring) return fall_back = true, 0;
+      int err = 0;
+      for (;;) {
+        if (!stop) submit_free();
+        // The pieces that are in, in order (one past a gap waits for it).
+        while (err == 0) {
+          Slot* s = slot_at(done);
+          if (!s || !s->arrived) break;
+          s->arrived = false;
+          err = copy(*s);
+        }
+        if (in_flight == 0) break;  // nothing more comes: done, the end, or an error
+        if (const int e = reap_one()) {
+          // Not expected of a valid ring. Reads still in flight may yet write
+          // into the buffer: it goes with the ring, and the fill fails.
+          detail::drop_thread_ring();
+          retire_direct_buffer();
+          return e;
+        }
+      }
+      if (ring_spoilt) detail::drop_thread_ring();  // empty now: nothing in flight
+      return err ? err : static_cast<ssize_t>(done);
+    }
+    Slot* slot_at(size_t at) {
+      for (Slot& s : slots)
+        if ((s.busy || s.arrived) && s.at == at) return &s;
+      return nullptr;
+    }
+    void submit_free() {
+      size_t batch[kSlots];
+      unsigned queued = 0;
+      for (size_t k = 0; k < kSlots && next < len && in_flight + queued < kPipeDepth; ++k) {
+        Slot& s = slots[k];
+        if (s.busy || s.arrived) continue;
+        io_uring_sqe* sqe = ::io_uring_get_sqe(ring);
+        if (!sqe) break;
+        const size_t want = std::min(len - next, kPipeChunkBytes);
+        ::io_uring_prep_read(sqe, dfd, buf + k * kPipeChunkBytes, static_cast<unsigned>(want),
+                             off + next);
+        ::io_uring_sqe_set_data64(sqe, k);
+        s = Slot{.at = next, .res = 0, .busy = true, .arrived = false};
+        next += want;
+        batch[queued++] = k;
+      }
+      if (queued == 0) return;
+      int r;
+      do r = ::io_uring_submit(ring);
+      while (r == -EINTR);
+      const unsigned took = r > 0 ? std::min(static_cast<unsigned>(r), queued) : 0;
+      in_flight += took;
+      if (took == queued) return;
+      // Not all taken (EAGAIN/EBUSY: kernel resources, or an error). What the
+      // kernel took is reaped and copied as usual; the caller preads the rest
+      // from the first byte not copied. The SQEs it did not take stay in the
+      // ring, which is therefore given up once nothing is in flight.
+      for (unsigned i = took; i < queued; ++i) slots[batch[i]].busy = false;
+      stop = true;
+      fall_back = true;
+      ring_spoilt = true;
+    }
+    /// Waits for one completion: 0, or the ring's -errno.
+    int reap_one() {
+      io_uring_cqe* cqe = nullptr;
+      int r;
+      do r = ::io_uring_wait_cqe(ring, &cqe);
+      while (r == -EINTR || r == -EAGAIN);
+      if (r < 0) return r;
+      Slot& s = slots[::io_uring_cqe_get_data64(cqe)];
+      s.res = cqe->res;
+      s.busy = false;
+      s.arrived = true;
+      --in_flight;
+      ::io_uring_cqe_seen(ring, cqe);
+      return 0;
+    }
+    /// Copies one arrived piece into the memfd: 0, or -errno.
+    int copy(const Slot& s) {
+      const size_t want = std::min(len - s.at, kPipeChunkBytes);
+      if (s.res < 0) {
+        stop = true;
+        // EINVAL: no O_DIRECT alignment here (only the first piece can tell).
+        return s.res == -EINVAL && done == 0 ? -EOPNOTSUPP : static_cast<int>(s.res);
+      }
+      const auto got = static_cast<size_t>(s.res);
+      const size_t slot = static_cast<size_t>(&s - slots);
+      if (int e = detail::pwrite_full(fd, buf + slot * kPipeChunkBytes, got, fd_off + s.at)) {
+        stop = true;
+        return e;
+      }
+      done += got;
+      if (got < want) stop = true;  // short: the object ends here
+      return 0;
+    }
+  };
   /// cachestat(2) (Linux 6.5; no I/O): how many pages of [off, off+len) the
   /// kernel caches. False when the call is not there.
   bool cachestat(uint64_t off, size_t len, uint64_t* nr_cache) const {
