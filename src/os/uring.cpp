@@ -1,15 +1,25 @@
 #include "os/uring.hpp"
 
+#include <unistd.h>
+
+#include <atomic>
+
 namespace faultline::detail {
 
 namespace {
 
 constexpr unsigned kRingEntries = 8;
 
+std::atomic<uint64_t> g_pieces{0};
+
 struct ThreadRing {
   io_uring ring{};
   bool ok = false;
-  ThreadRing() {
+  pid_t pid = 0;  // the process that made it: a fork()ed child makes its own
+  bool remake = false;  // given up by drop_thread_ring: the next use makes a new one
+  ThreadRing() { init(); }
+  void init() {
+    pid = ::getpid();
     // Completions are posted when this thread waits for them, not by
     // interrupting it: DEFER_TASKRUN (6.1), else COOP_TASKRUN (5.19), else
     // the default.
@@ -19,7 +29,9 @@ struct ThreadRing {
   }
   ~ThreadRing() { drop(); }
   void drop() {
-    if (ok) ::io_uring_queue_exit(&ring);  // cancels and waits for what is in flight
+    // Unmaps the ring and closes its descriptor (in a fork()ed child: only
+    // the child's copies); the kernel cancels what is in flight later.
+    if (ok) ::io_uring_queue_exit(&ring);
     ok = false;
   }
   ThreadRing(const ThreadRing&) = delete;
@@ -35,9 +47,25 @@ ThreadRing& ring_of_thread() {
 
 io_uring* thread_ring() {
   ThreadRing& r = ring_of_thread();
+  if (r.ok && r.pid != ::getpid()) {
+    // Inherited through fork(): the ring's memory is shared with the parent,
+    // whose completions this process must never reap.
+    r.drop();
+    r.init();
+  } else if (!r.ok && r.remake) {
+    r.remake = false;
+    r.init();
+  }
   return r.ok ? &r.ring : nullptr;
 }
 
-void drop_thread_ring() { ring_of_thread().drop(); }
+void drop_thread_ring() {
+  ThreadRing& r = ring_of_thread();
+  r.drop();
+  r.remake = true;
+}
+
+void count_uring_piece() { g_pieces.fetch_add(1, std::memory_order_relaxed); }
+uint64_t uring_pieces() { return g_pieces.load(std::memory_order_relaxed); }
 
 }  // namespace faultline::detail

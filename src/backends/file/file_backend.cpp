@@ -353,16 +353,21 @@ class FileBackend final : public Backend {
           s->arrived = false;
           err = copy(*s);
         }
-        if (in_flight == 0) break;  // nothing more comes: done, the end, or an error
+        if (in_flight == 0) {
+          // The copies may have freed the slots the next pieces need (every
+          // slot held a piece that arrived before the one at `done`).
+          if (!stop && err == 0 && next < len) continue;
+          break;  // all read, the end, an error, or pread takes over
+        }
         if (const int e = reap_one()) {
           // Not expected of a valid ring. Reads still in flight may yet write
-          // into the buffer: it goes with the ring, and the fill fails.
+          // into the buffer: it is given up (leaked) and the fill fails.
           detail::drop_thread_ring();
           retire_direct_buffer();
           return e;
         }
       }
-      if (ring_spoilt) detail::drop_thread_ring();  // empty now: nothing in flight
+      if (ring_spoilt) detail::drop_thread_ring();  // nothing in flight: nothing can land
       return err ? err : static_cast<ssize_t>(done);
     }
     Slot* slot_at(size_t at) {
@@ -421,9 +426,12 @@ class FileBackend final : public Backend {
     int copy(const Slot& s) {
       const size_t want = std::min(len - s.at, kPipeChunkBytes);
       if (s.res < 0) {
+        // Whatever the ring's error (EINVAL: no O_DIRECT alignment here, or no
+        // IORING_OP_READ on a kernel before 5.6; EAGAIN; EIO), the caller's
+        // pread loop reads again from here and decides.
         stop = true;
-        // EINVAL: no O_DIRECT alignment here (only the first piece can tell).
-        return s.res == -EINVAL && done == 0 ? -EOPNOTSUPP : static_cast<int>(s.res);
+        fall_back = true;
+        return 0;
       }
       const auto got = static_cast<size_t>(s.res);
       const size_t slot = static_cast<size_t>(&s - slots);
@@ -432,7 +440,11 @@ class FileBackend final : public Backend {
         return e;
       }
       done += got;
-      if (got < want) stop = true;  // short: the object ends here
+      detail::count_uring_piece();
+      if (got < want) {
+        stop = true;  // short: the object ends here
+        fall_back = false;  // nothing left for pread (whatever a partial submit said)
+      }
       return 0;
     }
   };

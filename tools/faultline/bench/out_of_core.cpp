@@ -310,7 +310,7 @@ void print_table_header(const OocRun& run) {
              "offline LRU of the limit's pages on the same generator; ramp = bytes read from the "
              "device (/proc/self/io) / (touches x 4 KiB; faultline: also bytes read from the "
              "backend, Stats::bytes_read, per byte touched below); peak = max over 50 ms samples of "
-             "engine frames + the file's pages in the kernel's cache (mincore)\n\n");
+             "engine frames + the file's pages in the kernel's cache (cachestat, else mincore)\n\n");
 }
 
 /// The faultline rows' engine counters over the measured window.
