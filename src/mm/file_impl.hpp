@@ -485,15 +485,22 @@ class FileImpl {
   // small_head_ of all those the small queue ever held (approximately: a
   // batch reclaim puts back at the head may be renumbered by the stale
   // entries it dropped), and age_pos_ the number of the first entry the next
-  // pass looks at. Renumbering (the stale entries' cleanup) starts it over.
+  // pass looks at. Renumbering (the stale entries' cleanup) starts it over
+  // and begins a new age_epoch_: a pass that copied entries under the old
+  // numbering neither goes on from its own position nor moves the cursor
+  // (it would set it past entries no pass has looked at).
   uint64_t small_head_ GUARDED_BY(lru_mu_) = 0;
   uint64_t age_pos_ GUARDED_BY(lru_mu_) = 0;
+  uint64_t age_epoch_ GUARDED_BY(lru_mu_) = 0;
   /// Copies of up to `max` small-queue entries from number `pos` on (or
   /// aging's cursor, or the head, if later), among the first `ahead` of the
   /// queue (it stays); `pos` becomes the number of the first one copied.
-  std::vector<LruEntry> lru_age_batch(uint64_t& pos, uint64_t ahead, size_t max);
-  /// Aging looked at every entry before number `pos`.
-  void lru_aged_to(uint64_t pos);
+  /// `epoch`: the numbering `pos` is in (~0 at a pass's start); a new one
+  /// starts `pos` over.
+  std::vector<LruEntry> lru_age_batch(uint64_t& pos, uint64_t& epoch, uint64_t ahead, size_t max);
+  /// Aging looked at every entry before number `pos` (of numbering `epoch`;
+  /// nothing if the queue was renumbered since).
+  void lru_aged_to(uint64_t pos, uint64_t epoch);
   /// Zaps the PTEs of the locked, clean pages `pg` (ascending) in every shared
   /// view so their next access faults (a MINOR fault: the frames stay);
   /// returns which of them an async view shows written (now dirty, R7), and

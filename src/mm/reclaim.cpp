@@ -155,7 +155,8 @@ void FileImpl::mark_uptodate(uint64_t pg, Page* p, bool stream) {
           return !x || x->gen.load(std::memory_order_acquire) != e.gen || !x->test(PG_uptodate);
         });
       }
-      age_pos_ = small_head_;  // renumbered: aging starts over at the head
+      age_pos_ = small_head_;  // renumbered: aging starts over at the head,
+      ++age_epoch_;            // and a pass in progress does not move it
     }
   }
   core->note_cached();
@@ -177,9 +178,10 @@ std::vector<FileImpl::LruEntry> FileImpl::lru_pop(Lru which, size_t max) {
   return out;
 }
 
-std::vector<FileImpl::LruEntry> FileImpl::lru_age_batch(uint64_t& pos, uint64_t ahead,
-                                                        size_t max) {
+std::vector<FileImpl::LruEntry> FileImpl::lru_age_batch(uint64_t& pos, uint64_t& epoch,
+                                                        uint64_t ahead, size_t max) {
   MutexLock g(lru_mu_);
+  if (epoch != age_epoch_) pos = 0, epoch = age_epoch_;  // renumbered: pos means nothing now
   pos = std::max({pos, age_pos_, small_head_});
   const uint64_t end = small_head_ + std::min<uint64_t>(ahead, small_.size());
   if (pos >= end) return {};
@@ -187,9 +189,9 @@ std::vector<FileImpl::LruEntry> FileImpl::lru_age_batch(uint64_t& pos, uint64_t 
   return std::vector<LruEntry>(from, from + static_cast<ptrdiff_t>(std::min<uint64_t>(max, end - pos)));
 }
 
-void FileImpl::lru_aged_to(uint64_t pos) {
+void FileImpl::lru_aged_to(uint64_t pos, uint64_t epoch) {
   MutexLock g(lru_mu_);
-  age_pos_ = pos;
+  if (epoch == age_epoch_) age_pos_ = pos;
 }
 
 void FileImpl::lru_push(Lru which, const std::vector<LruEntry>& es) {
@@ -457,9 +459,9 @@ void FileImpl::age(uint64_t ahead) {
     const uint32_t f = p->flags.load(std::memory_order_acquire) & ~PG_locked;
     return evictable(f) && !(f & (PG_referenced | PG_sampled));
   };
-  uint64_t pos = 0, stop = ~uint64_t{0};
+  uint64_t pos = 0, stop = ~uint64_t{0}, epoch = ~uint64_t{0};
   for (;;) {
-    const std::vector<LruEntry> es = lru_age_batch(pos, ahead, kReclaimBatchPages);
+    const std::vector<LruEntry> es = lru_age_batch(pos, epoch, ahead, kReclaimBatchPages);
     if (es.empty()) break;
     FL_POINT("age.batch");  // tests: a batch copied
     ReclaimBatch b;
@@ -472,7 +474,7 @@ void FileImpl::age(uint64_t ahead) {
       if (wanted(es[i])) stop = pos + i;
     pos += es.size();
   }
-  lru_aged_to(std::min(stop, pos));
+  lru_aged_to(std::min(stop, pos), epoch);
 }
 
 std::vector<FileImpl::LruEntry> FileImpl::pop_batch(ReclaimBatch& b, const uint64_t idle[2],
