@@ -2,7 +2,9 @@
 //
 // mmap users hate SIGBUS: guarded(fn) runs fn and, if fn's thread raises
 // SIGBUS (an access past EOF, BUS_ADRERR; a backend I/O error or a refused
-// page_mkwrite, BUS_MCEERR_AR), returns a BusError instead of dying. It is
+// page_mkwrite: BUS_MCEERR_AR, or BUS_ADRERR on kernels such as 6.18 that do
+// not report UFFDIO_POISON as a hardware error), returns a BusError instead
+// of dying. It is
 // thread-safe (the jump buffer is per thread), nests, and chains any SIGBUS
 // handler that was installed before: a SIGBUS outside a guarded scope goes to
 // that handler (or the default action). Only a SIGBUS the kernel raises for an
@@ -22,7 +24,7 @@ namespace faultline {
 
 struct BusError {
   void* addr = nullptr;  ///< the faulting address
-  int code = 0;          ///< si_code: BUS_ADRERR (past EOF), BUS_MCEERR_AR (I/O error)
+  int code = 0;          ///< si_code: BUS_ADRERR (past EOF; on 6.18 also an I/O error), BUS_MCEERR_AR (I/O error)
 };
 
 [[nodiscard]] std::optional<BusError> guarded(const std::function<void()>& fn);

@@ -3,9 +3,16 @@
 // Loads and stores on [data(), data()+size()) are served by the engine. A view
 // may extend past EOF; access beyond the page holding EOF gets SIGBUS (see
 // faultline/guarded.hpp to turn that into an error return). A backend read
-// error also gets SIGBUS (si_code BUS_MCEERR_AR) for the faulting access; that
-// page keeps raising SIGBUS in this view until the range is invalidated,
-// punched or truncated.
+// error, or a store page_mkwrite refused, also gets SIGBUS for the faulting
+// access; that page keeps raising SIGBUS in this view until the range is
+// invalidated, punched or truncated. The si_code is BUS_MCEERR_AR on kernels
+// that report UFFDIO_POISON as a hardware error and BUS_ADRERR on others
+// (6.18 among them), where it does not tell an I/O error from an access past
+// EOF: Stats::sigbus_sent counts the errors. If the kernel refuses the
+// poison 8 times in a row for one page of one view (not seen on 6.18; e.g. an
+// mlock()ed view on a kernel without MADV_DONTNEED_LOCKED), the access is
+// left waiting instead, until the view is unmapped or the page is installed
+// again, and EngineConfig::log says so.
 //
 // RAII: destruction (or unmap()) waits for in-flight faults on the view, then
 // munmaps it (which also unregisters it) and wakes any waiters (DESIGN R13).

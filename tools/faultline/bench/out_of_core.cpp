@@ -300,7 +300,10 @@ void print_table_header(const OocRun& run) {
   fmt::print("faultline: {} EngineConfig (fault_threads={} fault_around_pages={} "
              "read_around_pages={} readahead_max_pages={}), no advice; direct: O_DIRECT, {} "
              "4 KiB reads in flight (scan: {} reads of {} in flight)\n",
-             cfg.fault_around_pages == EngineConfig{}.fault_around_pages ? "default" : "--fault-around",
+             cfg.fault_around_pages == EngineConfig{}.fault_around_pages &&
+                     cfg.readahead_max_pages == EngineConfig{}.readahead_max_pages
+                 ? "default"
+                 : "given",
              cfg.fault_threads, cfg.fault_around_pages, cfg.read_around_pages,
              cfg.readahead_max_pages, run.depth, kOocScanDepth, format_size(kOocScanReadBytes));
   fmt::print("measured: the second half of each run (scan: the whole scan; scan+hot: one hot-set "
@@ -454,12 +457,13 @@ std::vector<unsigned> thread_counts_arg(const BenchOptions& o) {
   return counts;
 }
 
-/// The default EngineConfig; --fault-around given: that window instead (the
-/// header line prints the configuration used).
+/// The default EngineConfig; --fault-around / --readahead-max given: those
+/// windows instead (the header line prints the configuration used).
 EngineConfig engine_config(const BenchOptions& o) {
   EngineConfig cfg;
   cfg.log = [](std::string_view m) { fmt::print(stderr, "{}\n", m); };
   if (o.fault_around != cfg.fault_around_pages) cfg.fault_around_pages = o.fault_around;
+  if (o.readahead_max != cfg.readahead_max_pages) cfg.readahead_max_pages = o.readahead_max;
   cfg.fault_poll_us = o.fault_poll_us;
   return cfg;
 }
