@@ -12,6 +12,8 @@
 // tgkill, sigqueue) gets what it would get without the guard: the previous
 // handler, ignored if SIGBUS was ignored, else the default action (the
 // process ends). If fn throws, the exception propagates and the scope ends.
+// An access the engine cannot answer with SIGBUS at all (mapping.hpp: the
+// kernel refused the poison again and again) waits instead of returning.
 //
 // Caveat (as with any siglongjmp): objects with destructors created inside fn
 // after the faulting access began are not destroyed; keep fn's body to plain
@@ -24,7 +26,7 @@ namespace faultline {
 
 struct BusError {
   void* addr = nullptr;  ///< the faulting address
-  int code = 0;          ///< si_code: BUS_ADRERR (past EOF; on 6.18 also an I/O error), BUS_MCEERR_AR (I/O error)
+  int code = 0;          ///< si_code: BUS_ADRERR (past EOF; on 6.18 also an I/O error or a refused page_mkwrite), BUS_MCEERR_AR (those two, on kernels that report poison as a hardware error)
 };
 
 [[nodiscard]] std::optional<BusError> guarded(const std::function<void()>& fn);

@@ -8,11 +8,10 @@
 // invalidated, punched or truncated. The si_code is BUS_MCEERR_AR on kernels
 // that report UFFDIO_POISON as a hardware error and BUS_ADRERR on others
 // (6.18 among them), where it does not tell an I/O error from an access past
-// EOF: Stats::sigbus_sent counts the errors. If the kernel refuses the
-// poison 8 times in a row for one page of one view (not seen on 6.18; e.g. an
-// mlock()ed view on a kernel without MADV_DONTNEED_LOCKED), the access is
-// left waiting instead, until the view is unmapped or the page is installed
-// again, and EngineConfig::log says so.
+// EOF: Stats::sigbus_sent counts the errors. Last resort: if the kernel
+// refuses the poison 8 times in a row for one page of one view (never seen on
+// 6.18), the access is left waiting instead, until the view is unmapped or
+// the page is installed again, and EngineConfig::log says so.
 //
 // RAII: destruction (or unmap()) waits for in-flight faults on the view, then
 // munmaps it (which also unregisters it) and wakes any waiters (DESIGN R13).

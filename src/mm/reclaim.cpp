@@ -155,8 +155,11 @@ void FileImpl::mark_uptodate(uint64_t pg, Page* p, bool stream) {
           return !x || x->gen.load(std::memory_order_acquire) != e.gen || !x->test(PG_uptodate);
         });
       }
-      age_pos_ = small_head_;  // renumbered: aging starts over at the head,
-      ++age_epoch_;            // and a pass in progress does not move it
+      // Renumbered: aging starts over at the head (0: the head, whatever
+      // entries a reclaim between its pop and its unpop puts back before
+      // it), and a pass in progress does not move the cursor.
+      age_pos_ = 0;
+      ++age_epoch_;
     }
   }
   core->note_cached();
@@ -461,7 +464,9 @@ void FileImpl::age(uint64_t ahead) {
   };
   uint64_t pos = 0, stop = ~uint64_t{0}, epoch = ~uint64_t{0};
   for (;;) {
+    const uint64_t was = epoch;
     const std::vector<LruEntry> es = lru_age_batch(pos, epoch, ahead, kReclaimBatchPages);
+    if (epoch != was) stop = ~uint64_t{0};  // renumbered: a stop found before means nothing now
     if (es.empty()) break;
     FL_POINT("age.batch");  // tests: a batch copied
     ReclaimBatch b;

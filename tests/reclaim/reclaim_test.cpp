@@ -654,7 +654,11 @@ TEST(Reclaim, AgingStartsOverWhenTheQueueIsRenumberedMidPass) {
   fts::reset();
   fts::arm("age.batch");
   std::thread ager([&] { faultline::testing::FileAccess::age(f, pages); });
-  ASSERT_TRUE(fts::wait_parked("age.batch"));  // the pass copied its first batch
+  if (!fts::wait_parked("age.batch")) {  // the pass copied its first batch
+    fts::release("age.batch");
+    ager.join();
+    FAIL() << "the aging pass never reached age.batch";
+  }
   f.punch_hole(0, 2 * old_pages * kPage);       // every entry stale
   (void)load_byte(m.data() + (2 * old_pages + 1) * kPage);  // its fill renumbers the queue
   const uint64_t sampled = f.stats().pages_sampled;
