@@ -41,7 +41,47 @@ namespace detail {
 class EngineCore;
 }
 
+/// Who resolves a fault on a view (EngineConfig::fault_mode).
+enum class FaultMode {
+  /// The engine's fault-handler threads read each fault from the userfaultfd,
+  /// resolve it and wake the faulting thread: two thread hand-offs per fault
+  /// (DESIGN section 2). Every access works, kernel-mode ones included
+  /// (read(2) into a view, O_DIRECT from one, futexes in one).
+  HandlerThreads,
+  /// The faulting thread resolves its own fault, in a SIGBUS handler the
+  /// engine installs (the userfaultfd's UFFD_FEATURE_SIGBUS): no hand-off,
+  /// and N faulting threads put N backend reads in flight. Measured here: a
+  /// random 4 KiB miss ~20-30 us faster (docs/MEASUREMENTS.md M6.15).
+  /// Opt-in, because the kernel then answers a *kernel-mode* access to a
+  /// page not yet installed with EFAULT, not a fault: read(2)/recv(2)/
+  /// O_DIRECT/io_uring into a view, write(2) from one, futexes, mlock() or
+  /// MAP_POPULATE of a view fail unless the pages are installed (touch them
+  /// first). Threads that block SIGBUS are killed by their first fault. A
+  /// program's own SIGBUS handler installed after the engine must call
+  /// faultline::handle_sigbus() first (faultline/guarded.hpp's handler
+  /// does); one installed before is chained to for every SIGBUS that is not
+  /// the engine's (past EOF, I/O errors, other mappings). x86-64 reports
+  /// whether the access was a store; elsewhere a store to an uninstalled
+  /// page takes one more fault. Asynchronous dirty tracking's shared
+  /// writable views (DirtyTracking::Async) stay with the handler threads.
+  FaultingThread,
+};
+
+/// For a program's own SIGBUS handler (SA_SIGINFO) when views use
+/// FaultMode::FaultingThread: call it first with the handler's arguments.
+/// true: it was a fault on such a view and is resolved (or the view is
+/// going): return from the handler and the access is retried. false: not the
+/// engine's to resolve (a real SIGBUS: past EOF, an I/O error, another
+/// mapping): handle it as before. Async-signal-safe for this use: it runs
+/// the engine's fault path on the faulting thread, which never holds an
+/// engine lock while touching a view.
+bool handle_sigbus(int sig, void* siginfo, void* ucontext);
+
 struct EngineConfig {
+  /// Who resolves faults: the engine's handler threads (the default, every
+  /// access works) or the faulting thread itself (faster; kernel-mode
+  /// accesses to uninstalled pages get EFAULT). See FaultMode.
+  FaultMode fault_mode = FaultMode::HandlerThreads;
   /// Fault-handler threads reading the userfaultfd: the pool's size at rest.
   /// The pool grows on demand: a handler about to block in a backend read
   /// (a fill) while no other handler waits for events starts one more, up to

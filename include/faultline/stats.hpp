@@ -71,6 +71,9 @@ struct Stats {
   /// Faults a handler read while polling the userfaultfd after serving the
   /// one before (EngineConfig::fault_poll_us): no handler was woken for them.
   uint64_t faults_polled = 0;
+  /// Faults resolved by the faulting thread itself, in its SIGBUS handler
+  /// (FaultMode::FaultingThread); also counted in minor/missing/wp_faults.
+  uint64_t faults_in_thread = 0;
   /// Pages read ahead of a sequential stream in the background and left
   /// cached, unmapped, for the stream's next fault to map (asynchronous
   /// readahead: the read overlaps the stream's touching, issue 16 item 3).

@@ -17,7 +17,8 @@ struct Counters {
       pages_scan_written{0}, pagemap_scans{0}, pagemap_scan_pages{0}, pagemap_scan_ns{0}, stores_throttled{0}, fill_ns{0}, install_ns{0}, pages_reclaimed{0},
       cache_hits{0}, cache_misses{0}, reclaim_runs{0}, readaround_hits{0}, readaround_misses{0},
       readaround_off{0}, pages_read_around{0},
-      pages_sampled{0}, async_readahead_pages{0}, faults_polled{0};
+      pages_sampled{0}, async_readahead_pages{0}, faults_polled{0},
+      faults_in_thread{0};
 
   Stats snapshot() const {
     Stats s;
@@ -60,6 +61,7 @@ struct Counters {
     s.pages_sampled = pages_sampled.load();
     s.async_readahead_pages = async_readahead_pages.load();
     s.faults_polled = faults_polled.load();
+    s.faults_in_thread = faults_in_thread.load();
     return s;
   }
 };

@@ -115,7 +115,8 @@ Status EngineCore::check_config(const EngineConfig& cfg) {
   return {};
 }
 
-EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
+EngineCore::EngineCore(EngineConfig c)
+    : cfg(std::move(c)), uffd(/*wp_async=*/false, cfg.fault_mode == FaultMode::FaultingThread) {
   const uint64_t f = uffd.features();
   feats.uffd_features = f;
   feats.range_ioctls = uffd.range_ioctls();
@@ -142,6 +143,12 @@ EngineCore::EngineCore(EngineConfig c) : cfg(std::move(c)) {
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;  // the stop eventfd
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &ev) != 0) throw_errno("faultline: epoll_ctl");
+  if (uffd.sigbus()) {
+    in_thread_pagemap_fd_ = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (in_thread_pagemap_fd_ < 0)
+      throw_errno("faultline: open(/proc/self/pagemap) for FaultMode::FaultingThread");
+    register_in_thread_faults();  // last: nothing below may throw
+  }
 }
 
 EngineCore::~EngineCore() {
@@ -149,6 +156,7 @@ EngineCore::~EngineCore() {
   if (stop_fd_ >= 0) ::close(stop_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   if (pagemap_fd_ >= 0) ::close(pagemap_fd_);
+  if (in_thread_pagemap_fd_ >= 0) ::close(in_thread_pagemap_fd_);
 }
 
 Status EngineCore::make_async_uffd() {
@@ -300,6 +308,14 @@ void EngineCore::kick_flusher() {
 }
 
 void EngineCore::defer_wake(Userfaultfd* u, uintptr_t addr, size_t len) {
+  if (u->sigbus()) {
+    // FaultMode::FaultingThread: the throttled store is this thread's; its
+    // SIGBUS handler waits for write-back before the retry (R6), with no
+    // lock held.
+    if (InThreadFault* f = t_in_thread_fault) f->throttle = true;
+    kick_flusher();
+    return;
+  }
   {
     MutexLock g(flush_mu_);
     deferred_wakes_.push_back({u, addr, len});
@@ -407,6 +423,9 @@ void EngineCore::close() {
   }
   for (auto& m : maps) m->teardown();
   maps.clear();
+  // Every view is gone (an access now gets SIGSEGV): no SIGBUS is this
+  // engine's any more.
+  unregister_in_thread_faults();
   std::list<Handler> handlers;
   {
     MutexLock pg(pool_mu_);
@@ -596,15 +615,32 @@ bool EngineCore::remove_mapping(MappingImpl* m) {
   return true;
 }
 
-std::shared_ptr<MappingImpl> EngineCore::lookup(uintptr_t addr) {
+std::shared_ptr<MappingImpl> EngineCore::lookup(uintptr_t addr, bool* dead) {
   SharedLock g(maps_mu_);
   auto it = maps_.upper_bound(addr);
   if (it == maps_.begin()) return nullptr;
   --it;
-  if (!it->second->contains(addr) || it->second->dead.load(std::memory_order_acquire))
+  if (!it->second->contains(addr)) return nullptr;
+  if (it->second->dead.load(std::memory_order_acquire)) {
+    if (dead) *dead = true;
     return nullptr;
+  }
   it->second->inflight.fetch_add(1, std::memory_order_acq_rel);
   return it->second;
+}
+
+void EngineCore::put_view(std::shared_ptr<MappingImpl>& m) {
+  // This reference goes before the in-flight count: the view's owner,
+  // waiting in teardown for the count, then drops the last reference
+  // itself, so the File's write-back at its last view and handle runs on the
+  // owner's thread (a read of the file right after the unmap sees the stores;
+  // before, it could run here a moment later: WbTest.LastHandleAndViewGone-
+  // WritesBack failed once under ASan). The view outlives the reset: its
+  // owner's reference stays until teardown has seen the count at 0. Nothing
+  // of it is touched after the decrement (teardown polls: no notify).
+  MappingImpl* const view = m.get();
+  m.reset();
+  view->inflight.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 namespace {
@@ -632,17 +668,7 @@ void EngineCore::dispatch(Userfaultfd& u, uintptr_t addr, uint64_t flags, uint32
     log(std::string("faultline: fault handling failed: ") + e.what());
     wake_page(u, addr);
   }
-  // This handler's reference goes before its in-flight count: the view's
-  // owner, waiting in teardown for the count, then drops the last reference
-  // itself, so the File's write-back at its last view and handle runs on the
-  // owner's thread (a read of the file right after the unmap sees the stores;
-  // before, it could run here a moment later: WbTest.LastHandleAndViewGone-
-  // WritesBack failed once under ASan). The view outlives the reset: its
-  // owner's reference stays until teardown has seen the count at 0. Nothing
-  // of it is touched after the decrement (teardown polls: no notify).
-  MappingImpl* const view = m.get();
-  m.reset();
-  view->inflight.fetch_sub(1, std::memory_order_acq_rel);
+  put_view(m);
 }
 
 void EngineCore::handler_loop(Handler* self) {

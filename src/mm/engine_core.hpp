@@ -25,6 +25,18 @@ namespace faultline::detail {
 class FileImpl;
 class MappingImpl;
 
+/// FaultMode::FaultingThread: the fault this thread is resolving in its
+/// SIGBUS handler (faulting_thread.cpp), else nullptr. The fault path looks
+/// here where a handler thread would wake, signal or throttle the faulting
+/// thread: that thread is this one, which retries its access when the
+/// handler returns.
+struct InThreadFault {
+  uintptr_t page = 0;     // the faulting page's address in the view
+  bool sigbus = false;    // the access gets SIGBUS (passed to the program's handler)
+  bool throttle = false;  // a store past the hard dirty limit: wait, then retry (R6)
+};
+extern thread_local InThreadFault* t_in_thread_fault;
+
 class EngineCore : public std::enable_shared_from_this<EngineCore> {
  public:
   /// -EINVAL, saying why, for a config no engine can run with.
@@ -82,6 +94,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   uint32_t now_ms() const;
 
   EngineConfig cfg;
+  /// The engine's userfaultfd; with FaultMode::FaultingThread it has
+  /// UFFD_FEATURE_SIGBUS (faults raise SIGBUS in the faulting thread).
   Userfaultfd uffd;
   /// The second userfaultfd, with WP_ASYNC, for views of DirtyTracking::Async
   /// Files (WP_ASYNC is per uffd). Made by the first async open (make_async_uffd);
@@ -198,8 +212,31 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// EngineConfig::fault_poll_us (one poller at a time, u out of the epoll
   /// set meanwhile); true with it in msg.
   bool poll_fault(Userfaultfd& u, uffd_msg& msg);
-  /// The live view containing addr, with an in-flight reference taken.
-  std::shared_ptr<MappingImpl> lookup(uintptr_t addr);
+  /// Gives back lookup's reference, then the in-flight count.
+  static void put_view(std::shared_ptr<MappingImpl>& m);
+
+ public:
+  /// What a SIGBUS at addr is to this engine (FaultMode::FaultingThread,
+  /// faulting_thread.cpp).
+  enum class InThread { NotMine, Retry, Sigbus };
+  /// The live view containing addr, with an in-flight reference taken
+  /// (given back by put_view). `dead`, if given, says whether a view being
+  /// torn down holds addr (nullptr is returned for it).
+  std::shared_ptr<MappingImpl> lookup(uintptr_t addr, bool* dead = nullptr);
+  /// Resolves the fault at addr (in view m, from lookup: its reference is
+  /// given back here) on the calling thread if m is a SIGBUS-mode view;
+  /// uctx is the signal's ucontext.
+  InThread fault_in_thread(std::shared_ptr<MappingImpl> m, uintptr_t addr, void* uctx);
+
+ private:
+  /// Enters / leaves the process's list of engines whose views raise SIGBUS
+  /// for faults (installs the SIGBUS handler the first time).
+  void register_in_thread_faults();
+  void unregister_in_thread_faults();
+  /// /proc/self/pagemap for FaultMode::FaultingThread (present PTE: a store
+  /// fault is a write-protect fault), or -1.
+  int in_thread_pagemap_fd_ = -1;
+  bool in_thread_registered_ = false;  // constructor / close() (under close_mu_) only
 
   // Lock-free on purpose: start_, stop_fd_ and epoll_fd_ are set in the
   // constructor and read-only after; flusher_ is started by start() and

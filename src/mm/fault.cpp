@@ -232,6 +232,9 @@ struct FileImpl::FaultWindow {
 };
 
 void FileImpl::wake(MappingImpl& m, uintptr_t addr) {
+  // FaultMode::FaultingThread: nobody waits on the uffd; the faulting thread
+  // retries its access when its SIGBUS handler returns.
+  if (m.uffd->sigbus()) return;
   // Result discarded: UFFDIO_WAKE fails only for a range it rejects (EINVAL:
   // never one aligned page; it needs no registration) or a closed uffd
   // (closing it woke every waiter): nothing to handle (engine.cpp wake_page).
@@ -241,6 +244,11 @@ void FileImpl::wake(MappingImpl& m, uintptr_t addr) {
 void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   const uintptr_t a = addr & ~(uintptr_t{page_size()} - 1);
   const uint64_t pg = m.pgoff + ((a - m.start) >> page_shift_);
+  // FaultMode::FaultingThread: this thread's own access; its SIGBUS handler
+  // passes the signal on to the program's when the fault path returns. The
+  // poison below still makes the page's next accesses raise it.
+  InThreadFault* const in_thread = t_in_thread_fault;
+  if (in_thread && in_thread->page == a) in_thread->sigbus = true;
   // Recorded first, so no fault-around in another handler installs over the
   // poison between the ioctl and the record.
   count(&Counters::sigbus_sent);
@@ -295,6 +303,13 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
     }
   }
   if (e == 0) return;
+  if (in_thread && in_thread->page == a) {
+    // Sent all the same (by this thread's handler); the page's next access
+    // faults and is decided again.
+    MutexLock g(m.poison_mu);
+    m.sigbus_failures.erase(pg);
+    return;
+  }
   count(&Counters::sigbus_sent, static_cast<uint64_t>(-1));  // not sent after all
   // Not sent: the thread is woken to fault again (a new page_mkwrite, or a
   // new fill). Bounded: a SIGBUS that cannot be sent kSigbusTries times in a

@@ -185,6 +185,12 @@ class FileImpl {
   /// written pages are found by PAGEMAP_SCAN (R7).
   bool async() const { return async_; }
   void count(Counter c, uint64_t n = 1);
+  /// Whether page pg is cached, uptodate (an unlocked look: a MINOR fault,
+  /// where the kernel would report one; for counting only, R10).
+  bool frame_present(uint64_t pg) {
+    const Page* p = index_.find(pg);
+    return p && p->test(PG_uptodate);
+  }
   Counters stats;
   const std::string key;
   std::shared_ptr<EngineCore> core;

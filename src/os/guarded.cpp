@@ -1,6 +1,9 @@
 // guarded(): SIGBUS inside a scope becomes an error return.
 #include "faultline/guarded.hpp"
 
+#include "faultline/engine.hpp"
+#include "os/sigbus_chain.hpp"
+
 #include <csetjmp>
 #include <csignal>
 #include <cstring>
@@ -25,31 +28,18 @@ void on_sigbus(int sig, siginfo_t* info, void* uctx) {
   // the guarded scope's fault. kill / tgkill / sigqueue (si_code <= 0) are
   // asynchronous: they go where they would go without the guard.
   const bool fault = info->si_code > 0;
+  // A fault on a view whose faulting thread resolves it (FaultMode::
+  // FaultingThread) is the engine's, not the scope's: resolved, the access
+  // is retried.
+  if (fault && handle_sigbus(sig, info, uctx)) return;
   if (Guard* g = t_guard; g && fault) {
     g->err.addr = info->si_addr;
     g->err.code = info->si_code;
     siglongjmp(g->env, 1);
   }
-  // Not ours: chain to whatever was installed before.
-  if (g_previous.sa_flags & SA_SIGINFO) {
-    if (g_previous.sa_sigaction) {
-      g_previous.sa_sigaction(sig, info, uctx);
-      return;
-    }
-  } else if (g_previous.sa_handler == SIG_IGN) {
-    // Ignored: an asynchronous one is dropped and the guard stays installed.
-    // (The kernel never lets an access fault be ignored: it kills.)
-    if (!fault) return;
-  } else if (g_previous.sa_handler != SIG_DFL) {
-    g_previous.sa_handler(sig);
-    return;
-  }
-  // The default action (terminate with a core), as without the guard: an
-  // access faults again on return; an asynchronous signal is raised again,
-  // which now kills the process. Either way the process ends here, so the
-  // guard is never silently lost.
-  signal(SIGBUS, SIG_DFL);
-  if (!fault) raise(SIGBUS);
+  // Not ours: chain to whatever was installed before (an access faults again
+  // on return and, by default, ends the process: the guard is never lost).
+  detail::chain_sigbus(g_previous, sig, info, uctx);
 }
 
 void install() {

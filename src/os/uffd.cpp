@@ -48,7 +48,7 @@ uint64_t api(int fd, uint64_t features) {
 
 }  // namespace
 
-Userfaultfd::Userfaultfd(bool wp_async) {
+Userfaultfd::Userfaultfd(bool wp_async, bool sigbus) {
   // Probe the kernel's features on a throwaway uffd (UFFDIO_API may be called
   // once per uffd), then ask for exactly what we rely on.
   std::string via;
@@ -81,8 +81,14 @@ Userfaultfd::Userfaultfd(bool wp_async) {
   // The engine's main uffd reports WP_ASYNC as available (KernelFeatures);
   // only an async uffd asks for it (it is per uffd: every WP fault on it is
   // resolved by the kernel).
-  features_ = wp_async ? api(fd_, (avail & want) | UFFD_FEATURE_WP_ASYNC)
-                       : api(fd_, avail & want) | (avail & UFFD_FEATURE_WP_ASYNC);
+  // SIGBUS is per uffd too: asked for only by FaultMode::FaultingThread.
+  if (sigbus && !(avail & UFFD_FEATURE_SIGBUS))
+    throw_errno(ENOTSUP, "faultline: this kernel's userfaultfd lacks UFFD_FEATURE_SIGBUS "
+                         "(FaultMode::FaultingThread)");
+  const uint64_t extra = sigbus ? UFFD_FEATURE_SIGBUS : 0;
+  features_ = wp_async ? api(fd_, (avail & want) | UFFD_FEATURE_WP_ASYNC | extra)
+                       : api(fd_, (avail & want) | extra) | (avail & UFFD_FEATURE_WP_ASYNC);
+  sigbus_ = sigbus;
 
   // Probe the range ioctls on a registered one-page memfd view.
   int mfd = ::memfd_create("faultline-probe", MFD_CLOEXEC);

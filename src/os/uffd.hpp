@@ -42,13 +42,18 @@ class Userfaultfd {
   /// naming vm.unprivileged_userfaultfd when no uffd can be made. With wp_async
   /// the uffd also gets UFFD_FEATURE_WP_ASYNC (ENOTSUP when the kernel lacks
   /// it): a store to a write-protected page is resolved by the kernel, no event.
-  explicit Userfaultfd(bool wp_async = false);
+  /// With sigbus it gets UFFD_FEATURE_SIGBUS: a fault on its views raises
+  /// SIGBUS in the faulting thread instead of queueing an event
+  /// (FaultMode::FaultingThread; a kernel-mode access gets EFAULT).
+  explicit Userfaultfd(bool wp_async = false, bool sigbus = false);
   ~Userfaultfd();
   Userfaultfd(const Userfaultfd&) = delete;
   Userfaultfd& operator=(const Userfaultfd&) = delete;
 
   int fd() const { return fd_; }
   uint64_t features() const { return features_; }
+  /// Faults on this uffd's views raise SIGBUS in the faulting thread.
+  bool sigbus() const { return sigbus_; }
   uint64_t range_ioctls() const { return range_ioctls_; }
   const std::string& via() const { return via_; }
 
@@ -71,6 +76,7 @@ class Userfaultfd {
  private:
   int fd_ = -1;
   uint64_t features_ = 0;
+  bool sigbus_ = false;
   uint64_t range_ioctls_ = 0;
   std::string via_;
 };

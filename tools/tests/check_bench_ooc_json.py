@@ -20,7 +20,8 @@ REQUIRED = ["method", "workload", "threads", "touches_per_s", "read_amplificatio
             "cgroup"]
 ENGINE = ["cache_hits", "cache_misses", "pages_reclaimed", "reclaim_runs", "pages_filled",
           "backend_read_amplification", "readaround_hits", "readaround_misses"]
-METHODS = ("faultline", "faultline-2M", "mmap", "mmap-random", "direct")
+METHODS = ("faultline", "faultline-self", "faultline-2M", "mmap", "mmap-random", "direct")
+ENGINE_METHODS = ("faultline", "faultline-self", "faultline-2M")
 WORKLOADS = ("uniform", "hotset", "zipf", "scan", "scan+hot")
 
 
@@ -52,7 +53,7 @@ def main():
     seen = set()
     for n, line, row in rows:
         missing = [k for k in REQUIRED if k not in row]
-        if row.get("method") in ("faultline", "faultline-2M"):
+        if row.get("method") in ENGINE_METHODS:
             missing += [k for k in ENGINE if k not in row]
         if row.get("workload") == "scan+hot":
             missing += [k for k in ("hot_kept", "hot_before_per_s", "hot_during_per_s")
@@ -86,7 +87,7 @@ def main():
                 fail(f"line {n}: a kernel row outside a memory cgroup: {line!r}")
             if row["cgroup_peak_bytes"] > row["cgroup_limit_bytes"]:
                 fail(f"line {n}: the cgroup's peak passed its limit: {line!r}")
-        if row["method"] in ("faultline", "faultline-2M"):
+        if row["method"] in ENGINE_METHODS:
             for k in ENGINE:
                 number(row, k, n, line)
         if row["workload"] == "scan+hot":
@@ -103,7 +104,7 @@ def main():
     for w in workloads:
         for t in threads:
             if not no_engine:
-                want.add(("faultline", w, t))
+                want |= {("faultline", w, t), ("faultline-self", w, t)}
             if not pool_skipped and not no_engine:
                 want.add(("faultline-2M", w, t))
             if not kernel_skipped:

@@ -35,7 +35,7 @@ struct BenchOptions {
   std::string limit = "256M";
   double seconds = 10;
   std::string workload = "all";  ///< comma list of uniform, hotset, zipf, scan, scan+hot
-  std::string methods = "all";   ///< comma list of faultline, faultline-2M, mmap, mmap-random, direct
+  std::string methods = "all";   ///< comma list of faultline, faultline-self, faultline-2M, mmap, mmap-random, direct
   unsigned direct_depth = 0;     ///< 0: the device's queue depth (sysfs), at most 32
   unsigned fault_poll_us = EngineConfig{}.fault_poll_us;  ///< --fault-poll-us
   bool faultline_in_cgroup = false;

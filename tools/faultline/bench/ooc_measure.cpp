@@ -278,6 +278,7 @@ struct MethodView {
 bool open_faultline(const OocPlan& plan, MethodView& v, OocResult& r) {
   EngineConfig cfg = plan.config;
   cfg.memory_limit_pages = plan.limit_bytes / kPage;
+  if (plan.method == OocMethod::FaultlineSelf) cfg.fault_mode = FaultMode::FaultingThread;
   try {
     v.engine.emplace(cfg);
   } catch (const std::system_error& e) {
@@ -322,6 +323,7 @@ void open_direct(const OocPlan& plan, MethodView& v) {
 bool open_view(const OocPlan& plan, MethodView& v, OocResult& r) {
   switch (plan.method) {
     case OocMethod::Faultline:
+    case OocMethod::FaultlineSelf:
     case OocMethod::Faultline2M: return open_faultline(plan, v, r);
     case OocMethod::Direct: open_direct(plan, v); return true;
     default: open_kernel_view(plan, v); return true;

@@ -33,6 +33,7 @@ const char* to_string(OocWorkload w) {
 const char* to_string(OocMethod m) {
   switch (m) {
     case OocMethod::Faultline: return "faultline";
+    case OocMethod::FaultlineSelf: return "faultline-self";
     case OocMethod::Faultline2M: return "faultline-2M";
     case OocMethod::Mmap: return "mmap";
     case OocMethod::MmapRandom: return "mmap-random";

@@ -13,7 +13,9 @@
 namespace faultline::cli {
 
 enum class OocWorkload { Uniform, Hotset, Zipf, Scan, ScanHot };
-enum class OocMethod { Faultline, Faultline2M, Mmap, MmapRandom, Direct };
+/// FaultlineSelf: 4 KiB frames, FaultMode::FaultingThread (each touching
+/// thread resolves its own faults).
+enum class OocMethod { Faultline, FaultlineSelf, Faultline2M, Mmap, MmapRandom, Direct };
 
 const char* to_string(OocWorkload w);
 const char* to_string(OocMethod m);

@@ -182,8 +182,9 @@ void add_out_of_core_options(CLI::App* cmd, BenchOptions& o, CLI::Option* size, 
                            "--out-of-core: comma list of uniform, hotset, zipf, scan, scan+hot, or all")
                ->capture_default_str());
   need_ooc(cmd->add_option("--method", o.methods,
-                           "--out-of-core: comma list of faultline, faultline-2M, mmap, "
-                           "mmap-random, direct, or all")
+                           "--out-of-core: comma list of faultline, faultline-self (4 KiB "
+                           "frames, FaultMode::FaultingThread: each touching thread resolves its "
+                           "own faults), faultline-2M, mmap, mmap-random, direct, or all")
                ->capture_default_str());
   need_ooc(cmd->add_option("--fault-poll-us", o.fault_poll_us,
                            "--out-of-core: EngineConfig.fault_poll_us for the faultline rows "

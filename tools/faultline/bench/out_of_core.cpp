@@ -49,7 +49,8 @@ constexpr uint64_t kCgroupSlack = uint64_t{16} << 20;
 const std::vector<OocWorkload> kAllWorkloads = {OocWorkload::Uniform, OocWorkload::Hotset,
                                                 OocWorkload::Zipf, OocWorkload::Scan,
                                                 OocWorkload::ScanHot};
-const std::vector<OocMethod> kAllMethods = {OocMethod::Faultline, OocMethod::Faultline2M,
+const std::vector<OocMethod> kAllMethods = {OocMethod::Faultline, OocMethod::FaultlineSelf,
+                                            OocMethod::Faultline2M,
                                             OocMethod::Mmap, OocMethod::MmapRandom,
                                             OocMethod::Direct};
 
@@ -79,7 +80,9 @@ std::vector<E> pick(const std::string& arg, const std::vector<E>& all, const cha
 }
 
 bool kernel_method(OocMethod m) { return m == OocMethod::Mmap || m == OocMethod::MmapRandom; }
-bool faultline_method(OocMethod m) { return m == OocMethod::Faultline || m == OocMethod::Faultline2M; }
+bool faultline_method(OocMethod m) {
+  return m == OocMethod::Faultline || m == OocMethod::FaultlineSelf || m == OocMethod::Faultline2M;
+}
 
 /// The device's queue depth for `path` (the sum of its hardware queues'
 /// tags in sysfs), or 0 when unknown.

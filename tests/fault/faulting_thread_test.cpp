@@ -1,0 +1,277 @@
+// FaultMode::FaultingThread: each faulting thread resolves its own fault in
+// the engine's SIGBUS handler (UFFD_FEATURE_SIGBUS). The same fault path as
+// the handler threads, so these tests check what differs: which thread
+// serves, how a store is told from a load and a write-protect fault from a
+// missing page, how SIGBUS reaches the program (guarded(), a handler of its
+// own installed after the engine's), throttled stores, and the documented
+// EFAULT for kernel-mode accesses.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "faultline/engine.hpp"
+#include "faultline/guarded.hpp"
+#include "fixtures.hpp"
+#include "test_util.hpp"
+
+// The engine's fault path runs in a signal handler here (by design); TSan
+// would report each allocation in it as signal-unsafe. The interrupted code
+// is a load or store of the test's own, never inside malloc.
+extern "C" const char* __tsan_default_options() { return "report_signal_unsafe=0"; }
+
+namespace {
+
+using faultline::Access;
+using faultline::EngineConfig;
+using faultline::FaultMode;
+using faultline::Sharing;
+using ft::kPage;
+
+EngineConfig in_thread(EngineConfig c = {}) {
+  c.fault_mode = FaultMode::FaultingThread;
+  return c;
+}
+
+std::optional<faultline::BusError> load_at(const std::byte* p) {
+  return faultline::guarded([p] { (void)*reinterpret_cast<const volatile char*>(p); });
+}
+std::optional<faultline::BusError> store_at(std::byte* p, char v = 1) {
+  return faultline::guarded([p, v] { *reinterpret_cast<volatile char*>(p) = v; });
+}
+
+TEST(FaultingThread, LoadsSeeTheFileAndNoHandlerThreadServesThem) {
+  constexpr uint64_t kPages = 64;
+  ft::MappedFile t(kPages, 7, {.cfg = in_thread(), .access = Access::ReadOnly});
+  auto& [dir, path, eng, f, m] = t;
+  const auto want = ft::pattern(0, kPages * kPage, 7);
+  // Every page, out of order (fault-around maps neighbours; each fault that
+  // remains is this thread's).
+  for (uint64_t i = 0; i < kPages; ++i) {
+    const uint64_t pg = (i * 37) % kPages;
+    ASSERT_EQ(std::memcmp(m.data() + pg * kPage, want.data() + pg * kPage, kPage), 0) << pg;
+  }
+  const auto s = f.stats();
+  EXPECT_GT(s.faults_in_thread, 0u);
+  // Every fault was this thread's: none reached a handler as an event.
+  EXPECT_EQ(s.faults_in_thread, s.minor_faults + s.missing_faults + s.wp_faults);
+  EXPECT_EQ(eng.stats().faults_polled, 0u);
+}
+
+TEST(FaultingThread, StoresCallMkwriteDirtyThePageAndAreWrittenBack) {
+  ft::TempDir dir;
+  constexpr uint64_t kPages = 16;
+  const auto path = dir.make_file("f", kPages * kPage, 3);
+  auto wrap = std::make_shared<ft::WrapBackend>(faultline::make_file_backend(path));
+  EngineConfig cfg = in_thread();
+  cfg.fault_around_pages = 1;  // each page its own fault
+  ft::ViewedFile t(wrap, kPages * kPage, {.cfg = cfg});
+  auto& [eng, f, m] = t;
+  // Even pages: a store to a page not yet installed (one fault: the store's).
+  // Odd pages: loaded first, then stored (a write-protect fault, R5).
+  for (uint64_t pg = 0; pg < kPages; ++pg) {
+    std::byte* p = m.data() + pg * kPage + 100;
+    if (pg % 2) {
+      ASSERT_FALSE(load_at(p)) << pg;
+    }
+    ASSERT_FALSE(store_at(p, static_cast<char>(0x40 + pg))) << pg;
+  }
+  const auto s = f.stats();
+  EXPECT_GT(s.wp_faults, 0u);  // odd pages not made writable ahead (write-around)
+  EXPECT_EQ(s.pages_dirtied, kPages);
+  EXPECT_GE(wrap->mkwrite_calls.load(), kPages);
+  m.msync(m.data(), kPages * kPage, MS_SYNC);
+  auto want = ft::pattern(0, kPages * kPage, 3);
+  for (uint64_t pg = 0; pg < kPages; ++pg) want[pg * kPage + 100] = std::byte(0x40 + pg);
+  const auto got = ft::pread_file(path, 0, kPages * kPage);
+  EXPECT_EQ(ft::first_diff(got.data(), want.data(), want.size()), -1);
+}
+
+TEST(FaultingThread, PastEofIsTheProgramsSigbus) {
+  ft::TempDir dir;
+  const auto path = dir.make_file("f", 3 * kPage + 100, 1);
+  faultline::Engine eng(in_thread());
+  auto f = eng.open(faultline::make_file_backend(path, false));
+  auto m = f.map(0, 8 * kPage, Access::ReadOnly);
+  EXPECT_FALSE(load_at(m.data() + 3 * kPage + 50));  // the page holding EOF
+  for (int i = 0; i < 2; ++i) {  // and again: the page stays past EOF
+    auto e = load_at(m.data() + 5 * kPage + 8);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->addr, m.data() + 5 * kPage + 8);
+    EXPECT_EQ(e->code, BUS_ADRERR);
+  }
+  EXPECT_EQ(f.stats().faults_in_thread, 1u);  // the page holding EOF; past it the kernel's SIGBUS
+}
+
+TEST(FaultingThread, ReadErrorAndRefusedMkwriteAreSigbusTheRestWorks) {
+  ft::TempDir dir;
+  constexpr uint64_t kPages = 8;
+  const auto path = dir.make_file("f", kPages * kPage, 5);
+  auto wrap = std::make_shared<ft::WrapBackend>(faultline::make_file_backend(path));
+  wrap->fail_reads({2});
+  wrap->fail_mkwrite({5});
+  EngineConfig cfg = in_thread();
+  cfg.fault_around_pages = 1;
+  ft::ViewedFile t(wrap, kPages * kPage, {.cfg = cfg});
+  auto& [eng, f, m] = t;
+  for (int i = 0; i < 2; ++i) {
+    auto e = load_at(m.data() + 2 * kPage);
+    ASSERT_TRUE(e) << i;
+    EXPECT_TRUE(ft::io_error_code_ok(e->code)) << e->code;
+  }
+  auto e = store_at(m.data() + 5 * kPage);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->addr, m.data() + 5 * kPage);
+  const auto want = ft::pattern(0, kPages * kPage, 5);
+  for (uint64_t pg : {0, 1, 3, 4, 6, 7})
+    EXPECT_EQ(std::memcmp(m.data() + pg * kPage, want.data() + pg * kPage, kPage), 0) << pg;
+  EXPECT_FALSE(store_at(m.data() + 6 * kPage));
+  const auto s = f.stats();
+  EXPECT_GE(s.read_errors, 1u);
+  EXPECT_EQ(s.mkwrite_errors, 1u);
+  EXPECT_GE(s.pages_dirtied, 1u);  // page 6 (and write-around after it)
+  // The refused store dirtied nothing: page 5 reaches the file unchanged.
+  m.msync(m.data(), kPages * kPage, MS_SYNC);
+  const auto got = ft::pread_file(path, 5 * kPage, kPage);
+  EXPECT_EQ(std::memcmp(got.data(), want.data() + 5 * kPage, kPage), 0);
+  EXPECT_EQ(ft::pread_file(path, 6 * kPage, 1)[0], std::byte(1));
+}
+
+// A program's own SIGBUS handler, installed after the engine's, that calls
+// handle_sigbus() first: the engine's faults are resolved, a real SIGBUS
+// (past EOF) reaches the program.
+sigjmp_buf g_jump;
+std::atomic<int> g_program_sigbus{0};
+void program_handler(int sig, siginfo_t* info, void* uctx) {
+  if (faultline::handle_sigbus(sig, info, uctx)) return;
+  g_program_sigbus.fetch_add(1);
+  siglongjmp(g_jump, 1);
+}
+
+TEST(FaultingThread, AProgramHandlerInstalledLaterCallsHandleSigbusFirst) {
+  ft::TempDir dir;
+  const auto path = dir.make_file("f", 4 * kPage, 9);
+  faultline::Engine eng(in_thread());
+  auto f = eng.open(faultline::make_file_backend(path, false));
+  auto m = f.map(0, 8 * kPage, Access::ReadOnly);
+  struct sigaction sa {}, old {};
+  sa.sa_sigaction = program_handler;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(sigaction(SIGBUS, &sa, &old), 0);
+  const auto want = ft::pattern(0, 4 * kPage, 9);
+  const bool same = std::memcmp(m.data(), want.data(), 4 * kPage) == 0;
+  const int before = g_program_sigbus.load();
+  volatile bool jumped = false;
+  if (sigsetjmp(g_jump, 1) == 0) {
+    (void)*reinterpret_cast<const volatile char*>(m.data() + 6 * kPage);
+  } else {
+    jumped = true;
+  }
+  ASSERT_EQ(sigaction(SIGBUS, &old, nullptr), 0);
+  EXPECT_TRUE(same);
+  EXPECT_TRUE(jumped);
+  EXPECT_EQ(g_program_sigbus.load(), before + 1);
+  EXPECT_GT(f.stats().faults_in_thread, 0u);
+}
+
+TEST(FaultingThread, ManyThreadsUnderAMemoryLimit) {
+  constexpr uint64_t kPages = 4096;  // 16 MiB
+  constexpr unsigned kThreads = 8;
+  EngineConfig cfg = in_thread();
+  cfg.memory_limit_pages = 512;
+  ft::MappedFile t(kPages, 11, {.cfg = cfg, .access = Access::ReadOnly});
+  auto& [dir, path, eng, f, m] = t;
+  std::atomic<uint64_t> bad{0};
+  std::vector<std::thread> th;
+  for (unsigned k = 0; k < kThreads; ++k)
+    th.emplace_back([&, k] {
+      std::mt19937_64 g(k + 1);
+      for (int i = 0; i < 2000; ++i) {
+        const uint64_t pg = g() % kPages;
+        const uint64_t off = pg * kPage + (g() % kPage);
+        if (*reinterpret_cast<const volatile std::byte*>(m.data() + off) != ft::pat(off, 11))
+          bad.fetch_add(1);
+      }
+    });
+  for (auto& x : th) x.join();
+  EXPECT_EQ(bad.load(), 0u);
+  const auto s = eng.stats();
+  EXPECT_GT(s.faults_in_thread, kThreads);
+  EXPECT_GT(s.pages_reclaimed, 0u);
+  EXPECT_LE(s.peak_cached_pages, cfg.memory_limit_pages * 105 / 100);
+}
+
+TEST(FaultingThread, KernelModeAccessToAnUninstalledPageIsEfault) {
+  // The documented cost of the mode (engine.hpp FaultMode): the kernel does
+  // not raise SIGBUS for its own accesses, it fails them.
+  constexpr uint64_t kPages = 4;
+  EngineConfig cfg = in_thread();
+  cfg.fault_around_pages = 1;
+  ft::MappedFile t(kPages, 2, {.cfg = cfg});
+  auto& [dir, path, eng, f, m] = t;
+  ft::TempDir other;
+  const auto src = other.make_file("src", kPage, 4);
+  const int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  errno = 0;
+  EXPECT_EQ(::pread(fd, m.data() + kPage, kPage, 0), -1);
+  EXPECT_EQ(errno, EFAULT);
+  (void)*reinterpret_cast<volatile char*>(m.data() + kPage);  // installed by a user-mode load
+  *reinterpret_cast<volatile char*>(m.data() + kPage) = 0;    // and made writable
+  EXPECT_EQ(::pread(fd, m.data() + kPage, kPage, 0), static_cast<ssize_t>(kPage));
+  ::close(fd);
+  const auto want = ft::pattern(0, kPage, 4);
+  EXPECT_EQ(std::memcmp(m.data() + kPage, want.data(), kPage), 0);
+}
+
+TEST(FaultingThread, TruncateThenAccessPastTheNewEofIsSigbus) {
+  constexpr uint64_t kPages = 8;
+  ft::MappedFile t(kPages, 6, {.cfg = in_thread()});
+  auto& [dir, path, eng, f, m] = t;
+  (void)ft::touch_read(m.data(), kPages * kPage);
+  f.truncate(2 * kPage);
+  EXPECT_FALSE(load_at(m.data() + kPage));
+  EXPECT_TRUE(load_at(m.data() + 5 * kPage));
+  EXPECT_TRUE(store_at(m.data() + 6 * kPage));
+}
+
+TEST(FaultingThread, PrivateViewStoresStayPrivate) {
+  constexpr uint64_t kPages = 8;
+  ft::MappedFile t(kPages, 8, {.cfg = in_thread(), .sharing = Sharing::Private});
+  auto& [dir, path, eng, f, m] = t;
+  for (uint64_t pg = 0; pg < kPages; ++pg) ASSERT_FALSE(store_at(m.data() + pg * kPage, 'x'));
+  for (uint64_t pg = 0; pg < kPages; ++pg) EXPECT_EQ(m.data()[pg * kPage], std::byte('x'));
+  const auto want = ft::pattern(0, kPages * kPage, 8);
+  const auto got = ft::pread_file(path, 0, kPages * kPage);
+  EXPECT_EQ(ft::first_diff(got.data(), want.data(), want.size()), -1);
+}
+
+TEST(FaultingThread, ThrottledStoresWaitForWriteBackAndLand) {
+  constexpr uint64_t kPages = 512;
+  EngineConfig cfg = in_thread();
+  cfg.dirty_background_pages = 8;
+  cfg.dirty_limit_pages = 16;
+  ft::MappedFile t(kPages, 12, {.cfg = cfg});
+  auto& [dir, path, eng, f, m] = t;
+  ft::run_with_timeout([&] {
+    for (uint64_t pg = 0; pg < kPages; ++pg) m.data()[pg * kPage + 7] = std::byte(pg & 0xff);
+  });
+  EXPECT_GT(eng.stats().stores_throttled, 0u);
+  m.msync(m.data(), kPages * kPage, MS_SYNC);
+  auto want = ft::pattern(0, kPages * kPage, 12);
+  for (uint64_t pg = 0; pg < kPages; ++pg) want[pg * kPage + 7] = std::byte(pg & 0xff);
+  const auto got = ft::pread_file(path, 0, kPages * kPage);
+  EXPECT_EQ(ft::first_diff(got.data(), want.data(), want.size()), -1);
+}
+
+}  // namespace
