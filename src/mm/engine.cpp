@@ -143,6 +143,10 @@ EngineCore::EngineCore(EngineConfig c)
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;  // the stop eventfd
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &ev) != 0) throw_errno("faultline: epoll_ctl");
+  work_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+  if (work_fd_ < 0) throw_errno("faultline: eventfd");
+  ev.data.ptr = &work_fd_;  // level-triggered: a count left wakes the next handler
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, work_fd_, &ev) != 0) throw_errno("faultline: epoll_ctl");
   if (uffd.sigbus()) {
     in_thread_pagemap_fd_ = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (in_thread_pagemap_fd_ < 0)
@@ -154,6 +158,7 @@ EngineCore::EngineCore(EngineConfig c)
 EngineCore::~EngineCore() {
   close();
   if (stop_fd_ >= 0) ::close(stop_fd_);
+  if (work_fd_ >= 0) ::close(work_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   if (pagemap_fd_ >= 0) ::close(pagemap_fd_);
   if (in_thread_pagemap_fd_ >= 0) ::close(in_thread_pagemap_fd_);
@@ -314,7 +319,7 @@ void EngineCore::defer_wake(Userfaultfd* u, uintptr_t addr, size_t len) {
     // lock held.
     if (InThreadFault* f = t_in_thread_fault) f->throttle = true;
     kick_flusher();
-    return;
+    return;  // counted in in_thread_throttled while it waits (fault_in_thread)
   }
   {
     MutexLock g(flush_mu_);
@@ -322,6 +327,44 @@ void EngineCore::defer_wake(Userfaultfd* u, uintptr_t addr, size_t len) {
     flush_kicked_ = true;
   }
   flush_cv_.notify_all();
+}
+
+bool EngineCore::queue_work(std::function<void()> job) {
+  if (closed()) return false;
+  {
+    MutexLock g(work_mu_);
+    work_.push_back(std::move(job));
+  }
+  const uint64_t one = 1;
+  if (::write(work_fd_, &one, sizeof one) == sizeof one) return true;
+  // Never seen (the count would have to reach 2^64 - 1): take the job back
+  // if no handler has it yet, for the caller to run.
+  MutexLock g(work_mu_);
+  if (work_.empty()) return true;  // a handler ran it after all (a count was left)
+  job = std::move(work_.back());
+  work_.pop_back();
+  return false;
+}
+
+void EngineCore::run_work() {
+  uint64_t n = 0;
+  if (::read(work_fd_, &n, sizeof n) != sizeof n) return;  // EAGAIN: another handler took it
+  std::function<void()> job;
+  {
+    MutexLock g(work_mu_);
+    if (work_.empty()) return;
+    job = std::move(work_.front());
+    work_.pop_front();
+  }
+  // Busy as for a fault (the pool grows when its last idle handler blocks in
+  // a fill: FillScope).
+  idle_handlers_.fetch_sub(1, std::memory_order_acq_rel);
+  try {
+    job();
+  } catch (const std::exception& e) {
+    log(std::string("faultline: queued work failed: ") + e.what());
+  }
+  idle_handlers_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void EngineCore::release_deferred_wakes() {
@@ -362,7 +405,8 @@ void EngineCore::flusher_loop() {
     if (flush_stop_) break;
     const bool kicked = flush_kicked_;
     flush_kicked_ = false;
-    const bool throttled = !deferred_wakes_.empty();
+    const bool throttled =
+        !deferred_wakes_.empty() || in_thread_throttled.load(std::memory_order_acquire) != 0;
     g.unlock();
     reap_files();  // references a backend's thread handed over (defect 8)
     const uint64_t written_before = stats.pages_written_back.load(std::memory_order_relaxed);
@@ -612,11 +656,23 @@ bool EngineCore::remove_mapping(MappingImpl* m) {
   auto it = maps_.find(m->start);
   if (it == maps_.end() || it->second.get() != m) return false;
   maps_.erase(it);
+  // Until its munmap (mapping_unmapped), a fault there is a view's being torn
+  // down: retried, never taken for the program's SIGBUS (FaultingThread).
+  dying_[m->start] = m->len;
   return true;
+}
+
+void EngineCore::mapping_unmapped(MappingImpl* m) {
+  ExclusiveLock g(maps_mu_);
+  dying_.erase(m->start);
 }
 
 std::shared_ptr<MappingImpl> EngineCore::lookup(uintptr_t addr, bool* dead) {
   SharedLock g(maps_mu_);
+  if (dead) {
+    auto d = dying_.upper_bound(addr);
+    if (d != dying_.begin() && addr - std::prev(d)->first < std::prev(d)->second) *dead = true;
+  }
   auto it = maps_.upper_bound(addr);
   if (it == maps_.begin()) return nullptr;
   --it;
@@ -739,6 +795,10 @@ bool EngineCore::handler_events(Handler* self) {
     }
     bool stop = false;
     for (int k = 0; k < r; ++k) {
+      if (evs[k].data.ptr == &work_fd_) {
+        run_work();
+        continue;
+      }
       auto* u = static_cast<Userfaultfd*>(evs[k].data.ptr);
       if (!u) {
         stop = true;  // stop_fd_: after the userfaultfds this wait returned (re-armed)

@@ -2,10 +2,12 @@
 // registry of views (address -> Mapping) and of open Files (identity -> File).
 #pragma once
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,6 +38,10 @@ struct InThreadFault {
   bool throttle = false;  // a store past the hard dirty limit: wait, then retry (R6)
 };
 extern thread_local InThreadFault* t_in_thread_fault;
+/// Ends the process when `info` is a fault's SIGBUS taken inside the fault
+/// path of a FaultingThread fault that the engine could not resolve: no
+/// handler may jump out of the fault path (its locks would stay held).
+void abort_if_in_fault_path(const siginfo_t* info);
 
 class EngineCore : public std::enable_shared_from_this<EngineCore> {
  public:
@@ -79,15 +85,27 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// Wakes the thread faulting at [addr, addr+len) on `uffd` after the
   /// flusher's next write-back pass (dirty throttling).
   void defer_wake(Userfaultfd* uffd, uintptr_t addr, size_t len);
+  /// FaultMode::FaultingThread: throttled stores waiting in their SIGBUS
+  /// handler (the flusher's "stores wait" as deferred_wakes_ in handler mode:
+  /// a pass that then writes nothing lets them through, R6).
+  std::atomic<uint64_t> in_thread_throttled{0};
   /// Wakes the flusher now (background threshold, throttled stores).
   void kick_flusher();
+  /// Hands `job` to the handler threads (FaultMode::FaultingThread: the
+  /// asynchronous readahead a faulting thread leaves behind, so that its
+  /// SIGBUS handler returns at once). False: it could not be queued; the
+  /// caller runs it.
+  bool queue_work(std::function<void()> job);
   /// balance_dirty_pages for the read/write API: waits (the caller's thread,
   /// no locks held) until the flusher brought the dirty count under the limit.
   void throttle_writer();
 
   void add_mapping(const std::shared_ptr<MappingImpl>& m);
-  /// Removes m from the registry; returns false if it was not there.
+  /// Removes m from the registry; returns false if it was not there. Its
+  /// range counts as a view being torn down until mapping_unmapped.
   bool remove_mapping(MappingImpl* m);
+  /// m's munmap is done (teardown): its range is no view's any more.
+  void mapping_unmapped(MappingImpl* m);
 
   /// Milliseconds since the engine started (wraps after 49 days; compared
   /// with unsigned differences).
@@ -247,6 +265,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   SleepingRwLock maps_mu_;  // no wait points: no race test waits on it
   // The live views by start address.
   std::map<uintptr_t, std::shared_ptr<MappingImpl>> maps_ GUARDED_BY(maps_mu_);
+  // Views removed from maps_ and not yet munmapped: start -> length.
+  std::map<uintptr_t, uint64_t> dying_ GUARDED_BY(maps_mu_);
   Mutex files_mu_;
   // Open Files by key. An expired entry is a File being torn down (R14:
   // open() waits on files_cv_ until forget_file erases it).
@@ -297,6 +317,13 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool reap_closed_ GUARDED_BY(reap_mu_) = false;
   std::atomic<bool> wb_stalled_{false};
   int stop_fd_ = -1;  // eventfd that stops the handler threads
+  // queue_work's jobs, one count of work_fd_ (an eventfd in semaphore mode,
+  // in the handlers' epoll set) each; a handler that reads a count runs one.
+  int work_fd_ = -1;
+  Mutex work_mu_;
+  std::deque<std::function<void()>> work_ GUARDED_BY(work_mu_);
+  /// A handler's turn at the work queue: one job, if its count is still there.
+  void run_work();
   int epoll_fd_ = -1;  // the handler threads wait here: uffd, async uffd, stop_fd_
   Mutex async_mu_;
   std::unique_ptr<Userfaultfd> async_uffd_ GUARDED_BY(async_mu_);

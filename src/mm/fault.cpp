@@ -678,8 +678,9 @@ void FileImpl::read_fault(VmFault& vmf) {
   // look could skip the readahead with its first page still locked (held
   // across update_time below, W5) and marked. The readahead rechecks EOF
   // under its locks (R2). Breaker R1c: no lock, the same test.
-  if (lock_window_pages() ? static_cast<bool>(w.next_lock) : readahead_wanted(vmf))
-    readahead(vmf, std::move(w.next_lock));
+  if (lock_window_pages() ? static_cast<bool>(w.next_lock) : readahead_wanted(vmf)) {
+    if (!queue_readahead(vmf, w.next_lock)) readahead(vmf, std::move(w.next_lock));
+  }
   if (vmf.write) {
     // R6: the time update (mtime) for a store that arrived as a MISSING /
     // MINOR fault (and its write-around): after the unlock, never under a
@@ -791,6 +792,48 @@ PageLock FileImpl::lock_readahead(VmFault& vmf) {
   if (first && vmf.ra_wa.gens.empty() && !q->test(PG_uptodate))
     q->set(PG_readahead);  // under its lock; dropped pages lose it
   return first;
+}
+
+bool FileImpl::queue_readahead(VmFault& vmf, PageLock& first) {
+  // FaultMode::FaultingThread: the faulting thread's handler returns at once
+  // and a handler thread reads the stream's next window meanwhile, as a
+  // handler does after its install woke the thread: the read overlaps the
+  // touching. (A store stream's readahead installs pages writable into the
+  // thread's view with its write-around: run here, as before.)
+  if (!t_in_thread_fault || !first || !vmf.ra_wa.gens.empty()) return false;
+  MappingImpl* const m = &vmf.m;
+  // The view's in-flight count, as a fault's: its teardown waits for the job.
+  m->inflight.fetch_add(1, std::memory_order_acq_rel);
+  Page* const q = first.release();  // a page lock is a bit: any thread unlocks it
+  const uint64_t pg = vmf.pg, we = vmf.we, ra_size = vmf.ra_size;
+  const uintptr_t addr = vmf.addr;
+  const bool queued = core->queue_work([file = m->file, m, q, pg, we, ra_size, addr] {
+    PageLock held(q, std::adopt_lock);
+    file->readahead_queued(*m, pg, addr, we, ra_size, std::move(held));
+    m->inflight.fetch_sub(1, std::memory_order_acq_rel);  // m not touched after (put_view)
+  });
+  if (queued) return true;
+  first = PageLock(q, std::adopt_lock);
+  m->inflight.fetch_sub(1, std::memory_order_acq_rel);
+  return false;
+}
+
+void FileImpl::readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uint64_t we,
+                                uint64_t ra_size, PageLock first) {
+  // R1b: a fill holds the invalidate_lock shared. Here the window's first
+  // page came locked (R1c), so the lock order (invalidate_lock, then page
+  // locks) allows a try only: a truncate, punch or invalidate holding or
+  // waiting for it means no readahead (its marker goes, under the lock).
+  if (!invalidate_lock_.try_lock_shared()) {
+    first.page()->clear(PG_readahead);
+    return;
+  }
+  VmFault vmf(m, pg, addr, /*write=*/false, /*minor=*/false, m.async_wp());
+  vmf.sequential = true;
+  vmf.we = we;
+  vmf.ra_size = ra_size;
+  readahead(vmf, std::move(first));
+  invalidate_lock_.unlock_shared();
 }
 
 void FileImpl::readahead(VmFault& vmf, PageLock first) {

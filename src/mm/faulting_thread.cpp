@@ -23,6 +23,7 @@
 #include <sched.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <shared_mutex>
@@ -39,6 +40,20 @@ namespace faultline::detail {
 
 thread_local InThreadFault* t_in_thread_fault = nullptr;
 
+void abort_if_in_fault_path(const siginfo_t* info) {
+  if (!t_in_thread_fault || info->si_code <= 0) return;
+  // A SIGBUS the engine cannot resolve, raised inside its own fault path
+  // (a backend touching a mapping that fails): a handler that jumps out
+  // (guarded(), siglongjmp) would leave page locks, the invalidate_lock and
+  // the view's in-flight count held, and every later fault or unmap of them
+  // would hang. A handler thread would have died of it; so does this one.
+  static const char msg[] =
+      "faultline: SIGBUS inside the fault path (FaultMode::FaultingThread): a backend "
+      "touched a mapping that raised SIGBUS; aborting\n";
+  (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+  std::abort();
+}
+
 namespace {
 
 // The engines in FaultMode::FaultingThread. Read by the SIGBUS handler under
@@ -52,6 +67,7 @@ std::once_flag g_installed;
 
 void on_sigbus(int sig, siginfo_t* info, void* uctx) {
   if (handle_sigbus(sig, info, uctx)) return;
+  abort_if_in_fault_path(info);
   chain_sigbus(g_previous, sig, info, uctx);
 }
 
@@ -149,22 +165,39 @@ EngineCore::InThread EngineCore::fault_in_thread(std::shared_ptr<MappingImpl> m,
   }
   if (!(flags & UFFD_PAGEFAULT_FLAG_WP) && f.frame_present(pg)) flags |= UFFD_PAGEFAULT_FLAG_MINOR;
   InThreadFault fault{.page = page};
-  InThreadFault* const outer = t_in_thread_fault;  // a nested fault (SA_NODEFER)
-  t_in_thread_fault = &fault;
-  f.count(&Counters::faults_in_thread);
-  try {
-    f.handle_fault(*m, addr, flags, static_cast<uint32_t>(::gettid()));
-  } catch (const std::exception& e) {
-    // As a handler thread: logged, and the access retried.
-    log(std::string("faultline: fault handling failed: ") + e.what());
+  {
+    // Restored and given back on every way out, an unwinding one included
+    // (a cancelled thread, a backend's exception of any type).
+    struct Scope {
+      InThreadFault* const outer = t_in_thread_fault;  // a nested fault (SA_NODEFER)
+      std::shared_ptr<MappingImpl>& view;
+      ~Scope() {
+        t_in_thread_fault = outer;
+        put_view(view);
+      }
+    } scope{.view = m};
+    t_in_thread_fault = &fault;
+    f.count(&Counters::faults_in_thread);
+    try {
+      f.handle_fault(*m, addr, flags, static_cast<uint32_t>(::gettid()));
+    } catch (const std::exception& e) {
+      // As a handler thread: logged, and the access retried.
+      log(std::string("faultline: fault handling failed: ") + e.what());
+    } catch (...) {
+      log("faultline: fault handling failed: an exception of unknown type");
+    }
+    t_in_thread_fault = scope.outer;
+    // R6: a throttled store waits for write-back here, no lock held (the
+    // kernel's balance_dirty_pages), then faults again; counted meanwhile,
+    // so that a write-back pass that writes nothing lets it through. Before
+    // put_view: the view's in-flight count keeps the engine open meanwhile
+    // (close() waits for it in the view's teardown).
+    if (fault.throttle) {
+      in_thread_throttled.fetch_add(1, std::memory_order_acq_rel);
+      throttle_writer();
+      in_thread_throttled.fetch_sub(1, std::memory_order_acq_rel);
+    }
   }
-  t_in_thread_fault = outer;
-  // R6: a throttled store waits for write-back here, no lock held (the
-  // kernel's balance_dirty_pages), then faults again. Before put_view: the
-  // view's in-flight count keeps the engine open meanwhile (close() waits
-  // for it in the view's teardown).
-  if (fault.throttle) throttle_writer();
-  put_view(m);
   return fault.sigbus ? InThread::Sigbus : InThread::Retry;
 }
 

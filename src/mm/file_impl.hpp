@@ -230,6 +230,13 @@ class FileImpl {
   bool install_window(FaultWindow& w, PageLock must);
   /// Asynchronous readahead of the window after the fault's (no waiting).
   void readahead(VmFault& vmf, PageLock first);
+  /// FaultMode::FaultingThread: hands that readahead to a handler thread
+  /// (true: `first` went with it), so the faulting thread returns now.
+  bool queue_readahead(VmFault& vmf, PageLock& first);
+  /// The handed-over readahead, on a handler thread: the stream's window
+  /// after [.., we), its first page locked (`first`).
+  void readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uint64_t we, uint64_t ra_size,
+                        PageLock first);
   /// The next window's first page, try-locked and marked before the map.
   PageLock lock_readahead(VmFault& vmf);
   /// Whether this fault's stream gets a readahead of its next window.

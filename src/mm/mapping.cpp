@@ -67,6 +67,7 @@ void MappingImpl::teardown() {
     // (munmap of the view's own page-aligned range fails only for a bad
     // range: nothing to undo.)
     file->unmap_view(this, [this] { (void)::munmap(reinterpret_cast<void*>(start), len); });
+    core->mapping_unmapped(this);
     // R13: then wake any thread still waiting on the range: its retry finds no
     // mapping (SIGSEGV, as for any access to an unmapped range). UFFDIO_WAKE
     // fails only for a range it rejects (EINVAL; the view's own range was

@@ -2,6 +2,7 @@
 #include "faultline/guarded.hpp"
 
 #include "faultline/engine.hpp"
+#include "mm/engine_core.hpp"
 #include "os/sigbus_chain.hpp"
 
 #include <csetjmp>
@@ -32,6 +33,7 @@ void on_sigbus(int sig, siginfo_t* info, void* uctx) {
   // FaultingThread) is the engine's, not the scope's: resolved, the access
   // is retried.
   if (fault && handle_sigbus(sig, info, uctx)) return;
+  detail::abort_if_in_fault_path(info);  // never jump out of the fault path
   if (Guard* g = t_guard; g && fault) {
     g->err.addr = info->si_addr;
     g->err.code = info->si_code;
