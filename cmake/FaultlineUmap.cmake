@@ -47,5 +47,10 @@ if(FAULTLINE_BUILD_TESTS)
   target_link_libraries(faultline_umap_store_test PRIVATE $<BUILD_INTERFACE:faultline_warnings>)
   target_link_libraries(faultline_umap_store_test PRIVATE faultline_umap)
   add_test(NAME umap.store COMMAND faultline_umap_store_test)
-  set_tests_properties(umap.sort_default umap.sort_small_buffer umap.store PROPERTIES LABELS umap TIMEOUT 120)
+  # The same sort, each faulting thread resolving its own faults.
+  add_test(NAME umap.sort_faulting_thread COMMAND faultline_umap_sort_test)
+  set_tests_properties(umap.sort_faulting_thread PROPERTIES ENVIRONMENT
+    "FAULTLINE_FAULT_MODE=thread")
+  set_tests_properties(umap.sort_default umap.sort_small_buffer umap.store
+                       umap.sort_faulting_thread PROPERTIES LABELS umap TIMEOUT 120)
 endif()

@@ -71,7 +71,8 @@ typedef struct fl_config {
   int32_t flusher;                 /* 1: background write-back thread (default), 0: off */
   uint32_t flush_interval_ms;      /* flusher period (default 1000) */
   uint32_t dirty_expire_ms;        /* age at which dirty pages are written back (default 30000) */
-  uint32_t reserved0;
+  uint32_t fault_mode;             /* FL_FAULT_HANDLER_THREADS (default) or
+                                      FL_FAULT_FAULTING_THREAD: see fl_handle_sigbus */
   uint64_t dirty_background_pages; /* background write-back threshold (default 10% of RAM) */
   uint64_t dirty_limit_pages;      /* stores past it are throttled (default 20% of RAM) */
   uint64_t memory_limit_pages;     /* cache limit over all files; 0 = none (default: half
@@ -84,6 +85,23 @@ typedef struct fl_config {
 
 /* Fills *cfg with the defaults. No-op for NULL. */
 void fl_config_init(fl_config *cfg);
+
+/* fl_config.fault_mode (faultline/engine.hpp FaultMode). HANDLER_THREADS: the
+ * engine's threads resolve faults; every access works. FAULTING_THREAD: each
+ * faulting thread resolves its own fault in a SIGBUS handler the engine
+ * installs (faster: no thread hand-off); a kernel-mode access to a page not
+ * yet installed (read(2) into a view, O_DIRECT, futexes, mlock) then fails
+ * with EFAULT, and a SIGBUS handler installed after the engine must call
+ * fl_handle_sigbus first. */
+#define FL_FAULT_HANDLER_THREADS 0u
+#define FL_FAULT_FAULTING_THREAD 1u
+
+/* For a program's own SA_SIGINFO SIGBUS handler with FL_FAULT_FAULTING_THREAD
+ * engines: call it first with the handler's three arguments. 1: a fault on
+ * an engine's view, resolved (return from the handler; the access retries);
+ * 0: a SIGBUS that is not the engine's to resolve (past EOF, an I/O error,
+ * another mapping). */
+int fl_handle_sigbus(int sig, void *siginfo, void *ucontext);
 
 /* Creates an engine. cfg may be NULL (defaults). On success stores the
  * handle in *out and returns 0. Errors: -EINVAL (out NULL, cfg->struct_size

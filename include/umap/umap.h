@@ -27,6 +27,12 @@
  *                                reports.
  *   UMAP_READ_AHEAD  UMap pages of sequential readahead (default: the
  *                    engine's, 4 MiB).
+ *   FAULTLINE_FAULT_MODE  "handler" (default: UMAP_PAGE_FILLERS threads
+ *                    resolve faults) or "thread": each faulting thread
+ *                    resolves its own faults (faultline/engine.hpp
+ *                    FaultMode::FaultingThread: no hand-off, faster random
+ *                    misses; kernel-mode accesses to pages not yet touched,
+ *                    e.g. read(2) into a region, then fail with EFAULT).
  *
  * Semantics, where faultline's are stronger than UMap's:
  *  - UMAP_PRIVATE regions are not copy-on-write (as in UMap): their stores are

@@ -228,6 +228,10 @@ void copy_stats(const faultline::Stats& s, fl_stats* o) {
 
 extern "C" {
 
+int fl_handle_sigbus(int sig, void* siginfo, void* ucontext) {
+  return faultline::handle_sigbus(sig, siginfo, ucontext) ? 1 : 0;
+}
+
 void fl_config_init(fl_config* cfg) {
   if (!cfg) return;
   const faultline::EngineConfig d{};
@@ -241,6 +245,7 @@ void fl_config_init(fl_config* cfg) {
   cfg->flusher = d.flusher ? 1 : 0;
   cfg->flush_interval_ms = d.flush_interval_ms;
   cfg->dirty_expire_ms = d.dirty_expire_ms;
+  cfg->fault_mode = FL_FAULT_HANDLER_THREADS;
   cfg->dirty_background_pages = d.dirty_background_pages;
   cfg->dirty_limit_pages = d.dirty_limit_pages;
   cfg->memory_limit_pages = d.memory_limit_pages;
@@ -257,6 +262,9 @@ int fl_engine_create(const fl_config* cfg, fl_engine** out) {
     c = *cfg;
   }
   if (c.fault_threads == 0) return fail(EINVAL, "faultline: fl_config.fault_threads must be > 0");
+  if (c.fault_mode != FL_FAULT_HANDLER_THREADS && c.fault_mode != FL_FAULT_FAULTING_THREAD)
+    return fail(EINVAL, "faultline: fl_config.fault_mode must be FL_FAULT_HANDLER_THREADS or "
+                        "FL_FAULT_FAULTING_THREAD");
   return guard_call([&] {
     faultline::EngineConfig e;
     e.fault_threads = c.fault_threads;
@@ -272,6 +280,8 @@ int fl_engine_create(const fl_config* cfg, fl_engine** out) {
     e.dirty_background_pages = c.dirty_background_pages;
     e.dirty_limit_pages = c.dirty_limit_pages;
     e.memory_limit_pages = c.memory_limit_pages;
+    e.fault_mode = c.fault_mode == FL_FAULT_FAULTING_THREAD ? faultline::FaultMode::FaultingThread
+                                                           : faultline::FaultMode::HandlerThreads;
     if (c.log) {
       auto fn = c.log;
       void* ctx = c.log_ctx;

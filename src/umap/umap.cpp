@@ -99,6 +99,12 @@ Settings read_settings() {
   if (auto v = env_u64("UMAP_READ_AHEAD")) s.read_ahead = *v;
 
   faultline::EngineConfig& e = s.engine;
+  if (const char* v = std::getenv("FAULTLINE_FAULT_MODE"); v && *v) {
+    if (std::string_view(v) == "thread")
+      e.fault_mode = faultline::FaultMode::FaultingThread;
+    else if (std::string_view(v) != "handler")
+      std::fprintf(stderr, "umap (faultline): ignoring FAULTLINE_FAULT_MODE=%s: handler or thread\n", v);
+  }
   e.fault_threads = static_cast<unsigned>(s.fillers);
   e.max_fault_threads = std::max(e.max_fault_threads, e.fault_threads);  // grows on demand
   const uint64_t unit = s.page_size / kBasePageSize;  // one UMap page in 4 KiB pages

@@ -2,6 +2,8 @@
  * Compiled as C99 (no C++ in this file); each CHECK prints the failing line. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -409,6 +411,60 @@ static void test_destroy(const char *dir) {
   unlink(path);
 }
 
+/* FL_FAULT_FAULTING_THREAD: stores and loads through a view resolved by the
+ * faulting thread itself; a program handler installed later calls
+ * fl_handle_sigbus first; a bad fault_mode is EINVAL. */
+static sigjmp_buf g_jump;
+static volatile int g_real_sigbus;
+static void program_sigbus(int sig, siginfo_t *info, void *uctx) {
+  if (fl_handle_sigbus(sig, info, uctx)) return;
+  g_real_sigbus++;
+  siglongjmp(g_jump, 1);
+}
+
+static void test_faulting_thread(const char *dir) {
+  fl_config c;
+  fl_config_init(&c);
+  CHECK_EQ(c.fault_mode, FL_FAULT_HANDLER_THREADS);
+  c.fault_mode = 7;
+  fl_engine *e = NULL;
+  CHECK_EQ(fl_engine_create(&c, &e), -EINVAL);
+  c.fault_mode = FL_FAULT_FAULTING_THREAD;
+  CHECK_EQ(fl_engine_create(&c, &e), 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/capi-faulting-thread.bin", dir);
+  fl_file *f = NULL;
+  CHECK_EQ(fl_open(e, path, FL_O_RDWR | FL_O_CREAT, NULL, &f), 0);
+  CHECK_EQ(fl_ftruncate(f, 4 * PAGE), 0);
+  void *a = NULL;
+  CHECK_EQ(fl_mmap(f, 8 * PAGE, FL_PROT_READ | FL_PROT_WRITE, FL_MAP_SHARED, 0, &a), 0);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = program_sigbus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  CHECK_EQ(sigaction(SIGBUS, &sa, &old), 0);
+  unsigned char *p = (unsigned char *)a;
+  for (int i = 0; i < 4; i++) p[i * PAGE + 1] = (unsigned char)(i + 1);
+  int sum = 0;
+  for (int i = 0; i < 4; i++) sum += p[i * PAGE + 1];
+  CHECK_EQ(sum, 10);
+  CHECK_EQ(g_real_sigbus, 0);
+  if (sigsetjmp(g_jump, 1) == 0) sum += ((volatile unsigned char *)p)[6 * PAGE]; /* past EOF */
+  CHECK_EQ(g_real_sigbus, 1);
+  CHECK_EQ(sigaction(SIGBUS, &old, NULL), 0);
+  CHECK_EQ(fl_msync(p, 4 * PAGE, FL_MS_SYNC), 0);
+  int fd = open(path, O_RDONLY);
+  unsigned char b = 0;
+  CHECK_EQ(pread(fd, &b, 1, 3 * PAGE + 1), 1);
+  CHECK_EQ(b, 4);
+  close(fd);
+  CHECK_EQ(fl_munmap(a, 8 * PAGE), 0);
+  CHECK_EQ(fl_close(f), 0);
+  CHECK_EQ(fl_engine_destroy(e), 0);
+  unlink(path);
+}
+
 int main(void) {
   char dir[] = "/tmp/faultline-capi-XXXXXX";
   if (!mkdtemp(dir)) {
@@ -426,6 +482,7 @@ int main(void) {
   test_backend(e);
   CHECK_EQ(fl_engine_destroy(e), 0);
   test_destroy(dir);
+  test_faulting_thread(dir);
   rmdir(dir);
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,8 @@ int main(int argc, char **argv) {
   }
   if (pwrite(fd, vals, bytes, 0) != (ssize_t)bytes) return 2;
 
+  struct sigaction before;
+  CHECK(sigaction(SIGBUS, NULL, &before) == 0);
   settings(expect_env);
   bad_input(dir, fd);
 
@@ -114,6 +117,14 @@ int main(int argc, char **argv) {
   CHECK(a != UMAP_FAILED);
   if (a == UMAP_FAILED) return 1;
   CHECK(memcmp(a, vals, bytes) == 0);
+  /* FAULTLINE_FAULT_MODE=thread: the engine resolves faults in the faulting
+   * thread, through the SIGBUS handler it installed at the first umap();
+   * otherwise the disposition is left as it was (a sanitizer's, or none). */
+  struct sigaction cur;
+  CHECK(sigaction(SIGBUS, NULL, &cur) == 0);
+  const char *mode = getenv("FAULTLINE_FAULT_MODE");
+  const int in_thread = mode && strcmp(mode, "thread") == 0;
+  CHECK(in_thread == (cur.sa_sigaction != before.sa_sigaction));
   qsort(a, n, sizeof *a, cmp_u64);
   CHECK(umap_flush() == 0);
   memset(vals, 0, bytes);
