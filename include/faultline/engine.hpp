@@ -64,6 +64,11 @@ enum class FaultMode {
   /// whether the access was a store; elsewhere a store to an uninstalled
   /// page takes one more fault. Asynchronous dirty tracking's shared
   /// writable views (DirtyTracking::Async) stay with the handler threads.
+  /// Backend callbacks run on the faulting thread, in its SIGBUS handler: a
+  /// callback must not take a lock that thread may hold while it touches a
+  /// view; a SIGBUS the engine cannot resolve inside them ends the process
+  /// (unless the callback guards it itself). Under ThreadSanitizer set
+  /// TSAN_OPTIONS=report_signal_unsafe=0 (the fault path allocates).
   FaultingThread,
 };
 

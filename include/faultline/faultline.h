@@ -92,7 +92,10 @@ void fl_config_init(fl_config *cfg);
  * installs (faster: no thread hand-off); a kernel-mode access to a page not
  * yet installed (read(2) into a view, O_DIRECT, futexes, mlock) then fails
  * with EFAULT, and a SIGBUS handler installed after the engine must call
- * fl_handle_sigbus first. */
+ * fl_handle_sigbus first. A thread that blocks SIGBUS is killed by its first
+ * fault. fl_backend_ops callbacks then run on the faulting thread, inside
+ * its SIGBUS handler: a callback must not take a lock that thread may hold
+ * while it touches a view (it would wait for itself). */
 #define FL_FAULT_HANDLER_THREADS 0u
 #define FL_FAULT_FAULTING_THREAD 1u
 

@@ -330,9 +330,9 @@ void EngineCore::defer_wake(Userfaultfd* u, uintptr_t addr, size_t len) {
 }
 
 bool EngineCore::queue_work(std::function<void()> job) {
-  if (closed()) return false;
   {
     MutexLock g(work_mu_);
+    if (work_stopped_) return false;  // no handler left: the caller runs it
     work_.push_back(std::move(job));
   }
   const uint64_t one = 1;
@@ -482,6 +482,17 @@ void EngineCore::close() {
   for (auto& h : handlers)
     if (h.thread.joinable()) h.thread.join();
   handlers.clear();
+  // Jobs queued by faults on views not in the snapshot above (an unmap in
+  // progress on another thread) after the last handler left: run here. From
+  // now on queue_work refuses (its caller runs the job).
+  std::deque<std::function<void()>> jobs;
+  {
+    MutexLock wg(work_mu_);
+    work_stopped_ = true;
+    jobs.swap(work_);
+  }
+  for (auto& job : jobs) job();
+  jobs.clear();
   {
     MutexLock fg(flush_mu_);
     flush_stop_ = true;
@@ -658,20 +669,21 @@ bool EngineCore::remove_mapping(MappingImpl* m) {
   maps_.erase(it);
   // Until its munmap (mapping_unmapped), a fault there is a view's being torn
   // down: retried, never taken for the program's SIGBUS (FaultingThread).
-  dying_[m->start] = m->len;
+  dying_[m->start] = m;
   return true;
 }
 
 void EngineCore::mapping_unmapped(MappingImpl* m) {
   ExclusiveLock g(maps_mu_);
-  dying_.erase(m->start);
+  // Only its own entry: a later view at the same address may be dying too.
+  if (auto it = dying_.find(m->start); it != dying_.end() && it->second == m) dying_.erase(it);
 }
 
 std::shared_ptr<MappingImpl> EngineCore::lookup(uintptr_t addr, bool* dead) {
   SharedLock g(maps_mu_);
   if (dead) {
     auto d = dying_.upper_bound(addr);
-    if (d != dying_.begin() && addr - std::prev(d)->first < std::prev(d)->second) *dead = true;
+    if (d != dying_.begin() && std::prev(d)->second->contains(addr)) *dead = true;
   }
   auto it = maps_.upper_bound(addr);
   if (it == maps_.begin()) return nullptr;

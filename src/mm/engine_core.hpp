@@ -36,7 +36,10 @@ struct InThreadFault {
   uintptr_t page = 0;     // the faulting page's address in the view
   bool sigbus = false;    // the access gets SIGBUS (passed to the program's handler)
   bool throttle = false;  // a store past the hard dirty limit: wait, then retry (R6)
+  const void* guard = nullptr;  // this thread's innermost guarded() scope when it faulted
 };
+/// This thread's innermost guarded() scope (os/guarded.cpp), or nullptr.
+const void* current_guard();
 extern thread_local InThreadFault* t_in_thread_fault;
 /// Ends the process when `info` is a fault's SIGBUS taken inside the fault
 /// path of a FaultingThread fault that the engine could not resolve: no
@@ -265,8 +268,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   SleepingRwLock maps_mu_;  // no wait points: no race test waits on it
   // The live views by start address.
   std::map<uintptr_t, std::shared_ptr<MappingImpl>> maps_ GUARDED_BY(maps_mu_);
-  // Views removed from maps_ and not yet munmapped: start -> length.
-  std::map<uintptr_t, uint64_t> dying_ GUARDED_BY(maps_mu_);
+  // Views removed from maps_ and not yet munmapped (alive until then).
+  std::map<uintptr_t, MappingImpl*> dying_ GUARDED_BY(maps_mu_);
   Mutex files_mu_;
   // Open Files by key. An expired entry is a File being torn down (R14:
   // open() waits on files_cv_ until forget_file erases it).
@@ -322,6 +325,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   int work_fd_ = -1;
   Mutex work_mu_;
   std::deque<std::function<void()>> work_ GUARDED_BY(work_mu_);
+  bool work_stopped_ GUARDED_BY(work_mu_) = false;  // close(): the handlers are gone
   /// A handler's turn at the work queue: one job, if its count is still there.
   void run_work();
   int epoll_fd_ = -1;  // the handler threads wait here: uffd, async uffd, stop_fd_

@@ -802,16 +802,29 @@ bool FileImpl::queue_readahead(VmFault& vmf, PageLock& first) {
   // thread's view with its write-around: run here, as before.)
   if (!t_in_thread_fault || !first || !vmf.ra_wa.gens.empty()) return false;
   MappingImpl* const m = &vmf.m;
-  // The view's in-flight count, as a fault's: its teardown waits for the job.
-  m->inflight.fetch_add(1, std::memory_order_acq_rel);
-  Page* const q = first.release();  // a page lock is a bit: any thread unlocks it
+  Page* const q = first.page();
   const uint64_t pg = vmf.pg, we = vmf.we, ra_size = vmf.ra_size;
   const uintptr_t addr = vmf.addr;
-  const bool queued = core->queue_work([file = m->file, m, q, pg, we, ra_size, addr] {
+  // Made before anything is handed over (it may throw). It holds only the
+  // view (kept by its in-flight count, as a fault's: teardown waits; the
+  // File through it, so the File's last reference is never dropped on a
+  // handler thread) and the locked page, both given back on every way out.
+  std::function<void()> job = [m, q, pg, we, ra_size, addr] {
+    struct Put {
+      MappingImpl* m;
+      ~Put() { m->inflight.fetch_sub(1, std::memory_order_acq_rel); }  // m not touched after
+    } put{m};
     PageLock held(q, std::adopt_lock);
-    file->readahead_queued(*m, pg, addr, we, ra_size, std::move(held));
-    m->inflight.fetch_sub(1, std::memory_order_acq_rel);  // m not touched after (put_view)
-  });
+    m->file->readahead_queued(*m, pg, addr, we, ra_size, std::move(held));
+  };
+  m->inflight.fetch_add(1, std::memory_order_acq_rel);
+  (void)first.release();  // a page lock is a bit: any thread unlocks it
+  bool queued = false;
+  try {
+    queued = core->queue_work(std::move(job));
+  } catch (const std::bad_alloc&) {
+    // Not queued: the caller reads ahead itself.
+  }
   if (queued) return true;
   first = PageLock(q, std::adopt_lock);
   m->inflight.fetch_sub(1, std::memory_order_acq_rel);
@@ -824,7 +837,8 @@ void FileImpl::readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uin
   // page came locked (R1c), so the lock order (invalidate_lock, then page
   // locks) allows a try only: a truncate, punch or invalidate holding or
   // waiting for it means no readahead (its marker goes, under the lock).
-  if (!invalidate_lock_.try_lock_shared()) {
+  const std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::try_to_lock);
+  if (!inval.owns_lock()) {
     first.page()->clear(PG_readahead);
     return;
   }
@@ -833,7 +847,6 @@ void FileImpl::readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uin
   vmf.we = we;
   vmf.ra_size = ra_size;
   readahead(vmf, std::move(first));
-  invalidate_lock_.unlock_shared();
 }
 
 void FileImpl::readahead(VmFault& vmf, PageLock first) {

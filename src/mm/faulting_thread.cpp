@@ -22,6 +22,8 @@
 
 #include <sched.h>
 
+#include <cxxabi.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -41,7 +43,11 @@ namespace faultline::detail {
 thread_local InThreadFault* t_in_thread_fault = nullptr;
 
 void abort_if_in_fault_path(const siginfo_t* info) {
-  if (!t_in_thread_fault || info->si_code <= 0) return;
+  const InThreadFault* f = t_in_thread_fault;
+  if (!f || info->si_code <= 0) return;
+  // A guarded() scope opened inside the fault path (a backend guarding its
+  // own reads) jumps to a frame below the fault's locks: that is safe.
+  if (current_guard() != f->guard) return;
   // A SIGBUS the engine cannot resolve, raised inside its own fault path
   // (a backend touching a mapping that fails): a handler that jumps out
   // (guarded(), siglongjmp) would leave page locks, the invalidate_lock and
@@ -67,7 +73,6 @@ std::once_flag g_installed;
 
 void on_sigbus(int sig, siginfo_t* info, void* uctx) {
   if (handle_sigbus(sig, info, uctx)) return;
-  abort_if_in_fault_path(info);
   chain_sigbus(g_previous, sig, info, uctx);
 }
 
@@ -176,10 +181,13 @@ EngineCore::InThread EngineCore::fault_in_thread(std::shared_ptr<MappingImpl> m,
         put_view(view);
       }
     } scope{.view = m};
+    fault.guard = current_guard();
     t_in_thread_fault = &fault;
     f.count(&Counters::faults_in_thread);
     try {
       f.handle_fault(*m, addr, flags, static_cast<uint32_t>(::gettid()));
+    } catch (abi::__forced_unwind&) {
+      throw;  // a cancelled thread unwinds (the scope gives everything back)
     } catch (const std::exception& e) {
       // As a handler thread: logged, and the access retried.
       log(std::string("faultline: fault handling failed: ") + e.what());
@@ -201,25 +209,22 @@ EngineCore::InThread EngineCore::fault_in_thread(std::shared_ptr<MappingImpl> m,
   return fault.sigbus ? InThread::Sigbus : InThread::Retry;
 }
 
-}  // namespace faultline::detail
-
-namespace faultline {
-
-bool handle_sigbus(int sig, void* siginfo, void* ucontext) {
-  const auto* info = static_cast<const siginfo_t*>(siginfo);
+/// A SIGBUS at a FaultingThread view's fault, resolved on this thread (true),
+/// or not the engine's (false).
+bool serve_sigbus(const siginfo_t* info, void* ucontext) {
   // The kernel raises a userfaultfd's SIGBUS as BUS_ADRERR for the access.
-  if (sig != SIGBUS || !info || info->si_code != BUS_ADRERR) return false;
+  if (info->si_code != BUS_ADRERR) return false;
   const int saved_errno = errno;  // the interrupted code's
   const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
   // The view, with its in-flight count taken (which keeps its engine open:
   // close() waits for the count in the view's teardown), under the list's
   // lock; the fault is served after it is released.
-  detail::EngineCore* core = nullptr;
-  std::shared_ptr<detail::MappingImpl> m;
+  EngineCore* core = nullptr;
+  std::shared_ptr<MappingImpl> m;
   bool dead = false;
   {
-    std::shared_lock g(detail::g_engines_mu);
-    for (detail::EngineCore* c : detail::g_engines) {
+    std::shared_lock g(g_engines_mu);
+    for (EngineCore* c : g_engines) {
       m = c->lookup(addr, &dead);
       if (m || dead) {
         core = c;
@@ -230,7 +235,7 @@ bool handle_sigbus(int sig, void* siginfo, void* ucontext) {
   bool retry = false;
   if (m) {
     retry = core->fault_in_thread(std::move(m), addr, ucontext) ==
-            detail::EngineCore::InThread::Retry;
+            EngineCore::InThread::Retry;
   } else if (dead) {
     // A view being torn down holds the address: retry (the access meets the
     // munmap, SIGSEGV, or the view that owns the address by then), as a
@@ -240,6 +245,20 @@ bool handle_sigbus(int sig, void* siginfo, void* ucontext) {
   }
   errno = saved_errno;
   return retry;
+}
+
+}  // namespace faultline::detail
+
+namespace faultline {
+
+bool handle_sigbus(int sig, void* siginfo, void* ucontext) {
+  const auto* info = static_cast<const siginfo_t*>(siginfo);
+  if (sig != SIGBUS || !info) return false;
+  if (detail::serve_sigbus(info, ucontext)) return true;
+  // Not the engine's to resolve: the caller's handler takes it (and may jump
+  // out): never out of this thread's fault path.
+  detail::abort_if_in_fault_path(info);
+  return false;
 }
 
 }  // namespace faultline
