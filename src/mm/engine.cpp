@@ -335,15 +335,12 @@ bool EngineCore::queue_work(std::function<void()> job) {
     if (work_stopped_) return false;  // no handler left: the caller runs it
     work_.push_back(std::move(job));
   }
+  // Result discarded: adding 1 to an eventfd fails only when its count would
+  // pass 2^64 - 2 (one count per job queued: never); a job left without its
+  // count would still run at close(), which drains the queue.
   const uint64_t one = 1;
-  if (::write(work_fd_, &one, sizeof one) == sizeof one) return true;
-  // Never seen (the count would have to reach 2^64 - 1): take the job back
-  // if no handler has it yet, for the caller to run.
-  MutexLock g(work_mu_);
-  if (work_.empty()) return true;  // a handler ran it after all (a count was left)
-  job = std::move(work_.back());
-  work_.pop_back();
-  return false;
+  (void)!::write(work_fd_, &one, sizeof one);
+  return true;
 }
 
 void EngineCore::run_work() {

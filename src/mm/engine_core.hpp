@@ -251,13 +251,13 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
  private:
   /// Enters / leaves the process's list of engines whose views raise SIGBUS
-  /// for faults (installs the SIGBUS handler the first time).
+  /// for faults (installs the SIGBUS handler the first time). Leaving is
+  /// idempotent, and a no-op for an engine that never entered.
   void register_in_thread_faults();
   void unregister_in_thread_faults();
   /// /proc/self/pagemap for FaultMode::FaultingThread (present PTE: a store
   /// fault is a write-protect fault), or -1.
   int in_thread_pagemap_fd_ = -1;
-  bool in_thread_registered_ = false;  // constructor / close() (under close_mu_) only
 
   // Lock-free on purpose: start_, stop_fd_ and epoll_fd_ are set in the
   // constructor and read-only after; flusher_ is started by start() and

@@ -247,8 +247,9 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
   // FaultMode::FaultingThread: this thread's own access; its SIGBUS handler
   // passes the signal on to the program's when the fault path returns. The
   // poison below still makes the page's next accesses raise it.
-  InThreadFault* const in_thread = t_in_thread_fault;
-  if (in_thread && in_thread->page == a) in_thread->sigbus = true;
+  InThreadFault* const in_thread =
+      t_in_thread_fault && t_in_thread_fault->page == a ? t_in_thread_fault : nullptr;
+  if (in_thread) in_thread->sigbus = true;
   // Recorded first, so no fault-around in another handler installs over the
   // poison between the ioctl and the record.
   count(&Counters::sigbus_sent);
@@ -303,7 +304,7 @@ void FileImpl::send_sigbus(MappingImpl& m, uintptr_t addr) {
     }
   }
   if (e == 0) return;
-  if (in_thread && in_thread->page == a) {
+  if (in_thread) {
     // Sent all the same (by this thread's handler); the page's next access
     // faults and is decided again.
     MutexLock g(m.poison_mu);

@@ -96,19 +96,14 @@ void install_handler() {
 /// store to a page not yet installed takes a second fault (write-protect).
 #if defined(__x86_64__)
 constexpr bool kStoreFaultKnown = true;
-#else
-constexpr bool kStoreFaultKnown = false;
-#endif
-
 bool store_fault(void* uctx) {
-#if defined(__x86_64__)
   const auto* uc = static_cast<const ucontext_t*>(uctx);
   return uc && (uc->uc_mcontext.gregs[REG_ERR] & 2);
-#else
-  (void)uctx;
-  return false;
-#endif
 }
+#else
+constexpr bool kStoreFaultKnown = false;
+bool store_fault(void*) { return false; }
+#endif
 
 }  // namespace
 
@@ -116,14 +111,12 @@ void EngineCore::register_in_thread_faults() {
   std::call_once(g_installed, install_handler);
   std::unique_lock g(g_engines_mu);
   g_engines.push_back(this);
-  in_thread_registered_ = true;
 }
 
 void EngineCore::unregister_in_thread_faults() {
-  if (!in_thread_registered_) return;
+  if (!uffd.sigbus()) return;  // never registered
   std::unique_lock g(g_engines_mu);
-  std::erase(g_engines, this);
-  in_thread_registered_ = false;
+  std::erase(g_engines, this);  // a no-op the second time
 }
 
 EngineCore::InThread EngineCore::fault_in_thread(std::shared_ptr<MappingImpl> m, uintptr_t addr,
@@ -138,7 +131,7 @@ EngineCore::InThread EngineCore::fault_in_thread(std::shared_ptr<MappingImpl> m,
     // for the handler threads; a SIGBUS there is a real one.
     r = InThread::NotMine;
   } else if (pg >= f.eof_pages() && ::fstat(f.memfd(), &st) == 0 &&
-             page - m->start + (m->pgoff << f.page_shift()) >= static_cast<uint64_t>(st.st_size)) {
+             (pg << f.page_shift()) >= static_cast<uint64_t>(st.st_size)) {
     // Past the memfd's end (EOF, R2): the kernel's own SIGBUS (shmem never
     // asks the uffd there), as a handler-thread view gets it. (Past EOF but
     // inside the memfd: a truncate or an extension in progress; the fault

@@ -381,6 +381,28 @@ static void test_backend(fl_engine *e) {
   free(m.data);
 }
 
+/* A new file `name` in dir (its path in path[512]), `size` bytes, opened
+ * read-write in e (*f) and mapped shared read-write over `len` bytes. */
+static void *new_mapped_file(fl_engine *e, const char *dir, const char *name, char *path,
+                             uint64_t size, size_t len, fl_file **f) {
+  snprintf(path, 512, "%s/%s", dir, name);
+  *f = NULL;
+  CHECK_EQ(fl_open(e, path, FL_O_RDWR | FL_O_CREAT, NULL, f), 0);
+  CHECK_EQ(fl_ftruncate(*f, size), 0);
+  void *a = NULL;
+  CHECK_EQ(fl_mmap(*f, len, FL_PROT_READ | FL_PROT_WRITE, FL_MAP_SHARED, 0, &a), 0);
+  return a;
+}
+
+/* The byte at off of the file at path, read with pread(2). */
+static unsigned char file_byte(const char *path, off_t off) {
+  int fd = open(path, O_RDONLY);
+  unsigned char b = 0;
+  CHECK_EQ(pread(fd, &b, 1, off), 1);
+  close(fd);
+  return b;
+}
+
 static void test_destroy(const char *dir) {
   fl_config c;
   fl_config_init(&c);
@@ -391,23 +413,15 @@ static void test_destroy(const char *dir) {
   c.fault_threads = 1;
   CHECK_EQ(fl_engine_create(&c, &e), 0);
   char path[512];
-  snprintf(path, sizeof path, "%s/capi-destroy.bin", dir);
   fl_file *f = NULL;
-  CHECK_EQ(fl_open(e, path, FL_O_RDWR | FL_O_CREAT, NULL, &f), 0);
-  CHECK_EQ(fl_ftruncate(f, 2 * PAGE), 0);
-  void *a = NULL;
-  CHECK_EQ(fl_mmap(f, 2 * PAGE, FL_PROT_READ | FL_PROT_WRITE, FL_MAP_SHARED, 0, &a), 0);
+  void *a = new_mapped_file(e, dir, "capi-destroy.bin", path, 2 * PAGE, 2 * PAGE, &f);
   ((unsigned char *)a)[PAGE] = 9;
   CHECK_EQ(fl_engine_destroy(e), 0); /* writes back, unmaps */
   CHECK_EQ(fl_engine_destroy(e), -EBADF);
   CHECK_EQ(fl_munmap(a, 2 * PAGE), -EINVAL); /* already gone with the engine */
   CHECK_EQ(fl_pread(f, path, 1, 0), -ESHUTDOWN);
   CHECK_EQ(fl_close(f), 0);
-  int fd = open(path, O_RDONLY);
-  unsigned char b = 0;
-  CHECK_EQ(pread(fd, &b, 1, PAGE), 1);
-  CHECK_EQ(b, 9);
-  close(fd);
+  CHECK_EQ(file_byte(path, PAGE), 9);
   unlink(path);
 }
 
@@ -432,12 +446,8 @@ static void test_faulting_thread(const char *dir) {
   c.fault_mode = FL_FAULT_FAULTING_THREAD;
   CHECK_EQ(fl_engine_create(&c, &e), 0);
   char path[512];
-  snprintf(path, sizeof path, "%s/capi-faulting-thread.bin", dir);
   fl_file *f = NULL;
-  CHECK_EQ(fl_open(e, path, FL_O_RDWR | FL_O_CREAT, NULL, &f), 0);
-  CHECK_EQ(fl_ftruncate(f, 4 * PAGE), 0);
-  void *a = NULL;
-  CHECK_EQ(fl_mmap(f, 8 * PAGE, FL_PROT_READ | FL_PROT_WRITE, FL_MAP_SHARED, 0, &a), 0);
+  void *a = new_mapped_file(e, dir, "capi-faulting-thread.bin", path, 4 * PAGE, 8 * PAGE, &f);
   struct sigaction sa, old;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = program_sigbus;
@@ -454,11 +464,7 @@ static void test_faulting_thread(const char *dir) {
   CHECK_EQ(g_real_sigbus, 1);
   CHECK_EQ(sigaction(SIGBUS, &old, NULL), 0);
   CHECK_EQ(fl_msync(p, 4 * PAGE, FL_MS_SYNC), 0);
-  int fd = open(path, O_RDONLY);
-  unsigned char b = 0;
-  CHECK_EQ(pread(fd, &b, 1, 3 * PAGE + 1), 1);
-  CHECK_EQ(b, 4);
-  close(fd);
+  CHECK_EQ(file_byte(path, 3 * PAGE + 1), 4);
   CHECK_EQ(fl_munmap(a, 8 * PAGE), 0);
   CHECK_EQ(fl_close(f), 0);
   CHECK_EQ(fl_engine_destroy(e), 0);
