@@ -135,6 +135,13 @@ struct EngineConfig {
   std::size_t fault_around_pages = 256;
   /// Largest window for sequential access (readahead grows up to it).
   std::size_t readahead_max_pages = 1024;
+  /// Windows a sequential stream keeps read (or being read) ahead of the one
+  /// it maps: the readahead distance, 1 to 8. The kernel keeps one (its
+  /// async_size); here a window is read and then copied into the frames,
+  /// and with two, each read by its own fault-handler thread, one's copy
+  /// overlaps the other's read (docs/MEASUREMENTS.md M6.16). Memory: up to
+  /// this many readahead_max_pages windows per stream, within the limit.
+  std::size_t readahead_windows = 2;
   /// Read-around for non-sequential faults: the backend is told (will_need)
   /// that this many pages around the fault will be read soon, as the kernel's
   /// mmap read-around does; only the fault-around window is filled (and

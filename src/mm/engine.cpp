@@ -54,6 +54,7 @@ namespace {
 constexpr unsigned kMaxFaultThreads = 4096;
 /// EngineConfig::fault_poll_us above this is refused (EINVAL).
 constexpr unsigned kMaxFaultPollUs = 10000;
+constexpr std::size_t kMaxReadaheadWindows = 8;
 
 /// Adds (op EPOLL_CTL_ADD) or re-arms (EPOLL_CTL_MOD) a userfaultfd in the
 /// handlers' epoll set, one-shot: epoll_wait hands it to one handler, which
@@ -104,6 +105,9 @@ Status EngineCore::check_config(const EngineConfig& cfg) {
                          ") must be <= " + std::to_string(kMaxFaultPollUs)};
   if (cfg.fault_around_pages == 0 || cfg.readahead_max_pages == 0)
     return {-EINVAL, "faultline: fault_around_pages and readahead_max_pages must be >= 1"};
+  if (cfg.readahead_windows < 1 || cfg.readahead_windows > kMaxReadaheadWindows)
+    return {-EINVAL, "faultline: readahead_windows (" + std::to_string(cfg.readahead_windows) +
+                         ") must be in [1, " + std::to_string(kMaxReadaheadWindows) + "]"};
   // Issue 16, bad input: a limit below one fault window could never hold a
   // fault's fill (2 MiB-frame Files check one frame at open).
   if (cfg.memory_limit_pages && cfg.memory_limit_pages < cfg.fault_around_pages)

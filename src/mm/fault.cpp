@@ -166,8 +166,8 @@ struct FileImpl::FaultWindow {
   const WriteAround* wa = nullptr;  // pages made writable with must
   uint64_t fill_budget = ~uint64_t{0};  // pages charged under the memory limit
   unsigned around = kFillAndMap;
-  VmFault* next = nullptr;  // a stream fault: its readahead's first page is locked before the map
-  PageLock next_lock{};
+  VmFault* next = nullptr;  // a stream fault: its readahead's first pages are locked before the map
+  std::vector<ReadaheadWindow> ra_windows{};  // the windows it reads ahead, nearest first
 
   // Under the locks. pages[i] null: left out (not locked, past EOF, over the
   // budget, its fill failed): not filled, not installed, unlocked.
@@ -667,8 +667,8 @@ void FileImpl::read_fault(VmFault& vmf) {
   publish_stream(vmf);
   w.next = &vmf;
   if (!install_window(w, std::move(lock))) {
-    // No readahead after all: its marker goes, under the lock still held.
-    if (w.next_lock) w.next_lock.page()->clear(PG_readahead);
+    // No readahead after all: the markers go, under the locks still held.
+    for (ReadaheadWindow& rw : w.ra_windows) rw.first.page()->clear(PG_readahead);
     return;
   }
   // The window's pages are cached (nr_cached): its charge ends here, before
@@ -678,9 +678,24 @@ void FileImpl::read_fault(VmFault& vmf) {
   // sets i_size before it waits for the invalidate_lock, R3), and a second
   // look could skip the readahead with its first page still locked (held
   // across update_time below, W5) and marked. The readahead rechecks EOF
-  // under its locks (R2). Breaker R1c: no lock, the same test.
-  if (lock_window_pages() ? static_cast<bool>(w.next_lock) : readahead_wanted(vmf)) {
-    if (!queue_readahead(vmf, w.next_lock)) readahead(vmf, std::move(w.next_lock));
+  // under its locks (R2). Breaker R1c: no lock, one window, the same test.
+  if (!lock_window_pages()) {
+    if (readahead_wanted(vmf)) readahead(vmf, vmf.we, {});
+  } else {
+    // The windows beyond the nearest go to handler threads (queue_work),
+    // which read them beside this one: two windows' reads and copies
+    // overlap (EngineConfig::readahead_windows). The nearest is queued too
+    // when the faulting thread serves its own fault (FaultMode::
+    // FaultingThread: it returns now); a handler reads it itself, after the
+    // others are queued. A store stream's readahead installs pages writable
+    // into the thread's view with its write-around: read here, always.
+    const bool queue_nearest = t_in_thread_fault && vmf.ra_wa.gens.empty();
+    for (size_t i = queue_nearest ? 0 : 1; i < w.ra_windows.size(); ++i) {
+      ReadaheadWindow& rw = w.ra_windows[i];
+      if (!queue_readahead(vmf, rw)) readahead(vmf, rw.ws, std::move(rw.first));
+    }
+    if (!queue_nearest && !w.ra_windows.empty())
+      readahead(vmf, w.ra_windows[0].ws, std::move(w.ra_windows[0].first));
   }
   if (vmf.write) {
     // R6: the time update (mtime) for a store that arrived as a MISSING /
@@ -779,44 +794,71 @@ bool FileImpl::readahead_wanted(const VmFault& vmf) {
   return vmf.sequential && vmf.we < vmf.m.pgoff + vmf.m.npages && vmf.we < eof_pages();
 }
 
-PageLock FileImpl::lock_readahead(VmFault& vmf) {
-  // The first page of the stream's next window is locked (R1c; R12: a
-  // try-lock, above the window's pages) and marked after the fault's fill
-  // and before its map wakes the thread: a stream that touches this window
-  // faster than the readahead charges and locks would otherwise reach the
-  // next window first, read it synchronously, and from then on always be
+std::vector<FileImpl::ReadaheadWindow> FileImpl::lock_readahead(VmFault& vmf) {
+  // The first page of each window the stream reads ahead is locked (R1c;
+  // R12: a try-lock, above the window's pages) and marked after the fault's
+  // fill and before its map wakes the thread: a stream that touches this
+  // window faster than the readahead charges and locks would otherwise reach
+  // the next window first, read it synchronously, and from then on always be
   // ahead of its readahead. With the lock taken here its fault waits for the
   // read (R1c).
-  if (!readahead_wanted(vmf) || !lock_window_pages()) return {};
-  Page* q = index_.get(vmf.we);
-  PageLock first(q, std::try_to_lock);
-  if (first && vmf.ra_wa.gens.empty() && !q->test(PG_uptodate))
-    q->set(PG_readahead);  // under its lock; dropped pages lose it
-  return first;
+  std::vector<ReadaheadWindow> out;
+  if (!readahead_wanted(vmf) || !lock_window_pages()) return out;
+  // The readahead distance (EngineConfig::readahead_windows, the kernel's
+  // async_size counted in windows): the stream keeps that many windows read
+  // or being read past the one this fault maps. Those it has already,
+  // [we, ahead), count; the rest follow them. (The kernel keeps one: its
+  // reads go into the page cache, no copy after them. Here a window is read
+  // and then copied into the frames; with two in flight on two handler
+  // threads one's copy overlaps the other's read: M6.16.) A store stream
+  // reads one ahead (its readahead installs pages writable, in this thread).
+  const uint64_t want = vmf.ra_wa.gens.empty() ? core->cfg.readahead_windows : 1;
+  const uint64_t end = std::min<uint64_t>(vmf.m.pgoff + vmf.m.npages, eof_pages());
+  const uint64_t ahead = vmf.st.ahead;
+  uint64_t ws = vmf.we;
+  uint64_t have = 0;
+  if (want > 1 && ahead != ~uint64_t{0} && ahead > vmf.we && ahead - vmf.we < want * vmf.ra_size) {
+    have = (ahead - vmf.we + vmf.ra_size - 1) / vmf.ra_size;
+    ws = ahead;
+  }
+  for (; have < want && ws < end; ++have, ws += vmf.ra_size) {
+    Page* q = index_.get(ws);
+    PageLock first(q, std::try_to_lock);
+    if (!first) break;  // held: a fault or readahead is there already
+    if (vmf.ra_wa.gens.empty() && !q->test(PG_uptodate))
+      q->set(PG_readahead);  // under its lock; dropped pages lose it
+    out.push_back({ws, std::move(first)});
+  }
+  if (want > 1 && !out.empty()) {
+    // A hint (this thread's stream in the view), as the stream position.
+    MappingImpl::Stream st = vmf.m.stream_of(vmf.st.tid);
+    st.ahead = std::min<uint64_t>(out.back().ws + vmf.ra_size, vmf.m.pgoff + vmf.m.npages);
+    vmf.m.set_stream(st);
+  }
+  return out;
 }
 
-bool FileImpl::queue_readahead(VmFault& vmf, PageLock& first) {
-  // FaultMode::FaultingThread: the faulting thread's handler returns at once
-  // and a handler thread reads the stream's next window meanwhile, as a
-  // handler does after its install woke the thread: the read overlaps the
-  // touching. (A store stream's readahead installs pages writable into the
-  // thread's view with its write-around: run here, as before.)
-  if (!t_in_thread_fault || !first || !vmf.ra_wa.gens.empty()) return false;
+bool FileImpl::queue_readahead(VmFault& vmf, ReadaheadWindow& rw) {
+  // A handler thread reads the window (run_work) while this thread goes on:
+  // the faulting thread's own handler returns at once (FaultMode::
+  // FaultingThread), a handler thread reads a nearer window meanwhile.
+  PageLock& first = rw.first;
+  if (!first || !vmf.ra_wa.gens.empty()) return false;
   MappingImpl* const m = &vmf.m;
   Page* const q = first.page();
-  const uint64_t pg = vmf.pg, we = vmf.we, ra_size = vmf.ra_size;
+  const uint64_t pg = vmf.pg, ws = rw.ws, ra_size = vmf.ra_size;
   const uintptr_t addr = vmf.addr;
   // Made before anything is handed over (it may throw). It holds only the
   // view (kept by its in-flight count, as a fault's: teardown waits; the
   // File through it, so the File's last reference is never dropped on a
   // handler thread) and the locked page, both given back on every way out.
-  std::function<void()> job = [m, q, pg, we, ra_size, addr] {
+  std::function<void()> job = [m, q, pg, ws, ra_size, addr] {
     struct Put {
       MappingImpl* m;
       ~Put() { m->inflight.fetch_sub(1, std::memory_order_acq_rel); }  // m not touched after
     } put{m};
     PageLock held(q, std::adopt_lock);
-    m->file->readahead_queued(*m, pg, addr, we, ra_size, std::move(held));
+    m->file->readahead_queued(*m, pg, addr, ws, ra_size, std::move(held));
   };
   m->inflight.fetch_add(1, std::memory_order_acq_rel);
   (void)first.release();  // a page lock is a bit: any thread unlocks it
@@ -832,7 +874,7 @@ bool FileImpl::queue_readahead(VmFault& vmf, PageLock& first) {
   return false;
 }
 
-void FileImpl::readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uint64_t we,
+void FileImpl::readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uint64_t ws,
                                 uint64_t ra_size, PageLock first) {
   // R1b: a fill holds the invalidate_lock shared. Here the window's first
   // page came locked (R1c), so the lock order (invalidate_lock, then page
@@ -845,12 +887,11 @@ void FileImpl::readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uin
   }
   VmFault vmf(m, pg, addr, /*write=*/false, /*minor=*/false, m.async_wp());
   vmf.sequential = true;
-  vmf.we = we;
   vmf.ra_size = ra_size;
-  readahead(vmf, std::move(first));
+  readahead(vmf, ws, std::move(first));
 }
 
-void FileImpl::readahead(VmFault& vmf, PageLock first) {
+void FileImpl::readahead(VmFault& vmf, uint64_t ws, PageLock first) {
   // Asynchronous readahead (the kernel's PG_readahead / async_size): the
   // faulting thread already runs (its install woke it; the window's first
   // page was locked before, lock_readahead); this handler reads
@@ -864,8 +905,7 @@ void FileImpl::readahead(VmFault& vmf, PageLock first) {
   // Within the memory limit without waiting (the invalidate_lock is held):
   // no room, no readahead.
   MappingImpl& m = vmf.m;
-  const uint64_t ws = vmf.we;
-  const uint64_t we = std::min<uint64_t>(vmf.we + vmf.ra_size, m.pgoff + m.npages);
+  const uint64_t we = std::min<uint64_t>(ws + vmf.ra_size, m.pgoff + m.npages);
   const bool install = !vmf.ra_wa.gens.empty();
   // Its first page comes locked (lock_readahead, R1c) unless a breaker is on.
   if (lock_window_pages() && !first) return;
@@ -914,7 +954,7 @@ bool FileImpl::install_window(FaultWindow& w, PageLock must_lock) {
   FL_POINT("fault.before_install");
   // After the fill (a slow fill holds no other fault off the next window's
   // page) and before the map wakes the thread.
-  if (w.next) w.next_lock = lock_readahead(*w.next);
+  if (w.next) w.ra_windows = lock_readahead(*w.next);
   const bool installed = w.install && w.map();
   // Error on the faulting page: SIGBUS for this access, the rest of the file
   // keeps working.

@@ -228,17 +228,24 @@ class FileImpl {
   /// Fills, installs and unlocks the window; `must` (its faulting page) comes
   /// locked by the caller. Returns whether `must` was installed.
   bool install_window(FaultWindow& w, PageLock must);
-  /// Asynchronous readahead of the window after the fault's (no waiting).
-  void readahead(VmFault& vmf, PageLock first);
-  /// FaultMode::FaultingThread: hands that readahead to a handler thread
-  /// (true: `first` went with it), so the faulting thread returns now.
-  bool queue_readahead(VmFault& vmf, PageLock& first);
-  /// The handed-over readahead, on a handler thread: the stream's window
-  /// after [.., we), its first page locked (`first`).
-  void readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uint64_t we, uint64_t ra_size,
+  /// A window a stream fault reads ahead: [ws, ws + ra_size), its first
+  /// page locked and marked (lock_readahead).
+  struct ReadaheadWindow {
+    uint64_t ws;
+    PageLock first;
+  };
+  /// Asynchronous readahead of the window at ws (no waiting).
+  void readahead(VmFault& vmf, uint64_t ws, PageLock first);
+  /// Hands that readahead to a handler thread (true: `rw.first` went with
+  /// it), so this thread goes on.
+  bool queue_readahead(VmFault& vmf, ReadaheadWindow& rw);
+  /// The handed-over readahead, on a handler thread: the stream's window at
+  /// ws, its first page locked (`first`).
+  void readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uint64_t ws, uint64_t ra_size,
                         PageLock first);
-  /// The next window's first page, try-locked and marked before the map.
-  PageLock lock_readahead(VmFault& vmf);
+  /// The first page of each window the stream reads ahead
+  /// (EngineConfig::readahead_windows), try-locked and marked before the map.
+  std::vector<ReadaheadWindow> lock_readahead(VmFault& vmf);
   /// Whether this fault's stream gets a readahead of its next window.
   bool readahead_wanted(const VmFault& vmf);
   /// Under the faulting page's lock: a cache hit (referenced) or a miss.

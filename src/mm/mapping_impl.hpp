@@ -81,6 +81,7 @@ class MappingImpl {
     uint64_t start = ~uint64_t{0};     // first page of the stream's last window
     uint64_t next = ~uint64_t{0};      // page that continues the stream
     bool stream = false;               // the last window continued a stream
+    uint64_t ahead = ~uint64_t{0};     // end of the furthest window read ahead for it
     uint64_t used = 0;                 // LRU clock
   };
   static constexpr size_t kStreams = 8;

@@ -35,6 +35,10 @@ EngineConfig config() {
   cfg.fault_around_pages = kWindow;
   cfg.read_around_pages = 0;
   cfg.readahead_max_pages = kRa;
+  // One window read ahead: the tests below count windows exactly, and the
+  // second window of the default distance (2) would race their gates.
+  // TwoWindowsAreReadAheadEachByItsOwnHandler checks the distance.
+  cfg.readahead_windows = 1;
   cfg.flusher = false;
   return cfg;
 }
@@ -61,9 +65,10 @@ class GatedBackend final : public ForwardingBackend {
     gate_pg_ = ~uint64_t{0};
     cv_.notify_all();
   }
-  bool someone_waits() {
+  bool someone_waits() { return waiters() > 0; }
+  int waiters() {
     std::lock_guard g(mu_);
-    return waiting_ > 0;
+    return waiting_;
   }
 
  private:
@@ -152,6 +157,57 @@ TEST(AsyncReadahead, NextWindowIsReadWhileTheStreamTouchesThisOne) {
   EXPECT_EQ(s.pages_filled, kPages);
   EXPECT_EQ(s.bytes_read, kPages * kPage);
   EXPECT_EQ(s.read_errors, 0u);
+}
+
+// EngineConfig::readahead_windows = 2: a stream keeps two windows read ahead
+// of the one it maps, each read by its own handler thread at the same time
+// (one's copy overlaps the other's read). The stream's first sequential fault
+// starts both; each marker fault after that starts one more, the window
+// after the two already there.
+TEST(AsyncReadahead, TwoWindowsAreReadAheadEachByItsOwnHandler) {
+  EngineConfig cfg = config();
+  cfg.readahead_windows = 2;
+  Engine eng(cfg);
+  Obj o(eng, "two");
+  o.be->close(3 * kWindow);  // both readaheads, [48, 80) and [80, 112), wait in the backend
+  o.start_stream();
+  // Both are inside the backend at once: two handler threads read them.
+  ASSERT_TRUE(ft::eventually([&] { return o.be->waiters() == 2; }))
+      << "one window read ahead at a time (" << o.be->waiters() << " in the backend)";
+  EXPECT_EQ(o.f.stats().async_readahead_pages, 0u);
+  o.be->open();
+  ASSERT_TRUE(ft::eventually([&] { return o.f.stats().async_readahead_pages == 2 * kRa; }))
+      << o.f.stats().async_readahead_pages;
+  Stats s = o.f.stats();
+  EXPECT_EQ(s.cached_pages, 3 * kWindow + 2 * kRa);
+  EXPECT_EQ(s.pages_installed, 3 * kWindow) << "read ahead, not mapped";
+  // The stream reaches the first: one fault (its marker, a hit) maps it and
+  // reads one window more, [112, 144): two ahead again, not three.
+  const uint64_t before = o.faults();
+  const uint64_t hits = s.cache_hits;
+  for (uint64_t pg = 3 * kWindow; pg < 3 * kWindow + kRa; ++pg) o.touch(pg);
+  EXPECT_EQ(o.faults(), before + 1);
+  EXPECT_EQ(o.f.stats().cache_hits, hits + 1);
+  ASSERT_TRUE(ft::eventually([&] { return o.f.stats().async_readahead_pages == 3 * kRa; }))
+      << o.f.stats().async_readahead_pages;
+  EXPECT_EQ(o.f.stats().cached_pages, 3 * kWindow + 3 * kRa);
+  // To the end: every page read once.
+  for (uint64_t pg = 3 * kWindow + kRa; pg < kPages; ++pg) o.touch(pg);
+  s = o.f.stats();
+  EXPECT_EQ(s.pages_filled, kPages);
+  EXPECT_EQ(s.bytes_read, kPages * kPage);
+  EXPECT_EQ(s.read_errors, 0u);
+}
+
+TEST(AsyncReadahead, ReadaheadWindowsOutOfRangeIsEinval) {
+  EngineConfig c = config();
+  c.readahead_windows = 0;
+  EXPECT_ERRNO(EINVAL, Engine{c});
+  c.readahead_windows = 9;
+  EXPECT_ERRNO(EINVAL, Engine{c});
+  c.readahead_windows = 8;
+  Engine eng(c);
+  EXPECT_EQ(eng.config().readahead_windows, 8u);
 }
 
 // Context readahead (the kernel's page_cache_sync_ra looks for the cached

@@ -246,6 +246,7 @@ RunInfo run_info(const BenchOptions& o) {
   EngineConfig config;
   config.fault_around_pages = o.fault_around;
   config.readahead_max_pages = o.readahead_max;
+  config.readahead_windows = o.readahead_windows;
   config.write_around_max_pages = o.write_around_max;
   config.fault_threads = fault_threads_arg(o);
   config.log = log_once;

@@ -22,6 +22,7 @@ struct BenchOptions {
   unsigned reps = 3;
   std::size_t fault_around = 0;  ///< 0 until add_bench_command sets EngineConfig's default
   std::size_t readahead_max = 0;
+  std::size_t readahead_windows = 0;
   std::size_t write_around_max = 0;
   unsigned threads = 0;
   /// --threads as given: one number (EngineConfig.fault_threads), or with

@@ -64,12 +64,15 @@ struct WindowOption {
   std::size_t BenchOptions::*value;
   std::size_t EngineConfig::*config;
   const char* help;
+  std::size_t max = std::size_t{1} << 20;
 };
 constexpr WindowOption kWindowOptions[] = {
     {"--fault-around", &BenchOptions::fault_around, &EngineConfig::fault_around_pages,
      "EngineConfig.fault_around_pages: pages installed per non-sequential fault"},
     {"--readahead-max", &BenchOptions::readahead_max, &EngineConfig::readahead_max_pages,
      "EngineConfig.readahead_max_pages: largest sequential window"},
+    {"--readahead-windows", &BenchOptions::readahead_windows, &EngineConfig::readahead_windows,
+     "EngineConfig.readahead_windows: windows a sequential stream keeps read ahead (1-8)", 8},
     {"--write-around-max", &BenchOptions::write_around_max, &EngineConfig::write_around_max_pages,
      "EngineConfig.write_around_max_pages: largest write-around (pages made writable and dirty "
      "ahead of a sequential store stream; --write)"},
@@ -141,7 +144,7 @@ void add_engine_options(CLI::App* cmd, BenchOptions& o, const EngineConfig& defa
   for (const WindowOption& w : kWindowOptions) {
     o.*w.value = defaults.*w.config;
     cmd->add_option(w.name, o.*w.value, w.help)
-        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+        ->check(CLI::Range(std::size_t{1}, w.max))
         ->capture_default_str();
   }
   o.threads = defaults.fault_threads;

@@ -301,14 +301,15 @@ void print_table_header(const OocRun& run) {
              "start for every run (fsync + POSIX_FADV_DONTNEED, checked with mincore)\n",
              format_size(run.file), format_size(run.limit), cgroup_note(run), run.seconds);
   fmt::print("faultline: {} EngineConfig (fault_threads={} fault_around_pages={} "
-             "read_around_pages={} readahead_max_pages={}), no advice; direct: O_DIRECT, {} "
-             "4 KiB reads in flight (scan: {} reads of {} in flight)\n",
+             "read_around_pages={} readahead_max_pages={} readahead_windows={}), no advice; "
+             "direct: O_DIRECT, {} 4 KiB reads in flight (scan: {} reads of {} in flight, into 2 MiB huge pages)\n",
              cfg.fault_around_pages == EngineConfig{}.fault_around_pages &&
-                     cfg.readahead_max_pages == EngineConfig{}.readahead_max_pages
+                     cfg.readahead_max_pages == EngineConfig{}.readahead_max_pages &&
+                     cfg.readahead_windows == EngineConfig{}.readahead_windows
                  ? "default"
                  : "given",
              cfg.fault_threads, cfg.fault_around_pages, cfg.read_around_pages,
-             cfg.readahead_max_pages, run.depth, kOocScanDepth, format_size(kOocScanReadBytes));
+             cfg.readahead_max_pages, cfg.readahead_windows, run.depth, kOocScanDepth, format_size(kOocScanReadBytes));
   fmt::print("measured: the second half of each run (scan: the whole scan; scan+hot: one hot-set "
              "thread while `thr` threads scan, against the same thread alone before: hot_kept); touch = one "
              "8-byte load of a 4 KiB page; hit = a touch that read nothing from the device "
@@ -467,6 +468,7 @@ EngineConfig engine_config(const BenchOptions& o) {
   cfg.log = [](std::string_view m) { fmt::print(stderr, "{}\n", m); };
   if (o.fault_around != cfg.fault_around_pages) cfg.fault_around_pages = o.fault_around;
   if (o.readahead_max != cfg.readahead_max_pages) cfg.readahead_max_pages = o.readahead_max;
+  if (o.readahead_windows != cfg.readahead_windows) cfg.readahead_windows = o.readahead_windows;
   cfg.fault_poll_us = o.fault_poll_us;
   return cfg;
 }
