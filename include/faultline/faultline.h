@@ -81,6 +81,10 @@ typedef struct fl_config {
    * NUL-terminated; NULL = stderr. log_ctx is passed back. */
   void (*log)(void *log_ctx, const char *msg, size_t len);
   void *log_ctx;
+  /* Added after the first release (a struct_size without them gets the defaults): */
+  uint32_t readahead_windows;      /* windows a sequential stream keeps read ahead, 1-8
+                                      (default 2) */
+  uint32_t reserved0;              /* 0 */
 } fl_config;
 
 /* Fills *cfg with the defaults. No-op for NULL. */

@@ -8,7 +8,9 @@
 #include <linux/falloc.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <climits>
 #include <cstring>
 #include <map>
@@ -232,6 +234,10 @@ int fl_handle_sigbus(int sig, void* siginfo, void* ucontext) {
   return faultline::handle_sigbus(sig, siginfo, ucontext) ? 1 : 0;
 }
 
+// fl_config as first released (up to log_ctx): the smallest struct_size
+// fl_engine_create accepts.
+constexpr size_t kConfigFirstSize = offsetof(fl_config, readahead_windows);
+
 void fl_config_init(fl_config* cfg) {
   if (!cfg) return;
   const faultline::EngineConfig d{};
@@ -249,6 +255,7 @@ void fl_config_init(fl_config* cfg) {
   cfg->dirty_background_pages = d.dirty_background_pages;
   cfg->dirty_limit_pages = d.dirty_limit_pages;
   cfg->memory_limit_pages = d.memory_limit_pages;
+  cfg->readahead_windows = static_cast<uint32_t>(d.readahead_windows);
 }
 
 int fl_engine_create(const fl_config* cfg, fl_engine** out) {
@@ -257,9 +264,12 @@ int fl_engine_create(const fl_config* cfg, fl_engine** out) {
   fl_config c;
   fl_config_init(&c);
   if (cfg) {
-    if (cfg->struct_size < sizeof(fl_config))
+    // A caller built against an older header passes the fields it knows
+    // (struct_size); those added since keep their defaults.
+    if (cfg->struct_size < kConfigFirstSize)
       return fail(EINVAL, "faultline: fl_config not initialised (fl_config_init)");
-    c = *cfg;
+    std::memcpy(&c, cfg, std::min<size_t>(cfg->struct_size, sizeof(fl_config)));
+    c.struct_size = sizeof(fl_config);
   }
   if (c.fault_threads == 0) return fail(EINVAL, "faultline: fl_config.fault_threads must be > 0");
   if (c.fault_mode != FL_FAULT_HANDLER_THREADS && c.fault_mode != FL_FAULT_FAULTING_THREAD)
@@ -280,6 +290,7 @@ int fl_engine_create(const fl_config* cfg, fl_engine** out) {
     e.dirty_background_pages = c.dirty_background_pages;
     e.dirty_limit_pages = c.dirty_limit_pages;
     e.memory_limit_pages = c.memory_limit_pages;
+    e.readahead_windows = c.readahead_windows;
     e.fault_mode = c.fault_mode == FL_FAULT_FAULTING_THREAD ? faultline::FaultMode::FaultingThread
                                                            : faultline::FaultMode::HandlerThreads;
     if (c.log) {

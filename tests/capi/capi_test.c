@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <setjmp.h>
+#include <stddef.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -411,6 +412,20 @@ static void test_destroy(const char *dir) {
   fl_engine *e = NULL;
   CHECK_EQ(fl_engine_create(&c, &e), -EINVAL);
   c.fault_threads = 1;
+  /* readahead_windows: 1-8; a struct_size from before it was added leaves
+   * it at its default (the bytes past that size are not read). */
+  CHECK_EQ(c.readahead_windows, 2u);
+  c.readahead_windows = 0;
+  CHECK_EQ(fl_engine_create(&c, &e), -EINVAL);
+  c.readahead_windows = 9;
+  CHECK_EQ(fl_engine_create(&c, &e), -EINVAL);
+  c.struct_size = (uint32_t)offsetof(fl_config, readahead_windows);
+  CHECK_EQ(fl_engine_create(&c, &e), 0);
+  CHECK_EQ(fl_engine_destroy(e), 0);
+  c.struct_size = (uint32_t)offsetof(fl_config, readahead_windows) - 1;
+  CHECK_EQ(fl_engine_create(&c, &e), -EINVAL);
+  c.struct_size = sizeof c;
+  c.readahead_windows = 8;
   CHECK_EQ(fl_engine_create(&c, &e), 0);
   char path[512];
   fl_file *f = NULL;
