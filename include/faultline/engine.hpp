@@ -136,12 +136,16 @@ struct EngineConfig {
   /// Largest window for sequential access (readahead grows up to it).
   std::size_t readahead_max_pages = 1024;
   /// Windows a sequential stream keeps read (or being read) ahead of the one
-  /// it maps: the readahead distance, 1 to 8. The kernel keeps one (its
-  /// async_size); here a window is read and then copied into the frames,
-  /// and with two, each read by its own fault-handler thread, one's copy
-  /// overlaps the other's read (docs/MEASUREMENTS.md M6.16). Memory: up to
-  /// this many readahead_max_pages windows per stream, within the limit.
-  std::size_t readahead_windows = 2;
+  /// it maps once its window is readahead_max_pages: the readahead distance,
+  /// 1 to 8. 1 is the kernel's (async_size = the window). Here a window is
+  /// read and then copied into the frames; with 2, two windows are read at
+  /// once by two fault-handler threads and one's copy overlaps the other's
+  /// read: a lone scan reads 9-11% faster (4 KiB frames) and 11-31% (2 MiB
+  /// frames), but it also takes that much more CPU from other threads (a
+  /// hot set beside a scan kept 0.53-0.57 of its rate instead of 0.79-0.81;
+  /// docs/MEASUREMENTS.md M6.16). Memory: up to this many windows per
+  /// stream, within the limit.
+  std::size_t readahead_windows = 1;
   /// Read-around for non-sequential faults: the backend is told (will_need)
   /// that this many pages around the fault will be read soon, as the kernel's
   /// mmap read-around does; only the fault-around window is filled (and

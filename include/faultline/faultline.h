@@ -83,7 +83,7 @@ typedef struct fl_config {
   void *log_ctx;
   /* Added after the first release (a struct_size without them gets the defaults): */
   uint32_t readahead_windows;      /* windows a sequential stream keeps read ahead, 1-8
-                                      (default 2) */
+                                      (default 1; 2 scans faster, see engine.hpp) */
   uint32_t reserved0;              /* 0 */
 } fl_config;
 

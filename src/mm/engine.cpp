@@ -54,7 +54,6 @@ namespace {
 constexpr unsigned kMaxFaultThreads = 4096;
 /// EngineConfig::fault_poll_us above this is refused (EINVAL).
 constexpr unsigned kMaxFaultPollUs = 10000;
-constexpr std::size_t kMaxReadaheadWindows = 8;
 
 /// Adds (op EPOLL_CTL_ADD) or re-arms (EPOLL_CTL_MOD) a userfaultfd in the
 /// handlers' epoll set, one-shot: epoll_wait hands it to one handler, which
@@ -492,7 +491,13 @@ void EngineCore::close() {
     work_stopped_ = true;
     jobs.swap(work_);
   }
-  for (auto& job : jobs) job();
+  for (auto& job : jobs) {
+    try {
+      job();  // gives its page lock and view count back on every way out
+    } catch (const std::exception& e) {
+      log(std::string("faultline: queued work failed: ") + e.what());
+    }
+  }
   jobs.clear();
   {
     MutexLock fg(flush_mu_);

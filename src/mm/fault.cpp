@@ -167,7 +167,7 @@ struct FileImpl::FaultWindow {
   uint64_t fill_budget = ~uint64_t{0};  // pages charged under the memory limit
   unsigned around = kFillAndMap;
   VmFault* next = nullptr;  // a stream fault: its readahead's first pages are locked before the map
-  std::vector<ReadaheadWindow> ra_windows{};  // the windows it reads ahead, nearest first
+  ReadaheadWindows ra_windows{};  // the windows it reads ahead, nearest first
 
   // Under the locks. pages[i] null: left out (not locked, past EOF, over the
   // budget, its fill failed): not filled, not installed, unlocked.
@@ -667,8 +667,11 @@ void FileImpl::read_fault(VmFault& vmf) {
   publish_stream(vmf);
   w.next = &vmf;
   if (!install_window(w, std::move(lock))) {
-    // No readahead after all: the markers go, under the locks still held.
-    for (ReadaheadWindow& rw : w.ra_windows) rw.first.page()->clear(PG_readahead);
+    // No readahead after all: the marker goes, under the lock still held,
+    // and the stream has nothing read ahead.
+    for (ReadaheadWindow& rw : w.ra_windows)
+      if (rw.first) rw.first.page()->clear(PG_readahead);
+    if (w.ra_windows.n > 1) forget_ahead(vmf);
     return;
   }
   // The window's pages are cached (nr_cached): its charge ends here, before
@@ -689,13 +692,13 @@ void FileImpl::read_fault(VmFault& vmf) {
     // FaultingThread: it returns now); a handler reads it itself, after the
     // others are queued. A store stream's readahead installs pages writable
     // into the thread's view with its write-around: read here, always.
+    // (Refused, at close(): the nearest is read here, the others not at all.)
     const bool queue_nearest = t_in_thread_fault && vmf.ra_wa.gens.empty();
-    for (size_t i = queue_nearest ? 0 : 1; i < w.ra_windows.size(); ++i) {
-      ReadaheadWindow& rw = w.ra_windows[i];
-      if (!queue_readahead(vmf, rw)) readahead(vmf, rw.ws, std::move(rw.first));
-    }
-    if (!queue_nearest && !w.ra_windows.empty())
-      readahead(vmf, w.ra_windows[0].ws, std::move(w.ra_windows[0].first));
+    ReadaheadWindows& ra = w.ra_windows;
+    bool nearest_here = !queue_nearest;
+    if (queue_nearest && ra.n > 0 && !queue_readahead(vmf, ra.w[0])) nearest_here = true;
+    for (size_t i = 1; i < ra.n; ++i) (void)queue_readahead(vmf, ra.w[i]);
+    if (nearest_here && ra.n > 0) readahead(vmf, ra.w[0].ws, std::move(ra.w[0].first));
   }
   if (vmf.write) {
     // R6: the time update (mtime) for a store that arrived as a MISSING /
@@ -786,7 +789,16 @@ void FileImpl::publish_stream(const VmFault& vmf) {
   st.start = vmf.stream_we ? vmf.stream_ws : vmf.ws;
   st.next = vmf.stream_we ? vmf.stream_we : vmf.we;
   st.stream = vmf.sequential;
+  // A fault that is no stream's ends what was read ahead for it: a stream
+  // that starts again (a view scanned again) reads ahead from its start.
+  if (!vmf.sequential) st.ahead = ~uint64_t{0};
   m.set_stream(st);
+}
+
+void FileImpl::forget_ahead(const VmFault& vmf) {
+  MappingImpl::Stream st = vmf.m.stream_of(vmf.st.tid);
+  st.ahead = ~uint64_t{0};
+  vmf.m.set_stream(st);
 }
 
 bool FileImpl::readahead_wanted(const VmFault& vmf) {
@@ -794,15 +806,18 @@ bool FileImpl::readahead_wanted(const VmFault& vmf) {
   return vmf.sequential && vmf.we < vmf.m.pgoff + vmf.m.npages && vmf.we < eof_pages();
 }
 
-std::vector<FileImpl::ReadaheadWindow> FileImpl::lock_readahead(VmFault& vmf) {
-  // The first page of each window the stream reads ahead is locked (R1c;
-  // R12: a try-lock, above the window's pages) and marked after the fault's
-  // fill and before its map wakes the thread: a stream that touches this
-  // window faster than the readahead charges and locks would otherwise reach
-  // the next window first, read it synchronously, and from then on always be
-  // ahead of its readahead. With the lock taken here its fault waits for the
-  // read (R1c).
-  std::vector<ReadaheadWindow> out;
+FileImpl::ReadaheadWindows FileImpl::lock_readahead(VmFault& vmf) {
+  // The first page of the nearest window the stream reads ahead is locked
+  // (R1c; R12: a try-lock, above the window's pages) and marked after the
+  // fault's fill and before its map wakes the thread: a stream that touches
+  // this window faster than the readahead charges and locks would otherwise
+  // reach the next window first, read it synchronously, and from then on
+  // always be ahead of its readahead. With the lock taken here its fault
+  // waits for the read (R1c). The windows past it are locked by their own
+  // readahead when it runs (the stream reaches them only through the nearest
+  // one): a handler must never wait for a page whose lock sits in the job
+  // queue with no handler free to run it.
+  ReadaheadWindows out;
   if (!readahead_wanted(vmf) || !lock_window_pages()) return out;
   // The readahead distance (EngineConfig::readahead_windows, the kernel's
   // async_size counted in windows): the stream keeps that many windows read
@@ -812,7 +827,12 @@ std::vector<FileImpl::ReadaheadWindow> FileImpl::lock_readahead(VmFault& vmf) {
   // and then copied into the frames; with two in flight on two handler
   // threads one's copy overlaps the other's read: M6.16.) A store stream
   // reads one ahead (its readahead installs pages writable, in this thread).
-  const uint64_t want = vmf.ra_wa.gens.empty() ? core->cfg.readahead_windows : 1;
+  // Past the ramp only (the windows read ahead are the stream's whole
+  // windows: a far window sized before the stream grew would leave the
+  // marker faults half a window out of step).
+  const uint64_t want = vmf.ra_wa.gens.empty() && vmf.ra_size >= readahead_max_pages()
+                            ? core->cfg.readahead_windows
+                            : 1;
   const uint64_t end = std::min<uint64_t>(vmf.m.pgoff + vmf.m.npages, eof_pages());
   const uint64_t ahead = vmf.st.ahead;
   uint64_t ws = vmf.we;
@@ -822,17 +842,22 @@ std::vector<FileImpl::ReadaheadWindow> FileImpl::lock_readahead(VmFault& vmf) {
     ws = ahead;
   }
   for (; have < want && ws < end; ++have, ws += vmf.ra_size) {
-    Page* q = index_.get(ws);
-    PageLock first(q, std::try_to_lock);
-    if (!first) break;  // held: a fault or readahead is there already
-    if (vmf.ra_wa.gens.empty() && !q->test(PG_uptodate))
-      q->set(PG_readahead);  // under its lock; dropped pages lose it
-    out.push_back({ws, std::move(first)});
+    ReadaheadWindow& rw = out.w[out.n];
+    rw.ws = ws;
+    if (ws == vmf.we) {
+      Page* q = index_.get(ws);
+      PageLock first(q, std::try_to_lock);
+      if (!first) break;  // held: a fault or readahead is there already
+      if (vmf.ra_wa.gens.empty() && !q->test(PG_uptodate))
+        q->set(PG_readahead);  // under its lock; dropped pages lose it
+      rw.first = std::move(first);
+    }  // else locked by its own readahead (readahead())
+    ++out.n;
   }
-  if (want > 1 && !out.empty()) {
+  if (want > 1 && out.n > 0) {
     // A hint (this thread's stream in the view), as the stream position.
     MappingImpl::Stream st = vmf.m.stream_of(vmf.st.tid);
-    st.ahead = std::min<uint64_t>(out.back().ws + vmf.ra_size, vmf.m.pgoff + vmf.m.npages);
+    st.ahead = std::min<uint64_t>(out.w[out.n - 1].ws + vmf.ra_size, vmf.m.pgoff + vmf.m.npages);
     vmf.m.set_stream(st);
   }
   return out;
@@ -843,9 +868,9 @@ bool FileImpl::queue_readahead(VmFault& vmf, ReadaheadWindow& rw) {
   // the faulting thread's own handler returns at once (FaultMode::
   // FaultingThread), a handler thread reads a nearer window meanwhile.
   PageLock& first = rw.first;
-  if (!first || !vmf.ra_wa.gens.empty()) return false;
+  if (!vmf.ra_wa.gens.empty()) return false;
   MappingImpl* const m = &vmf.m;
-  Page* const q = first.page();
+  Page* const q = first ? first.page() : nullptr;  // none: the job try-locks it (readahead())
   const uint64_t pg = vmf.pg, ws = rw.ws, ra_size = vmf.ra_size;
   const uintptr_t addr = vmf.addr;
   // Made before anything is handed over (it may throw). It holds only the
@@ -857,7 +882,7 @@ bool FileImpl::queue_readahead(VmFault& vmf, ReadaheadWindow& rw) {
       MappingImpl* m;
       ~Put() { m->inflight.fetch_sub(1, std::memory_order_acq_rel); }  // m not touched after
     } put{m};
-    PageLock held(q, std::adopt_lock);
+    PageLock held = q ? PageLock(q, std::adopt_lock) : PageLock{};
     m->file->readahead_queued(*m, pg, addr, ws, ra_size, std::move(held));
   };
   m->inflight.fetch_add(1, std::memory_order_acq_rel);
@@ -869,7 +894,7 @@ bool FileImpl::queue_readahead(VmFault& vmf, ReadaheadWindow& rw) {
     // Not queued: the caller reads ahead itself.
   }
   if (queued) return true;
-  first = PageLock(q, std::adopt_lock);
+  if (q) first = PageLock(q, std::adopt_lock);
   m->inflight.fetch_sub(1, std::memory_order_acq_rel);
   return false;
 }
@@ -882,7 +907,7 @@ void FileImpl::readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uin
   // waiting for it means no readahead (its marker goes, under the lock).
   const std::shared_lock<SleepingRwLock> inval(invalidate_lock_, std::try_to_lock);
   if (!inval.owns_lock()) {
-    first.page()->clear(PG_readahead);
+    if (first) first.page()->clear(PG_readahead);
     return;
   }
   VmFault vmf(m, pg, addr, /*write=*/false, /*minor=*/false, m.async_wp());
@@ -907,8 +932,13 @@ void FileImpl::readahead(VmFault& vmf, uint64_t ws, PageLock first) {
   MappingImpl& m = vmf.m;
   const uint64_t we = std::min<uint64_t>(ws + vmf.ra_size, m.pgoff + m.npages);
   const bool install = !vmf.ra_wa.gens.empty();
-  // Its first page comes locked (lock_readahead, R1c) unless a breaker is on.
-  if (lock_window_pages() && !first) return;
+  // Its first page comes locked (lock_readahead, R1c) unless a breaker is
+  // on, or it is a window past the nearest: try-locked here (R12, after the
+  // invalidate_lock), and held by a fault or another readahead: no readahead.
+  if (lock_window_pages() && !first) {
+    first = PageLock(index_.get(ws), std::try_to_lock);
+    if (!first) return;
+  }
   FL_POINT("readahead.before_charge");
   const uint64_t need = count_missing(ws, we);
   const Charge budget(this, charge(need, 0, /*may_wait=*/false));
@@ -918,7 +948,10 @@ void FileImpl::readahead(VmFault& vmf, uint64_t ws, PageLock first) {
     if (first) first.page()->clear(PG_readahead);
     return;
   }
-  if (!install) index_.get(ws)->set(PG_readahead);  // under its lock; dropped pages lose it
+  // Under its lock; dropped pages lose it. Not on a page read already (a
+  // window the stream read itself before this readahead ran): a later fault
+  // there is no stream's marker.
+  if (Page* fp = index_.get(ws); !install && !fp->test(PG_uptodate)) fp->set(PG_readahead);
   FL_POINT("readahead.after_lock");
   // A failed fill of its first page must not poison a page nobody touched.
   FaultWindow w{.f = *this, .m = m, .ws = ws, .we = we, .must = ws, .readahead = true,

@@ -9,6 +9,7 @@
 // std::system_error.
 #pragma once
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +35,9 @@
 #include "os/sys_error.hpp"
 
 namespace faultline::detail {
+
+/// EngineConfig::readahead_windows above this is refused (EINVAL).
+inline constexpr std::size_t kMaxReadaheadWindows = 8;
 
 class EngineCore;
 class MappingImpl;
@@ -231,8 +235,16 @@ class FileImpl {
   /// A window a stream fault reads ahead: [ws, ws + ra_size), its first
   /// page locked and marked (lock_readahead).
   struct ReadaheadWindow {
-    uint64_t ws;
-    PageLock first;
+    uint64_t ws = 0;
+    PageLock first;  // the nearest window's (lock_readahead); the others lock their own
+  };
+  /// The windows one stream fault reads ahead, nearest first (no allocation:
+  /// they are chosen under the window's page locks).
+  struct ReadaheadWindows {
+    std::array<ReadaheadWindow, kMaxReadaheadWindows> w{};
+    size_t n = 0;
+    ReadaheadWindow* begin() { return w.data(); }
+    ReadaheadWindow* end() { return w.data() + n; }
   };
   /// Asynchronous readahead of the window at ws (no waiting).
   void readahead(VmFault& vmf, uint64_t ws, PageLock first);
@@ -245,7 +257,9 @@ class FileImpl {
                         PageLock first);
   /// The first page of each window the stream reads ahead
   /// (EngineConfig::readahead_windows), try-locked and marked before the map.
-  std::vector<ReadaheadWindow> lock_readahead(VmFault& vmf);
+  ReadaheadWindows lock_readahead(VmFault& vmf);
+  /// The stream's windows read ahead were not read after all.
+  void forget_ahead(const VmFault& vmf);
   /// Whether this fault's stream gets a readahead of its next window.
   bool readahead_wanted(const VmFault& vmf);
   /// Under the faulting page's lock: a cache hit (referenced) or a miss.

@@ -414,7 +414,7 @@ static void test_destroy(const char *dir) {
   c.fault_threads = 1;
   /* readahead_windows: 1-8; a struct_size from before it was added leaves
    * it at its default (the bytes past that size are not read). */
-  CHECK_EQ(c.readahead_windows, 2u);
+  CHECK_EQ(c.readahead_windows, 1u);
   c.readahead_windows = 0;
   CHECK_EQ(fl_engine_create(&c, &e), -EINVAL);
   c.readahead_windows = 9;

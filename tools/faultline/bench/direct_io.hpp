@@ -8,8 +8,10 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "common/sys_error.hpp"
+#include "faultline/constants.hpp"
 
 namespace faultline::cli {
 
@@ -23,7 +25,12 @@ class DirectBuffer {
  public:
   DirectBuffer(uint64_t len, bool huge) : map_len_(len) {
     void* p = MAP_FAILED;
-    if (huge) p = ::mmap(nullptr, len, kProt, kFlags | MAP_POPULATE | MAP_HUGETLB, -1, 0);
+    if (huge) {
+      // (hugetlb: whole 2 MiB pages, or munmap fails)
+      map_len_ = (len + kHuge - 1) & ~(kHuge - 1);
+      p = ::mmap(nullptr, map_len_, kProt, kFlags | MAP_POPULATE | MAP_HUGETLB, -1, 0);
+      if (p == MAP_FAILED) map_len_ = len;
+    }
     if (p == MAP_FAILED && huge) p = map_thp(len);
     if (p == MAP_FAILED) p = ::mmap(nullptr, len, kProt, kFlags | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED) throw_errno("mmap (O_DIRECT buffer)");
@@ -48,7 +55,8 @@ class DirectBuffer {
     auto* p = reinterpret_cast<std::byte*>((base + kHuge - 1) & ~(kHuge - 1));
     // Hints: without THP the buffer is plain pages, which still works.
     (void)::madvise(p, len, MADV_HUGEPAGE);
-    (void)::madvise(p, len, MADV_POPULATE_WRITE);
+    if (::madvise(p, len, MADV_POPULATE_WRITE) != 0)  // before Linux 5.14: touch it
+      for (uint64_t o = 0; o < len; o += kBasePageSize) p[o] = std::byte{0};
     map_ = static_cast<std::byte*>(m);
     map_len_ = whole;
     return p;

@@ -302,7 +302,7 @@ void print_table_header(const OocRun& run) {
              format_size(run.file), format_size(run.limit), cgroup_note(run), run.seconds);
   fmt::print("faultline: {} EngineConfig (fault_threads={} fault_around_pages={} "
              "read_around_pages={} readahead_max_pages={} readahead_windows={}), no advice; "
-             "direct: O_DIRECT, {} 4 KiB reads in flight (scan: {} reads of {} in flight, into 2 MiB huge pages)\n",
+             "direct: O_DIRECT, {} 4 KiB reads in flight (scan: {} reads of {} in flight, into 2 MiB huge pages where the kernel gives them)\n",
              cfg.fault_around_pages == EngineConfig{}.fault_around_pages &&
                      cfg.readahead_max_pages == EngineConfig{}.readahead_max_pages &&
                      cfg.readahead_windows == EngineConfig{}.readahead_windows
