@@ -137,14 +137,14 @@ struct EngineConfig {
   std::size_t readahead_max_pages = 1024;
   /// Windows a sequential stream keeps read (or being read) ahead of the one
   /// it maps once its window is readahead_max_pages: the readahead distance,
-  /// 1 to 8. 1 is the kernel's (async_size = the window). Here a window is
-  /// read and then copied into the frames; with 2, two windows are read at
-  /// once by two fault-handler threads and one's copy overlaps the other's
-  /// read: a lone scan reads 9-11% faster (4 KiB frames) and 11-31% (2 MiB
-  /// frames), but it also takes that much more CPU from other threads (a
-  /// hot set beside a scan kept 0.53-0.57 of its rate instead of 0.79-0.81;
-  /// docs/MEASUREMENTS.md M6.16). Memory: up to this many windows per
-  /// stream, within the limit.
+  /// 1 to 8. 1 is the kernel's (async_size = the window). With 2, two
+  /// windows are read at once by two fault-handler threads: a lone scan of
+  /// 2 MiB frames reads 11-16% faster (medians of five runs), one of 4 KiB
+  /// frames about as fast (its copy into the frames serialises on the
+  /// memfd's inode lock), and the scan takes more CPU from the program's
+  /// other threads (a hot set beside a 4 KiB scan kept 0.53-0.57 of its
+  /// rate instead of 0.79-0.81; docs/MEASUREMENTS.md M6.16). Memory: up to
+  /// this many windows per stream, within the limit.
   std::size_t readahead_windows = 1;
   /// Read-around for non-sequential faults: the backend is told (will_need)
   /// that this many pages around the fault will be read soon, as the kernel's
