@@ -108,6 +108,15 @@ struct Obj {
     const std::byte got = static_cast<volatile const std::byte*>(m.data())[off];
     EXPECT_EQ(got, want[off]) << "page " << pg;
   }
+  /// Touches [from, kPages), then checks every page of the file was read
+  /// from the backend exactly once.
+  void touch_to_end_each_page_read_once(uint64_t from) {
+    for (uint64_t pg = from; pg < kPages; ++pg) touch(pg);
+    const Stats s = f.stats();
+    EXPECT_EQ(s.pages_filled, kPages);
+    EXPECT_EQ(s.bytes_read, kPages * kPage);
+    EXPECT_EQ(s.read_errors, 0u);
+  }
   uint64_t faults() const {
     const Stats s = f.stats();
     return s.missing_faults + s.minor_faults;
@@ -154,11 +163,7 @@ TEST(AsyncReadahead, NextWindowIsReadWhileTheStreamTouchesThisOne) {
   // waits for its lock — one fault or several per window, by timing. The one
   // fault per window read ahead in time is checked above, where the gate
   // decides the order.)
-  for (uint64_t pg = 3 * kWindow + kRa; pg < kPages; ++pg) o.touch(pg);
-  s = o.f.stats();
-  EXPECT_EQ(s.pages_filled, kPages);
-  EXPECT_EQ(s.bytes_read, kPages * kPage);
-  EXPECT_EQ(s.read_errors, 0u);
+  o.touch_to_end_each_page_read_once(3 * kWindow + kRa);
 }
 
 // EngineConfig::readahead_windows = 2: a stream keeps two windows read ahead
@@ -194,11 +199,7 @@ TEST(AsyncReadahead, TwoWindowsAreReadAheadEachByItsOwnHandler) {
       << o.f.stats().async_readahead_pages;
   EXPECT_EQ(o.f.stats().cached_pages, 3 * kWindow + 3 * kRa);
   // To the end: every page read once.
-  for (uint64_t pg = 3 * kWindow + kRa; pg < kPages; ++pg) o.touch(pg);
-  s = o.f.stats();
-  EXPECT_EQ(s.pages_filled, kPages);
-  EXPECT_EQ(s.bytes_read, kPages * kPage);
-  EXPECT_EQ(s.read_errors, 0u);
+  o.touch_to_end_each_page_read_once(3 * kWindow + kRa);
 }
 
 // Review of the readahead distance: a window past the nearest is queued for
