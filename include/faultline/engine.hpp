@@ -139,9 +139,9 @@ struct EngineConfig {
   /// it maps once its window is readahead_max_pages: the readahead distance,
   /// 1 to 8. 1 is the kernel's (async_size = the window). With 2, two
   /// windows are read at once by two fault-handler threads: a lone scan of
-  /// 2 MiB frames reads 11-16% faster (medians of five runs), one of 4 KiB
-  /// frames about as fast (its copy into the frames serialises on the
-  /// memfd's inode lock), and the scan takes more CPU from the program's
+  /// 2 MiB frames reads 16% faster at 1 thread and 11% at 2 (medians of five
+  /// runs), one of 4 KiB frames 2% and 8% (within the noise: its copy into
+  /// the frames serialises on the memfd's inode lock), and the scan takes more CPU from the program's
   /// other threads (a hot set beside a 4 KiB scan kept 0.53-0.57 of its
   /// rate instead of 0.79-0.81; docs/MEASUREMENTS.md M6.16). Memory: up to
   /// this many windows per stream, within the limit.

@@ -62,7 +62,7 @@ typedef struct fl_file fl_file;     /* a handle onto one cached backing object *
  * fields: later versions may add fields at the end (struct_size tells which
  * ones the caller knows). Pages are 4 KiB units. */
 typedef struct fl_config {
-  uint32_t struct_size;            /* sizeof(fl_config), set by fl_config_init */
+  uint32_t struct_size;            /* the caller's sizeof(fl_config), set by fl_config_init */
   uint32_t fault_threads;          /* fault-handler threads (default 2) */
   uint64_t fault_around_pages;     /* pages installed per non-sequential fault (default 256) */
   uint64_t readahead_max_pages;    /* largest sequential window (default 1024) */
@@ -87,8 +87,13 @@ typedef struct fl_config {
   uint32_t reserved0;              /* 0 */
 } fl_config;
 
-/* Fills *cfg with the defaults. No-op for NULL. */
+/* Fills *cfg with the defaults. No-op for NULL. A macro over
+ * fl_config_init_sized, so the library writes exactly the fields this header
+ * declares (a program built against an older header gets the older symbol,
+ * which writes only the first release's fields). */
+void fl_config_init_sized(fl_config *cfg, size_t size);
 void fl_config_init(fl_config *cfg);
+#define fl_config_init(cfg) fl_config_init_sized((cfg), sizeof *(cfg))
 
 /* fl_config.fault_mode (faultline/engine.hpp FaultMode). HANDLER_THREADS: the
  * engine's threads resolve faults; every access works. FAULTING_THREAD: each
@@ -112,7 +117,8 @@ int fl_handle_sigbus(int sig, void *siginfo, void *ucontext);
 
 /* Creates an engine. cfg may be NULL (defaults). On success stores the
  * handle in *out and returns 0. Errors: -EINVAL (out NULL, cfg->struct_size
- * too small, fault_threads 0), -ENOTSUP (kernel lacks a userfaultfd
+ * too small, fault_threads 0, fault_mode unknown, readahead_windows not in
+ * 1-8, other settings the engine refuses: see fl_last_error), -ENOTSUP (kernel lacks a userfaultfd
  * feature), -EPERM (no permission for a userfaultfd that serves kernel-mode
  * faults: root, /dev/userfaultfd or sysctl vm.unprivileged_userfaultfd=1). */
 int fl_engine_create(const fl_config *cfg, fl_engine **out);

@@ -235,34 +235,48 @@ int fl_handle_sigbus(int sig, void* siginfo, void* ucontext) {
 }
 
 // fl_config as first released (up to log_ctx): the smallest struct_size
-// fl_engine_create accepts.
+// fl_engine_create accepts, and all fl_config_init (the first release's
+// symbol, which a program built against that header calls) may write.
 constexpr size_t kConfigFirstSize = offsetof(fl_config, readahead_windows);
+static_assert(sizeof(void*) != 8 || kConfigFirstSize == 96, "fl_config's first release changed");
 
-void fl_config_init(fl_config* cfg) {
-  if (!cfg) return;
+namespace {
+fl_config config_defaults() {
   const faultline::EngineConfig d{};
-  *cfg = fl_config{};
-  cfg->struct_size = sizeof(fl_config);
-  cfg->fault_threads = d.fault_threads;
-  cfg->fault_around_pages = d.fault_around_pages;
-  cfg->readahead_max_pages = d.readahead_max_pages;
-  cfg->read_around_pages = d.read_around_pages;
-  cfg->write_around_max_pages = d.write_around_max_pages;
-  cfg->flusher = d.flusher ? 1 : 0;
-  cfg->flush_interval_ms = d.flush_interval_ms;
-  cfg->dirty_expire_ms = d.dirty_expire_ms;
-  cfg->fault_mode = FL_FAULT_HANDLER_THREADS;
-  cfg->dirty_background_pages = d.dirty_background_pages;
-  cfg->dirty_limit_pages = d.dirty_limit_pages;
-  cfg->memory_limit_pages = d.memory_limit_pages;
-  cfg->readahead_windows = static_cast<uint32_t>(d.readahead_windows);
+  fl_config c{};
+  c.struct_size = sizeof(fl_config);
+  c.fault_threads = d.fault_threads;
+  c.fault_around_pages = d.fault_around_pages;
+  c.readahead_max_pages = d.readahead_max_pages;
+  c.read_around_pages = d.read_around_pages;
+  c.write_around_max_pages = d.write_around_max_pages;
+  c.flusher = d.flusher ? 1 : 0;
+  c.flush_interval_ms = d.flush_interval_ms;
+  c.dirty_expire_ms = d.dirty_expire_ms;
+  c.fault_mode = FL_FAULT_HANDLER_THREADS;
+  c.dirty_background_pages = d.dirty_background_pages;
+  c.dirty_limit_pages = d.dirty_limit_pages;
+  c.memory_limit_pages = d.memory_limit_pages;
+  c.readahead_windows = static_cast<uint32_t>(d.readahead_windows);
+  return c;
 }
+}  // namespace
+
+void fl_config_init_sized(fl_config* cfg, size_t size) {
+  if (!cfg || size < kConfigFirstSize) return;
+  size = std::min(size, sizeof(fl_config));
+  fl_config c = config_defaults();
+  c.struct_size = static_cast<uint32_t>(size);
+  std::memcpy(cfg, &c, size);  // the fields the caller's header has, no more
+}
+
+// (In parentheses: the header's macro of that name calls fl_config_init_sized.)
+void(fl_config_init)(fl_config* cfg) { fl_config_init_sized(cfg, kConfigFirstSize); }
 
 int fl_engine_create(const fl_config* cfg, fl_engine** out) {
   if (!out) return fail(EINVAL, "faultline: fl_engine_create: out is NULL");
   *out = nullptr;
-  fl_config c;
-  fl_config_init(&c);
+  fl_config c = config_defaults();
   if (cfg) {
     // A caller built against an older header passes the fields it knows
     // (struct_size); those added since keep their defaults.

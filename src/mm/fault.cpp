@@ -166,7 +166,7 @@ struct FileImpl::FaultWindow {
   const WriteAround* wa = nullptr;  // pages made writable with must
   uint64_t fill_budget = ~uint64_t{0};  // pages charged under the memory limit
   unsigned around = kFillAndMap;
-  VmFault* next = nullptr;  // a stream fault: its readahead's first pages are locked before the map
+  VmFault* next = nullptr;  // a stream fault: its nearest readahead's first page is locked before the map
   ReadaheadWindows ra_windows{};  // the windows it reads ahead, nearest first
 
   // Under the locks. pages[i] null: left out (not locked, past EOF, over the
@@ -671,7 +671,7 @@ void FileImpl::read_fault(VmFault& vmf) {
     // and the stream has nothing read ahead.
     for (ReadaheadWindow& rw : w.ra_windows)
       if (rw.first) rw.first.page()->clear(PG_readahead);
-    if (w.ra_windows.n > 1) forget_ahead(vmf);
+    if (w.ra_windows.hinted) restore_ahead(vmf);
     return;
   }
   // The window's pages are cached (nr_cached): its charge ends here, before
@@ -795,9 +795,9 @@ void FileImpl::publish_stream(const VmFault& vmf) {
   m.set_stream(st);
 }
 
-void FileImpl::forget_ahead(const VmFault& vmf) {
+void FileImpl::restore_ahead(const VmFault& vmf) {
   MappingImpl::Stream st = vmf.m.stream_of(vmf.st.tid);
-  st.ahead = ~uint64_t{0};
+  st.ahead = vmf.st.ahead;  // as at the look: the windows this fault chose were not read
   vmf.m.set_stream(st);
 }
 
@@ -856,6 +856,7 @@ FileImpl::ReadaheadWindows FileImpl::lock_readahead(VmFault& vmf) {
   }
   if (want > 1 && out.n > 0) {
     // A hint (this thread's stream in the view), as the stream position.
+    out.hinted = true;
     MappingImpl::Stream st = vmf.m.stream_of(vmf.st.tid);
     st.ahead = std::min<uint64_t>(out.w[out.n - 1].ws + vmf.ra_size, vmf.m.pgoff + vmf.m.npages);
     vmf.m.set_stream(st);
@@ -877,14 +878,19 @@ bool FileImpl::queue_readahead(VmFault& vmf, ReadaheadWindow& rw) {
   // view (kept by its in-flight count, as a fault's: teardown waits; the
   // File through it, so the File's last reference is never dropped on a
   // handler thread) and the locked page, both given back on every way out.
-  std::function<void()> job = [m, q, pg, ws, ra_size, addr] {
-    struct Put {
-      MappingImpl* m;
-      ~Put() { m->inflight.fetch_sub(1, std::memory_order_acq_rel); }  // m not touched after
-    } put{m};
-    PageLock held = q ? PageLock(q, std::adopt_lock) : PageLock{};
-    m->file->readahead_queued(*m, pg, addr, ws, ra_size, std::move(held));
-  };
+  std::function<void()> job;
+  try {
+    job = [m, q, pg, ws, ra_size, addr] {
+      struct Put {
+        MappingImpl* m;
+        ~Put() { m->inflight.fetch_sub(1, std::memory_order_acq_rel); }  // m not touched after
+      } put{m};
+      PageLock held = q ? PageLock(q, std::adopt_lock) : PageLock{};
+      m->file->readahead_queued(*m, pg, addr, ws, ra_size, std::move(held));
+    };
+  } catch (const std::bad_alloc&) {
+    return false;  // not queued: the caller reads ahead itself (or not, a far window)
+  }
   m->inflight.fetch_add(1, std::memory_order_acq_rel);
   (void)first.release();  // a page lock is a bit: any thread unlocks it
   bool queued = false;
@@ -923,7 +929,7 @@ void FileImpl::readahead(VmFault& vmf, uint64_t ws, PageLock first) {
   // the stream's next window into frames meanwhile and leaves it cached and
   // unmapped, its first page marked PG_readahead. The stream's fault on the
   // marker finds the window cached (a hit: it maps it) and starts the read of
-  // the window after it, so the reads stay one window ahead of the touching
+  // the window after it, so the reads stay readahead_windows ahead of the touching
   // and overlap it. A fault on a page still being read waits on its page
   // lock (R1c: held until filled) and finds it uptodate. A store stream
   // (write-around into this window) has it installed writable now, as before.
@@ -936,6 +942,9 @@ void FileImpl::readahead(VmFault& vmf, uint64_t ws, PageLock first) {
   // on, or it is a window past the nearest: try-locked here (R12, after the
   // invalidate_lock), and held by a fault or another readahead: no readahead.
   if (lock_window_pages() && !first) {
+    // Queued unlocked: a truncate may have passed it since (R2, R3: i_size
+    // first; it cannot run now, the invalidate_lock is held).
+    if (ws >= std::min<uint64_t>(eof_pages(), m.pgoff + m.npages)) return;
     first = PageLock(index_.get(ws), std::try_to_lock);
     if (!first) return;
   }

@@ -232,8 +232,9 @@ class FileImpl {
   /// Fills, installs and unlocks the window; `must` (its faulting page) comes
   /// locked by the caller. Returns whether `must` was installed.
   bool install_window(FaultWindow& w, PageLock must);
-  /// A window a stream fault reads ahead: [ws, ws + ra_size), its first
-  /// page locked and marked (lock_readahead).
+  /// A window a stream fault reads ahead: [ws, ws + ra_size); the nearest
+  /// one's first page locked and marked (lock_readahead), the others' by
+  /// their own readahead.
   struct ReadaheadWindow {
     uint64_t ws = 0;
     PageLock first;  // the nearest window's (lock_readahead); the others lock their own
@@ -243,6 +244,7 @@ class FileImpl {
   struct ReadaheadWindows {
     std::array<ReadaheadWindow, kMaxReadaheadWindows> w{};
     size_t n = 0;
+    bool hinted = false;  // the stream's `ahead` hint was moved past them
     ReadaheadWindow* begin() { return w.data(); }
     ReadaheadWindow* end() { return w.data() + n; }
   };
@@ -252,14 +254,15 @@ class FileImpl {
   /// it), so this thread goes on.
   bool queue_readahead(VmFault& vmf, ReadaheadWindow& rw);
   /// The handed-over readahead, on a handler thread: the stream's window at
-  /// ws, its first page locked (`first`).
+  /// ws, its first page locked (`first`) or, past the nearest, not yet.
   void readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uint64_t ws, uint64_t ra_size,
                         PageLock first);
-  /// The first page of each window the stream reads ahead
-  /// (EngineConfig::readahead_windows), try-locked and marked before the map.
+  /// The windows the stream reads ahead (EngineConfig::readahead_windows);
+  /// the nearest's first page try-locked and marked before the map.
   ReadaheadWindows lock_readahead(VmFault& vmf);
-  /// The stream's windows read ahead were not read after all.
-  void forget_ahead(const VmFault& vmf);
+  /// The windows this fault chose were not read after all: the stream's
+  /// hint goes back to what it was.
+  void restore_ahead(const VmFault& vmf);
   /// Whether this fault's stream gets a readahead of its next window.
   bool readahead_wanted(const VmFault& vmf);
   /// Under the faulting page's lock: a cache hit (referenced) or a miss.

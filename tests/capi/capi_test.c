@@ -424,7 +424,22 @@ static void test_destroy(const char *dir) {
   CHECK_EQ(fl_engine_destroy(e), 0);
   c.struct_size = (uint32_t)offsetof(fl_config, readahead_windows) - 1;
   CHECK_EQ(fl_engine_create(&c, &e), -EINVAL);
-  c.struct_size = sizeof c;
+  /* A program built against the first release's header calls the
+   * fl_config_init symbol (no macro then): it writes that struct's bytes
+   * only, not the fields added since. */
+  fl_config old_cfg;
+  memset(&old_cfg, 0xa5, sizeof old_cfg);
+  (fl_config_init)(&old_cfg);
+  CHECK_EQ(old_cfg.struct_size, (uint32_t)offsetof(fl_config, readahead_windows));
+  CHECK_EQ(old_cfg.readahead_windows, 0xa5a5a5a5u);
+  CHECK_EQ(fl_engine_create(&old_cfg, &e), 0);
+  CHECK_EQ(fl_engine_destroy(e), 0);
+  fl_config_init(&c);
+  CHECK_EQ(c.struct_size, (uint32_t)sizeof c);
+  CHECK_EQ(old_cfg.fault_threads, c.fault_threads);
+  CHECK_EQ(old_cfg.memory_limit_pages, c.memory_limit_pages);
+  c.flusher = 0;
+  c.fault_threads = 1;
   c.readahead_windows = 8;
   CHECK_EQ(fl_engine_create(&c, &e), 0);
   char path[512];

@@ -2,6 +2,7 @@
 // bench's device rows, the out-of-core bench's direct method): an aligned
 // buffer and a read that fills it.
 #pragma once
+#include <linux/mman.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -28,7 +29,7 @@ class DirectBuffer {
     if (huge) {
       // (hugetlb: whole 2 MiB pages, or munmap fails)
       map_len_ = (len + kHuge - 1) & ~(kHuge - 1);
-      p = ::mmap(nullptr, map_len_, kProt, kFlags | MAP_POPULATE | MAP_HUGETLB, -1, 0);
+      p = ::mmap(nullptr, map_len_, kProt, kFlags | MAP_POPULATE | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
       if (p == MAP_FAILED) map_len_ = len;
     }
     if (p == MAP_FAILED && huge) p = map_thp(len);
