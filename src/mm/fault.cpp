@@ -686,8 +686,8 @@ void FileImpl::read_fault(VmFault& vmf) {
     if (readahead_wanted(vmf)) readahead(vmf, vmf.we, {});
   } else {
     // The windows beyond the nearest go to handler threads (queue_work),
-    // which read them beside this one: two windows' reads and copies
-    // overlap (EngineConfig::readahead_windows). The nearest is queued too
+    // which read them beside this one: two reads in flight
+    // (EngineConfig::readahead_windows). The nearest is queued too
     // when the faulting thread serves its own fault (FaultMode::
     // FaultingThread: it returns now); a handler reads it itself, after the
     // others are queued. A store stream's readahead installs pages writable
@@ -824,8 +824,9 @@ FileImpl::ReadaheadWindows FileImpl::lock_readahead(VmFault& vmf) {
   // or being read past the one this fault maps. Those it has already,
   // [we, ahead), count; the rest follow them. (The kernel keeps one: its
   // reads go into the page cache, no copy after them. Here a window is read
-  // and then copied into the frames; with two in flight on two handler
-  // threads one's copy overlaps the other's read: M6.16.) A store stream
+  // and then copied into the frames, the device idle meanwhile; with two on
+  // two handler threads one is read while the other is copied, though 4 KiB
+  // frames' copies serialise on the memfd's i_rwsem: M6.16.) A store stream
   // reads one ahead (its readahead installs pages writable, in this thread).
   // Past the ramp only (the windows read ahead are the stream's whole
   // windows: a far window sized before the stream grew would leave the
