@@ -801,9 +801,13 @@ void FileImpl::restore_ahead(const VmFault& vmf) {
   vmf.m.set_stream(st);
 }
 
+uint64_t FileImpl::readahead_end(const MappingImpl& m) {
+  return std::min<uint64_t>(m.pgoff + m.npages, eof_pages());
+}
+
 bool FileImpl::readahead_wanted(const VmFault& vmf) {
   // A stream fault whose next window starts inside the view and below EOF.
-  return vmf.sequential && vmf.we < vmf.m.pgoff + vmf.m.npages && vmf.we < eof_pages();
+  return vmf.sequential && vmf.we < readahead_end(vmf.m);
 }
 
 FileImpl::ReadaheadWindows FileImpl::lock_readahead(VmFault& vmf) {
@@ -834,7 +838,7 @@ FileImpl::ReadaheadWindows FileImpl::lock_readahead(VmFault& vmf) {
   const uint64_t want = vmf.ra_wa.gens.empty() && vmf.ra_size >= readahead_max_pages()
                             ? core->cfg.readahead_windows
                             : 1;
-  const uint64_t end = std::min<uint64_t>(vmf.m.pgoff + vmf.m.npages, eof_pages());
+  const uint64_t end = readahead_end(vmf.m);
   const uint64_t ahead = vmf.st.ahead;
   uint64_t ws = vmf.we;
   uint64_t have = 0;
@@ -945,7 +949,7 @@ void FileImpl::readahead(VmFault& vmf, uint64_t ws, PageLock first) {
   if (lock_window_pages() && !first) {
     // Queued unlocked: a truncate may have passed it since (R2, R3: i_size
     // first; it cannot run now, the invalidate_lock is held).
-    if (ws >= std::min<uint64_t>(eof_pages(), m.pgoff + m.npages)) return;
+    if (ws >= readahead_end(m)) return;
     first = PageLock(index_.get(ws), std::try_to_lock);
     if (!first) return;
   }

@@ -265,6 +265,8 @@ class FileImpl {
   void restore_ahead(const VmFault& vmf);
   /// Whether this fault's stream gets a readahead of its next window.
   bool readahead_wanted(const VmFault& vmf);
+  /// Where readahead in view m stops: the view's end or EOF.
+  uint64_t readahead_end(const MappingImpl& m);
   /// Under the faulting page's lock: a cache hit (referenced) or a miss.
   void count_hit(uint64_t pg, bool stream);
   /// This thread's readahead stream position in the view after this fault
