@@ -44,10 +44,12 @@ class Backend {
     return -95;  // EOPNOTSUPP
   }
 
-  /// Optional read for 2 MiB frames (FrameSize::k2M): like read(), but `off`,
-  /// buf.data() and buf.size() are multiples of 2 MiB, so the backend may
-  /// read straight from the device (O_DIRECT) instead of through a cache of
-  /// its own. The file backend copies what the kernel already caches and reads
+  /// Optional aligned read: like read(), but `off`, buf.data() and
+  /// buf.size() are multiples of the File's page size (2 MiB frames,
+  /// FrameSize::k2M, or 4 KiB frames filled by UFFDIO_COPY from a
+  /// bounce buffer), so the backend may read straight from the device
+  /// (O_DIRECT) instead of through a cache of its own. The file backend
+  /// copies what the kernel already caches and reads
   /// the rest with O_DIRECT (a cold file is not cached twice). Returns as
   /// read(), or -EOPNOTSUPP when the backend has no such path (the engine then
   /// calls read()).

@@ -9,7 +9,7 @@ struct Stats {
   uint64_t minor_faults = 0;     ///< MINOR events (frame present, no PTE in that view)
   uint64_t wp_faults = 0;        ///< write-protect events (first store to a clean page)
   uint64_t pages_filled = 0;     ///< pages read from the backend into frames
-  uint64_t pages_installed = 0;  ///< PTEs installed with UFFDIO_CONTINUE
+  uint64_t pages_installed = 0;  ///< PTEs installed (UFFDIO_CONTINUE or COPY)
   uint64_t pages_fault_around = 0;  ///< of those, pages beyond the faulting one
   uint64_t pages_dirtied = 0;    ///< clean -> dirty transitions
   uint64_t pages_written_back = 0;
@@ -78,6 +78,10 @@ struct Stats {
   /// cached, unmapped, for the stream's next fault to map (asynchronous
   /// readahead: the read overlaps the stream's touching, issue 16 item 3).
   uint64_t async_readahead_pages = 0;
+  /// Of pages_filled (and pages_installed), the 4 KiB pages a fault filled
+  /// and mapped in one UFFDIO_COPY, without the memfd's inode lock (DESIGN
+  /// section 2, "Filling by UFFDIO_COPY").
+  uint64_t pages_copied = 0;
   /// Pages cached now (uptodate; not a counter), in the File's pages for
   /// File::stats, in 4 KiB pages for Engine::stats.
   uint64_t cached_pages = 0;

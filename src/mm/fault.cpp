@@ -7,7 +7,9 @@
 // page (R1a) under the invalidate_lock (R1b), recheck it (R2, R5), try-lock the
 // window's other pages (R1c, R12), recheck EOF (R2), fill what is not uptodate
 // (R10), recheck EOF, install with UFFDIO_CONTINUE (write-protected where the
-// first store must be noticed), and only then unlock (R1).
+// first store must be noticed), and only then unlock (R1). A shared view's
+// pages not in the memfd are filled and installed by one UFFDIO_COPY
+// (fill_copy), their threads woken after the recheck (wake_copied).
 //
 // Lock order (DESIGN section 5): invalidate_lock (shared) -> the faulting page
 // (sleeping) -> the window's other pages (try-lock, ascending) -> a view's
@@ -175,6 +177,7 @@ struct FileImpl::FaultWindow {
   std::vector<PageLock> locks{};
   std::vector<uint32_t> gens{};  // generation when locked (R10)
   std::vector<char> filled{};  // filled here
+  std::vector<char> copied{};  // filled by UFFDIO_COPY: mapped in this view already (not woken)
   std::vector<bool> poisoned{};  // answered with POISON in this view (empty: none)
   bool must_error = false;     // must's fill failed: SIGBUS
 
@@ -209,6 +212,18 @@ struct FileImpl::FaultWindow {
     if (!uptodate_from_index()) return true;
     return pages[i]->test(PG_uptodate) && pages[i]->gen.load(std::memory_order_acquire) == gens[i];
   }
+  // Filled by UFFDIO_COPY, which maps as it fills (fill_copy): a page
+  // needing a fill that map() would install in this view in any case — a
+  // shared view of 4 KiB frames, not a read-around probe, not answered with
+  // POISON here (COPY replaces the marker), not made writable and dirty now
+  // (a store's page, write-around: dirty() must come first, R6).
+  bool copy_fill(uint64_t i) const {
+    if (!f.copy_fills_ || !install || !m.shared || !pages[i]) return false;
+    if (!is_must(i) && !(around & kMapFilled)) return false;
+    if (is_must(i) && (write || minor)) return false;  // MINOR: its frame is there (EEXIST)
+    if (wa && wa->covers(ws + i)) return false;
+    return poisoned.empty() || !poisoned[i];
+  }
   // Installed write-protected: a page whose first store must be noticed.
   bool wp_mode(uint64_t i) const {
     if (!m.tracks_writes()) return false;
@@ -223,6 +238,7 @@ struct FileImpl::FaultWindow {
   void drop_past_eof();
   void trim();
   void fill();
+  void wake_copied();
   void fill_failed(uint64_t i, uint64_t j, int err);
   void mark_filled(uint64_t k);
   void read_poison();
@@ -986,6 +1002,12 @@ void FileImpl::readahead(VmFault& vmf, uint64_t ws, PageLock first) {
 // The locked install.
 
 bool FileImpl::install_window(FaultWindow& w, PageLock must_lock) {
+  // Threads waiting on pages UFFDIO_COPY mapped are woken on every way out,
+  // after the EOF recheck and the unlock (fill_copy runs with DONTWAKE).
+  struct WakeCopied {
+    FaultWindow& w;
+    ~WakeCopied() { w.wake_copied(); }
+  } const wake_copied{w};
   w.lock(std::move(must_lock));
   // R2: did it get truncated? EOF again, now that the window is locked
   // (truncate sets i_size before it locks pages, R3).
@@ -1024,6 +1046,7 @@ void FileImpl::FaultWindow::lock(PageLock must_lock) {
   pages.assign(n, nullptr);
   locks.resize(n);
   filled.assign(n, 0);
+  copied.assign(n, 0);
   pages[mi()] = f.index_.get(must);
   locks[mi()] = std::move(must_lock);
   for (uint64_t i = 0; i < n; ++i) {
@@ -1044,8 +1067,17 @@ void FileImpl::FaultWindow::lock(PageLock must_lock) {
 void FileImpl::FaultWindow::drop_past_eof() {
   // (A failed faulting page past EOF stays, for its SIGBUS.)
   const uint64_t eof = f.eof_pages();
-  for (uint64_t i = 0; i < size(); ++i)
-    if (pages[i] && ws + i >= eof && !(is_must(i) && must_error)) drop(i);
+  for (uint64_t i = 0; i < size(); ++i) {
+    if (!pages[i] || ws + i < eof || (is_must(i) && must_error)) continue;
+    // R2: a page UFFDIO_COPY mapped (fill_copy) that this recheck drops
+    // leaves the view before its lock goes (its thread was not woken; it is
+    // by wake_copied, and faults again). Only if EOF moved during the fill,
+    // which R1b rules out (the size changes under the invalidate_lock): kept
+    // so that no install outlives the recheck. A failed zap leaves the PTE
+    // to truncate's unmap of every view (R3): nothing more to do.
+    if (copied[i]) (void)zap_ptes(reinterpret_cast<void*>(m.addr_of(ws + i)), f.page_size());
+    drop(i);
+  }
 }
 
 void FileImpl::FaultWindow::trim() {
@@ -1073,22 +1105,57 @@ void FileImpl::FaultWindow::trim() {
 
 void FileImpl::FaultWindow::fill() {
   // Fill contiguous runs of locked pages that are not uptodate (R10: the
-  // index's flag decides, never MISSING vs MINOR).
+  // index's flag decides, never MISSING vs MINOR). A run with pages that
+  // map() installs in this view anyway goes through fill_copy: one read, and
+  // those pages filled and mapped by UFFDIO_COPY (copy_fill).
+  // Pages this view answered with POISON are not copied over. (A refused
+  // page_mkwrite poisons without the page lock, so a marker set during the
+  // fill may still be replaced: that store's retry faults on the
+  // write-protected page and is refused again; loads see the right data.)
+  read_poison();
+  std::vector<char> how(size(), kFillWrite);  // allocated before any COPY
+  for (uint64_t i = 0; i < size(); ++i)
+    if (pages[i] && needs_fill(i) && copy_fill(i)) {
+      // R5/R6: a copied page is never writable while clean: no store's page
+      // is copied (copy_fill), so a view that tracks writes copies WP.
+      FL_BUG_ON(m.tracks_writes() && !wp_mode(i));
+      how[i] = wp_mode(i) ? kFillCopyWp : kFillCopy;
+    }
   for_each_run(size(), [&](uint64_t i) { return pages[i] && needs_fill(i); },
                [&](uint64_t i, uint64_t j) {
+                 const bool any = std::any_of(how.begin() + static_cast<ptrdiff_t>(i),
+                                              how.begin() + static_cast<ptrdiff_t>(j),
+                                              [](char h) { return h != kFillWrite; });
                  const auto t_fill = std::chrono::steady_clock::now();
-                 const int err = f.fill(ws + i, j - i);
+                 const int err = any ? f.fill_copy(m, ws + i, std::span(how).subspan(i, j - i),
+                                                   std::span(copied).subspan(i, j - i))
+                                     : f.fill(ws + i, j - i);
                  f.count(&Counters::fill_ns, ns_since(t_fill));
-                 if (err != 0) {
-                   fill_failed(i, j, err);
-                   return;
-                 }
-                 f.count(&Counters::pages_filled, j - i);
-                 for (uint64_t k = i; k < j; ++k) {
-                   mark_filled(k);
-                   filled[k] = 1;
-                 }
+                 // On an error only the copied pages are good (mapped here).
+                 for_each_run(j - i, [&](uint64_t k) { return err == 0 || copied[i + k]; },
+                              [&](uint64_t a, uint64_t b) {
+                                f.count(&Counters::pages_filled, b - a);
+                                for (uint64_t k = i + a; k < i + b; ++k) {
+                                  mark_filled(k);
+                                  filled[k] = 1;
+                                }
+                              });
+                 if (err == 0) return;
+                 for_each_run(j - i, [&](uint64_t k) { return !copied[i + k]; },
+                              [&](uint64_t a, uint64_t b) { fill_failed(i + a, i + b, err); });
                });
+}
+
+void FileImpl::FaultWindow::wake_copied() {
+  // UFFDIO_COPY ran with DONTWAKE: every thread faulting in a copied run is
+  // woken here, installed or not (a thread woken on a page no longer mapped
+  // faults again), as CONTINUE's own wake did before. A waiter's own handler
+  // finds the page mapped (EEXIST, no wake), so this wake is its only one.
+  // (FaultMode::FaultingThread: nobody waits. Results discarded as in wake().)
+  if (m.uffd->sigbus() || copied.size() != size()) return;  // (lock() did not get far)
+  for_each_run(size(), [&](uint64_t i) { return copied[i] != 0; }, [&](uint64_t i, uint64_t j) {
+    (void)m.uffd->wake(m.addr_of(ws + i), (j - i) << f.page_shift_);
+  });
 }
 
 void FileImpl::FaultWindow::mark_filled(uint64_t k) {
@@ -1166,8 +1233,15 @@ bool FileImpl::FaultWindow::map() {
     if (installable(i)) pages[i]->clear(PG_sampled | PG_readahead | PG_zapped);
   bool must_installed = false;
   uint64_t mapped_around = 0;
+  // Pages UFFDIO_COPY mapped (fill_copy) are in already; their threads are
+  // woken by install_window (wake_copied).
+  for (uint64_t i = 0; i < size(); ++i) {
+    if (!installable(i) || !copied[i]) continue;
+    if (is_must(i)) must_installed = true;
+    else ++mapped_around;
+  }
   for_each_run(
-      size(), [&](uint64_t i) { return installable(i); },
+      size(), [&](uint64_t i) { return installable(i) && !copied[i]; },
       [&](uint64_t a, uint64_t b) { return wp_mode(a) == wp_mode(b); },
       [&](uint64_t i, uint64_t j) {
         const uint64_t done = continue_run(i, j);

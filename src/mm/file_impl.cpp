@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -17,6 +18,7 @@
 
 #include "mm/engine_core.hpp"
 #include "mm/mapping_impl.hpp"
+#include "mm/runs.hpp"
 #include "testing/sched.hpp"
 #include "os/io.hpp"
 #include "os/sys_error.hpp"
@@ -59,6 +61,31 @@ std::vector<std::byte>& bounce(size_t n) {
   thread_local std::vector<std::byte> buf;
   if (buf.size() < n) buf.resize(n);
   return buf;
+}
+
+/// The thread's bounce buffer for UFFDIO_COPY fills, at least n bytes,
+/// aligned for O_DIRECT (read_aligned) and, from 2 MiB on, asking for
+/// transparent huge pages: an O_DIRECT read into 4 KiB pages is cut into
+/// 4 KiB segments and reads about half as fast here (M6.16). Null: no memory.
+std::byte* aligned_bounce(size_t n) {
+  struct Buf {
+    std::byte* p = nullptr;
+    size_t size = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf buf;
+  if (buf.size < n) {
+    const size_t align = n >= kHugePageSize ? kHugePageSize : kBasePageSize;
+    const size_t want = (n + align - 1) & ~(align - 1);
+    auto* p = static_cast<std::byte*>(std::aligned_alloc(align, want));
+    if (!p) return nullptr;
+    // Only a hint (no THP here: 4 KiB pages, slower reads, same bytes).
+    if (align == kHugePageSize) (void)::madvise(p, want, MADV_HUGEPAGE);
+    std::free(buf.p);
+    buf.p = p;
+    buf.size = want;
+  }
+  return buf.p;
 }
 
 /// Zeroes [off, off+len) of the memfd with pwrite: 0 or -errno.
@@ -164,6 +191,9 @@ FileImpl::FileImpl(std::shared_ptr<EngineCore> c, std::shared_ptr<Backend> b, st
     }
     alias_len_ = kAliasReserveBytes;
   }
+  // 4 KiB frames are filled by UFFDIO_COPY where a fault maps them anyway
+  // (FaultWindow::copy_fill); every uffd of the engine offers it or none.
+  copy_fills_ = !huge && core->uffd.can_copy();
   i_size_.store(static_cast<uint64_t>(sz));
   backend_.store(b.get());
   backends_.push_back(std::move(b));
@@ -371,6 +401,81 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
   if (done < len)
     if (int e = pwrite_zeros(memfd_, len - done, off + done)) return e;
   return 0;
+}
+
+int FileImpl::fill_copy(MappingImpl& m, uint64_t pg, std::span<const char> how,
+                        std::span<char> copied) {
+  // 4 KiB frames of a shared view (FaultWindow::fill): the run is read once
+  // into the thread's aligned bounce buffer (O_DIRECT where the kernel does
+  // not cache the range, as read_into_fd); the pages map() installs here
+  // anyway go in by UFFDIO_COPY: the kernel allocates the frames, adds them to
+  // the memfd and maps them in this view in one ioctl, without the memfd's
+  // inode lock that pwrite takes (DESIGN section 2, "Filling by UFFDIO_COPY";
+  // M6.17). The others (read-around probes, a store's page, POISONed ones)
+  // are pwritten from the same buffer. DONTWAKE: map() wakes the thread after
+  // the EOF recheck (R2).
+  FL_BUG_ON(huge() || !m.shared || how.size() != copied.size());
+  const uint64_t n = how.size();
+  std::fill(copied.begin(), copied.end(), 0);
+  std::byte* const buf = aligned_bounce(n << page_shift_);
+  if (!buf) return fill(pg, n);  // no memory for a buffer: the pwrite path's own
+  const EngineCore::FillScope in_flight(*core);
+  const uint64_t off = pg << page_shift_;
+  // R3: never a frame past EOF (as fill(): the callers rechecked under the
+  // page locks, R2; UFFDIO_COPY past the memfd's size fails with EFAULT).
+  const uint64_t frames_end = eof_pages() << page_shift_;
+  if (off >= frames_end) return -EINVAL;
+  const uint64_t len = std::min<uint64_t>(n << page_shift_, frames_end - off);
+  Backend& be = backend();
+  ssize_t r = be.read_aligned(off, std::span(buf, len));
+  if (r == -EOPNOTSUPP) r = 0;  // no aligned path: plain reads below
+  if (r >= 0 && static_cast<uint64_t>(r) < len) {
+    const uint64_t first = static_cast<uint64_t>(r);
+    const ssize_t rest = read_fully(be, off + first, len - first, [&](uint64_t d) {
+      return be.read(off + first + d, std::span(buf + first + d, len - first - d));
+    });
+    r = rest < 0 ? rest : static_cast<ssize_t>(first + static_cast<uint64_t>(rest));
+  }
+  if (r < 0) return static_cast<int>(r);
+  const uint64_t done = std::min<uint64_t>(static_cast<uint64_t>(r), len);
+  count(&Counters::bytes_read, done);
+  std::memset(buf + done, 0, len - done);  // past the object's end: zeros
+  FL_POINT("fill.after_read");
+  const uint64_t pages = (len + page_size() - 1) >> page_shift_;
+  int err = 0;
+  for_each_run(pages, [](uint64_t) { return true; },
+               [&](uint64_t a, uint64_t b) { return how[a] == how[b]; },
+               [&](uint64_t i, uint64_t j) {
+                 const uint64_t s = i << page_shift_, e = std::min<uint64_t>(j << page_shift_, len);
+                 uint64_t at = s;
+                 if (how[i] != kFillWrite) {
+                   while (at < e) {
+                     const auto res = m.uffd->copy(m.addr_of(pg) + at, buf + at, e - at,
+                                                   how[i] == kFillCopyWp, /*dontwake=*/true);
+                     if (res.err == 0) {
+                       at = e;
+                     } else if (res.done > 0) {  // EAGAIN: stopped part-way (a frame present)
+                       at += static_cast<uint64_t>(res.done);
+                     } else if (res.err == -EEXIST || res.err == -EAGAIN || res.err == -ENOENT) {
+                       // A frame in the memfd (old bytes of a failed fill), the
+                       // view changing (mmap_changing) or gone: pwrite below.
+                       break;
+                     } else {
+                       // EFAULT: past the memfd's size (R2 and R3 rule it out; a
+                       // pwrite would extend the memfd); EINVAL, ENOMEM: no fill.
+                       err = res.err;
+                       break;
+                     }
+                   }
+                   for (uint64_t k = i; k < (at >> page_shift_); ++k) copied[k] = 1;
+                   count(&Counters::pages_installed, (at - s) >> page_shift_);
+                   count(&Counters::pages_copied, (at - s) >> page_shift_);
+                 }
+                 // The rest goes into the memfd as before (map() CONTINUEs it).
+                 if (err == 0 && at < e) err = pwrite_full(memfd_, buf + at, e - at, off + at);
+                 return err == 0;
+               });
+  return err;
 }
 
 uint64_t FileImpl::lock_run(uint64_t pg, uint64_t n) {

@@ -295,6 +295,17 @@ class FileImpl {
   /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
   /// below EOF (R3: never writes past the memfd's size). 0 or -errno.
   [[nodiscard]] int fill(uint64_t pg, uint64_t n);
+  /// How fill_copy puts each page of its run into its frame.
+  enum FillHow : char { kFillWrite = 0, kFillCopy = 1, kFillCopyWp = 2 };
+  /// fill() for a run of the shared view m, pages [pg, pg + how.size()): one
+  /// backend read, then each page as `how` says: pwrite into the memfd, or
+  /// UFFDIO_COPY, which adds the frame and maps it in m (write-protected with
+  /// kFillCopyWp) without waking the faulting thread. copied[k] = 1: page
+  /// pg+k was mapped so (a frame already present is pwritten instead). Pages
+  /// locked, below EOF (R3). 0, or -errno: a failed read (nothing filled) or
+  /// pwrite (only the copied pages are good).
+  [[nodiscard]] int fill_copy(MappingImpl& m, uint64_t pg, std::span<const char> how,
+                              std::span<char> copied);
   /// Locks pages [pg, pg+n) for the read/write API: the first with a sleeping
   /// lock, the rest with try-lock (R12). Returns how many are locked.
   uint64_t lock_run(uint64_t pg, uint64_t n);
@@ -449,12 +460,13 @@ class FileImpl {
   /// Forgets every view's poison records from page pg on (past a new EOF).
   void forget_poison_from(uint64_t pg);
 
-  // Lock-free on purpose: page_shift_, memfd_, alias_, alias_len_ are set in
+  // Lock-free on purpose: page_shift_, memfd_, alias_, alias_len_, copy_fills_ are set in
   // the constructor, stable_pages_ and async_ by set_options before
   // EngineCore::open publishes the File; all are read-only after that.
   const unsigned page_shift_;
   bool stable_pages_ = false;
   bool async_ = false;
+  bool copy_fills_ = false;  // 4 KiB frames, UFFDIO_COPY offered: fill_copy
   std::atomic<uint32_t> harvested_ms_{0};  // async: when harvest() last scanned the whole File
   // Written under backend_mu_ (upgrade_backend), read without it: an atomic
   // pointer into backends_, which keeps every backend alive.

@@ -144,6 +144,17 @@ Userfaultfd::Result Userfaultfd::continue_range(uintptr_t addr, size_t len, bool
   return {-errno, c.mapped > 0 ? c.mapped : 0};
 }
 
+Userfaultfd::Result Userfaultfd::copy(uintptr_t addr, const void* src, size_t len,
+                                      bool write_protect, bool dontwake) const {
+  uffdio_copy c{};
+  c.dst = addr;
+  c.src = reinterpret_cast<uintptr_t>(src);
+  c.len = len;
+  c.mode = (write_protect ? UFFDIO_COPY_MODE_WP : 0) | (dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0);
+  if (::ioctl(fd_, UFFDIO_COPY, &c) == 0) return {0, c.copy};
+  return {-errno, c.copy > 0 ? c.copy : 0};
+}
+
 int Userfaultfd::writeprotect(uintptr_t addr, size_t len, bool wp, bool dontwake) const {
   uffdio_writeprotect w{};
   w.range.start = addr;

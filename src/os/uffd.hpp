@@ -67,6 +67,16 @@ class Userfaultfd {
   struct Result { int err; int64_t done; };
   [[nodiscard]] Result continue_range(uintptr_t addr, size_t len, bool write_protect,
                                       bool dontwake = false) const;
+  /// UFFDIO_COPY of [src, src+len) to [addr, addr+len) of a shared memfd view:
+  /// the kernel allocates each frame, copies into it, adds it to the memfd at
+  /// the view's offset and maps it in this view only, taking no inode lock
+  /// (DESIGN section 2, "Filling by UFFDIO_COPY"). `done`: the bytes copied and
+  /// mapped. `err` -EEXIST: the first page's frame is in the memfd already;
+  /// -EAGAIN with `done` > 0: a later page's is (or the view is changing).
+  [[nodiscard]] Result copy(uintptr_t addr, const void* src, size_t len, bool write_protect,
+                            bool dontwake) const;
+  /// Whether UFFDIO_COPY is offered on memfd views (it is with MISSING).
+  bool can_copy() const { return range_ioctls_ & (1ULL << _UFFDIO_COPY); }
   /// UFFDIO_WRITEPROTECT: wp=true protects (mkclean), false lets stores through.
   [[nodiscard]] int writeprotect(uintptr_t addr, size_t len, bool wp, bool dontwake = false) const;
   [[nodiscard]] int poison(uintptr_t addr, size_t len) const;

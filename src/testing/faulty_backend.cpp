@@ -317,9 +317,9 @@ ssize_t FaultyBackend::read_into_fd(uint64_t off, size_t len, int fd, uint64_t f
 }
 
 ssize_t FaultyBackend::read_aligned(uint64_t off, std::span<std::byte> buf) {
-  // The 2 MiB fill: injected like read() when the inner backend has the
-  // aligned path (an empty probe), else read() decides (one decision per
-  // fill). A short one reads an unaligned prefix with read().
+  // The 2 MiB fill and the UFFDIO_COPY fill: injected like read() when the
+  // inner backend has the aligned path (an empty probe), else read()
+  // decides (one decision per fill). A short one reads an unaligned prefix with read().
   if (inner_->read_aligned(off, buf.subspan(0, 0)) == -EOPNOTSUPP) return -EOPNOTSUPP;
   return inject_read(*injector_, off, buf.size(), [&] { return inner_->read_aligned(off, buf); },
                      [&](size_t n) { return inner_->read(off, buf.subspan(0, n)); });

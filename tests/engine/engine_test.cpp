@@ -467,8 +467,14 @@ TEST(Engine, ManyViewsComeAndGo) {
   Engine eng(cfg);
   File f = eng.open(path);
   {
+    // A load (filled by UFFDIO_COPY) and a store to a cold page (filled by
+    // pwrite, the fill pipe): both fill paths' state. One-page views: the
+    // load's fault reads nothing around its page.
     Mapping warm = f.map(0, kPage);
     ft::touch_read(warm.data(), kPage);
+    Mapping warm_store = f.map(kPage, kPage);
+    warm_store.data()[0] = ft::pat(kPage);
+    EXPECT_EQ(f.stats().pages_filled, 2u);
   }
   const Footprint before = footprint();
   const std::string fds_before = fd_text(), maps_before = maps_text();

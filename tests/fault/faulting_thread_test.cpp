@@ -289,6 +289,13 @@ class ThreadRecordingBackend : public faultline::ForwardingBackend {
     }
     return ForwardingBackend::read_into_fd(off, len, fd, fd_off);
   }
+  ssize_t read_aligned(uint64_t off, std::span<std::byte> buf) override {  // UFFDIO_COPY fills
+    {
+      std::lock_guard g(mu);
+      reads.push_back({off, ::gettid()});
+    }
+    return ForwardingBackend::read_aligned(off, buf);
+  }
   std::mutex mu;
   std::vector<std::pair<uint64_t, pid_t>> reads;
 };
@@ -436,6 +443,10 @@ class TouchingBackend : public faultline::ForwardingBackend {
   ssize_t read(uint64_t off, std::span<std::byte> buf) override {
     touch();
     return ForwardingBackend::read(off, buf);
+  }
+  ssize_t read_aligned(uint64_t off, std::span<std::byte> buf) override {  // UFFDIO_COPY fills
+    touch();
+    return ForwardingBackend::read_aligned(off, buf);
   }
   std::atomic<int> caught{0};
 

@@ -196,6 +196,10 @@ TEST_F(RACE_FIXTURE, F5_PunchKeepsPrivateCopies) {
 // F6: two threads fault the same page in two views; one is half way through
 // filling the frame when the other (a MINOR fault: the frame is present)
 // installs it. Closed by R1 and R10 together (each alone suffices here).
+// With 4 KiB frames the filling view is private: a shared view's fault fills
+// by UFFDIO_COPY, which adds a frame only once it is whole (DESIGN section
+// 2); a private view's fill (like File::read's and readahead's) writes into
+// the memfd. (2 MiB frames: no private views; fills go through the alias.)
 TEST_F(RACE_FIXTURE, F6_HalfFilledFrame) {
   auto mem = patterned("F6", 2, 'k');
   auto be = std::make_shared<SteeredBackend>(mem);
@@ -232,7 +236,8 @@ TEST_F(RACE_FIXTURE, F6_HalfFilledFrame) {
   };
   fl::Engine eng(small_windows());
   auto f = open_file(eng, be);
-  auto v1 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+  auto v1 = f.map(0, 2 * kPs, fl::Access::ReadOnly,
+                  kFrames2M ? fl::Sharing::Shared : fl::Sharing::Private);
   auto v2 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
   Load r1, r2;
   Bg a([&] { r1 = load(v1.data() + kPs - 1); });  // the last byte: in the second half
@@ -288,7 +293,11 @@ TEST_F(RACE_FIXTURE, F7_InvalidateVsStore) {
 
 // F8: a present frame that is not uptodate (here: a fill that wrote junk and
 // then failed) raises MINOR in another view and must not be installed as is.
-// Closed by R10.
+// Closed by R10. With 4 KiB frames the failed fill is a private view's: a
+// shared view's fault fills by UFFDIO_COPY, which adds a frame only once it
+// is whole (DESIGN section 2); the shared view then meets the torn frame
+// (COPY: EEXIST). (2 MiB frames: no private views; fills go through the
+// alias view.)
 TEST_F(RACE_FIXTURE, F8_NotUptodateFrame) {
   auto mem = patterned("F8", 2, 'g');
   auto be = std::make_shared<SteeredBackend>(mem);
@@ -306,7 +315,8 @@ TEST_F(RACE_FIXTURE, F8_NotUptodateFrame) {
   };
   fl::Engine eng(small_windows());
   auto f = open_file(eng, be);
-  auto v1 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
+  auto v1 = f.map(0, 2 * kPs, fl::Access::ReadOnly,
+                  kFrames2M ? fl::Sharing::Shared : fl::Sharing::Private);
   auto v2 = f.map(0, 2 * kPs, fl::Access::ReadOnly);
   const Load first = load(v1.data());
   ASSERT_TRUE(first.bus.has_value()) << "the failed fill did not give SIGBUS";
