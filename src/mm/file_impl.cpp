@@ -20,6 +20,7 @@
 #include "mm/mapping_impl.hpp"
 #include "mm/runs.hpp"
 #include "testing/sched.hpp"
+#include "os/aligned_buffer.hpp"
 #include "os/io.hpp"
 #include "os/sys_error.hpp"
 
@@ -63,29 +64,11 @@ std::vector<std::byte>& bounce(size_t n) {
   return buf;
 }
 
-/// The thread's bounce buffer for UFFDIO_COPY fills, at least n bytes,
-/// aligned for O_DIRECT (read_aligned) and, from 2 MiB on, asking for
-/// transparent huge pages: an O_DIRECT read into 4 KiB pages is cut into
-/// 4 KiB segments and reads about half as fast here (M6.16). Null: no memory.
+/// The thread's bounce buffer for UFFDIO_COPY fills (AlignedBuffer: for
+/// O_DIRECT, read_aligned). Null: no memory.
 std::byte* aligned_bounce(size_t n) {
-  struct Buf {
-    std::byte* p = nullptr;
-    size_t size = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf buf;
-  if (buf.size < n) {
-    const size_t align = n >= kHugePageSize ? kHugePageSize : kBasePageSize;
-    const size_t want = (n + align - 1) & ~(align - 1);
-    auto* p = static_cast<std::byte*>(std::aligned_alloc(align, want));
-    if (!p) return nullptr;
-    // Only a hint (no THP here: 4 KiB pages, slower reads, same bytes).
-    if (align == kHugePageSize) (void)::madvise(p, want, MADV_HUGEPAGE);
-    std::free(buf.p);
-    buf.p = p;
-    buf.size = want;
-  }
-  return buf.p;
+  thread_local AlignedBuffer buf;
+  return buf.get(n);
 }
 
 /// Zeroes [off, off+len) of the memfd with pwrite: 0 or -errno.
@@ -327,11 +310,12 @@ ssize_t read_fully(Backend& be, uint64_t off, uint64_t len, ReadMore&& more) {
   return static_cast<ssize_t>(done);
 }
 
-/// hugetlb frames take no write(2): reads [off, off+len) of the backend
-/// straight into the (allocated, unregistered) alias view at dst: no copy, no
-/// fault events. Aligned reads (O_DIRECT for what the kernel does not cache)
-/// where the backend has them: frames are 2 MiB aligned in the alias view.
-/// Returns the bytes read (short: the object's end) or -errno.
+/// Reads [off, off+len) of the backend into page-aligned memory at dst: for
+/// hugetlb frames (they take no write(2)) the (allocated, unregistered)
+/// alias view, no copy, no fault events; for a UFFDIO_COPY fill its bounce
+/// buffer. Aligned reads (O_DIRECT for what the kernel does not cache) where
+/// the backend has them. Returns the bytes read (short: the object's end) or
+/// -errno.
 ssize_t read_frames(Backend& be, std::byte* dst, uint64_t off, uint64_t len) {
   ssize_t k = be.read_aligned(off, std::span(dst, len));
   if (k == -EOPNOTSUPP) k = 0;  // no aligned path: plain reads below
@@ -367,18 +351,23 @@ ssize_t read_into_memfd(Backend& be, int memfd, uint64_t off, uint64_t len) {
 }
 }  // namespace
 
+uint64_t FileImpl::fill_bytes(uint64_t pg, uint64_t n) {
+  // R3: never write a frame past EOF — a pwrite past the memfd's size would
+  // extend it. Callers hold the page locks and checked EOF under them (R2),
+  // so this clamp is a second line that R2 makes unreachable; it has no
+  // breaker (R2's breaker removes the recheck alone: F2).
+  const uint64_t off = pg << page_shift_;
+  const uint64_t frames_end = eof_pages() << page_shift_;
+  return off >= frames_end ? 0 : std::min<uint64_t>(n << page_shift_, frames_end - off);
+}
+
 int FileImpl::fill(uint64_t pg, uint64_t n) {
   // Counted in flight; a handler thread leaves another handler waiting for
   // faults before it blocks in the backend (issue 16 item 3).
   const EngineCore::FillScope in_flight(*core);
   const uint64_t off = pg << page_shift_;
-  // R3: never write a frame past EOF — a pwrite past the memfd's size would
-  // extend it. Callers hold the page locks and checked EOF under them (R2),
-  // so this clamp is a second line that R2 makes unreachable; it has no
-  // breaker (R2's breaker removes the recheck alone: F2).
-  const uint64_t frames_end = eof_pages() << page_shift_;
-  if (off >= frames_end) return -EINVAL;
-  const uint64_t len = std::min<uint64_t>(n << page_shift_, frames_end - off);
+  const uint64_t len = fill_bytes(pg, n);
+  if (len == 0) return -EINVAL;
   Backend& be = backend();
   if (huge()) {
     // (len is whole frames, clipped to the memfd: never past its end, R3.)
@@ -421,21 +410,9 @@ int FileImpl::fill_copy(MappingImpl& m, uint64_t pg, std::span<const char> how,
   if (!buf) return fill(pg, n);  // no memory for a buffer: the pwrite path's own
   const EngineCore::FillScope in_flight(*core);
   const uint64_t off = pg << page_shift_;
-  // R3: never a frame past EOF (as fill(): the callers rechecked under the
-  // page locks, R2; UFFDIO_COPY past the memfd's size fails with EFAULT).
-  const uint64_t frames_end = eof_pages() << page_shift_;
-  if (off >= frames_end) return -EINVAL;
-  const uint64_t len = std::min<uint64_t>(n << page_shift_, frames_end - off);
-  Backend& be = backend();
-  ssize_t r = be.read_aligned(off, std::span(buf, len));
-  if (r == -EOPNOTSUPP) r = 0;  // no aligned path: plain reads below
-  if (r >= 0 && static_cast<uint64_t>(r) < len) {
-    const uint64_t first = static_cast<uint64_t>(r);
-    const ssize_t rest = read_fully(be, off + first, len - first, [&](uint64_t d) {
-      return be.read(off + first + d, std::span(buf + first + d, len - first - d));
-    });
-    r = rest < 0 ? rest : static_cast<ssize_t>(first + static_cast<uint64_t>(rest));
-  }
+  const uint64_t len = fill_bytes(pg, n);  // (UFFDIO_COPY past the memfd's size: EFAULT)
+  if (len == 0) return -EINVAL;
+  const ssize_t r = read_frames(backend(), buf, off, len);
   if (r < 0) return static_cast<int>(r);
   const uint64_t done = std::min<uint64_t>(static_cast<uint64_t>(r), len);
   count(&Counters::bytes_read, done);

@@ -295,6 +295,9 @@ class FileImpl {
   /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
   /// below EOF (R3: never writes past the memfd's size). 0 or -errno.
   [[nodiscard]] int fill(uint64_t pg, uint64_t n);
+  /// The bytes of pages [pg, pg+n) a fill may write: clipped to EOF's page,
+  /// 0 past it (R3).
+  uint64_t fill_bytes(uint64_t pg, uint64_t n);
   /// How fill_copy puts each page of its run into its frame.
   enum FillHow : char { kFillWrite = 0, kFillCopy = 1, kFillCopyWp = 2 };
   /// fill() for a run of the shared view m, pages [pg, pg + how.size()): one

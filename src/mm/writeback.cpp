@@ -14,6 +14,7 @@
 #include <shared_mutex>
 #include "mm/mapping_impl.hpp"
 #include "testing/sched.hpp"
+#include "os/aligned_buffer.hpp"
 #include "os/pagemap_scan.hpp"
 #include "os/uffd.hpp"
 #include <cerrno>
@@ -33,21 +34,8 @@ constexpr uint64_t kWritebackInPlaceBytes = uint64_t{8} << 20;
 /// are not mapped in the engine); it is base-page aligned so that the backend
 /// may write it to the device with O_DIRECT (Backend::write_aligned).
 std::byte* wb_buffer(size_t n) {
-  struct Buf {
-    std::byte* p = nullptr;
-    size_t size = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf b;
-  if (b.size < n) {
-    const size_t size = (n + kBasePageSize - 1) & ~(kBasePageSize - 1);
-    void* q = std::aligned_alloc(kBasePageSize, size);
-    if (!q) return nullptr;
-    std::free(b.p);
-    b.p = static_cast<std::byte*>(q);
-    b.size = size;
-  }
-  return b.p;
+  thread_local AlignedBuffer b;
+  return b.get(n);
 }
 
 // Named guards (DESIGN section 3): each holds while its rule's guard is on;

@@ -520,6 +520,7 @@ constexpr CounterDelta kEngineCounters[] = {
     {&OocResult::readaround_misses, &Stats::readaround_misses},
     {&OocResult::readaround_off, &Stats::readaround_off},
     {&OocResult::pages_read_around, &Stats::pages_read_around},
+    {&OocResult::pages_copied, &Stats::pages_copied},
 };
 
 /// Touch rates over the window; scan+hot: the hot thread's, kept or not.

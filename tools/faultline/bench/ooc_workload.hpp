@@ -97,7 +97,7 @@ struct OocResult {
   uint64_t cache_hits = 0, cache_misses = 0, pages_reclaimed = 0, reclaim_runs = 0,
            missing_faults = 0, minor_faults = 0, engine_bytes_read = 0,
            pages_filled = 0, readaround_hits = 0, readaround_misses = 0, readaround_off = 0,
-           pages_read_around = 0;
+           pages_read_around = 0, pages_copied = 0;
   uint64_t peak_fault_threads = 0, peak_fills_in_flight = 0;  ///< over the whole run
   int have_engine = 0;
 };

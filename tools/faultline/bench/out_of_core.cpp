@@ -325,7 +325,8 @@ void print_engine_counters(const std::vector<RowOut>& rows) {
   std::string eng;
   for (const auto& o : rows)
     if (o.r.have_engine && !o.r.failed && !o.r.skipped)
-      eng += fmt::format("\n  {} {} {}: cache hits {} misses {} (ratio {:.3f}), filled {}, "
+      eng += fmt::format("\n  {} {} {}: cache hits {} misses {} (ratio {:.3f}), filled {} "
+                         "({} by UFFDIO_COPY), "
                          "reclaimed {} in {} runs, faults missing {} minor {}; backend bytes "
                          "read per byte touched {:.3f}; read-around hits {} misses {} (off {}), "
                          "pages read around {}; "
@@ -335,7 +336,7 @@ void print_engine_counters(const std::vector<RowOut>& rows) {
                          o.r.cache_hits + o.r.cache_misses
                              ? double(o.r.cache_hits) / double(o.r.cache_hits + o.r.cache_misses)
                              : 0.0,
-                         o.r.pages_filled, o.r.pages_reclaimed, o.r.reclaim_runs,
+                         o.r.pages_filled, o.r.pages_copied, o.r.pages_reclaimed, o.r.reclaim_runs,
                          o.r.missing_faults, o.r.minor_faults, backend_ramp(o.r),
                          o.r.readaround_hits, o.r.readaround_misses, o.r.readaround_off,
                          o.r.pages_read_around, o.r.peak_fault_threads,
@@ -389,13 +390,14 @@ std::string json_extras(const RowOut& o, const OocRun& run) {
 
 std::string json_engine(const OocResult& r, const EngineConfig& cfg) {
   return fmt::format(
-      ",\"cache_hits\":{},\"cache_misses\":{},\"pages_filled\":{},\"pages_reclaimed\":{},"
+      ",\"cache_hits\":{},\"cache_misses\":{},\"pages_filled\":{},\"pages_copied\":{},"
+      "\"pages_reclaimed\":{},"
       "\"reclaim_runs\":{},\"missing_faults\":{},\"minor_faults\":{},"
       "\"bytes_read\":{},\"backend_read_amplification\":{:.6g},\"readaround_hits\":{},"
       "\"readaround_misses\":{},\"readaround_off\":{},\"pages_read_around\":{},"
       "\"fault_threads\":{},\"fault_around_pages\":{},"
       "\"peak_fault_threads\":{},\"peak_fills_in_flight\":{}",
-      r.cache_hits, r.cache_misses, r.pages_filled, r.pages_reclaimed, r.reclaim_runs,
+      r.cache_hits, r.cache_misses, r.pages_filled, r.pages_copied, r.pages_reclaimed, r.reclaim_runs,
       r.missing_faults, r.minor_faults, r.engine_bytes_read, backend_ramp(r), r.readaround_hits,
       r.readaround_misses, r.readaround_off, r.pages_read_around, cfg.fault_threads,
       cfg.fault_around_pages, r.peak_fault_threads, r.peak_fills_in_flight);
