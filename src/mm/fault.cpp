@@ -1113,8 +1113,9 @@ void FileImpl::FaultWindow::fill() {
   // fill may still be replaced: that store's retry faults on the
   // write-protected page and is refused again; loads see the right data.)
   read_poison();
-  std::vector<char> how(size(), kFillWrite);  // allocated before any COPY
-  for (uint64_t i = 0; i < size(); ++i)
+  std::vector<char> how;  // allocated before any COPY (empty: none possible)
+  if (f.copy_fills_ && install && m.shared) how.assign(size(), kFillWrite);
+  for (uint64_t i = 0; i < how.size(); ++i)
     if (pages[i] && needs_fill(i) && copy_fill(i)) {
       // R5/R6: a copied page is never writable while clean: no store's page
       // is copied (copy_fill), so a view that tracks writes copies WP.
@@ -1123,7 +1124,8 @@ void FileImpl::FaultWindow::fill() {
     }
   for_each_run(size(), [&](uint64_t i) { return pages[i] && needs_fill(i); },
                [&](uint64_t i, uint64_t j) {
-                 const bool any = std::any_of(how.begin() + static_cast<ptrdiff_t>(i),
+                 const bool any = !how.empty() &&
+                                  std::any_of(how.begin() + static_cast<ptrdiff_t>(i),
                                               how.begin() + static_cast<ptrdiff_t>(j),
                                               [](char h) { return h != kFillWrite; });
                  const auto t_fill = std::chrono::steady_clock::now();
@@ -1141,6 +1143,7 @@ void FileImpl::FaultWindow::fill() {
                                 }
                               });
                  if (err == 0) return;
+                 f.count(&Counters::read_errors);  // one failed fill, however split
                  for_each_run(j - i, [&](uint64_t k) { return !copied[i + k]; },
                               [&](uint64_t a, uint64_t b) { fill_failed(i + a, i + b, err); });
                });
@@ -1167,8 +1170,7 @@ void FileImpl::FaultWindow::fill_failed(uint64_t i, uint64_t j, int err) {
   // Like the kernel after a failed readahead, retry only the faulting page on
   // its own (one bad page must not fail the access to a good one), unless the
   // backend is unreachable (a retry would wait for its timeout again). The
-  // neighbours are just not installed.
-  f.count(&Counters::read_errors);
+  // neighbours are just not installed. (Counted in read_errors by fill().)
   const bool unreachable = err == -ETIMEDOUT || err == -ENOTCONN || err == -ESHUTDOWN;
   for (uint64_t k = i; k < j; ++k) {
     if (!is_must(k)) {
