@@ -1124,10 +1124,10 @@ void FileImpl::FaultWindow::fill() {
     }
   for_each_run(size(), [&](uint64_t i) { return pages[i] && needs_fill(i); },
                [&](uint64_t i, uint64_t j) {
-                 const bool any = !how.empty() &&
-                                  std::any_of(how.begin() + static_cast<ptrdiff_t>(i),
-                                              how.begin() + static_cast<ptrdiff_t>(j),
-                                              [](char h) { return h != kFillWrite; });
+                 const bool any =
+                     !how.empty() && std::any_of(how.begin() + static_cast<ptrdiff_t>(i),
+                                                 how.begin() + static_cast<ptrdiff_t>(j),
+                                                 [](char h) { return h != kFillWrite; });
                  const auto t_fill = std::chrono::steady_clock::now();
                  const int err = any ? f.fill_copy(m, ws + i, std::span(how).subspan(i, j - i),
                                                    std::span(copied).subspan(i, j - i))

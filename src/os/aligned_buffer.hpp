@@ -16,9 +16,10 @@ class AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   ~AlignedBuffer() { std::free(p_); }
   /// At least n bytes, base-page aligned; from 2 MiB on 2 MiB aligned and
-  /// asking for transparent huge pages (an O_DIRECT read into 4 KiB pages is
-  /// cut into 4 KiB segments: about half as fast here, M6.16). Grows, never
-  /// shrinks; null when the memory cannot be had (the old buffer stays).
+  /// asking for transparent huge pages (an O_DIRECT request into 4 KiB pages
+  /// is one segment per page, split at max_segments: about half as fast
+  /// here, M6.16). Grows, never shrinks; null when the memory cannot be had
+  /// (the old buffer stays).
   std::byte* get(size_t n) {
     if (size_ >= n) return p_;
     const size_t align = n >= kHugePageSize ? kHugePageSize : kBasePageSize;

@@ -397,7 +397,8 @@ std::string json_engine(const OocResult& r, const EngineConfig& cfg) {
       "\"readaround_misses\":{},\"readaround_off\":{},\"pages_read_around\":{},"
       "\"fault_threads\":{},\"fault_around_pages\":{},"
       "\"peak_fault_threads\":{},\"peak_fills_in_flight\":{}",
-      r.cache_hits, r.cache_misses, r.pages_filled, r.pages_copied, r.pages_reclaimed, r.reclaim_runs,
+      r.cache_hits, r.cache_misses, r.pages_filled, r.pages_copied, r.pages_reclaimed,
+      r.reclaim_runs,
       r.missing_faults, r.minor_faults, r.engine_bytes_read, backend_ramp(r), r.readaround_hits,
       r.readaround_misses, r.readaround_off, r.pages_read_around, cfg.fault_threads,
       cfg.fault_around_pages, r.peak_fault_threads, r.peak_fills_in_flight);
