@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -361,6 +360,17 @@ uint64_t FileImpl::fill_bytes(uint64_t pg, uint64_t n) {
   return off >= frames_end ? 0 : std::min<uint64_t>(n << page_shift_, frames_end - off);
 }
 
+int FileImpl::read_zero_padded(std::byte* dst, uint64_t off, uint64_t len) {
+  const ssize_t k = read_frames(backend(), dst, off, len);
+  if (k < 0) return static_cast<int>(k);
+  const uint64_t done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
+  count(&Counters::bytes_read, done);
+  FL_POINT("fill.after_read");
+  // Past the object's end (or old bytes of a failed fill): zeros.
+  std::memset(dst + done, 0, len - done);
+  return 0;
+}
+
 int FileImpl::fill(uint64_t pg, uint64_t n) {
   // Counted in flight; a handler thread leaves another handler waiting for
   // faults before it blocks in the backend (issue 16 item 3).
@@ -372,14 +382,7 @@ int FileImpl::fill(uint64_t pg, uint64_t n) {
   if (huge()) {
     // (len is whole frames, clipped to the memfd: never past its end, R3.)
     if (int e = alloc_frames(off, len)) return e;
-    const ssize_t k = read_frames(be, alias_ + off, off, len);
-    if (k < 0) return static_cast<int>(k);
-    const uint64_t done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
-    FL_POINT("fill.after_read");
-    // Past the object's end (or old bytes of a failed fill): zeros.
-    std::memset(alias_ + off + done, 0, len - done);
-    count(&Counters::bytes_read, done);
-    return 0;
+    return read_zero_padded(alias_ + off, off, len);
   }
   const ssize_t r = read_into_memfd(be, memfd_, off, len);
   if (r < 0) return static_cast<int>(r);
@@ -401,8 +404,8 @@ int FileImpl::fill_copy(MappingImpl& m, uint64_t pg, std::span<const char> how,
   // the memfd and maps them in this view in one ioctl, without the memfd's
   // inode lock that pwrite takes (DESIGN section 2, "Filling by UFFDIO_COPY";
   // M6.17). The others (read-around probes, a store's page, POISONed ones)
-  // are pwritten from the same buffer. DONTWAKE: map() wakes the thread after
-  // the EOF recheck (R2).
+  // are pwritten from the same buffer. DONTWAKE: install_window wakes the
+  // threads after the EOF recheck (R2; FaultWindow::wake_copied).
   FL_BUG_ON(huge() || !m.shared || how.size() != copied.size());
   const uint64_t n = how.size();
   std::fill(copied.begin(), copied.end(), 0);
@@ -412,12 +415,7 @@ int FileImpl::fill_copy(MappingImpl& m, uint64_t pg, std::span<const char> how,
   const uint64_t off = pg << page_shift_;
   const uint64_t len = fill_bytes(pg, n);  // (UFFDIO_COPY past the memfd's size: EFAULT)
   if (len == 0) return -EINVAL;
-  const ssize_t r = read_frames(backend(), buf, off, len);
-  if (r < 0) return static_cast<int>(r);
-  const uint64_t done = std::min<uint64_t>(static_cast<uint64_t>(r), len);
-  count(&Counters::bytes_read, done);
-  std::memset(buf + done, 0, len - done);  // past the object's end: zeros
-  FL_POINT("fill.after_read");
+  if (int e = read_zero_padded(buf, off, len)) return e;
   const uint64_t pages = (len + page_size() - 1) >> page_shift_;
   int err = 0;
   for_each_run(pages, [](uint64_t) { return true; },

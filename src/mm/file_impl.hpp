@@ -295,6 +295,10 @@ class FileImpl {
   /// Reads pages [pg, pg+n) from the backend into their frames. Pages locked,
   /// below EOF (R3: never writes past the memfd's size). 0 or -errno.
   [[nodiscard]] int fill(uint64_t pg, uint64_t n);
+  /// Reads [off, off+len) of the backend into page-aligned memory at dst
+  /// (read_frames: aligned reads where the backend has them), zeros past
+  /// the object's end. 0 or -errno.
+  [[nodiscard]] int read_zero_padded(std::byte* dst, uint64_t off, uint64_t len);
   /// The bytes of pages [pg, pg+n) a fill may write: clipped to EOF's page,
   /// 0 past it (R3).
   uint64_t fill_bytes(uint64_t pg, uint64_t n);
