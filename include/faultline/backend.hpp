@@ -58,6 +58,33 @@ class Backend {
     return -95;  // EOPNOTSUPP
   }
 
+  /// Where read_aligned_streaming hands the data over: bytes [at, at+n) of
+  /// the range are at `data` (in the caller's buffer, or the backend's own
+  /// memory), readable during the call only. Returns 0 to go on, or a
+  /// negative errno, which ends the read and is returned.
+  using Arrival = std::function<int(const std::byte* data, size_t at, size_t n)>;
+
+  /// Optional, for long aligned reads (a readahead window): reads
+  /// [off, off+buf.size()) as read_aligned() does and hands the data over
+  /// in order as it arrives, so the engine installs the first pages while
+  /// the rest is still being read. `arrived` is called on the caller's
+  /// thread, never after the return, with n > 0 and `at` the sum of the n
+  /// before. Returns as read_aligned(): the bytes read (the sum of the n;
+  /// short only at the object's end) or a negative errno. Only what was
+  /// handed over has been read: the caller's buffer may not hold it (a
+  /// backend may read into memory of its own), and the backend writes into
+  /// it nothing after the return. The default: read_aligned() into buf,
+  /// then one call. The file backend reads a long cold range in 512 KiB
+  /// pieces through io_uring, several in flight. ForwardingBackend keeps
+  /// the default, so a wrapper's read_aligned() sees every aligned read.
+  virtual ssize_t read_aligned_streaming(uint64_t off, std::span<std::byte> buf,
+                                         const Arrival& arrived) {
+    const ssize_t k = read_aligned(off, buf);
+    if (k <= 0) return k;
+    if (const int e = arrived(buf.data(), 0, static_cast<size_t>(k))) return e;
+    return k;
+  }
+
   /// A hint that [off, off+len) will be read soon (the engine's read-around for
   /// non-sequential faults, like the kernel's mmap read-around): a backend may
   /// start fetching it in the background. Never required; never blocks long.

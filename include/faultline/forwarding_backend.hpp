@@ -3,7 +3,10 @@
 // tracing) derive from it and override only what they change, so none drops
 // an optional path (read_aligned, write_aligned, will_need, readahead_bytes,
 // can_punch_hole, the page_mkwrite forms) by omission: a wrapped backend
-// takes the same fill and write-back paths as the backend it wraps.
+// takes the same fill and write-back paths as the backend it wraps — but
+// read_aligned_streaming, left at its default (one read_aligned, then one
+// hand-over) so that a wrapper's read_aligned sees every aligned read: a
+// wrapped file backend reads a readahead window whole, not in pieces.
 #pragma once
 #include <memory>
 #include <utility>

@@ -75,13 +75,19 @@ struct Stats {
   /// (FaultMode::FaultingThread); also counted in minor/missing/wp_faults.
   uint64_t faults_in_thread = 0;
   /// Pages read ahead of a sequential stream in the background and left
-  /// cached, unmapped, for the stream's next fault to map (asynchronous
-  /// readahead: the read overlaps the stream's touching, issue 16 item 3).
+  /// cached (asynchronous readahead: the read overlaps the stream's
+  /// touching, issue 16 item 3); the first page of each window unmapped, for
+  /// the stream's fault on it to map the window and read the next; in a
+  /// shared view of 4 KiB frames the others mapped by UFFDIO_COPY.
   uint64_t async_readahead_pages = 0;
-  /// Of pages_filled (and pages_installed), the 4 KiB pages a fault filled
-  /// and mapped in one UFFDIO_COPY, without the memfd's inode lock (DESIGN
-  /// section 2, "Filling by UFFDIO_COPY").
+  /// Of pages_filled (and pages_installed), the 4 KiB pages a fault or an
+  /// asynchronous readahead filled and mapped in one UFFDIO_COPY, without the
+  /// memfd's inode lock (DESIGN section 2, "Filling by UFFDIO_COPY").
   uint64_t pages_copied = 0;
+  /// UFFDIO_CONTINUE and UFFDIO_COPY calls made to install pages_installed
+  /// (one per run of pages, or per piece of a run read in pieces; one more
+  /// where a run meets pages mapped already).
+  uint64_t install_calls = 0;
   /// Pages cached now (uptodate; not a counter), in the File's pages for
   /// File::stats, in 4 KiB pages for Engine::stats.
   uint64_t cached_pages = 0;

@@ -18,7 +18,7 @@ struct Counters {
       cache_hits{0}, cache_misses{0}, reclaim_runs{0}, readaround_hits{0}, readaround_misses{0},
       readaround_off{0}, pages_read_around{0},
       pages_sampled{0}, async_readahead_pages{0}, faults_polled{0},
-      faults_in_thread{0}, pages_copied{0};
+      faults_in_thread{0}, pages_copied{0}, install_calls{0};
 
   Stats snapshot() const {
     Stats s;
@@ -63,6 +63,7 @@ struct Counters {
     s.faults_polled = faults_polled.load();
     s.faults_in_thread = faults_in_thread.load();
     s.pages_copied = pages_copied.load();
+    s.install_calls = install_calls.load();
     return s;
   }
 };

@@ -150,10 +150,11 @@ EngineCore::EngineCore(EngineConfig c)
   if (work_fd_ < 0) throw_errno("faultline: eventfd");
   ev.data.ptr = &work_fd_;  // level-triggered: a count left wakes the next handler
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, work_fd_, &ev) != 0) throw_errno("faultline: epoll_ctl");
+  // Optional but for FaultMode::FaultingThread (below): without it an install
+  // skips pages mapped already one failed UFFDIO_CONTINUE at a time.
+  pte_fd_ = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (uffd.sigbus()) {
-    in_thread_pagemap_fd_ = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (in_thread_pagemap_fd_ < 0)
-      throw_errno("faultline: open(/proc/self/pagemap) for FaultMode::FaultingThread");
+    if (pte_fd_ < 0) throw_errno("faultline: open(/proc/self/pagemap) for FaultMode::FaultingThread");
     register_in_thread_faults();  // last: nothing below may throw
   }
 }
@@ -164,7 +165,7 @@ EngineCore::~EngineCore() {
   if (work_fd_ >= 0) ::close(work_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   if (pagemap_fd_ >= 0) ::close(pagemap_fd_);
-  if (in_thread_pagemap_fd_ >= 0) ::close(in_thread_pagemap_fd_);
+  if (pte_fd_ >= 0) ::close(pte_fd_);
 }
 
 Status EngineCore::make_async_uffd() {

@@ -127,6 +127,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   Status make_async_uffd();
   /// /proc/self/pagemap, for PAGEMAP_SCAN (opened with the async uffd).
   int pagemap_fd() const { return pagemap_fd_.load(std::memory_order_acquire); }
+  /// /proc/self/pagemap opened read-only at start, or -1: which PTEs of a
+  /// view are present (FaultMode::FaultingThread: a store to a present PTE is
+  /// a write-protect fault; an install skipping pages mapped already,
+  /// FileImpl::mapped_prefix). Set in the constructor, read-only after.
+  int pte_fd() const { return pte_fd_; }
   std::atomic<uint64_t> nr_dirty{0};  // dirty pages over all Files
   std::atomic<uint64_t> nr_cached{0};  // uptodate pages over all Files (4 KiB units)
   std::atomic<uint64_t> peak_cached{0};  // the most nr_cached has been
@@ -255,9 +260,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// idempotent, and a no-op for an engine that never entered.
   void register_in_thread_faults();
   void unregister_in_thread_faults();
-  /// /proc/self/pagemap for FaultMode::FaultingThread (present PTE: a store
-  /// fault is a write-protect fault), or -1.
-  int in_thread_pagemap_fd_ = -1;
+
+  int pte_fd_ = -1;  // pte_fd()
 
   // Lock-free on purpose: start_, stop_fd_ and epoll_fd_ are set in the
   // constructor and read-only after; flusher_ is started by start() and

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <mutex>
 #include <shared_mutex>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "mm/mapping_impl.hpp"
 #include "mm/runs.hpp"
 #include "testing/sched.hpp"
+#include "os/pagemap_scan.hpp"
 #include "os/uffd.hpp"
 #include "os/zap.hpp"
 
@@ -164,6 +166,7 @@ struct FileImpl::FaultWindow {
   const bool minor = false;
   const bool readahead = false;  // must is not needed: no SIGBUS, no fill past the budget
   const bool install = true;  // false: fill only, map nothing (asynchronous readahead)
+  const bool copy_ahead = false;  // !install: map all but `must` by UFFDIO_COPY (copy_fill)
   const bool stream = false;  // a stream's window: its fills are PG_stream (reclaim, R9)
   const WriteAround* wa = nullptr;  // pages made writable with must
   uint64_t fill_budget = ~uint64_t{0};  // pages charged under the memory limit
@@ -217,8 +220,14 @@ struct FileImpl::FaultWindow {
   // shared view of 4 KiB frames, not a read-around probe, not answered with
   // POISON here (COPY replaces the marker), not made writable and dirty now
   // (a store's page, write-around: dirty() must come first, R6).
+  //
+  // Asynchronous readahead (install false) copies its window too
+  // (copy_ahead), all but its first page: the marker stays unmapped, so the
+  // stream's fault on it starts the next window's read (DESIGN section 2,
+  // "Asynchronous readahead"); the stream touches the rest with no fault.
   bool copy_fill(uint64_t i) const {
-    if (!f.copy_fills_ || !install || !m.shared || !pages[i]) return false;
+    if (!f.copy_fills_ || !m.shared || !pages[i]) return false;
+    if (!install && !(copy_ahead && !is_must(i))) return false;
     if (!is_must(i) && !(around & kMapFilled)) return false;
     if (is_must(i) && (write || minor)) return false;  // MINOR: its frame is there (EEXIST)
     if (wa && wa->covers(ws + i)) return false;
@@ -239,6 +248,7 @@ struct FileImpl::FaultWindow {
   void trim();
   void fill();
   void wake_copied();
+  void copied_ahead();
   void fill_failed(uint64_t i, uint64_t j, int err);
   void mark_filled(uint64_t k);
   void read_poison();
@@ -895,19 +905,20 @@ bool FileImpl::queue_readahead(VmFault& vmf, ReadaheadWindow& rw) {
   Page* const q = first ? first.page() : nullptr;  // none: the job try-locks it (readahead())
   const uint64_t pg = vmf.pg, ws = rw.ws, ra_size = vmf.ra_size;
   const uintptr_t addr = vmf.addr;
+  const bool store = vmf.write;
   // Made before anything is handed over (it may throw). It holds only the
   // view (kept by its in-flight count, as a fault's: teardown waits; the
   // File through it, so the File's last reference is never dropped on a
   // handler thread) and the locked page, both given back on every way out.
   std::function<void()> job;
   try {
-    job = [m, q, pg, ws, ra_size, addr] {
+    job = [m, q, pg, ws, ra_size, addr, store] {
       struct Put {
         MappingImpl* m;
         ~Put() { m->inflight.fetch_sub(1, std::memory_order_acq_rel); }  // m not touched after
       } put{m};
       PageLock held = q ? PageLock(q, std::adopt_lock) : PageLock{};
-      m->file->readahead_queued(*m, pg, addr, ws, ra_size, std::move(held));
+      m->file->readahead_queued(*m, pg, addr, ws, ra_size, store, std::move(held));
     };
   } catch (const std::bad_alloc&) {
     return false;  // not queued: the caller reads ahead itself (or not, a far window)
@@ -927,7 +938,7 @@ bool FileImpl::queue_readahead(VmFault& vmf, ReadaheadWindow& rw) {
 }
 
 void FileImpl::readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uint64_t ws,
-                                uint64_t ra_size, PageLock first) {
+                                uint64_t ra_size, bool store, PageLock first) {
   // R1b: a fill holds the invalidate_lock shared. Here the window's first
   // page came locked (R1c), so the lock order (invalidate_lock, then page
   // locks) allows a try only: a truncate, punch or invalidate holding or
@@ -937,7 +948,7 @@ void FileImpl::readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uin
     if (first) first.page()->clear(PG_readahead);
     return;
   }
-  VmFault vmf(m, pg, addr, /*write=*/false, /*minor=*/false, m.async_wp());
+  VmFault vmf(m, pg, addr, /*write=*/store, /*minor=*/false, m.async_wp());
   vmf.sequential = true;
   vmf.ra_size = ra_size;
   readahead(vmf, ws, std::move(first));
@@ -947,8 +958,11 @@ void FileImpl::readahead(VmFault& vmf, uint64_t ws, PageLock first) {
   // Asynchronous readahead (the kernel's PG_readahead / async_size): the
   // faulting thread already runs (its install woke it; the window's first
   // page was locked before, lock_readahead); this handler reads
-  // the stream's next window into frames meanwhile and leaves it cached and
-  // unmapped, its first page marked PG_readahead. The stream's fault on the
+  // the stream's next window into frames meanwhile and leaves it cached, its
+  // first page marked PG_readahead and unmapped (in a shared view of 4 KiB
+  // frames the others are mapped by UFFDIO_COPY as they arrive, copy_ahead;
+  // but for a store stream that notices stores, whose marker fault makes
+  // the window writable and dirty). The stream's fault on the
   // marker finds the window cached (a hit: it maps it) and starts the read of
   // the window after it, so the reads stay readahead_windows ahead of the touching
   // and overlap it. A fault on a page still being read waits on its page
@@ -984,8 +998,12 @@ void FileImpl::readahead(VmFault& vmf, uint64_t ws, PageLock first) {
   if (Page* fp = index_.get(ws); !install && !fp->test(PG_uptodate)) fp->set(PG_readahead);
   FL_POINT("readahead.after_lock");
   // A failed fill of its first page must not poison a page nobody touched.
+  // Copied, but for a store stream in a view that notices stores: its
+  // marker fault makes the window writable and dirty (write-around, M4.1),
+  // which pages mapped write-protected already would not get.
   FaultWindow w{.f = *this, .m = m, .ws = ws, .we = we, .must = ws, .readahead = true,
-                .install = install, .stream = true, .wa = install ? &vmf.ra_wa : nullptr,
+                .install = install, .copy_ahead = !install && !(vmf.write && m.tracks_writes()),
+                .stream = true, .wa = install ? &vmf.ra_wa : nullptr,
                 .fill_budget = budget.pages()};
   const bool installed = install_window(w, std::move(first));
   if (install && installed) {
@@ -1025,6 +1043,7 @@ bool FileImpl::install_window(FaultWindow& w, PageLock must_lock) {
   // page) and before the map wakes the thread.
   if (w.next) w.ra_windows = lock_readahead(*w.next);
   const bool installed = w.install && w.map();
+  if (!w.install) w.copied_ahead();
   // Error on the faulting page: SIGBUS for this access, the rest of the file
   // keeps working.
   if (w.must_error && !w.readahead) send_sigbus(w.m, w.m.addr_of(w.must));
@@ -1114,7 +1133,7 @@ void FileImpl::FaultWindow::fill() {
   // write-protected page and is refused again; loads see the right data.)
   read_poison();
   std::vector<char> how;  // allocated before any COPY (empty: none possible)
-  if (f.copy_fills_ && install && m.shared) how.assign(size(), kFillWrite);
+  if (f.copy_fills_ && (install || copy_ahead) && m.shared) how.assign(size(), kFillWrite);
   for (uint64_t i = 0; i < how.size(); ++i)
     if (pages[i] && needs_fill(i) && copy_fill(i)) {
       // R5/R6: a copied page is never writable while clean: no store's page
@@ -1159,6 +1178,17 @@ void FileImpl::FaultWindow::wake_copied() {
   for_each_run(size(), [&](uint64_t i) { return copied[i] != 0; }, [&](uint64_t i, uint64_t j) {
     (void)m.uffd->wake(m.addr_of(ws + i), (j - i) << f.page_shift_);
   });
+}
+
+void FileImpl::FaultWindow::copied_ahead() {
+  // Asynchronous readahead maps no window, but what fill_copy mapped: as
+  // map() does for what it installs, a page mapped again is sampled before
+  // reclaim judges it unused (R9). Under the page locks still held.
+  for (uint64_t i = 0; i < size(); ++i)
+    if (pages[i] && copied[i]) {
+      FL_BUG_ON(lock_window_pages() && !pages[i]->locked());  // R1: locked until its PTE is in
+      pages[i]->clear(PG_sampled | PG_zapped | PG_readahead);  // a stale marker is spent too
+    }
 }
 
 void FileImpl::FaultWindow::mark_filled(uint64_t k) {
@@ -1273,19 +1303,55 @@ uint64_t FileImpl::FaultWindow::continue_run(uint64_t i, uint64_t j) {
     const auto t_install = std::chrono::steady_clock::now();
     const auto r = m.uffd->continue_range(m.addr_of(ws + i) + done, len - done, mode);
     f.count(&Counters::install_ns, ns_since(t_install));
+    f.count(&Counters::install_calls);
     if (r.err == 0) {
       f.count(&Counters::pages_installed, (len - done) >> f.page_shift_);
       done = len;
-    } else if (r.err == -EAGAIN && r.done > 0) {  // stopped at a page already mapped
-      f.count(&Counters::pages_installed, static_cast<uint64_t>(r.done) >> f.page_shift_);
-      done += static_cast<uint64_t>(r.done);
-    } else if (r.err == -EEXIST || r.err == -EAGAIN) {  // this page is mapped: skip it
-      done += f.page_size();
+    } else if (r.err == -EEXIST || r.err == -EAGAIN) {
+      // Stopped at a page mapped already (EAGAIN after the pages before it;
+      // EEXIST at the first): it and the mapped pages after it are skipped
+      // in one look at the page table (a window mostly mapped already — the
+      // marker fault of a window read ahead by UFFDIO_COPY — would otherwise
+      // cost one failed CONTINUE per page). Not present (a POISON marker
+      // refuses CONTINUE; mmap_changing): stepped over, one page, as before.
+      // A page mapped or zapped after the look: EEXIST again, or a later
+      // fault, a hit.
+      if (r.done > 0) {
+        f.count(&Counters::pages_installed, static_cast<uint64_t>(r.done) >> f.page_shift_);
+        done += static_cast<uint64_t>(r.done);
+      }
+      const uint64_t mapped =
+          done < len ? f.mapped_prefix(m.addr_of(ws + i) + done, (len - done) >> f.page_shift_) : 0;
+      if (mapped) done += mapped << f.page_shift_;
+      else if (r.done <= 0) done += f.page_size();
     } else {
       break;  // EINVAL past the memfd's end, EFAULT a hole, ENOENT view gone
     }
   }
   return done;
+}
+
+uint64_t FileImpl::mapped_prefix(uintptr_t addr, uint64_t n) {
+  const int fd = core->pte_fd();
+  if (fd < 0 || n == 0) return 0;
+  // The first run of present PTEs (PAGEMAP_SCAN, Linux 6.7+: one region
+  // of category PRESENT), if it starts at addr. (Not "the first page not
+  // present": a range with no VMA reports no region either way.)
+  page_region first{};
+  pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  arg.start = addr;
+  arg.end = addr + (n << page_shift_);
+  arg.vec = reinterpret_cast<uintptr_t>(&first);
+  arg.vec_len = 1;
+  arg.category_mask = PAGE_IS_PRESENT;
+  arg.return_mask = PAGE_IS_PRESENT;
+  int r;
+  do r = ::ioctl(fd, PAGEMAP_SCAN, &arg);
+  while (r < 0 && errno == EINTR);
+  // An error (EINVAL before 6.7) tells nothing: the caller steps one page.
+  if (r <= 0 || first.start != addr) return 0;
+  return std::min<uint64_t>((first.end - addr) >> page_shift_, n);
 }
 
 // ---------------------------------------------------------------------------

@@ -156,7 +156,7 @@ EngineCore::InThread EngineCore::fault_in_thread(std::shared_ptr<MappingImpl> m,
   if (m->tracks_writes() && (store || !kStoreFaultKnown)) {
     uint64_t e = 0;
     const off_t at = static_cast<off_t>(addr / kBasePageSize * sizeof e);
-    if (::pread(in_thread_pagemap_fd_, &e, sizeof e, at) == sizeof e && (e >> 63) & 1)
+    if (::pread(pte_fd_, &e, sizeof e, at) == sizeof e && (e >> 63) & 1)
       flags = UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE;
     // A failed read (never seen: pagemap of our own address space) is taken
     // for "not present": a store to a protected page then faults again.

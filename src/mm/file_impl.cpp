@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <fcntl.h>
 #include <fstream>
 #include <linux/memfd.h>
@@ -315,8 +316,10 @@ ssize_t read_fully(Backend& be, uint64_t off, uint64_t len, ReadMore&& more) {
 /// buffer. Aligned reads (O_DIRECT for what the kernel does not cache) where
 /// the backend has them. Returns the bytes read (short: the object's end) or
 /// -errno.
-ssize_t read_frames(Backend& be, std::byte* dst, uint64_t off, uint64_t len) {
-  ssize_t k = be.read_aligned(off, std::span(dst, len));
+ssize_t read_frames(Backend& be, std::byte* dst, uint64_t off, uint64_t len,
+                    const Backend::Arrival* arrived = nullptr) {
+  ssize_t k = arrived ? be.read_aligned_streaming(off, std::span(dst, len), *arrived)
+                      : be.read_aligned(off, std::span(dst, len));
   if (k == -EOPNOTSUPP) k = 0;  // no aligned path: plain reads below
   if (k < 0 || static_cast<uint64_t>(k) >= len) return k;
   const uint64_t first = static_cast<uint64_t>(k);
@@ -360,8 +363,9 @@ uint64_t FileImpl::fill_bytes(uint64_t pg, uint64_t n) {
   return off >= frames_end ? 0 : std::min<uint64_t>(n << page_shift_, frames_end - off);
 }
 
-int FileImpl::read_zero_padded(std::byte* dst, uint64_t off, uint64_t len) {
-  const ssize_t k = read_frames(backend(), dst, off, len);
+int FileImpl::read_zero_padded(std::byte* dst, uint64_t off, uint64_t len,
+                               const Backend::Arrival* arrived) {
+  const ssize_t k = read_frames(backend(), dst, off, len, arrived);
   if (k < 0) return static_cast<int>(k);
   const uint64_t done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
   count(&Counters::bytes_read, done);
@@ -399,7 +403,8 @@ int FileImpl::fill_copy(MappingImpl& m, uint64_t pg, std::span<const char> how,
                         std::span<char> copied) {
   // 4 KiB frames of a shared view (FaultWindow::fill): the run is read once
   // into the thread's aligned bounce buffer (O_DIRECT where the kernel does
-  // not cache the range, as read_into_fd); the pages map() installs here
+  // not cache the range, as read_into_fd; a long run in pieces, each put as
+  // it arrives: Backend::read_aligned_streaming); the pages map() installs here
   // anyway go in by UFFDIO_COPY: the kernel allocates the frames, adds them to
   // the memfd and maps them in this view in one ioctl, without the memfd's
   // inode lock that pwrite takes (DESIGN section 2, "Filling by UFFDIO_COPY";
@@ -415,42 +420,68 @@ int FileImpl::fill_copy(MappingImpl& m, uint64_t pg, std::span<const char> how,
   const uint64_t off = pg << page_shift_;
   const uint64_t len = fill_bytes(pg, n);  // (UFFDIO_COPY past the memfd's size: EFAULT)
   if (len == 0) return -EINVAL;
-  if (int e = read_zero_padded(buf, off, len)) return e;
   const uint64_t pages = (len + page_size() - 1) >> page_shift_;
-  int err = 0;
-  for_each_run(pages, [](uint64_t) { return true; },
-               [&](uint64_t a, uint64_t b) { return how[a] == how[b]; },
-               [&](uint64_t i, uint64_t j) {
-                 const uint64_t s = i << page_shift_, e = std::min<uint64_t>(j << page_shift_, len);
-                 uint64_t at = s;
-                 if (how[i] != kFillWrite) {
-                   while (at < e) {
-                     const auto res = m.uffd->copy(m.addr_of(pg) + at, buf + at, e - at,
-                                                   how[i] == kFillCopyWp, /*dontwake=*/true);
-                     if (res.err == 0) {
-                       at = e;
-                     } else if (res.done > 0) {  // EAGAIN: stopped part-way (a frame present)
-                       at += static_cast<uint64_t>(res.done);
-                     } else if (res.err == -EEXIST || res.err == -EAGAIN || res.err == -ENOENT) {
-                       // A frame in the memfd (old bytes of a failed fill), the
-                       // view changing (mmap_changing) or gone: pwrite below.
-                       break;
-                     } else {
-                       // EFAULT: past the memfd's size (R2 and R3 rule it out; a
-                       // pwrite would extend the memfd); EINVAL, ENOMEM: no fill.
-                       err = res.err;
-                       break;
+  // Pages [a, b) of the run, page a's data at src and the others after it:
+  // COPY or pwrite by `how`.
+  auto put = [&](uint64_t a, uint64_t b, const std::byte* src) {
+    int err = 0;
+    for_each_run(b - a, [](uint64_t) { return true; },
+                 [&](uint64_t x, uint64_t y) { return how[a + x] == how[a + y]; },
+                 [&](uint64_t ri, uint64_t rj) {
+                   const uint64_t i = a + ri, j = a + rj;
+                   const uint64_t s = i << page_shift_, e = std::min<uint64_t>(j << page_shift_, len);
+                   // The data of byte `at` of the run.
+                   auto from = [&](uint64_t at) { return src + ((i - a) << page_shift_) + (at - s); };
+                   uint64_t at = s;
+                   if (how[i] != kFillWrite) {
+                     while (at < e) {
+                       const auto res = m.uffd->copy(m.addr_of(pg) + at, from(at), e - at,
+                                                     how[i] == kFillCopyWp, /*dontwake=*/true);
+                       count(&Counters::install_calls);
+                       if (res.err == 0) {
+                         at = e;
+                       } else if (res.done > 0) {  // EAGAIN: stopped part-way (a frame present)
+                         at += static_cast<uint64_t>(res.done);
+                       } else if (res.err == -EEXIST || res.err == -EAGAIN || res.err == -ENOENT) {
+                         // A frame in the memfd (old bytes of a failed fill), the
+                         // view changing (mmap_changing) or gone: pwrite below.
+                         break;
+                       } else {
+                         // EFAULT: past the memfd's size (R2 and R3 rule it out; a
+                         // pwrite would extend the memfd); EINVAL, ENOMEM: no fill.
+                         err = res.err;
+                         break;
+                       }
                      }
+                     for (uint64_t k = i; k < (at >> page_shift_); ++k) copied[k] = 1;
+                     count(&Counters::pages_installed, (at - s) >> page_shift_);
+                     count(&Counters::pages_copied, (at - s) >> page_shift_);
                    }
-                   for (uint64_t k = i; k < (at >> page_shift_); ++k) copied[k] = 1;
-                   count(&Counters::pages_installed, (at - s) >> page_shift_);
-                   count(&Counters::pages_copied, (at - s) >> page_shift_);
-                 }
-                 // The rest goes into the memfd as before (map() CONTINUEs it).
-                 if (err == 0 && at < e) err = pwrite_full(memfd_, buf + at, e - at, off + at);
-                 return err == 0;
-               });
-  return err;
+                   // The rest goes into the memfd as before (map() CONTINUEs it).
+                   if (err == 0 && at < e) err = pwrite_full(memfd_, from(at), e - at, off + at);
+                   return err == 0;
+                 });
+    return err;
+  };
+  // A long run (a readahead window) is put as its pieces arrive (from the
+  // backend's memory, or buf): the copies overlap the device's reads of the
+  // pieces after them. A piece's last page cut short (the object's end) is
+  // kept in buf and put, zero-padded, after the read.
+  uint64_t put_end = 0;  // pages put so far
+  const Backend::Arrival arrived = [&](const std::byte* data, size_t at, size_t got) {
+    FL_BUG_ON(at != put_end << page_shift_ || at + got > len);  // in order, whole pages before
+    const uint64_t whole = got >> page_shift_;
+    if (whole) {
+      if (const int e = put(put_end, put_end + whole, data)) return e;
+      put_end += whole;
+    }
+    const size_t tail = got & (page_size() - 1);
+    if (tail && buf + at + (whole << page_shift_) != data + (whole << page_shift_))
+      std::memcpy(buf + at + (whole << page_shift_), data + (whole << page_shift_), tail);
+    return 0;
+  };
+  if (int e = read_zero_padded(buf, off, len, &arrived)) return e;
+  return put_end < pages ? put(put_end, pages, buf + (put_end << page_shift_)) : 0;
 }
 
 uint64_t FileImpl::lock_run(uint64_t pg, uint64_t n) {

@@ -255,8 +255,9 @@ class FileImpl {
   bool queue_readahead(VmFault& vmf, ReadaheadWindow& rw);
   /// The handed-over readahead, on a handler thread: the stream's window at
   /// ws, its first page locked (`first`) or, past the nearest, not yet.
+  /// `store`: the stream's fault was a store.
   void readahead_queued(MappingImpl& m, uint64_t pg, uintptr_t addr, uint64_t ws, uint64_t ra_size,
-                        PageLock first);
+                        bool store, PageLock first);
   /// The windows the stream reads ahead (EngineConfig::readahead_windows);
   /// the nearest's first page try-locked and marked before the map.
   ReadaheadWindows lock_readahead(VmFault& vmf);
@@ -297,8 +298,11 @@ class FileImpl {
   [[nodiscard]] int fill(uint64_t pg, uint64_t n);
   /// Reads [off, off+len) of the backend into page-aligned memory at dst
   /// (read_frames: aligned reads where the backend has them), zeros past
-  /// the object's end. 0 or -errno.
-  [[nodiscard]] int read_zero_padded(std::byte* dst, uint64_t off, uint64_t len);
+  /// the object's end. With `arrived`, the data is handed to it as it
+  /// arrives (Backend::read_aligned_streaming; its error ends the read), and
+  /// dst holds only what the read finished without it. 0 or -errno.
+  [[nodiscard]] int read_zero_padded(std::byte* dst, uint64_t off, uint64_t len,
+                                     const Backend::Arrival* arrived = nullptr);
   /// The bytes of pages [pg, pg+n) a fill may write: clipped to EOF's page,
   /// 0 past it (R3).
   uint64_t fill_bytes(uint64_t pg, uint64_t n);
@@ -340,6 +344,9 @@ class FileImpl {
   /// Gives the access at addr in view m SIGBUS (UFFDIO_POISON, DESIGN sec. 2).
   void send_sigbus(MappingImpl& m, uintptr_t addr);
   void wake(MappingImpl& m, uintptr_t addr);
+  /// How many of the n pages of view m from addr on have a present PTE, in
+  /// one PAGEMAP_SCAN (0 when it cannot tell: no pagemap, or the scan failed).
+  uint64_t mapped_prefix(uintptr_t addr, uint64_t n);
   /// Grows i_size and the memfd to new_size (nothing if not larger).
   Status extend(uint64_t new_size) REQUIRES(i_rwsem_);
   // write()'s steps. One batch: [pos, at most end) over at most

@@ -15,7 +15,9 @@
 // executables read FAULTLINE_BREAK themselves and call break_rules().
 //
 // Points (see DESIGN.md section 4): fault.before_lock, fault.before_fill,
-// fill.after_read, fault.after_fill, fault.before_install, fault.no_view (a
+// fill.after_read (after the whole read; a backend that streams its data,
+// Backend::read_aligned_streaming, has had the pieces before it copied into
+// the view already), fault.after_fill, fault.before_install, fault.no_view (a
 // fault on a view being torn down: the thread is told to retry),
 // wp.before_mkwrite, wp.before_lock, wp.before_unprotect, wp.before_time_update,
 // truncate.after_size, truncate.before_shrink, punch.before_drop,

@@ -12,8 +12,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -63,6 +66,36 @@ ssize_t read_cold_and_check(const std::string& path, uint64_t file_size, uint64_
         << "first differing byte (offset in the range)";
   }
   return r;
+}
+
+/// read_aligned_streaming of [off, off+len) of a cold file: checks that the
+/// pieces handed over are in order, hold the file's bytes when handed over
+/// (the piece after may still be in flight) and add up to the bytes read.
+/// Returns the number of pieces.
+size_t stream_cold_and_check(const std::string& path, uint64_t file_size, uint64_t off,
+                             uint64_t len) {
+  ft::drop_cache(path, file_size);
+  auto be = faultline::make_file_backend(path, false);
+  void* mem = std::aligned_alloc(2 * kMiB, (len + 2 * kMiB - 1) / (2 * kMiB) * (2 * kMiB));
+  const auto expect = ft::pattern(off, static_cast<size_t>(len));
+  size_t pieces = 0, sum = 0;
+  const ssize_t r = be->read_aligned_streaming(
+      off, std::span(static_cast<std::byte*>(mem), len), [&](const std::byte* data, size_t at, size_t n) {
+        EXPECT_EQ(at, sum) << "out of order";
+        EXPECT_GT(n, 0u);
+        EXPECT_LE(at + n, len);
+        if (at + n <= len) {
+          EXPECT_EQ(-1, ft::first_diff(data, expect.data() + at, n)) << "piece at " << at;
+        }
+        sum += n;
+        ++pieces;
+        return 0;
+      });
+  std::free(mem);
+  const uint64_t want = off >= file_size ? 0 : std::min(len, file_size - off);
+  EXPECT_EQ(r, static_cast<ssize_t>(want));
+  EXPECT_EQ(sum, want);
+  return pieces;
 }
 
 /// A seccomp filter on the calling thread (and threads it starts) under
@@ -124,6 +157,46 @@ TEST(FileBackend, ColdRangeEndingInsideABlockStopsAtTheLastByte) {
   read_cold_and_check(path, size, 4 * kMiB, 2 * kMiB, 0);
 }
 
+// Streaming aligned reads (a readahead window filled by UFFDIO_COPY): a cold
+// range longer than one piece is told piece by piece, in order, each
+// prefix already in the caller's buffer; one piece or less is told once.
+TEST(FileBackend, ColdStreamingReadTellsEachPieceInOrder) {
+  ft::TempDir dir;
+  const uint64_t size = 6 * kMiB + 100;
+  const std::string path = dir.make_file("f", size);
+  const bool ring = faultline::detail::thread_ring() != nullptr;
+  const size_t told = stream_cold_and_check(path, size, 0, 4 * kMiB);
+  if (ring) {
+    EXPECT_EQ(told, 8u) << "4 MiB in 512 KiB pieces";
+  }
+  EXPECT_EQ(stream_cold_and_check(path, size, kMiB, 256 * 1024), 1u);
+  // Across the file's end (inside a block): stops at its last byte.
+  stream_cold_and_check(path, size, 4 * kMiB, 4 * kMiB);
+}
+
+// The caller's error ends the read and is what it returns: at the first
+// piece on every path; at the second with io_uring (pieces still in flight
+// are reaped before the return).
+TEST(FileBackend, StreamingReadStopsAtTheCallersError) {
+  ft::TempDir dir;
+  const uint64_t size = 4 * kMiB;
+  const std::string path = dir.make_file("f", size);
+  auto be = faultline::make_file_backend(path, false);
+  void* mem = std::aligned_alloc(2 * kMiB, size);
+  const std::span<std::byte> buf(static_cast<std::byte*>(mem), size);
+  for (int fail_at : {1, 2}) {
+    if (fail_at == 2 && !faultline::detail::thread_ring()) break;
+    ft::drop_cache(path, size);
+    int calls = 0;
+    const ssize_t r = be->read_aligned_streaming(0, buf, [&](const std::byte*, size_t, size_t) {
+      return ++calls == fail_at ? -ENOSPC : 0;
+    });
+    EXPECT_EQ(r, -ENOSPC) << fail_at;
+    EXPECT_EQ(calls, fail_at);
+  }
+  std::free(mem);
+}
+
 // Without io_uring (the kernel refuses it) the same fills go through pread.
 TEST(FileBackend, ColdRangeIsCopiedWholeWithoutIoUring) {
 #if !defined(__x86_64__)
@@ -142,6 +215,8 @@ TEST(FileBackend, ColdRangeIsCopiedWholeWithoutIoUring) {
     const uint64_t pieces = faultline::detail::uring_pieces();
     read_cold_and_check(path, size, 0, 8 * kMiB, 0);
     read_cold_and_check(path, size, 2 * kMiB, 3 * kMiB, kMiB);
+    // Streaming: told after each pread (one for the whole range here).
+    EXPECT_GE(stream_cold_and_check(path, size, 0, 4 * kMiB), 1u);
     EXPECT_EQ(pieces, faultline::detail::uring_pieces());
   });
   t.join();

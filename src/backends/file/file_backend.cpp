@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <sys/syscall.h>
 #include <vector>
@@ -180,8 +181,13 @@ class FileBackend final : public Backend {
     // per 2 MiB here: warm buffered pread ~780-990 us vs O_DIRECT ~1,440;
     // cold O_DIRECT ~1,300 (1.6 GB/s) vs buffered ~1,370-2,330. (preadv2
     // RWF_NOWAIT cannot probe the cache: on a miss it starts readahead.)
+    return read_aligned_checked(off, buf, cached_whole(off, buf.size()));
+  }
+  /// read_aligned, the kernel's cache looked at already (`cached`: it holds
+  /// the whole range).
+  ssize_t read_aligned_checked(uint64_t off, std::span<std::byte> buf, bool cached) {
     const int dfd = direct_fd();
-    if (dfd < 0 || cached_whole(off, buf.size())) return read(off, buf);
+    if (dfd < 0 || cached) return read(off, buf);
     size_t done = 0;
     while (done < buf.size()) {
       const ssize_t r = ::pread(dfd, buf.data() + done, buf.size() - done,
@@ -196,6 +202,22 @@ class FileBackend final : public Backend {
       if (done & (kBasePageSize - 1)) break;  // a short read ends at the object's end
     }
     return static_cast<ssize_t>(done);
+  }
+
+  ssize_t read_aligned_streaming(uint64_t off, std::span<std::byte> buf,
+                                 const Arrival& arrived) override {
+    // As read_aligned; a range longer than one piece read with O_DIRECT is
+    // read in pieces (read_direct: io_uring, several in flight), each handed
+    // over from the backend's own buffer as it arrives.
+    const bool cached = cached_whole(off, buf.size());
+    if (!cached && buf.size() > kPipeChunkBytes) {
+      const ssize_t r = read_direct(off, buf.size(), arrived);
+      if (r != -EOPNOTSUPP) return r;
+    }
+    const ssize_t k = read_aligned_checked(off, buf, cached);
+    if (k <= 0) return k;
+    if (const int e = arrived(buf.data(), 0, static_cast<size_t>(k))) return e;
+    return k;
   }
 
   void will_need(uint64_t off, uint64_t len) override {
@@ -279,17 +301,32 @@ class FileBackend final : public Backend {
     dfd_.store(d < 0 ? -1 : d, std::memory_order_release);
     return d < 0 ? -1 : d;
   }
+  /// Where the bytes of a direct read go, in order: [at, at+n) of the range
+  /// is at p (the thread's direct buffer, valid during the call). 0 or -errno.
+  using Sink = std::function<int(const std::byte* p, size_t at, size_t n)>;
+
   /// O_DIRECT reads of [off, off+len) through the thread's aligned buffer,
   /// written into `fd` at fd_off. Bytes copied (short only at the object's
   /// end), a negative errno, or -EOPNOTSUPP when O_DIRECT cannot serve it
   /// (no O_DIRECT, no buffer, alignment refused) and nothing was copied.
   ssize_t read_direct_into_fd(uint64_t off, size_t len, int fd, uint64_t fd_off) {
+    return read_direct(off, len, [&](const std::byte* p, size_t at, size_t n) {
+      return detail::pwrite_full(fd, p, n, fd_off + at);
+    });
+  }
+  /// O_DIRECT reads of [off, off+len) through the thread's aligned buffer,
+  /// each handed to `sink` in order: in pieces through io_uring where the
+  /// range is longer than one (PipelinedRead), else (and for what the ring
+  /// left) by pread. Returns as read_direct_into_fd. The buffer is the
+  /// backend's own: on the one path where the kernel may still write into it
+  /// it is given up (PipelinedRead::run), never a caller's memory.
+  ssize_t read_direct(uint64_t off, size_t len, const Sink& sink) {
     const int dfd = direct_fd();
     std::byte* buf = dfd >= 0 ? direct_buffer() : nullptr;
     if (!buf || (off & (kBasePageSize - 1)) || (len & (kBasePageSize - 1))) return -EOPNOTSUPP;
     size_t done = 0;
     if (len > kPipeChunkBytes) {
-      PipelinedRead rd(dfd, buf, off, len, fd, fd_off);
+      PipelinedRead rd(dfd, buf, off, len, sink);
       const ssize_t r = rd.run();
       if (r < 0 || !rd.fall_back) return r;
       done = static_cast<size_t>(r);  // the ring failed part-way: pread the rest
@@ -303,27 +340,27 @@ class FileBackend final : public Backend {
         return -errno;
       }
       if (r == 0) break;  // the object's end
-      if (int e = detail::pwrite_full(fd, buf, static_cast<size_t>(r), fd_off + done)) return e;
+      if (int e = sink(buf, done, static_cast<size_t>(r))) return e;
       done += static_cast<size_t>(r);
       if (static_cast<size_t>(r) < want) break;  // short: the object ends here
     }
     return static_cast<ssize_t>(done);
   }
   /// A window read in kPipeChunkBytes pieces through the thread's io_uring,
-  /// kPipeDepth of them in flight, each copied into the memfd as soon as it
-  /// and those before it are in: the copies overlap the device's reads,
-  /// where one pread of the window left the device idle during the whole
-  /// copy (a 4 MiB stream window: ~2.2 ms read, then ~1.8 ms of copying into
-  /// the memfd, most of it allocating its pages; M6.14).
+  /// kPipeDepth of them in flight, each handed to the sink (copied into the
+  /// memfd, or by UFFDIO_COPY into a view) as soon as it and those before it
+  /// are in: the copies overlap the device's reads, where one pread of the
+  /// window left the device idle during the whole copy (a 4 MiB stream
+  /// window: ~2.2 ms read, then ~1.8 ms of copying into the memfd, most of it
+  /// allocating its pages; M6.14).
   struct PipelinedRead {
-    PipelinedRead(int d, std::byte* b, uint64_t o, size_t l, int f, uint64_t fo)
-        : dfd(d), buf(b), off(o), len(l), fd(f), fd_off(fo) {}
+    PipelinedRead(int d, std::byte* b, uint64_t o, size_t l, const Sink& s)
+        : dfd(d), buf(b), off(o), len(l), sink(s) {}
     int dfd;
     std::byte* buf;
     uint64_t off;
     size_t len;
-    int fd;
-    uint64_t fd_off;
+    const Sink& sink;
     bool fall_back = false;  // no ring, or it failed: the caller preads from the result on
     static constexpr size_t kSlots = kDirectBufBytes / kPipeChunkBytes;
     struct Slot {
@@ -422,7 +459,7 @@ class FileBackend final : public Backend {
       ::io_uring_cqe_seen(ring, cqe);
       return 0;
     }
-    /// Copies one arrived piece into the memfd: 0, or -errno.
+    /// Hands one arrived piece to the sink: 0, or -errno.
     int copy(const Slot& s) {
       const size_t want = std::min(len - s.at, kPipeChunkBytes);
       if (s.res < 0) {
@@ -435,7 +472,7 @@ class FileBackend final : public Backend {
       }
       const auto got = static_cast<size_t>(s.res);
       const size_t slot = static_cast<size_t>(&s - slots);
-      if (int e = detail::pwrite_full(fd, buf + slot * kPipeChunkBytes, got, fd_off + s.at)) {
+      if (int e = got ? sink(buf + slot * kPipeChunkBytes, s.at, got) : 0) {
         stop = true;
         return e;
       }
