@@ -15,6 +15,7 @@
 // (sleeping) -> the window's other pages (try-lock, ascending) -> a view's
 // poison_mu. Nothing sleeps on a page lock holding a try-locked one.
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -254,7 +255,7 @@ struct FileImpl::FaultWindow {
   void read_poison();
   void dirty();
   bool map();
-  uint64_t continue_run(uint64_t i, uint64_t j);
+  uint64_t continue_run(uint64_t i, uint64_t j, uint64_t& installed);
 };
 
 void FileImpl::wake(MappingImpl& m, uintptr_t addr) {
@@ -1276,11 +1277,11 @@ bool FileImpl::FaultWindow::map() {
       size(), [&](uint64_t i) { return installable(i) && !copied[i]; },
       [&](uint64_t a, uint64_t b) { return wp_mode(a) == wp_mode(b); },
       [&](uint64_t i, uint64_t j) {
-        const uint64_t done = continue_run(i, j);
+        uint64_t installed = 0;  // by this CONTINUE (not found mapped)
+        const uint64_t done = continue_run(i, j, installed);
         const bool has_must = must >= ws + i && must < ws + j;
         if (has_must && ((must - ws - i) << f.page_shift_) < done) must_installed = true;
-        mapped_around +=
-            std::min<uint64_t>(done >> f.page_shift_, j - i) - ((has_must && must_installed) ? 1 : 0);
+        mapped_around += installed - ((has_must && must_installed && installed) ? 1 : 0);
       });
   f.count(&Counters::pages_fault_around, mapped_around);
   if (!(around & kMapFilled)) {
@@ -1291,9 +1292,10 @@ bool FileImpl::FaultWindow::map() {
   return must_installed;
 }
 
-uint64_t FileImpl::FaultWindow::continue_run(uint64_t i, uint64_t j) {
+uint64_t FileImpl::FaultWindow::continue_run(uint64_t i, uint64_t j, uint64_t& installed) {
   // UFFDIO_CONTINUE of pages [i, j), all installed in one mode; returns the
-  // bytes mapped (a page found mapped already counts).
+  // bytes mapped (a page found mapped already counts), adds the pages it
+  // installed to `installed`.
   for (uint64_t k = i; k < j; ++k)
     FL_BUG_ON(locked_by_rule(k) && !pages[k]->locked());  // R1: locked until its PTE is in
   const bool mode = wp_mode(i);
@@ -1306,6 +1308,7 @@ uint64_t FileImpl::FaultWindow::continue_run(uint64_t i, uint64_t j) {
     f.count(&Counters::install_calls);
     if (r.err == 0) {
       f.count(&Counters::pages_installed, (len - done) >> f.page_shift_);
+      installed += (len - done) >> f.page_shift_;
       done = len;
     } else if (r.err == -EEXIST || r.err == -EAGAIN) {
       // Stopped at a page mapped already (EAGAIN after the pages before it;
@@ -1318,6 +1321,7 @@ uint64_t FileImpl::FaultWindow::continue_run(uint64_t i, uint64_t j) {
       // fault, a hit.
       if (r.done > 0) {
         f.count(&Counters::pages_installed, static_cast<uint64_t>(r.done) >> f.page_shift_);
+        installed += static_cast<uint64_t>(r.done) >> f.page_shift_;
         done += static_cast<uint64_t>(r.done);
       }
       const uint64_t mapped =
@@ -1332,8 +1336,9 @@ uint64_t FileImpl::FaultWindow::continue_run(uint64_t i, uint64_t j) {
 }
 
 uint64_t FileImpl::mapped_prefix(uintptr_t addr, uint64_t n) {
+  static std::atomic<bool> unsupported{false};  // ENOTTY: no PAGEMAP_SCAN (before 6.7)
   const int fd = core->pte_fd();
-  if (fd < 0 || n == 0) return 0;
+  if (fd < 0 || n == 0 || unsupported.load(std::memory_order_relaxed)) return 0;
   // The first run of present PTEs (PAGEMAP_SCAN, Linux 6.7+: one region
   // of category PRESENT), if it starts at addr. (Not "the first page not
   // present": a range with no VMA reports no region either way.)
@@ -1349,7 +1354,8 @@ uint64_t FileImpl::mapped_prefix(uintptr_t addr, uint64_t n) {
   int r;
   do r = ::ioctl(fd, PAGEMAP_SCAN, &arg);
   while (r < 0 && errno == EINTR);
-  // An error (EINVAL before 6.7) tells nothing: the caller steps one page.
+  // An error tells nothing: the caller steps one page.
+  if (r < 0 && errno == ENOTTY) unsupported.store(true, std::memory_order_relaxed);
   if (r <= 0 || first.start != addr) return 0;
   return std::min<uint64_t>((first.end - addr) >> page_shift_, n);
 }

@@ -499,4 +499,48 @@ TEST(AsyncReadahead, AColdFileIsReadAheadPieceByPieceIntoTheView) {
   }
 }
 
+// A backend whose streamed reads fail part-way: a long aligned read hands
+// over its first 8 pages, then fails (EIO). Plain reads work.
+class HalfStreamBackend final : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  ssize_t read_aligned_streaming(uint64_t off, std::span<std::byte> buf,
+                                 const Arrival& arrived) override {
+    if (buf.size() < 16 * kPage) return ForwardingBackend::read_aligned_streaming(off, buf, arrived);
+    const ssize_t k = read(off, buf.first(8 * kPage));
+    if (k != static_cast<ssize_t>(8 * kPage)) return k < 0 ? k : -EIO;
+    if (const int e = arrived(buf.data(), 0, static_cast<size_t>(k))) return e;
+    failed.fetch_add(1);
+    return -EIO;
+  }
+  std::atomic<int> failed{0};
+};
+
+// A fill whose read fails after some pieces were copied into the view keeps
+// those pages (mapped, uptodate) and leaves the rest to be read again: a
+// scan through such reads still sees every byte, with no SIGBUS (the
+// faulting page is retried alone, the others by later faults).
+TEST(AsyncReadahead, AReadFailingPartWayKeepsThePiecesCopiedAndLosesNothing) {
+  Engine eng(config());
+  auto mem = make_memory_backend("async_ra_half_" + std::to_string(::getpid()), 0);
+  const auto want = ft::pattern(0, kPages * kPage);
+  ASSERT_EQ(0, mem->write(0, want));
+  auto be = std::make_shared<HalfStreamBackend>(mem);
+  File f = eng.open(be);
+  Mapping m = f.map(0, kPages * kPage, Access::ReadOnly);
+  for (uint64_t pg = 0; pg < kPages; ++pg) {
+    const uint64_t off = pg * kPage + 13;
+    const auto bus = guarded([&] {
+      const std::byte got = static_cast<volatile const std::byte*>(m.data())[off];
+      EXPECT_EQ(got, want[off]) << "page " << pg;
+    });
+    ASSERT_FALSE(bus.has_value()) << "SIGBUS at page " << pg;
+  }
+  EXPECT_GT(be->failed.load(), 0) << "no streamed read failed part-way: the test tests nothing";
+  const Stats s = f.stats();
+  EXPECT_GT(s.read_errors, 0u);
+  EXPECT_GT(s.pages_copied, 0u);
+  EXPECT_EQ(s.sigbus_sent, 0u);
+}
+
 }  // namespace
