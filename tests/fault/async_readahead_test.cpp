@@ -9,6 +9,8 @@
 // Label: fault.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -541,6 +543,26 @@ TEST(AsyncReadahead, AReadFailingPartWayKeepsThePiecesCopiedAndLosesNothing) {
   EXPECT_GT(s.read_errors, 0u);
   EXPECT_GT(s.pages_copied, 0u);
   EXPECT_EQ(s.sigbus_sent, 0u);
+}
+
+// The marker fault skips the pages the readahead copied, but not a page
+// among them that lost its PTE since (zapped: here by the program, as
+// reclaim's sampling does): the look at the page table stops there, the
+// install maps it, and touching it does not fault.
+TEST(AsyncReadahead, TheMarkerFaultMapsAPageZappedInsideTheCopiedWindow) {
+  Engine eng(config());
+  Obj o(eng, "zapped");
+  o.start_stream();
+  ASSERT_TRUE(ft::eventually([&] { return o.f.stats().async_readahead_pages == kRa; }));
+  const uint64_t zapped = 3 * kWindow + 12;  // inside [48, 80), copied ahead
+  ASSERT_EQ(0, ::madvise(o.m.data() + zapped * kPage, kPage, MADV_DONTNEED));
+  const uint64_t before = o.faults();
+  o.touch(3 * kWindow);  // the marker
+  EXPECT_EQ(o.faults(), before + 1);
+  o.touch(zapped);
+  EXPECT_EQ(o.faults(), before + 1) << "the marker fault skipped the zapped page";
+  for (uint64_t pg = 3 * kWindow; pg < 3 * kWindow + kRa; ++pg) o.touch(pg);
+  EXPECT_EQ(o.faults(), before + 1);
 }
 
 }  // namespace
