@@ -68,8 +68,10 @@ class Backend {
   /// [off, off+buf.size()) as read_aligned() does and hands the data over
   /// in order as it arrives, so the engine installs the first pages while
   /// the rest is still being read. `arrived` is called on the caller's
-  /// thread, never after the return, with n > 0 and `at` the sum of the n
-  /// before. Returns as read_aligned(): the bytes read (the sum of the n;
+  /// thread, never after the return, with n > 0, `at` the sum of the n
+  /// before, and every n but the last a multiple of 4 KiB (a piece cut short
+  /// inside a page is the object's end; the engine fails a read that breaks
+  /// this with EIO). Returns as read_aligned(): the bytes read (the sum of the n;
   /// short only at the object's end) or a negative errno. Only what was
   /// handed over has been read: the caller's buffer may not hold it (a
   /// backend may read into memory of its own), and the backend writes into

@@ -1336,7 +1336,7 @@ uint64_t FileImpl::FaultWindow::continue_run(uint64_t i, uint64_t j, uint64_t& i
 }
 
 uint64_t FileImpl::mapped_prefix(uintptr_t addr, uint64_t n) {
-  static std::atomic<bool> unsupported{false};  // ENOTTY: no PAGEMAP_SCAN (before 6.7)
+  static std::atomic<bool> unsupported{false};  // no PAGEMAP_SCAN here (ENOTTY before 6.7, EPERM, ...)
   const int fd = core->pte_fd();
   if (fd < 0 || n == 0 || unsupported.load(std::memory_order_relaxed)) return 0;
   // The first run of present PTEs (PAGEMAP_SCAN, Linux 6.7+: one region
@@ -1354,8 +1354,9 @@ uint64_t FileImpl::mapped_prefix(uintptr_t addr, uint64_t n) {
   int r;
   do r = ::ioctl(fd, PAGEMAP_SCAN, &arg);
   while (r < 0 && errno == EINTR);
-  // An error tells nothing: the caller steps one page.
-  if (r < 0 && errno == ENOTTY) unsupported.store(true, std::memory_order_relaxed);
+  // An error tells nothing: the caller steps one page. Not asked again
+  // unless it may pass (EFAULT, ENOMEM: a view going away, memory).
+  if (r < 0 && errno != EFAULT && errno != ENOMEM) unsupported.store(true, std::memory_order_relaxed);
   if (r <= 0 || first.start != addr) return 0;
   return std::min<uint64_t>((first.end - addr) >> page_shift_, n);
 }

@@ -317,9 +317,15 @@ ssize_t read_fully(Backend& be, uint64_t off, uint64_t len, ReadMore&& more) {
 /// the backend has them. Returns the bytes read (short: the object's end) or
 /// -errno.
 ssize_t read_frames(Backend& be, std::byte* dst, uint64_t off, uint64_t len,
-                    const Backend::Arrival* arrived = nullptr) {
+                    const Backend::Arrival* arrived = nullptr, const size_t* handed = nullptr) {
   ssize_t k = arrived ? be.read_aligned_streaming(off, std::span(dst, len), *arrived)
                       : be.read_aligned(off, std::span(dst, len));
+  // Streaming: the count must be what was handed over (`handed`; the data
+  // need not be in dst, so resuming past it would fill frames with stale
+  // bounce-buffer bytes), and "no aligned path" only with nothing handed.
+  // Anything else is the backend's fault: EIO.
+  if (arrived && (k >= 0 ? static_cast<size_t>(k) != *handed : k == -EOPNOTSUPP && *handed != 0))
+    return -EIO;
   if (k == -EOPNOTSUPP) k = 0;  // no aligned path: plain reads below
   if (k < 0 || static_cast<uint64_t>(k) >= len) return k;
   const uint64_t first = static_cast<uint64_t>(k);
@@ -364,8 +370,8 @@ uint64_t FileImpl::fill_bytes(uint64_t pg, uint64_t n) {
 }
 
 int FileImpl::read_zero_padded(std::byte* dst, uint64_t off, uint64_t len,
-                               const Backend::Arrival* arrived) {
-  const ssize_t k = read_frames(backend(), dst, off, len, arrived);
+                               const Backend::Arrival* arrived, const size_t* handed) {
+  const ssize_t k = read_frames(backend(), dst, off, len, arrived, handed);
   if (k < 0) return static_cast<int>(k);
   const uint64_t done = std::min<uint64_t>(static_cast<uint64_t>(k), len);
   count(&Counters::bytes_read, done);
@@ -466,21 +472,25 @@ int FileImpl::fill_copy(MappingImpl& m, uint64_t pg, std::span<const char> how,
   // A long run (a readahead window) is put as its pieces arrive (from the
   // backend's memory, or buf): the copies overlap the device's reads of the
   // pieces after them. A piece's last page cut short (the object's end) is
-  // kept in buf and put, zero-padded, after the read.
+  // kept in buf and put, zero-padded, after the read. Pieces out of order,
+  // past the run, or after one cut short inside a page (the contract,
+  // Backend::Arrival: whole pages but at the end) end the read with EIO.
   uint64_t put_end = 0;  // pages put so far
-  const Backend::Arrival arrived = [&](const std::byte* data, size_t at, size_t got) {
-    FL_BUG_ON(at != put_end << page_shift_ || at + got > len);  // in order, whole pages before
+  size_t handed = 0;     // bytes handed over
+  auto on_piece = [&](const std::byte* data, size_t at, size_t got) -> int {
+    if (at != handed || got == 0 || got > len - at || (handed & (page_size() - 1))) return -EIO;
+    handed += got;
     const uint64_t whole = got >> page_shift_;
     if (whole) {
       if (const int e = put(put_end, put_end + whole, data)) return e;
       put_end += whole;
     }
     const size_t tail = got & (page_size() - 1);
-    if (tail && buf + at + (whole << page_shift_) != data + (whole << page_shift_))
-      std::memcpy(buf + at + (whole << page_shift_), data + (whole << page_shift_), tail);
+    if (tail) std::memmove(buf + at + (whole << page_shift_), data + (whole << page_shift_), tail);
     return 0;
   };
-  if (int e = read_zero_padded(buf, off, len, &arrived)) return e;
+  const Backend::Arrival arrived = std::ref(on_piece);  // (no allocation per fill)
+  if (int e = read_zero_padded(buf, off, len, &arrived, &handed)) return e;
   return put_end < pages ? put(put_end, pages, buf + (put_end << page_shift_)) : 0;
 }
 

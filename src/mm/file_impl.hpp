@@ -300,9 +300,11 @@ class FileImpl {
   /// (read_frames: aligned reads where the backend has them), zeros past
   /// the object's end. With `arrived`, the data is handed to it as it
   /// arrives (Backend::read_aligned_streaming; its error ends the read), and
-  /// dst holds only what the read finished without it. 0 or -errno.
+  /// dst holds only what the read finished without it; `handed` is the
+  /// bytes `arrived` took (it counts them). 0 or -errno.
   [[nodiscard]] int read_zero_padded(std::byte* dst, uint64_t off, uint64_t len,
-                                     const Backend::Arrival* arrived = nullptr);
+                                     const Backend::Arrival* arrived = nullptr,
+                                     const size_t* handed = nullptr);
   /// The bytes of pages [pg, pg+n) a fill may write: clipped to EOF's page,
   /// 0 past it (R3).
   uint64_t fill_bytes(uint64_t pg, uint64_t n);

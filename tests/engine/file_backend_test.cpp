@@ -158,8 +158,8 @@ TEST(FileBackend, ColdRangeEndingInsideABlockStopsAtTheLastByte) {
 }
 
 // Streaming aligned reads (a readahead window filled by UFFDIO_COPY): a cold
-// range longer than one piece is told piece by piece, in order, each
-// prefix already in the caller's buffer; one piece or less is told once.
+// range longer than one piece is handed over piece by piece, in order, from
+// the backend's own buffer; one piece or less is handed over once.
 TEST(FileBackend, ColdStreamingReadTellsEachPieceInOrder) {
   ft::TempDir dir;
   const uint64_t size = 6 * kMiB + 100;

@@ -211,8 +211,13 @@ class FileBackend final : public Backend {
     // over from the backend's own buffer as it arrives.
     const bool cached = cached_whole(off, buf.size());
     if (!cached && buf.size() > kPipeChunkBytes) {
-      const ssize_t r = read_direct(off, buf.size(), arrived);
+      bool handed = false;  // then no starting over: an error is an error
+      const ssize_t r = read_direct(off, buf.size(), [&](const std::byte* p, size_t at, size_t n) {
+        handed = true;
+        return arrived(p, at, n);
+      });
       if (r != -EOPNOTSUPP) return r;
+      if (handed) return -EIO;
     }
     const ssize_t k = read_aligned_checked(off, buf, cached);
     if (k <= 0) return k;
